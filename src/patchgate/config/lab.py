@@ -1,0 +1,282 @@
+"""The lab file: where the VMs live, how to reach them, where secrets come from, and the lab's policy."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from patchgate.config.policy import Policy
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+
+
+class Strict(BaseModel):
+    """Unknown keys are typos; reject them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- hypervisors
+
+class TwinLatency(Strict):
+    """Seconds the twin waits per operation so rehearsals look like a real lab."""
+
+    revert: float = Field(0.0, ge=0, le=600)
+    boot: float = Field(0.0, ge=0, le=600)
+    install: float = Field(0.0, ge=0, le=3600)
+    reboot: float = Field(0.0, ge=0, le=600)
+    wsman_round_trip: float = Field(0.0, ge=0, le=10)
+
+
+class TwinHypervisorSettings(Strict):
+    latency: TwinLatency = TwinLatency()
+
+
+class VsphereSettings(Strict):
+    url: str = Field(..., description="https://vcenter.example.com/sdk")
+    datacenter: str | None = None
+    cert_validation: bool = True
+    ca_bundle: Path | None = None
+    thumbprint: str | None = Field(None, description="pinned SHA-256 fingerprint of the server certificate")
+    credentials_path: str | None = Field(None, description="secrets path holding username/password")
+    tools_timeout: float = Field(300, gt=0)
+    heartbeat_timeout: float = Field(300, gt=0)
+    ip_timeout: float = Field(300, gt=0)
+    task_timeout: float = Field(1800, gt=0)
+    keep_failure_snapshot: bool = False
+    run_tag_field: str = "patchgate.run"
+    twin_guest: bool = Field(False, description="the twin plays each VM's guest OS (simulator labs)")
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http(s) URL such as https://vcenter.example.com/sdk")
+        return value
+
+    @field_validator("thumbprint")
+    @classmethod
+    def _thumb(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        hexed = value.replace(":", "").lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", hexed):
+            raise ValueError("must be a SHA-256 fingerprint: 64 hex digits, colons allowed")
+        return hexed
+
+
+class HypervSettings(Strict):
+    host: str
+    cert_validation: bool = True
+    credentials_path: str | None = None
+
+
+class TwinHypervisor(Strict):
+    kind: Literal["twin"]
+    settings: TwinHypervisorSettings = TwinHypervisorSettings()
+
+
+class VsphereHypervisor(Strict):
+    kind: Literal["vsphere"]
+    settings: VsphereSettings
+
+
+class HypervHypervisor(Strict):
+    kind: Literal["hyperv"]
+    settings: HypervSettings
+
+
+Hypervisor = Annotated[TwinHypervisor | VsphereHypervisor | HypervHypervisor, Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- remoting
+
+AuthKind = Literal["basic", "ntlm", "negotiate", "kerberos", "credssp", "certificate"]
+
+
+class PsrpSettings(Strict):
+    port: int | None = Field(None, ge=1, le=65535, description="default 5986 with ssl, 5985 without")
+    ssl: bool = True
+    auth: AuthKind = "negotiate"
+    cert_validation: bool = True
+    ca_bundle: Path | None = None
+    encryption: Literal["auto", "always", "never"] = "auto"
+    path: str = "wsman"
+    connect_timeout: float = Field(30, gt=0)
+    read_timeout: float = Field(60, gt=0)
+    operation_timeout: float = Field(20, gt=0)
+    staging_dir: str = r"C:\ProgramData\patchgate\staging"
+
+    @model_validator(mode="after")
+    def _read_after_operation(self) -> "PsrpSettings":
+        if self.read_timeout <= self.operation_timeout:
+            raise ValueError("read_timeout must be greater than operation_timeout (WSMan long-polls for "
+                             "operation_timeout seconds before answering)")
+        return self
+
+
+class SshSettings(Strict):
+    port: int = Field(22, ge=1, le=65535)
+    connect_timeout: float = Field(30, gt=0)
+    command_timeout: float = Field(1800, gt=0)
+    known_hosts: Path | None = None
+    host_key_checking: bool = True
+    staging_dir: str = r"C:\ProgramData\patchgate\staging"
+
+
+class PsrpRemoting(Strict):
+    kind: Literal["psrp"]
+    settings: PsrpSettings = PsrpSettings()
+
+
+class SshRemoting(Strict):
+    kind: Literal["ssh"]
+    settings: SshSettings = SshSettings()
+
+
+class InProcessRemoting(Strict):
+    """Twin only, for unit tests: calls the twin's shell directly, no network."""
+
+    kind: Literal["inprocess"]
+    settings: dict[str, str] = {}
+
+
+Remoting = Annotated[PsrpRemoting | SshRemoting | InProcessRemoting, Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- secrets
+
+class EnvSecretsSettings(Strict):
+    """Credentials from environment variables; the variable names are configurable, values never are."""
+
+    username_var: str = "PATCHGATE_USERNAME"
+    password_var: str = "PATCHGATE_PASSWORD"
+    hypervisor_username_var: str = "PATCHGATE_HYPERVISOR_USERNAME"
+    hypervisor_password_var: str = "PATCHGATE_HYPERVISOR_PASSWORD"
+
+
+class VaultAuth(Strict):
+    method: Literal["token", "approle", "jwt"] = "token"
+    role: str | None = None
+    mount: str | None = None
+    role_id_env: str = "VAULT_ROLE_ID"
+    secret_id_env: str = "VAULT_SECRET_ID"
+    role_id_file: Path | None = None
+    secret_id_file: Path | None = None
+    jwt_env: str = "VAULT_JWT"
+
+
+class VaultSecretsSettings(Strict):
+    address: str | None = Field(None, description="default: VAULT_ADDR")
+    namespace: str | None = None
+    ca_bundle: Path | None = None
+    cert_validation: bool = True
+    auth: VaultAuth = VaultAuth()
+    kv_mount: str = "secret"
+    hypervisor_path: str | None = None
+    remoting_path: str | None = Field(None, description="default remoting credentials for every VM")
+    role_paths: dict[str, str] = {}
+    vm_paths: dict[str, str] = {}
+    leases_path: str | None = Field(None, description="KV v2 prefix for VM leases; enables Vault leases")
+    lease_ttl: float = Field(900, gt=0)
+    transit_mount: str = "transit"
+    signing_key: str | None = Field(None, description="transit key (ed25519) that signs gate.json")
+
+
+class TwinSecretsSettings(Strict):
+    """The twin lab's own credentials, generated per run; nothing to configure."""
+
+
+class EnvSecrets(Strict):
+    kind: Literal["env"]
+    settings: EnvSecretsSettings = EnvSecretsSettings()
+
+
+class VaultSecrets(Strict):
+    kind: Literal["vault"]
+    settings: VaultSecretsSettings = VaultSecretsSettings()
+
+
+class TwinSecrets(Strict):
+    kind: Literal["twin"]
+    settings: TwinSecretsSettings = TwinSecretsSettings()
+
+
+Secrets = Annotated[EnvSecrets | VaultSecrets | TwinSecrets, Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- VMs and run limits
+
+Role = Literal["hotpatch-member", "wsus-server", "member", "domain-controller", "hyperv-host"]
+
+
+class VmSpec(Strict):
+    name: str = Field(..., pattern=NAME_RE)
+    role: Role
+    snapshot: str = Field(..., min_length=1)
+    ring: str = "ring0"
+    image: str | None = Field(None, description="twin only: the named starting state")
+    address: str | None = Field(None, description="override the address the hypervisor reports")
+    inventory_path: str | None = Field(None, description="vSphere inventory path when names are not unique")
+    faults: list[str] = Field(default_factory=list, description="twin only: lab trouble to inject")
+
+
+class Limits(Strict):
+    total: int = Field(32, ge=1, le=512)
+    revert: int = Field(8, ge=1, le=512)
+    install: int = Field(8, ge=1, le=512)
+    capture: int = Field(16, ge=1, le=512)
+
+
+class Timeouts(Strict):
+    ready: float = Field(600, gt=0)
+    install: float = Field(3600, gt=0)
+    reboot: float = Field(900, gt=0)
+    capture: float = Field(300, gt=0)
+    revert: float = Field(600, gt=0)
+
+
+class Retries(Strict):
+    count: int = Field(2, ge=0, le=10)
+    backoff: float = Field(2.0, ge=0, le=300)
+
+
+class Lab(Strict):
+    name: str = Field(..., pattern=NAME_RE)
+    description: str = ""
+    hypervisor: Hypervisor
+    remoting: Remoting
+    secrets: Secrets
+    vms: list[VmSpec] = Field(..., min_length=1)
+    limits: Limits = Limits()
+    timeouts: Timeouts = Timeouts()
+    retries: Retries = Retries()
+    policy: Policy = Policy()
+    source: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Lab":
+        seen: set[str] = set()
+        for vm in self.vms:
+            if vm.name in seen:
+                raise ValueError(f"VM name '{vm.name}' appears twice")
+            seen.add(vm.name)
+        twin = self.hypervisor.kind == "twin" or (
+            self.hypervisor.kind == "vsphere" and self.hypervisor.settings.twin_guest)
+        for vm in self.vms:
+            if twin and not vm.image:
+                raise ValueError(f"VM '{vm.name}' needs 'image' (the twin starting state) on a twin lab")
+            if vm.faults and not twin:
+                raise ValueError(f"VM '{vm.name}' lists faults, which only the twin can inject")
+        if self.remoting.kind == "inprocess" and self.hypervisor.kind != "twin":
+            raise ValueError("remoting kind 'inprocess' works only with the twin hypervisor")
+        return self
+
+    def vm(self, name: str) -> VmSpec:
+        for vm in self.vms:
+            if vm.name == name:
+                return vm
+        raise KeyError(name)

@@ -1,0 +1,70 @@
+"""A lab's policy: what may legitimately change (allowlists) and accepted, expiring exceptions (waivers)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+INVARIANT_ID = r"^(hotpatch|wsus|services|firewall)\.[a-z0-9_]+$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Allowlists(_Strict):
+    """Changes that are expected and never fail an invariant; each is still shown in the diff."""
+
+    firewall_rule_groups: list[str] = Field(default_factory=list,
+                                            description="rule Group values an update may change")
+    firewall_rules: list[str] = Field(default_factory=list, description="rule Names an update may change")
+    services: list[str] = Field(default_factory=list, description="service Names expected to change")
+    new_services: list[str] = Field(default_factory=list, description="services an update may install")
+    listening_ports: list[int] = Field(default_factory=list, description="ports that may open or close")
+    kbs: list[str] = Field(default_factory=list,
+                           description="extra KBs accepted on the hotpatch track (beyond the calendar)")
+
+    @field_validator("kbs")
+    @classmethod
+    def _kb_ids(cls, value: list[str]) -> list[str]:
+        out = []
+        for kb in value:
+            norm = kb.upper() if kb.upper().startswith("KB") else f"KB{kb}"
+            if not norm[2:].isdigit():
+                raise ValueError(f"'{kb}' is not a KB id such as KB5070893")
+            out.append(norm)
+        return out
+
+
+class Waiver(_Strict):
+    """An accepted failure of one invariant on some VMs, owned by a person, until a date."""
+
+    invariant: str = Field(..., pattern=INVARIANT_ID, description="for example hotpatch.track")
+    vms: list[str] = Field(default_factory=list)
+    roles: list[str] = Field(default_factory=list)
+    justification: str = Field(..., min_length=10)
+    owner: str = Field(..., min_length=1)
+    expires: dt.date
+    candidate: str | None = Field(None, description="only for this KB; every candidate when absent")
+
+    @model_validator(mode="after")
+    def _scope(self) -> "Waiver":
+        if not self.vms and not self.roles:
+            raise ValueError("a waiver needs 'vms' or 'roles' so it cannot silently cover the whole lab")
+        return self
+
+    def covers(self, *, invariant: str, vm: str, role: str, candidate: str) -> bool:
+        if invariant != self.invariant:
+            return False
+        if self.candidate and self.candidate.upper() != candidate.upper():
+            return False
+        return vm in self.vms or role in self.roles
+
+    def expired(self, today: dt.date) -> bool:
+        return today > self.expires
+
+
+class Policy(_Strict):
+    allow: Allowlists = Allowlists()
+    waivers: list[Waiver] = Field(default_factory=list)

@@ -1,0 +1,62 @@
+"""What the lifecycle needs from remoting: run a script as one pipeline on a long-lived session, copy a file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from patchgate.hypervisors.base import GuestEndpoint
+from patchgate.secrets.base import Credentials
+
+
+@dataclass(frozen=True)
+class Script:
+    """A PowerShell script plus named parameters (never interpolated into the text)."""
+
+    name: str
+    body: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ScriptResult:
+    """Output objects as strings, error records as text; ``had_errors`` mirrors PowerShell's flag."""
+
+    name: str
+    output: list[str]
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def had_errors(self) -> bool:
+        return bool(self.errors)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.output)
+
+
+@runtime_checkable
+class RemoteSession(Protocol):
+    """One long-lived session per VM; implementations raise RemotingError naming the host."""
+
+    host: str
+
+    def run(self, script: Script, *, timeout: float | None = None) -> ScriptResult:
+        """Run one script as ONE pipeline on the session's long-lived pool (probes/batch.py composes a
+        whole capture into one script, so a capture is one pipeline)."""
+
+    def copy_file(self, source: Path, destination: str) -> None:
+        """Copy a local file to the VM over the same transport."""
+
+    def close(self) -> None:
+        """Close the pool/connection; safe to call twice."""
+
+
+@runtime_checkable
+class Remoting(Protocol):
+    kind: str
+    cert_validation: bool
+
+    def open(self, vm_name: str, endpoint: GuestEndpoint, credentials: Credentials) -> RemoteSession:
+        """Connect (bounded by the lab's connect timeout)."""

@@ -1,0 +1,35 @@
+"""Credentials and the provider protocol; secret values are wrapped so repr() never shows them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from pydantic import SecretStr
+
+from patchgate.config.lab import VmSpec
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: SecretStr = field(repr=False)
+
+    def __repr__(self) -> str:  # never print the password
+        return f"Credentials(username={self.username!r}, password='**********')"
+
+
+@runtime_checkable
+class SecretsProvider(Protocol):
+    """Every value returned is registered with the redactor before it is handed out."""
+
+    kind: str
+
+    def hypervisor_credentials(self) -> Credentials:
+        """Credentials for vCenter / Hyper-V host."""
+
+    def remoting_credentials(self, vm: VmSpec) -> Credentials:
+        """Credentials for one VM (per VM, else per role, else lab default)."""
+
+    def close(self) -> None:
+        """Revoke tokens / stop renewal; safe to call twice."""
