@@ -167,6 +167,8 @@ class VaultAuth(Strict):
     role_id_file: Path | None = None
     secret_id_file: Path | None = None
     jwt_env: str = "VAULT_JWT"
+    jwt_file: Path | None = Field(None, description="file with the CI job's OIDC token (instead of jwt_env)")
+    token_env: str = "VAULT_TOKEN"
 
 
 class VaultSecretsSettings(Strict):
@@ -184,6 +186,7 @@ class VaultSecretsSettings(Strict):
     lease_ttl: float = Field(900, gt=0)
     transit_mount: str = "transit"
     signing_key: str | None = Field(None, description="transit key (ed25519) that signs gate.json")
+    timeout: float = Field(30, gt=0, description="seconds per Vault HTTP request")
 
 
 class TwinSecretsSettings(Strict):

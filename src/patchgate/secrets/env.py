@@ -1,0 +1,49 @@
+"""Credentials from environment variables: the simplest provider, for labs whose CI injects secrets.
+
+The lab file names the variables (``EnvSecretsSettings``); values never live in a lab file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import SecretStr
+
+from patchgate.config.lab import EnvSecretsSettings, VmSpec
+from patchgate.errors import SecretsError
+from patchgate.secrets.base import Credentials
+from patchgate.secrets.redact import MIN_SECRET_LENGTH, redactor
+
+
+class EnvSecretsProvider:
+    kind = "env"
+
+    def __init__(self, settings: EnvSecretsSettings | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.settings = settings or EnvSecretsSettings()
+        self._environ = environ if environ is not None else os.environ
+
+    def _pair(self, user_var: str, password_var: str, what: str, vm: str | None = None) -> Credentials:
+        username = self._environ.get(user_var, "")
+        if not username:
+            raise SecretsError(f"{what} username is not set: export {user_var}", vm=vm)
+        password = self._environ.get(password_var, "")
+        if not password:
+            raise SecretsError(f"{what} password is not set: export {password_var}", vm=vm)
+        if len(password) < MIN_SECRET_LENGTH:
+            raise SecretsError(f"{what} password in {password_var} is shorter than {MIN_SECRET_LENGTH} "
+                               "characters, too short to be masked safely in logs and reports", vm=vm)
+        redactor.register_credentials(username, password)
+        return Credentials(username=username, password=SecretStr(password))
+
+    def hypervisor_credentials(self) -> Credentials:
+        s = self.settings
+        return self._pair(s.hypervisor_username_var, s.hypervisor_password_var, "hypervisor")
+
+    def remoting_credentials(self, vm: VmSpec) -> Credentials:
+        s = self.settings
+        return self._pair(s.username_var, s.password_var, f"remoting credentials for VM {vm.name}:", vm=vm.name)
+
+    def close(self) -> None:
+        """Nothing to revoke."""
