@@ -1,0 +1,79 @@
+"""One listener per twin VM, started on demand and stopped together at the end of a run."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from typing import Any, Callable
+
+from patchgate.twin.shell import ScriptHost
+from patchgate.twin.wsman.server import DEFAULT_IDLE_TIMEOUT, WSManEndpoint
+
+
+def _pair(credentials: Any) -> tuple[str, str]:
+    """Accept ``Credentials`` (password as SecretStr) or a plain (username, password) pair."""
+    if isinstance(credentials, tuple):
+        return str(credentials[0]), str(credentials[1])
+    password = credentials.password
+    secret = password.get_secret_value() if hasattr(password, "get_secret_value") else str(password)
+    return str(credentials.username), secret
+
+
+class TwinEndpoints:
+    """``start(vm) -> port``; each VM is its own host with its own port, counters and faults.
+
+    ``credentials_for_vm(vm)`` is asked on every authentication, so rotating a VM's password in the twin
+    takes effect at once (as a real account change would).
+    """
+
+    def __init__(self, script_host: ScriptHost, credentials_for_vm: Callable[[str], Any], *,
+                 latency: float = 0.0, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self._script_host = script_host
+        self._credentials_for_vm = credentials_for_vm
+        self._latency = latency
+        self._idle_timeout = idle_timeout
+        self._ssl_context = ssl_context
+        self._lock = threading.Lock()
+        self._endpoints: dict[str, WSManEndpoint] = {}
+
+    def start(self, vm: str) -> int:
+        with self._lock:
+            endpoint = self._endpoints.get(vm)
+            if endpoint is None:
+                endpoint = WSManEndpoint(vm, self._script_host, lambda: _pair(self._credentials_for_vm(vm)),
+                                         latency=self._latency, idle_timeout=self._idle_timeout,
+                                         ssl_context=self._ssl_context)
+                self._endpoints[vm] = endpoint
+            return endpoint.start()
+
+    def endpoint(self, vm: str) -> WSManEndpoint:
+        with self._lock:
+            try:
+                return self._endpoints[vm]
+            except KeyError:
+                raise KeyError(f"no WSMan endpoint was started for VM '{vm}'") from None
+
+    def port(self, vm: str) -> int:
+        return self.endpoint(vm).port
+
+    def counters(self, vm: str) -> dict[str, int]:
+        return self.endpoint(vm).counters()
+
+    def stop(self, vm: str) -> None:
+        with self._lock:
+            endpoint = self._endpoints.pop(vm, None)
+        if endpoint is not None:
+            endpoint.stop()
+
+    def stop_all(self) -> None:
+        with self._lock:
+            endpoints, self._endpoints = list(self._endpoints.values()), {}
+        for endpoint in endpoints:
+            endpoint.stop()
+
+    def __enter__(self) -> "TwinEndpoints":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
