@@ -1,0 +1,8 @@
+"""Loads patchgate's pytest wiring (fixtures/) for the suites and the harness's own tests."""
+
+pytest_plugins = [
+    "fixtures.options",
+    "fixtures.invariants",
+    "fixtures.lab",
+    "fixtures.checks",
+]

@@ -1,0 +1,106 @@
+"""Build the hypervisor, remoting and secrets provider a lab file asks for."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from patchgate.config.lab import Lab
+from patchgate.errors import ConfigError
+from patchgate.hypervisors.base import GuestEndpoint, Hypervisor
+from patchgate.remoting.base import Remoting
+from patchgate.secrets.base import SecretsProvider
+
+
+@dataclass
+class LabComponents:
+    hypervisor: Hypervisor
+    remoting: Remoting
+    secrets: SecretsProvider
+    twin: Any = None  # patchgate.twin.lab.TwinLab when the twin plays the lab (or the guests)
+    twin_shell: Any = None
+    endpoints: Any = None  # patchgate.twin.wsman endpoints, one per twin VM
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cert_validation(self) -> dict[str, bool]:
+        return {"hypervisor": bool(getattr(self.hypervisor, "cert_validation", True)),
+                "remoting": bool(getattr(self.remoting, "cert_validation", True)),
+                "secrets": bool(getattr(self.secrets, "cert_validation", True))}
+
+    def close(self) -> None:
+        for closer in (getattr(self.endpoints, "stop_all", None), self.hypervisor.close, self.secrets.close):
+            if closer is None:
+                continue
+            try:
+                closer()
+            except Exception:  # closing one part must not keep the others open
+                pass
+
+
+def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Event) -> LabComponents:
+    from patchgate.remoting import build_remoting
+    from patchgate.secrets import build_secrets
+
+    secrets = build_secrets(lab.secrets, lab)
+    twin = shell = endpoints = None
+    uses_twin = lab.hypervisor.kind == "twin" or (
+        lab.hypervisor.kind == "vsphere" and lab.hypervisor.settings.twin_guest)
+    if uses_twin:
+        from patchgate.twin.lab import build_twin_lab
+        from patchgate.twin.shell_impl import TwinShell
+
+        twin = build_twin_lab(lab, twin_catalogs, stop=stop)
+        shell = TwinShell(twin)
+    elif twin_catalogs:
+        raise ConfigError("--twin-catalog only applies to labs served by the twin", file=str(lab.source))
+
+    if lab.remoting.kind == "inprocess":
+        from patchgate.remoting.inprocess import InProcessRemoting
+
+        remoting: Remoting = InProcessRemoting(shell)
+    else:
+        remoting = build_remoting(lab.remoting)
+
+    if uses_twin and lab.remoting.kind == "psrp":
+        from patchgate.twin.wsman import TwinEndpoints
+
+        latency = lab.hypervisor.settings.latency.wsman_round_trip if lab.hypervisor.kind == "twin" else 0.0
+        endpoints = TwinEndpoints(shell, lambda vm_name: secrets.remoting_credentials(lab.vm(vm_name)),
+                                  latency=latency)
+
+    def endpoint_for(vm_name: str) -> GuestEndpoint:
+        if lab.remoting.kind == "psrp" and endpoints is not None:
+            if twin is not None and twin.has_fault(vm_name, "unreachable"):
+                return GuestEndpoint(address="127.0.0.1", port=_closed_port(), hostname=vm_name)
+            port = endpoints.start(vm_name)
+            return GuestEndpoint(address="127.0.0.1", port=port, hostname=vm_name)
+        return GuestEndpoint(address="127.0.0.1", hostname=vm_name)
+
+    if lab.hypervisor.kind == "twin":
+        from patchgate.hypervisors.twin import TwinHypervisor
+
+        hypervisor: Hypervisor = TwinHypervisor(twin, endpoint_for)
+    elif lab.hypervisor.kind == "vsphere":
+        from patchgate.hypervisors.vsphere import VsphereHypervisor
+
+        hypervisor = VsphereHypervisor(lab.hypervisor.settings, secrets.hypervisor_credentials(), lab.name)
+        if twin is not None:
+            from patchgate.hypervisors.vsphere_twin_guest import attach_twin_guest
+
+            hypervisor = attach_twin_guest(hypervisor, twin, endpoint_for)
+    else:
+        raise ConfigError("the hyperv hypervisor kind is planned but not available yet; use twin or vsphere",
+                          file=str(lab.source), field="hypervisor.kind")
+    return LabComponents(hypervisor=hypervisor, remoting=remoting, secrets=secrets, twin=twin, twin_shell=shell,
+                         endpoints=endpoints)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again when the with-block ends: connections are refused

@@ -1,0 +1,53 @@
+"""The twin as a hypervisor: revert, power and readiness act on the TwinLab model."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from patchgate.config.lab import VmSpec
+from patchgate.hypervisors.base import GuestEndpoint, SnapshotRef
+from patchgate.twin.lab import TwinLab
+
+
+class TwinHypervisor:
+    kind = "twin"
+    cert_validation = True  # nothing to validate: no TLS between patchgate and its own twin
+
+    def __init__(self, lab: TwinLab, endpoint_for: Callable[[str], GuestEndpoint]) -> None:
+        self.twin = lab
+        self._endpoint_for = endpoint_for
+
+    def connect(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def snapshot(self, vm: VmSpec) -> SnapshotRef:
+        self.twin.snapshot_state(vm.name)
+        return SnapshotRef(vm=vm.name, name=vm.snapshot, identifier=self.twin.snapshot_identifier(vm.name),
+                           extra={"image": vm.image or ""})
+
+    def revert(self, vm: VmSpec) -> SnapshotRef:
+        self.twin.revert(vm.name)
+        return self.snapshot(vm)
+
+    def power_on(self, vm: VmSpec) -> None:
+        self.twin.power_on(vm.name)
+
+    def wait_ready(self, vm: VmSpec, timeout: float) -> GuestEndpoint:
+        self.twin.wait_ready(vm.name, timeout)
+        return self._endpoint_for(vm.name)
+
+    def reboot(self, vm: VmSpec) -> None:
+        self.twin.reboot(vm.name)
+
+    def mark_in_use(self, vm: VmSpec, run_id: str | None) -> None:
+        return None  # the twin lives and dies with the run
+
+    def keep_failure_snapshot(self, vm: VmSpec, run_id: str) -> str | None:
+        name = f"patchgate-failure-{run_id}"
+        state = self.twin.vm(vm.name)
+        if state.host is not None:
+            state.snapshots[name] = state.host.clone()
+        return name

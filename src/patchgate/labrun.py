@@ -1,0 +1,175 @@
+"""One validation run: load the files, take the leases, run every VM's lifecycle at once, restore at the end."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import logging
+import secrets as _random
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from patchgate.components import LabComponents, build_components
+from patchgate.config import Candidate, Lab, VmSpec, load_candidate, load_lab
+from patchgate.errors import ConfigError, LabError
+from patchgate.ledger import Ledger
+from patchgate.lifecycle import LifecycleContext, ProgressCallback, VmLifecycle
+from patchgate.observations import VmObservation
+from patchgate.secrets.redact import redactor
+
+log = logging.getLogger("patchgate.run")
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + _random.token_hex(3)
+
+
+@dataclass
+class RunSelection:
+    """QA's narrowing of a run: by VM name, role or ring (empty = everything)."""
+
+    vms: list[str] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
+    rings: list[str] = field(default_factory=list)
+
+    def apply(self, lab: Lab) -> list[VmSpec]:
+        names = {vm.name for vm in lab.vms}
+        for name in self.vms:
+            if name not in names:
+                raise ConfigError(f"--vm {name}: no such VM in lab '{lab.name}' (VMs: {', '.join(sorted(names))})",
+                                  file=str(lab.source))
+        chosen = [vm for vm in lab.vms
+                  if (not self.vms or vm.name in self.vms)
+                  and (not self.roles or vm.role in self.roles)
+                  and (not self.rings or vm.ring in self.rings)]
+        if not chosen:
+            raise ConfigError("the --vm/--role/--ring selection matches no VM of the lab", file=str(lab.source))
+        return chosen
+
+
+def load_inputs(lab_path: Path, candidate_path: Path) -> tuple[Lab, Candidate]:
+    return load_lab(lab_path), load_candidate(candidate_path)
+
+
+class LabRun:
+    """Owns the components, leases and lifecycles of one run. ``start`` then ``observation`` then ``finish``."""
+
+    def __init__(self, lab: Lab, candidate: Candidate, *, selection: RunSelection | None = None,
+                 twin_catalogs: list[Path] | None = None, run_id: str | None = None,
+                 progress: ProgressCallback | None = None, keep_on_failure: bool = False) -> None:
+        self.lab = lab
+        self.candidate = candidate
+        self.vms = (selection or RunSelection()).apply(lab)
+        self.twin_catalogs = twin_catalogs or []
+        self.run_id = run_id or new_run_id()
+        self.progress = progress
+        self.keep_on_failure = keep_on_failure
+        self.stop = threading.Event()
+        self.started_at = dt.datetime.now(dt.timezone.utc)
+        self.finished_at: dt.datetime | None = None
+        self.components: LabComponents | None = None
+        self.lifecycles: dict[str, VmLifecycle] = {}
+        self.run_error: LabError | None = None
+        self._pool: cf.ThreadPoolExecutor | None = None
+        self._futures: dict[str, cf.Future] = {}
+        self._lease = None
+        self.ledger: Ledger | None = None
+        self._finished = False
+
+    # ------------------------------------------------------------ start
+
+    def start(self) -> None:
+        """Build components, take leases, and start every VM's prepare concurrently. Never raises LabError:
+        lab trouble at this level marks every VM broken."""
+        try:
+            self.components = build_components(self.lab, twin_catalogs=self.twin_catalogs, stop=self.stop)
+            self.components.hypervisor.connect()
+            self._take_leases()
+        except LabError as exc:
+            self.run_error = exc
+            for vm in self.vms:
+                lifecycle = self._lifecycle_stub(vm)
+                lifecycle.obs.error = exc
+                lifecycle.prepared.set()
+            return
+        self.ledger = Ledger(self.run_id, self.lab.name, str(self.lab.source) if self.lab.source else None)
+        ctx = LifecycleContext(lab=self.lab, candidate=self.candidate, hypervisor=self.components.hypervisor,
+                               remoting=self.components.remoting, secrets=self.components.secrets,
+                               run_id=self.run_id, ledger=self.ledger, stop=self.stop, progress=self.progress)
+        self._pool = cf.ThreadPoolExecutor(max_workers=min(self.lab.limits.total, len(self.vms)),
+                                           thread_name_prefix="patchgate-vm")
+        for vm in self.vms:
+            lifecycle = VmLifecycle(ctx, vm)
+            self.lifecycles[vm.name] = lifecycle
+            self._futures[vm.name] = self._pool.submit(lifecycle.prepare)
+
+    def _lifecycle_stub(self, vm: VmSpec) -> VmLifecycle:
+        lifecycle = VmLifecycle.__new__(VmLifecycle)
+        lifecycle.vm = vm
+        lifecycle.obs = VmObservation(vm=vm)
+        lifecycle.session = None
+        lifecycle.prepared = threading.Event()
+        lifecycle._touched = False
+        self.lifecycles[vm.name] = lifecycle
+        return lifecycle
+
+    def _take_leases(self) -> None:
+        from patchgate.leases import build_lease_manager
+
+        manager = build_lease_manager(self.lab)
+        self._lease = manager.acquire([vm.name for vm in self.vms], self.run_id,
+                                      timeout=self.lab.timeouts.ready)
+
+    # ------------------------------------------------------------ observe
+
+    def observation(self, vm_name: str) -> VmObservation:
+        """Block until the VM's prepare has finished (the suites' fixtures call this)."""
+        lifecycle = self.lifecycles[vm_name]
+        future = self._futures.get(vm_name)
+        if future is not None:
+            future.result()
+        lifecycle.prepared.wait()
+        return lifecycle.obs
+
+    def wait_all(self) -> dict[str, VmObservation]:
+        return {name: self.observation(name) for name in self.lifecycles}
+
+    def session(self, vm_name: str):
+        return self.lifecycles[vm_name].session
+
+    # ------------------------------------------------------------ finish
+
+    def interrupt(self) -> None:
+        """Ctrl-C / SIGTERM: stop starting new steps; ``finish`` still restores everything."""
+        self.stop.set()
+
+    def finish(self, *, failed_vms: set[str] | None = None) -> None:
+        """Restore every touched VM (concurrently), release leases, close components. Idempotent."""
+        if self._finished:
+            return
+        self._finished = True
+        failed_vms = failed_vms or set()
+        if self._pool is not None:
+            # prepare threads stop at their next step once stop is set; wait for them before restoring
+            for future in self._futures.values():
+                try:
+                    future.result()
+                except BaseException:  # noqa: BLE001 - recorded on the observation already
+                    pass
+            restores = [self._pool.submit(lc.restore, keep=self.keep_on_failure and (
+                name in failed_vms or lc.obs.broken)) for name, lc in self.lifecycles.items()]
+            for future in restores:
+                future.result()
+            self._pool.shutdown(wait=True)
+        if self._lease is not None:
+            try:
+                self._lease.release()
+            except LabError as exc:
+                self.run_error = self.run_error or exc
+        if self.components is not None:
+            self.components.close()
+        if self.ledger is not None:
+            self.ledger.close("interrupted" if self.stop.is_set() else "finished")
+        self.finished_at = dt.datetime.now(dt.timezone.utc)
+        log.info("run %s finished; secrets registered for redaction: %d", self.run_id, redactor.count)

@@ -1,0 +1,269 @@
+"""The per-VM sequence: revert, power on, ready, baseline, install, reboot if demanded, ready, post, restore.
+
+``prepare`` runs up to the post capture and leaves the VM up so suites (and testinfra's ``host``) can look at it;
+``restore`` reverts it and is called in every outcome, including Ctrl-C. Lab trouble becomes ``obs.error``
+(the VM's checks are then *broken*), never an exception that escapes to the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from patchgate.config.candidate import Candidate
+from patchgate.config.lab import Lab, VmSpec
+from patchgate.errors import LabError, LabTimeout, PatchgateError
+from patchgate.hypervisors.base import Hypervisor
+from patchgate.ledger import Ledger
+from patchgate.observations import InstallRecord, Step, VmObservation
+from patchgate.remoting.base import RemoteSession, Remoting
+from patchgate.retry import with_retries
+from patchgate.secrets.base import SecretsProvider
+from patchgate.secrets.redact import redactor
+
+log = logging.getLogger("patchgate.lifecycle")
+
+ProgressCallback = Callable[[str, str, str], None]  # (vm, step, state: start|ok|fail|info)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass
+class LifecycleContext:
+    """Everything the per-VM lifecycles of one run share."""
+
+    lab: Lab
+    candidate: Candidate
+    hypervisor: Hypervisor
+    remoting: Remoting
+    secrets: SecretsProvider
+    run_id: str
+    ledger: Ledger
+    stop: threading.Event = field(default_factory=threading.Event)
+    progress: ProgressCallback | None = None
+    semaphores: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        limits = self.lab.limits
+        self.semaphores = {
+            "revert": threading.BoundedSemaphore(limits.revert),
+            "install": threading.BoundedSemaphore(limits.install),
+            "capture": threading.BoundedSemaphore(limits.capture),
+        }
+
+
+class VmLifecycle:
+    def __init__(self, ctx: LifecycleContext, vm: VmSpec) -> None:
+        self.ctx = ctx
+        self.vm = vm
+        self.obs = VmObservation(vm=vm)
+        self.session: RemoteSession | None = None
+        self.prepared = threading.Event()
+        self._touched = False  # the VM was changed by this run and must be restored
+
+    # ------------------------------------------------------------ steps
+
+    @contextlib.contextmanager
+    def step(self, name: str, *, limit: str | None = None) -> Iterator[Step]:
+        if self.ctx.stop.is_set():
+            raise LabError("run interrupted before this step", vm=self.vm.name, step=name)
+        record = Step(name=name, started_at=_now())
+        self.obs.steps.append(record)
+        self._emit(name, "start")
+        began = time.monotonic()
+        semaphore = self.ctx.semaphores.get(limit) if limit else None
+        try:
+            if semaphore:
+                with semaphore:
+                    yield record
+            else:
+                yield record
+        except PatchgateError as exc:
+            record.ok = False
+            record.detail = redactor.redact(str(exc))
+            record.duration = time.monotonic() - began
+            self._emit(name, "fail", record.detail)
+            if isinstance(exc, LabError):
+                exc.at(vm=self.vm.name, step=name)
+            raise
+        except Exception as exc:  # a bug or a library surprise: still lab trouble, never a verdict
+            record.ok = False
+            record.detail = redactor.redact(f"{exc.__class__.__name__}: {exc}")
+            record.duration = time.monotonic() - began
+            self._emit(name, "fail", record.detail)
+            raise LabError(f"unexpected {exc.__class__.__name__}: {redactor.redact(str(exc))}",
+                           vm=self.vm.name, step=name) from exc
+        record.duration = time.monotonic() - began
+        self._emit(name, "ok", f"{record.duration:.2f}s")
+
+    def _emit(self, step: str, state: str, detail: str = "") -> None:
+        if state == "fail":
+            log.warning("%s: %s failed: %s", self.vm.name, step, detail)
+        else:
+            log.info("%s: %s %s%s", self.vm.name, step, state, f" ({detail})" if detail else "")
+        if self.ctx.progress:
+            self.ctx.progress(self.vm.name, step, state)
+
+    def _retry(self, operation: str, func: Callable[[], object]) -> object:
+        def note(attempt: int, exc: LabError) -> None:
+            if self.obs.steps:
+                self.obs.steps[-1].attempts = attempt + 1
+
+        return with_retries(operation, func, self.ctx.lab.retries, vm=self.vm.name, stop=self.ctx.stop,
+                            on_retry=note)
+
+    # ------------------------------------------------------------ prepare
+
+    def prepare(self) -> VmObservation:
+        """Run the sequence up to the post capture; lab trouble is recorded, never raised."""
+        try:
+            self._prepare()
+        except LabError as exc:
+            self.obs.error = exc
+        except PatchgateError as exc:
+            self.obs.error = LabError(str(exc), vm=self.vm.name)
+        finally:
+            self.prepared.set()
+        return self.obs
+
+    def _prepare(self) -> None:
+        ctx, vm, obs = self.ctx, self.vm, self.obs
+        timeouts = ctx.lab.timeouts
+        with self.step("revert", limit="revert"):
+            ctx.ledger.record("revert", vm=vm.name, snapshot=vm.snapshot)
+            self._touched = True
+            obs.snapshot = self._retry("revert", lambda: ctx.hypervisor.revert(vm))  # type: ignore[assignment]
+            ctx.hypervisor.mark_in_use(vm, ctx.run_id)
+        with self.step("power_on"):
+            self._retry("power on", lambda: ctx.hypervisor.power_on(vm))
+        with self.step("wait_ready"):
+            obs.endpoint = ctx.hypervisor.wait_ready(vm, timeouts.ready)
+        self._connect()
+        with self.step("capture_baseline", limit="capture"):
+            obs.baseline, obs.baseline_raw = self._capture(since=None)
+        self._install()
+        if obs.install and obs.install.restart_needed:
+            self._reboot()
+        if vm.role == "wsus-server":
+            self._wsus_sync()
+        with self.step("capture_post", limit="capture"):
+            since = obs.install.started_at if obs.install else None
+            obs.post, obs.post_raw = self._capture(since=since)
+
+    def _connect(self, step: str = "connect") -> None:
+        ctx, vm, obs = self.ctx, self.vm, self.obs
+        with self.step(step):
+            assert obs.endpoint is not None
+            credentials = ctx.secrets.remoting_credentials(vm)
+            endpoint = obs.endpoint
+
+            def open_session() -> RemoteSession:
+                return ctx.remoting.open(vm.name, endpoint, credentials)
+
+            self.session = self._retry("connect", open_session)  # type: ignore[assignment]
+
+    def _capture(self, since: dt.datetime | None) -> tuple[object, str]:
+        from patchgate.probes.batch import ALL_AREAS, compose_capture, parse_capture
+
+        assert self.session is not None
+        script = compose_capture(ALL_AREAS, since=since)
+        session = self.session
+        result = self._retry("capture", lambda: session.run(script, timeout=self.ctx.lab.timeouts.capture))
+        try:
+            capture = parse_capture(result)  # type: ignore[arg-type]
+        except LabError as exc:
+            raise exc.at(vm=self.vm.name)
+        return capture.posture, result.text  # type: ignore[union-attr]
+
+    def _install(self) -> None:
+        from patchgate.remoting.staging import stage_and_install
+
+        ctx, obs = self.ctx, self.obs
+        with self.step("install", limit="install") as record:
+            assert self.session is not None
+            ctx.ledger.record("install", vm=self.vm.name, kb=ctx.candidate.kb)
+            started = _now()
+            result = stage_and_install(self.session, ctx.candidate, timeout=ctx.lab.timeouts.install)
+            obs.install = InstallRecord(kb=ctx.candidate.kb, exit_code=result.exit_code,
+                                        restart_needed=result.restart_needed, output=list(result.output),
+                                        started_at=started, finished_at=_now())
+            record.detail = (f"exit {result.exit_code}, restart "
+                             f"{'required' if result.restart_needed else 'not required'}")
+
+    def _reboot(self) -> None:
+        ctx, vm, obs = self.ctx, self.vm, self.obs
+        with self.step("reboot") as record:
+            record.detail = "the install demanded a restart (RestartNeeded / 3010)"
+            if self.session is not None:
+                self.session.close()
+                self.session = None
+            ctx.ledger.record("reboot", vm=vm.name)
+            ctx.hypervisor.reboot(vm)
+            obs.rebooted = True
+        with self.step("wait_ready_after_reboot"):
+            try:
+                obs.endpoint = ctx.hypervisor.wait_ready(vm, ctx.lab.timeouts.reboot)
+            except LabTimeout as exc:
+                raise LabTimeout(f"guest did not come back after the restart within "
+                                 f"{ctx.lab.timeouts.reboot:g}s ({exc.detail})", vm=vm.name) from None
+        self._connect("reconnect")
+
+    def _wsus_sync(self) -> None:
+        from patchgate.actions import action_script
+        from patchgate.remoting.inprocess import result_json
+
+        with self.step("wsus_sync") as record:
+            assert self.session is not None
+            script = action_script("wsus-sync", TimeoutSeconds=int(self.ctx.lab.timeouts.install))
+            result = self.session.run(script, timeout=self.ctx.lab.timeouts.install)
+            if result.had_errors and not result.output:
+                # A sync that cannot even start is a WSUS regression, recorded for the wsus.sync invariant.
+                self.obs.wsus_sync = {"Result": "NotStarted", "ErrorText": "; ".join(result.errors)}
+            else:
+                self.obs.wsus_sync = result_json(result)
+            record.detail = f"result {self.obs.wsus_sync.get('Result')}"
+
+    # ------------------------------------------------------------ restore
+
+    def restore(self, *, keep: bool = False) -> None:
+        """Close the session and revert; runs in every outcome. Errors are recorded, not raised."""
+        ctx, vm, obs = self.ctx, self.vm, self.obs
+        if self.session is not None:
+            with contextlib.suppress(Exception):
+                self.session.close()
+            self.session = None
+        if not self._touched:
+            return
+        if keep:
+            obs.kept = True
+            log.warning("%s: kept as it is for debugging (--keep-on-failure); revert it with 'patchgate reap' "
+                        "or by hand", vm.name)
+            ctx.ledger.record("kept", vm=vm.name)
+            return
+        try:
+            if getattr(ctx.hypervisor, "keep_failure_snapshots", False) and obs.error is not None:
+                obs.failure_snapshot = ctx.hypervisor.keep_failure_snapshot(vm, ctx.run_id)
+            record = Step(name="restore", started_at=_now())
+            obs.steps.append(record)
+            began = time.monotonic()
+            self._emit("restore", "start")
+            with_retries("restore", lambda: ctx.hypervisor.revert(vm), ctx.lab.retries, vm=vm.name)
+            ctx.hypervisor.mark_in_use(vm, None)
+            record.duration = time.monotonic() - began
+            obs.restored = True
+            ctx.ledger.record("restored", vm=vm.name)
+            self._emit("restore", "ok", f"{record.duration:.2f}s")
+        except LabError as exc:
+            obs.restore_error = exc.at(vm=vm.name, step="restore")
+            self._emit("restore", "fail", str(exc))
+        except Exception as exc:  # never let cleanup of one VM stop the others
+            obs.restore_error = LabError(f"unexpected {exc.__class__.__name__} during restore", vm=vm.name,
+                                         step="restore")
+            self._emit("restore", "fail", str(obs.restore_error))

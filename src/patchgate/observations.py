@@ -1,0 +1,71 @@
+"""What a lifecycle observed on one VM; the suites only ever read these."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from patchgate.config.lab import VmSpec
+from patchgate.errors import LabError
+from patchgate.hypervisors.base import GuestEndpoint, SnapshotRef
+
+
+@dataclass
+class Step:
+    """One timed lifecycle step, shown in logs, progress, Allure and the run manifest."""
+
+    name: str
+    started_at: dt.datetime
+    duration: float = 0.0
+    ok: bool = True
+    detail: str = ""
+    attempts: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "started_at": self.started_at.isoformat(), "duration_s": round(self.duration, 3),
+                "ok": self.ok, "detail": self.detail, "attempts": self.attempts}
+
+
+@dataclass
+class InstallRecord:
+    kb: str
+    exit_code: int
+    restart_needed: bool
+    output: list[str]
+    started_at: dt.datetime
+    finished_at: dt.datetime
+
+
+@dataclass
+class VmObservation:
+    vm: VmSpec
+    snapshot: SnapshotRef | None = None
+    endpoint: GuestEndpoint | None = None
+    baseline: Any = None  # patchgate.posture.Posture
+    post: Any = None
+    baseline_raw: str | None = None
+    post_raw: str | None = None
+    install: InstallRecord | None = None
+    rebooted: bool = False
+    wsus_sync: dict[str, Any] | None = None
+    steps: list[Step] = field(default_factory=list)
+    error: LabError | None = None
+    restore_error: LabError | None = None
+    restored: bool = False
+    kept: bool = False
+    failure_snapshot: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.vm.name
+
+    @property
+    def broken(self) -> bool:
+        return self.error is not None
+
+    @property
+    def failed_step(self) -> str | None:
+        if self.error is not None:
+            return self.error.step
+        return None

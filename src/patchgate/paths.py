@@ -1,0 +1,24 @@
+"""Where patchgate keeps state that must outlive a run (ledgers, local leases, twin disks)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def state_dir() -> Path:
+    """$PATCHGATE_STATE_DIR, else ~/.cache/patchgate; created on first use."""
+    configured = os.environ.get("PATCHGATE_STATE_DIR")
+    base = Path(configured) if configured else Path.home() / ".cache" / "patchgate"
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def project_root() -> Path | None:
+    """The checkout holding suites/ and conftest.py: from the working directory up, else beside the package."""
+    starts = [Path.cwd(), Path(__file__).resolve().parent]
+    for start in starts:
+        for folder in (start, *start.parents):
+            if (folder / "suites").is_dir() and (folder / "conftest.py").is_file():
+                return folder
+    return None

@@ -1,0 +1,57 @@
+"""Twin-only remoting that calls the twin shell directly. For unit tests; labs use psrp."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from patchgate.errors import RemotingAuthError, RemotingError
+from patchgate.hypervisors.base import GuestEndpoint
+from patchgate.remoting.base import Script, ScriptResult
+from patchgate.secrets.base import Credentials
+from patchgate.twin.shell import ScriptHost, Statement, TwinFault
+
+
+class InProcessSession:
+    def __init__(self, shell: ScriptHost, vm: str) -> None:
+        self.shell = shell
+        self.host = vm
+        self.pipelines = 0
+
+    def run(self, script: Script, *, timeout: float | None = None) -> ScriptResult:
+        self.pipelines += 1
+        statement = Statement(script=script.body, parameters=dict(script.parameters))
+        try:
+            out = self.shell.run_pipeline(self.host, [statement], [])
+        except TwinFault as fault:
+            if fault.kind == "auth-failure":
+                raise RemotingAuthError("the host rejected the credentials", host=self.host) from None
+            raise RemotingError(f"remoting failed: {fault.kind} ({fault.detail})", host=self.host) from None
+        return ScriptResult(name=script.name, output=[str(o) for o in out.output], errors=list(out.errors))
+
+    def copy_file(self, source: Path, destination: str) -> None:
+        from patchgate.twin.lab import TwinLab  # noqa: F401  (type only)
+
+        host = self.shell.lab.host(self.host)  # type: ignore[attr-defined]
+        host.files[destination.lower()] = source.read_bytes()
+
+    def close(self) -> None:
+        return None
+
+
+class InProcessRemoting:
+    kind = "inprocess"
+    cert_validation = True
+
+    def __init__(self, shell: ScriptHost) -> None:
+        self.shell = shell
+
+    def open(self, vm_name: str, endpoint: GuestEndpoint, credentials: Credentials) -> InProcessSession:
+        return InProcessSession(self.shell, vm_name)
+
+
+def result_json(result: ScriptResult) -> dict:
+    """The single JSON document an op script prints."""
+    if not result.output:
+        raise RemotingError(f"{result.name}: no output; errors: {'; '.join(result.errors) or 'none'}")
+    return json.loads(result.output[-1])

@@ -1,0 +1,47 @@
+"""Lab trouble the twin can inject, named in a lab file (per VM) or by a behaviour.
+
+Each fault names one way a real lab misbehaves; docs/twin.md and docs/reliability.md list the observed outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from patchgate.errors import ConfigError
+
+FAULTS: dict[str, str] = {
+    "never-ready": "the guest never reports ready after power-on (no heartbeat, no remoting)",
+    "no-ip": "the guest boots but never reports an IP address",
+    "unreachable": "the guest reports ready but its remoting endpoint refuses connections",
+    "revert-fails": "the hypervisor fails the snapshot revert task",
+    "install-fails": "the package install fails on the VM (DISM error)",
+    "install-hangs": "the package install never finishes (until the lab's install timeout)",
+    "reboot-never-returns": "after the install's restart the guest never comes back",
+    "wsman-reset": "the WSMan connection is reset in the middle of a capture pipeline",
+    "wsman-fault": "the WSMan endpoint answers captures with a SOAP fault",
+    "auth-failure": "the host rejects the lab's remoting credentials",
+    "malformed-probe": "a probe prints text that is not its JSON document",
+    "vault-unreachable": "Vault stops answering in the middle of the run",
+    "vault-sealed": "Vault is sealed in the middle of the run",
+    "lease-held": "another live run holds this VM's lease",
+    "worker-dies": "the pytest-xdist worker running this VM's checks dies",
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    argument: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, *, where: str | None = None) -> "Fault":
+        kind, _, argument = text.partition(":")
+        kind = kind.strip()
+        if kind not in FAULTS:
+            known = ", ".join(sorted(FAULTS))
+            raise ConfigError(f"unknown twin fault '{kind}' (known: {known})", file=where, field="faults")
+        return cls(kind, argument.strip() or None)
+
+
+def parse_faults(texts: list[str], *, where: str | None = None) -> dict[str, Fault]:
+    return {f.kind: f for f in (Fault.parse(t, where=where) for t in texts)}

@@ -1,0 +1,195 @@
+"""TwinShell: what a twin host answers to the scripts patchgate sends it.
+
+Scripts are recognised by their first-line marker (``# patchgate-op: <name>`` or ``# patchgate-probe: <area>``),
+pypsrp's own file-copy script by its shape, and a handful of everyday commands (``Get-Service X``, ``hostname``)
+so testinfra's ``host.run`` works. Anything else answers as PowerShell does for an unknown command.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import re
+import threading
+from typing import Any, Callable
+
+from patchgate.twin.lab import TwinLab
+from patchgate.twin.model import WindowsHost
+from patchgate.twin.shell import PipelineOutput, Statement, TwinFault
+
+log = logging.getLogger(__name__)
+
+MARKER_RE = re.compile(r"^\s*#\s*patchgate-(op|probe):\s*([A-Za-z0-9_-]+)", re.MULTILINE)
+STAND_IN_RE = re.compile(r"^kb:\s*(KB\d+)\s*$", re.MULTILINE | re.IGNORECASE)
+
+
+def _marker(script: str) -> tuple[str, str] | None:
+    head = script.lstrip()[:400]
+    match = MARKER_RE.match(head)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+class TwinShell:
+    """ScriptHost for every transport of the twin; one instance per twin lab."""
+
+    def __init__(self, lab: TwinLab) -> None:
+        self.lab = lab
+        self._ops: dict[str, Callable[[str, WindowsHost, Statement, list[Any]], PipelineOutput]] = {
+            "capture": self._capture,
+            "stage-verify": self._stage_verify,
+            "install": self._install,
+            "wsus-sync": self._wsus_sync,
+        }
+        self.pipelines: dict[str, int] = {}
+        self._count_lock = threading.Lock()
+
+    # ------------------------------------------------------------ entry point
+
+    def run_pipeline(self, vm: str, statements: list[Statement], input_data: list[Any]) -> PipelineOutput:
+        with self._count_lock:
+            self.pipelines[vm] = self.pipelines.get(vm, 0) + 1
+        if not self.lab.is_ready(vm):
+            raise TwinFault("connection-reset", f"{vm} is not running")
+        if self.lab.has_fault(vm, "auth-failure"):
+            raise TwinFault("auth-failure", "credentials rejected")
+        host = self.lab.host(vm)
+        if not statements:
+            return PipelineOutput()
+        first = statements[0]
+        marker = _marker(first.script) if first.is_script else None
+        if marker:
+            kind, name = marker
+            if kind == "op" and name in self._ops:
+                return self._ops[name](vm, host, first, input_data)
+            if kind == "probe":
+                return self._capture(vm, host, first, input_data)
+            return PipelineOutput(errors=[f"patchgate twin: unknown operation '{name}'"], failed=True)
+        copy = self._file_copy(vm, host, statements, input_data)
+        if copy is not None:
+            return copy
+        return self._everyday(vm, host, statements)
+
+    # ------------------------------------------------------------ patchgate operations
+
+    def _capture(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
+        from patchgate.twin.render import render_capture
+
+        if self.lab.has_fault(vm, "wsman-reset"):
+            raise TwinFault("connection-reset", "connection reset during capture")
+        if self.lab.has_fault(vm, "wsman-fault"):
+            raise TwinFault("wsman-fault", "The WS-Management service cannot process the request.")
+        text = render_capture(stmt.script, host, dict(stmt.parameters))
+        if self.lab.has_fault(vm, "malformed-probe"):
+            text = text.replace('"output":"{', '"output":"<html>{', 1)
+        return PipelineOutput(output=[text])
+
+    def _stage_verify(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
+        path = str(stmt.parameters.get("Path", ""))
+        data = host.files.get(path.lower())
+        digest = hashlib.sha256(data).hexdigest().upper() if data is not None else None
+        return PipelineOutput(output=[_json({"Path": path, "Exists": data is not None, "Sha256": digest})])
+
+    def _install(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
+        from patchgate.twin.behaviour import apply_install
+
+        path = str(stmt.parameters.get("PackagePath", ""))
+        data = host.files.get(path.lower())
+        if data is None:
+            return PipelineOutput(errors=[f"Add-WindowsPackage : The system cannot find the file specified. "
+                                          f"({path})"], failed=True)
+        match = STAND_IN_RE.search(data.decode("utf-8", "replace"))
+        if not match:
+            return PipelineOutput(errors=[
+                f"Add-WindowsPackage : {path} is not a package the twin can install (the twin installs only "
+                "its stand-in packages, which name their KB on a 'kb:' line)"], failed=True)
+        kb = match.group(1).upper()
+        if self.lab.has_fault(vm, "install-hangs"):
+            self.lab.stop.wait()  # until the run stops or the client gives up
+            raise TwinFault("hang", "install never finished")
+        if self.lab.has_fault(vm, "install-fails"):
+            return PipelineOutput(errors=["Add-WindowsPackage : An error occurred applying the package. "
+                                          "Error: 0x800f0922 (twin fault 'install-fails')"], failed=True)
+        try:
+            behaviour = self.lab.catalog.behaviour(kb)
+        except KeyError:
+            return PipelineOutput(errors=[f"Add-WindowsPackage : The twin catalogue has no behaviour for {kb}; "
+                                          "add one with --twin-catalog DIR"], failed=True)
+        self.lab._pause(self.lab.latency.install)
+        outcome = apply_install(host, behaviour, self.lab.clock())
+        if getattr(outcome, "never_ready_after_reboot", False):
+            self.lab.vm(vm).sticky_faults.add("never-ready")
+        if getattr(outcome, "hangs", False):
+            self.lab.stop.wait()
+            raise TwinFault("hang", "install never finished")
+        result = {"PackagePath": path, "RestartNeeded": bool(outcome.restart_needed),
+                  "ExitCode": int(outcome.exit_code), "Log": list(outcome.log)}
+        if outcome.failed:
+            message = outcome.log[-1] if outcome.log else f"install of {kb} failed"
+            return PipelineOutput(output=[_json(result)], errors=[f"Add-WindowsPackage : {message}"], failed=True)
+        return PipelineOutput(output=[_json(result)])
+
+    def _wsus_sync(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
+        from patchgate.twin.behaviour import run_wsus_sync
+
+        if not host.wsus.role_installed:
+            return PipelineOutput(errors=["Get-WsusServer : The term 'Get-WsusServer' is not recognized as the "
+                                          "name of a cmdlet (the WSUS role is not installed)"], failed=True)
+        run_wsus_sync(host, self.lab.clock())
+        info = host.wsus.last_sync
+        assert info is not None
+        return PipelineOutput(output=[_json({
+            "StartTime": info.start_time.astimezone(dt.timezone.utc).isoformat(),
+            "EndTime": info.end_time.astimezone(dt.timezone.utc).isoformat(),
+            "Result": info.result, "Error": info.error, "ErrorText": info.error_text,
+            "StartedManually": info.started_manually, "UpdateErrorCount": info.update_error_count,
+            "Id": info.id})])
+
+    # ------------------------------------------------------------ file copy (pypsrp Client.copy)
+
+    def _file_copy(self, vm: str, host: WindowsHost, statements: list[Statement],
+                   input_data: list[Any]) -> PipelineOutput | None:
+        try:
+            from patchgate.twin import filecopy
+        except ImportError:
+            return None
+        return filecopy.handle(host, statements, input_data)
+
+    # ------------------------------------------------------------ everyday commands
+
+    def _everyday(self, vm: str, host: WindowsHost, statements: list[Statement]) -> PipelineOutput:
+        script = "; ".join(s.script for s in statements).strip()
+        command = script.splitlines()[0].strip() if script else ""
+        name_match = re.fullmatch(r"(?i)get-service\s+(?:-name\s+)?['\"]?([\w$#.-]+)['\"]?(.*)", command)
+        if name_match:
+            service = host.services.get(name_match.group(1)) or next(
+                (s for n, s in host.services.items() if n.lower() == name_match.group(1).lower()), None)
+            if service is None:
+                return PipelineOutput(errors=[f"Get-Service : Cannot find any service with service name "
+                                              f"'{name_match.group(1)}'."])
+            rest = name_match.group(2)
+            if "ConvertTo-Json" in rest or "convertto-json" in rest.lower():
+                return PipelineOutput(output=[_json({"Name": service.name, "DisplayName": service.display_name,
+                                                     "Status": service.state, "StartType": service.start_mode})])
+            return PipelineOutput(output=[
+                "\nStatus   Name               DisplayName\n------   ----               -----------\n"
+                f"{service.state:<8} {service.name:<18} {service.display_name}\n"])
+        lowered = command.lower()
+        if lowered in ("hostname", "$env:computername", "hostname.exe"):
+            return PipelineOutput(output=[host.computer_name])
+        if lowered.startswith("write-output "):
+            return PipelineOutput(output=[command.split(" ", 1)[1].strip("'\"")])
+        if re.fullmatch(r"(?i)get-hotfix(\s+\|\s*select-object\s+-expandproperty\s+hotfixid)?", command):
+            return PipelineOutput(output=[h.hotfix_id for h in host.hotfixes])
+        if re.fullmatch(r"(?i)\(?\$psversiontable\.psversion\)?(\.tostring\(\))?", command):
+            return PipelineOutput(output=["5.1.26100.6899"])
+        word = command.split()[0] if command else ""
+        return PipelineOutput(errors=[
+            f"{word} : The term '{word}' is not recognized as the name of a cmdlet, function, script file, or "
+            "operable program. (patchgate twin answers probes, patchgate operations and a few everyday commands "
+            "only; see docs/twin.md)"])
