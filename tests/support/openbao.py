@@ -150,3 +150,25 @@ def openbao_private(tmp_path: Path) -> Iterator[OpenBao]:
         yield server
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------- set-up helpers
+
+
+def ensure_auth(client: hvac.Client, method: str, path: str | None = None) -> None:
+    mounted = client.sys.list_auth_methods()
+    mounts = mounted.get("data", mounted)
+    if f"{path or method}/" not in mounts:
+        client.sys.enable_auth_method(method, path=path)
+
+
+def make_approle(client: hvac.Client, role: str, policy_hcl: str, *, token_ttl: str = "1h",
+                 token_max_ttl: str = "4h") -> tuple[str, str]:
+    """Create policy ``role`` and an AppRole of that name bound to it; returns (role_id, secret_id)."""
+    ensure_auth(client, "approle")
+    client.sys.create_or_update_policy(name=role, policy=policy_hcl)
+    client.auth.approle.create_or_update_approle(role, token_policies=[role], token_ttl=token_ttl,
+                                                 token_max_ttl=token_max_ttl)
+    role_id = client.auth.approle.read_role_id(role)["data"]["role_id"]
+    secret_id = client.auth.approle.generate_secret_id(role)["data"]["secret_id"]
+    return role_id, secret_id
