@@ -1,0 +1,73 @@
+"""Firewall: the update must not weaken the firewall posture (ActiveStore, the effective policy).
+
+Profiles are compared setting by setting; rules are keyed by Name (DisplayName is localized); a new inbound Allow
+rule is exposure, called out when RemoteAddress is Any. Built-in rule groups an LCU may legitimately change are
+allowlisted per lab (policy.allow.firewall_rule_groups) and still shown in the report's diff.
+"""
+
+from __future__ import annotations
+
+from fixtures.invariants import applies_to, invariant
+from fixtures.messages import before_after, violation
+from patchgate.diff import diff_keyed
+from patchgate.posture import PORT_DIFF_FIELDS, PROFILE_DIFF_FIELDS, RULE_DIFF_FIELDS
+
+pytestmark = applies_to("hotpatch-member", "wsus-server", "member", "domain-controller", "hyperv-host")
+
+
+def _rule_allowed(policy, name, before, after) -> bool:
+    rule = after or before
+    return name in policy.allow.firewall_rules or (rule is not None and rule.group in
+                                                   policy.allow.firewall_rule_groups)
+
+
+@invariant("firewall.profiles", severity="blocker")
+def test_profiles_unchanged(obs):
+    before, after = obs.baseline.area("firewall"), obs.post.area("firewall")
+    changes = diff_keyed(before.profiles, after.profiles, PROFILE_DIFF_FIELDS)
+    categories = diff_keyed({c.interface_alias: c for c in before.connection_profiles},
+                            {c.interface_alias: c for c in after.connection_profiles}, ("network_category",))
+    rows = changes.rows() + categories.rows()
+    assert not rows, violation(obs, "firewall profile settings or network categories changed", rows)
+
+
+@invariant("firewall.rules", severity="blocker")
+def test_no_rule_removed_disabled_or_changed(obs, policy):
+    before, after = obs.baseline.area("firewall").rules, obs.post.area("firewall").rules
+    changes = diff_keyed(before, after, RULE_DIFF_FIELDS)
+    changes = changes.without(lambda name, old, new: old is None)  # additions: firewall.exposure
+    changes = changes.without(lambda name, old, new: _rule_allowed(policy, name, old, new))
+    assert not changes, violation(obs, "firewall rules removed, disabled or changed by the update", changes)
+
+
+@invariant("firewall.exposure", severity="blocker")
+def test_no_new_inbound_allow_rule(obs, policy):
+    before, after = obs.baseline.area("firewall").rules, obs.post.area("firewall").rules
+    new = [r for name, r in after.items()
+           if name not in before and r.enabled and r.direction == "Inbound" and r.action == "Allow"
+           and not _rule_allowed(policy, name, None, r)]
+    rows = [(r.name, r.protocol, ",".join(r.local_port) or "Any", ",".join(r.remote_address) or "Any",
+             "REMOTE ADDRESS ANY" if r.inbound_allow_from_any else "") for r in new]
+    assert not rows, violation(obs, "the update added inbound Allow rules", rows,
+                               headers=("rule", "protocol", "local port", "remote address", "note"))
+
+
+@invariant("firewall.listening_ports", severity="critical")
+def test_listening_ports_unchanged(obs, policy):
+    before, after = obs.baseline.area("ports").keyed(), obs.post.area("ports").keyed()
+    allowed = set(policy.allow.listening_ports)
+    changes = diff_keyed(before, after, PORT_DIFF_FIELDS).without(lambda key, *_: key[1] in allowed)
+    assert not changes, violation(obs, "listening ports opened, closed or changed owner", changes)
+
+
+@invariant("firewall.core_services", severity="blocker")
+def test_firewall_services_running(obs):
+    before, after = obs.baseline.area("services"), obs.post.area("services")
+    rows = []
+    for name in ("mpssvc", "BFE"):
+        new = after.get(name)
+        if new is None or not new.running:
+            old = before.get(name)
+            rows.append((name, old.state if old else "absent", new.state if new else "absent"))
+    assert not rows, before_after(obs, "Windows Defender Firewall (mpssvc) or the Base Filtering Engine (BFE) "
+                                  "is not running", rows)
