@@ -48,6 +48,10 @@ class VsphereSettings(Strict):
     task_timeout: float = Field(1800, gt=0)
     keep_failure_snapshot: bool = False
     run_tag_field: str = "patchgate.run"
+    reboot_down_timeout: float = Field(120, gt=0, description="after a guest reboot request: wait this long "
+                                       "for VMware Tools to stop before waiting for readiness again")
+    reap_max_age: float = Field(43200, gt=0, description="seconds after which a run tag written on another "
+                                "host counts as abandoned (the reaper cannot check that host's processes)")
     twin_guest: bool = Field(False, description="the twin plays each VM's guest OS (simulator labs)")
 
     @field_validator("url")

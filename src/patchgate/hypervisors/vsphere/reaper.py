@@ -1,0 +1,137 @@
+"""Clean up after runs that died without cleaning up (SIGKILL, power loss, a CI runner torn down).
+
+A run tags each VM it uses (see runtag.py). A tag whose run is gone means the VM may hold a half-installed
+candidate: the reaper reverts it to its lab snapshot and clears the tag. "Gone" is decided without
+guessing where it can be checked: a tag written on *this* host names a pid, which either runs (and started
+before the tag) or not. A tag from another host cannot be checked from here, so it counts as abandoned
+only once it is older than ``reap_max_age``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Literal
+
+from patchgate.config.lab import VmSpec
+from patchgate.errors import LabError
+from patchgate.hypervisors.vsphere.provider import VsphereHypervisor
+from patchgate.hypervisors.vsphere.runtag import RunTag
+
+log = logging.getLogger("patchgate.hypervisors.vsphere")
+
+Outcome = Literal["reverted", "would-revert", "alive", "failed", "foreign"]
+
+
+@dataclass(frozen=True)
+class ReapAction:
+    vm: str
+    outcome: Outcome
+    reason: str
+    run: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    started: str | None = None
+    snapshot: str | None = None
+
+
+def _proc_start(pid: int) -> datetime | None:
+    """When a local process started (Linux /proc); None where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 of stat(5), counted after the command name
+        with open("/proc/stat", encoding="ascii") as fh:
+            btime = next(int(line.split()[1]) for line in fh if line.startswith("btime "))
+        return datetime.fromtimestamp(btime + ticks / os.sysconf("SC_CLK_TCK"), tz=timezone.utc)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def local_process_alive(pid: int, since: datetime | None) -> bool:
+    """Is ``pid`` running here, and is it the process that wrote the tag (not a later one reusing the pid)?"""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    if os.path.exists(f"/proc/{pid}/stat"):
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return False  # a zombie: dead, waiting for its parent to reap it
+        except (OSError, IndexError):
+            pass
+    started = _proc_start(pid)
+    if since is not None and started is not None and started > since:
+        return False  # pid reused by a newer process
+    return True
+
+
+def is_abandoned(tag: RunTag, *, max_age: float, now: datetime | None = None,
+                 this_host: str | None = None,
+                 alive: Callable[[int, datetime | None], bool] = local_process_alive) -> tuple[bool, str]:
+    now = now or datetime.now(timezone.utc)
+    host = this_host or socket.gethostname()
+    started = tag.started_at()
+    if tag.host == host:
+        if alive(tag.pid, started):
+            return False, f"run {tag.run} is still running here (pid {tag.pid})"
+        return True, f"run {tag.run} (pid {tag.pid} on this host) is no longer running"
+    if started is None:
+        return False, f"run {tag.run} on host {tag.host} has an unreadable start time '{tag.started}'"
+    age = (now - started).total_seconds()
+    if age > max_age:
+        return True, f"run {tag.run} on host {tag.host} started {age / 3600:.1f} h ago (max age " \
+                     f"{max_age / 3600:.1f} h)"
+    return False, f"run {tag.run} on host {tag.host} started {age / 60:.0f} min ago; cannot check that host " \
+                  "from here, leaving it"
+
+
+def reap(hypervisor: VsphereHypervisor, vms: Sequence[VmSpec], *, max_age: float | None = None,
+         dry_run: bool = False, now: datetime | None = None) -> list[ReapAction]:
+    """Revert and untag the given lab VMs whose tagging run is gone. Never raises for one VM's trouble:
+    each VM gets its own ReapAction, so one broken VM does not hide the others."""
+    limit = hypervisor.settings.reap_max_age if max_age is None else max_age
+    actions: list[ReapAction] = []
+    for vm in vms:
+        try:
+            raw = hypervisor.tag_field.read(hypervisor.vm_ref(vm))
+        except LabError as exc:
+            actions.append(ReapAction(vm=vm.name, outcome="failed", reason=str(exc)))
+            continue
+        if not raw:
+            continue
+        tag = RunTag.parse(raw)
+        if tag is None:
+            actions.append(ReapAction(vm=vm.name, outcome="foreign",
+                                      reason=f"custom attribute holds a value patchgate did not write: {raw[:80]!r}"))
+            continue
+        abandoned, why = is_abandoned(tag, max_age=limit, now=now)
+        base = dict(vm=vm.name, run=tag.run, host=tag.host, pid=tag.pid, started=tag.started)
+        if not abandoned:
+            actions.append(ReapAction(outcome="alive", reason=why, **base))  # type: ignore[arg-type]
+            continue
+        if dry_run:
+            actions.append(ReapAction(outcome="would-revert", reason=why, snapshot=vm.snapshot,
+                                      **base))  # type: ignore[arg-type]
+            continue
+        try:
+            snap = hypervisor.revert(vm)
+            hypervisor.mark_in_use(vm, None)
+        except LabError as exc:
+            log.error("reap %s: %s", vm.name, exc)
+            actions.append(ReapAction(outcome="failed", reason=f"{why}; revert failed: {exc}",
+                                      snapshot=vm.snapshot, **base))  # type: ignore[arg-type]
+            continue
+        log.warning("reaped vm %s: %s; reverted to %s", vm.name, why, snap.name)
+        actions.append(ReapAction(outcome="reverted", reason=why, snapshot=snap.name,
+                                  **base))  # type: ignore[arg-type]
+    return actions
