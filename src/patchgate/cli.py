@@ -1,0 +1,224 @@
+"""The ``patchgate`` command.
+
+Exit codes (docs/exit-codes.md): 0 approve, 1 block, 2 inconclusive, 3 internal error, 4 usage or configuration
+error, 130 interrupted before a verdict could be written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Callable, NoReturn, Sequence
+
+from patchgate import __version__
+from patchgate.errors import EXIT_CONFIG, EXIT_INCONCLUSIVE, EXIT_INTERNAL, ConfigError, PatchgateError
+
+EPILOG = """exit codes: 0 approve, 1 block, 2 inconclusive, 3 internal error, 4 usage or configuration error
+
+examples:
+  patchgate validate --lab twin --candidate KB5070881
+  patchgate validate --lab labs/vsphere.yaml --candidate candidates/KB5070893.yaml --role wsus-server -- -k sync
+  patchgate gate reports/<run>            # print the verdict of a finished run, exit with its code
+  patchgate report reports/<run>          # single-file Allure report + one-page summary
+  patchgate verify reports/<run>          # re-hash every output against the evidence manifest
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that exits 4 (usage error) with one line, as every patchgate usage error does."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"patchgate: {message}", file=sys.stderr)
+    return code
+
+
+# ------------------------------------------------------------------ validate
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    import pytest
+
+    from patchgate.config import resolve_candidate, resolve_lab
+    from patchgate.labrun import RunSelection, load_inputs, new_run_id
+    from patchgate.paths import project_root
+
+    lab_path = resolve_lab(args.lab)
+    candidate_path = resolve_candidate(args.candidate)
+    lab, candidate = load_inputs(lab_path, candidate_path)
+    RunSelection(vms=args.vm, roles=args.role, rings=args.ring).apply(lab)
+    for folder in args.twin_catalog:
+        if not Path(folder).is_dir():
+            raise ConfigError("--twin-catalog: not a directory", file=folder)
+    root = project_root()
+    if root is None:
+        raise ConfigError("cannot find the suites: run patchgate from its checkout (the folder with suites/ "
+                          "and conftest.py)")
+    run_id = new_run_id()
+    out = Path(args.out) if args.out else root / "reports" / f"{run_id}-{candidate.kb}-{lab.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    pytest_args = [str(root / "suites"), "--rootdir", str(root), "-p", "no:cacheprovider",
+                   "--lab", str(lab_path.resolve()), "--candidate", str(candidate_path.resolve()),
+                   "--out", str(out.resolve()), "--run-id", run_id,
+                   "--junitxml", str(out / "junit.xml"), "--alluredir", str(out / "allure-results")]
+    for folder in args.twin_catalog:
+        pytest_args += ["--twin-catalog", str(Path(folder).resolve())]
+    for flag, values in (("--vm", args.vm), ("--role", args.role), ("--ring", args.ring)):
+        for value in values:
+            pytest_args += [flag, value]
+    if args.keep_on_failure:
+        pytest_args.append("--keep-on-failure")
+    pytest_args += list(args.pytest_args)
+    print(f"patchgate {__version__}: validating {candidate.kb} on lab '{lab.name}' -> {out}", flush=True)
+    code = pytest.main(pytest_args)
+    gate_file = out / "gate.json"
+    if int(code) == EXIT_CONFIG:
+        return EXIT_CONFIG
+    if not gate_file.is_file():
+        return _fail(f"no gate.json was written (pytest exit {int(code)}): verdict inconclusive",
+                     EXIT_INCONCLUSIVE)
+    gate = json.loads(gate_file.read_text(encoding="utf-8"))
+    _print_verdict(gate, gate_file)
+    return int(gate["exit_code"])
+
+
+def _print_verdict(gate: dict, gate_file: Path) -> None:
+    print(f"\nverdict: {gate['verdict'].upper()} for {gate['candidate']['kb']} on lab {gate['lab']['name']}: "
+          f"{gate['reason']}")
+    for check in gate["checks"]:
+        if check["status"] in ("failed", "broken"):
+            headline = (check.get("message") or "").splitlines()[0] if check.get("message") else ""
+            print(f"  {check['status'].upper():7} {check['vm']:<16} {check['invariant']:<32} {headline}")
+    print(f"gate file: {gate_file}")
+
+
+# ------------------------------------------------------------------ gate
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from patchgate.gate import read_gate
+
+    gate_file = Path(args.dir) / "gate.json"
+    if not gate_file.is_file():
+        raise ConfigError("no gate.json in this folder (is it a patchgate output folder?)", file=str(args.dir))
+    try:
+        gate = read_gate(gate_file)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"not a valid gate file: {exc}", file=str(gate_file)) from None
+    if args.json:
+        print(json.dumps({k: gate[k] for k in ("verdict", "reason", "candidate", "lab", "run_id")}, indent=2))
+    else:
+        _print_verdict(gate, gate_file)
+    return int(gate["exit_code"])
+
+
+# ------------------------------------------------------------------ optional commands provided by other modules
+
+def _lazy(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return int(getattr(importlib.import_module(module), function)(args))
+
+    return run
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="patchgate", description="Decide whether a Windows update may be released: restore lab "
+                    "VMs from snapshots, install the candidate, check that hotpatch enrollment, WSUS sync, service "
+                    "health and firewall posture survive, and give a verdict with evidence.",
+                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"patchgate {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    validate = sub.add_parser("validate", help="run the suites for a candidate on a lab and write the verdict",
+                              description="Restore every VM of the lab, install the candidate, run the suites, and "
+                              "write gate.json, junit.xml and allure-results/ to the output folder. Arguments "
+                              "after '--' go to pytest (e.g. -k, -m firewall, -n 4).",
+                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    validate.add_argument("--lab", required=True, help="lab file, or a name under labs/ (e.g. twin)")
+    validate.add_argument("--candidate", required=True, help="candidate file, or a KB id under candidates/")
+    validate.add_argument("--out", help="output folder (default: a new folder under reports/)")
+    validate.add_argument("--twin-catalog", action="append", default=[], metavar="DIR",
+                          help="add twin images and behaviours from DIR (repeatable)")
+    validate.add_argument("--vm", action="append", default=[], metavar="NAME", help="only this VM (repeatable)")
+    validate.add_argument("--role", action="append", default=[], metavar="ROLE", help="only VMs with this role")
+    validate.add_argument("--ring", action="append", default=[], metavar="RING", help="only VMs in this ring")
+    validate.add_argument("--keep-on-failure", action="store_true",
+                          help="leave VMs whose checks failed as they are, for debugging (says so in the output)")
+    validate.add_argument("pytest_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    validate.set_defaults(func=cmd_validate)
+
+    gate = sub.add_parser("gate", help="print the verdict of a finished run and exit with its code (0/1/2)")
+    gate.add_argument("dir", help="a run's output folder")
+    gate.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    gate.set_defaults(func=cmd_gate)
+
+    report = sub.add_parser("report", help="build the single-file Allure report and a one-page summary")
+    report.add_argument("dir", help="a run's output folder")
+    report.set_defaults(func=_lazy("patchgate.report", "cmd_report"))
+
+    verify = sub.add_parser("verify", help="re-hash a run's outputs against its evidence manifest (and signature)")
+    verify.add_argument("dir", help="a run's output folder")
+    verify.add_argument("--public-key", help="verify the signature offline with this exported public key")
+    verify.set_defaults(func=_lazy("patchgate.evidence", "cmd_verify"))
+
+    leases = sub.add_parser("leases", help="list the VM leases of a lab")
+    leases.add_argument("--lab", required=True, help="lab file or name")
+    leases.set_defaults(func=_lazy("patchgate.leases.cli", "cmd_leases"))
+
+    reap = sub.add_parser("reap", help="restore VMs left behind by runs that are no longer alive")
+    reap.add_argument("--lab", required=True, help="lab file or name")
+    reap.add_argument("--dry-run", action="store_true", help="only say what would be restored")
+    reap.set_defaults(func=_lazy("patchgate.reap", "cmd_reap"))
+
+    twin = sub.add_parser("twin", help="list the twin's images and update behaviours")
+    twin.add_argument("--twin-catalog", action="append", default=[], metavar="DIR")
+    twin.set_defaults(func=_lazy("patchgate.twin.catalog", "cmd_list"))
+    return parser
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
+        args.pytest_args = args.pytest_args[1:]
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_CONFIG
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_CONFIG)
+    except PatchgateError as exc:
+        from patchgate.secrets.redact import redactor
+
+        return _fail(redactor.redact(str(exc)), EXIT_INCONCLUSIVE)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug users
+        import os
+        import traceback
+
+        from patchgate.secrets.redact import redactor
+
+        if os.environ.get("PATCHGATE_DEBUG"):
+            traceback.print_exc()
+        return _fail(f"internal error: {exc.__class__.__name__}: {redactor.redact(str(exc))} "
+                     "(set PATCHGATE_DEBUG=1 for the traceback)", EXIT_INTERNAL)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
