@@ -1,0 +1,63 @@
+# patchgate: the two README commands are `make demo` and `make test`; both set up everything they need.
+PYTHON      ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+PIP         := $(VENV)/bin/pip
+STAMP       := $(VENV)/.installed
+APT_STAMP   := .patchgate-apt.stamp
+NPM_STAMP   := node_modules/.patchgate.stamp
+APT_PACKAGES := golang-go golang-github-vmware-govmomi-dev golang-github-google-uuid-dev chromium openssh-server
+
+.PHONY: help setup system-deps report-tools demo test test-fast bench vcsim clean
+
+help:
+	@echo "make demo    set up and validate KB5070881 (blocked) and KB5070893 (approved) on the twin lab"
+	@echo "make test    set up everything (Python, Debian and npm packages) and run all tests"
+	@echo "make bench   run the benchmarks in bench/ and print their tables"
+	@echo "make clean   remove the virtualenv, node_modules, built tools and reports"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+setup: $(STAMP)
+
+# Debian packages the tests need: Go + govmomi (the vSphere simulator), Chromium (report checks), sshd (ssh remoting)
+$(APT_STAMP):
+	@if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	touch $@
+
+system-deps: $(APT_STAMP)
+
+# Allure 3 (npm) builds the single-file report
+$(NPM_STAMP): package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+report-tools: $(NPM_STAMP)
+
+vcsim: $(APT_STAMP)
+	bash tools/vcsim/build.sh
+
+demo: $(STAMP) $(NPM_STAMP)
+	$(VENV)/bin/python tools/demo.py
+
+test: $(STAMP) $(APT_STAMP) $(NPM_STAMP) vcsim
+	$(VENV)/bin/pytest tests -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest tests -p no:cacheprovider -m "not slow"
+
+bench: $(STAMP) $(NPM_STAMP)
+	$(VENV)/bin/python -m bench
+
+clean:
+	rm -rf $(VENV) node_modules tools/vcsim/vcsim tools/vcsim/.gopath $(APT_STAMP)
+	find reports -mindepth 1 ! -name .gitkeep ! -name categories.json -exec rm -rf {} +
