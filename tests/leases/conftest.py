@@ -1,0 +1,10 @@
+"""Fixtures for these tests: a real OpenBao dev server (see tests/support/openbao.py)."""
+
+import sys
+from pathlib import Path
+
+_TESTS = str(Path(__file__).resolve().parents[1])
+if _TESTS not in sys.path:  # tests/ is not a package; make tests/support importable
+    sys.path.append(_TESTS)
+
+from support.openbao import openbao, openbao_private  # noqa: E402,F401  (pytest fixtures)
