@@ -441,6 +441,7 @@ class WSManEndpoint:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self.stopping.is_set():
+                    self._counters["receive_timeouts"] += 1
                     raise soap.BadRequest(
                         "The WS-Management service cannot complete the operation within the time specified "
                         "in OperationTimeout.", code=soap.ERROR_WSMAN_OPERATION_TIMEDOUT, subcode="wsman:TimedOut")

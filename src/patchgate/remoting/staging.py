@@ -1,0 +1,203 @@
+"""Stage a candidate's packages on a VM, prove they arrived intact, install them.
+
+Three op scripts in ``remoting/scripts/`` do the remote work; each starts with ``# patchgate-op: <name>`` so
+the twin can route it, takes named parameters only, and prints ONE JSON document (the contracts below and
+in docs/remoting.md; the twin prints exactly these shapes):
+
+* ``stage-prepare`` (Path)        -> ``{"Path": str, "Exists": true}``
+* ``stage-verify``  (Path)        -> ``{"Path": str, "Exists": bool, "Sha256": "UPPER HEX" | null}``
+* ``install``       (PackagePath) -> ``{"PackagePath": str, "RestartNeeded": bool, "ExitCode": int, "Log": [str]}``
+  and, when the install fails, an error record as well.
+
+The hash is checked twice: locally before copying (the candidate file on disk is the one the descriptor
+names) and ON THE VM after copying (what will be installed is what was approved).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import ntpath
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from patchgate.config.candidate import Candidate
+from patchgate.errors import InstallError, LabError, LabTimeout, StagingError
+from patchgate.remoting.base import RemoteSession, Script, ScriptResult
+
+OP_STAGE_PREPARE = "stage-prepare"
+OP_STAGE_VERIFY = "stage-verify"
+OP_INSTALL = "install"
+OP_MARKER_PREFIX = "# patchgate-op: "
+
+# Key -> accepted JSON types of each op's document (None stands for JSON null).
+STAGE_PREPARE_CONTRACT: dict[str, tuple[type | None, ...]] = {"Path": (str,), "Exists": (bool,)}
+STAGE_VERIFY_CONTRACT: dict[str, tuple[type | None, ...]] = {
+    "Path": (str,), "Exists": (bool,), "Sha256": (str, None)}
+INSTALL_CONTRACT: dict[str, tuple[type | None, ...]] = {
+    "PackagePath": (str,), "RestartNeeded": (bool,), "ExitCode": (int,), "Log": (list, str, None)}
+
+# DISM / MSI result codes that mean "installed" (value: whether a restart is pending).
+# 3010 ERROR_SUCCESS_REBOOT_REQUIRED, 1641 ERROR_SUCCESS_REBOOT_INITIATED, 3011 ERROR_SUCCESS_RESTART_REQUIRED.
+SUCCESS_CODES: dict[int, bool] = {0: False, 3010: True, 1641: True, 3011: True}
+
+DEFAULT_STAGING_DIR = r"C:\ProgramData\patchgate\staging"
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    """What the install left behind; ``restart_needed`` drives the (recorded) reboot."""
+
+    kb: str
+    package_path: str
+    exit_code: int
+    restart_needed: bool
+    output: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+    staged_paths: list[str] = field(default_factory=list)
+
+
+def load_op_script(op: str) -> str:
+    """The text of ``remoting/scripts/<op>.ps1`` (packaged with patchgate)."""
+    text = (resources.files("patchgate.remoting") / "scripts" / f"{op}.ps1").read_text(encoding="utf-8")
+    if not text.startswith(OP_MARKER_PREFIX + op):
+        raise RuntimeError(f"remoting/scripts/{op}.ps1 must start with '{OP_MARKER_PREFIX}{op}'")
+    return text
+
+
+def op_script(op: str, **parameters: Any) -> Script:
+    return Script(name=op, body=load_op_script(op), parameters=parameters)
+
+
+def _vm(session: RemoteSession) -> str:
+    return str(getattr(session, "vm", None) or session.host)
+
+
+def parse_document(result: ScriptResult, op: str, contract: dict[str, tuple[type | None, ...]],
+                   vm: str, error: type[LabError]) -> dict[str, Any]:
+    """The op's single JSON document, checked against its contract; anything else names the op and VM."""
+    text = result.text.strip()
+    if not text:
+        detail = "; ".join(result.errors) or "no output"
+        raise error(f"op '{op}' printed nothing: {detail}", vm=vm, host=vm)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"op '{op}' printed something that is not one JSON document ({exc.msg} at char {exc.pos}): "
+                    f"{text[:200]!r}", vm=vm) from None
+    if not isinstance(doc, dict):
+        raise error(f"op '{op}' printed a JSON {type(doc).__name__}, expected an object", vm=vm)
+    for key, kinds in contract.items():
+        if key not in doc:
+            raise error(f"op '{op}' printed no '{key}' (keys: {sorted(doc)})", vm=vm)
+        value = doc[key]
+        ok = any((value is None) if k is None else
+                 (isinstance(value, k) and not (k is int and isinstance(value, bool))) for k in kinds)
+        if not ok:
+            raise error(f"op '{op}' printed {key}={value!r}, expected "
+                        f"{' or '.join('null' if k is None else k.__name__ for k in kinds)}", vm=vm)
+    return doc
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Budget:
+    """One deadline shared by every step of staging and install."""
+
+    def __init__(self, timeout: float | None, vm: str, kb: str) -> None:
+        self.deadline = time.monotonic() + timeout if timeout else None
+        self.timeout, self.vm, self.kb = timeout, vm, kb
+
+    def left(self, step: str) -> float | None:
+        if self.deadline is None:
+            return None
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise LabTimeout(f"staging and installing {self.kb} ran past {self.timeout:g}s (at {step})",
+                             vm=self.vm, step=step)
+        return remaining
+
+
+def stage(session: RemoteSession, candidate: Candidate, *, staging_dir: str | None = None,
+          timeout: float | None = None, _budget: _Budget | None = None) -> list[str]:
+    """Copy every package to ``<staging_dir>\\<KB>\\`` and verify its SHA-256 on the VM; returns the paths."""
+    vm = _vm(session)
+    budget = _budget or _Budget(timeout, vm, candidate.kb)
+    root = ntpath.join(staging_dir or getattr(session, "staging_dir", None) or DEFAULT_STAGING_DIR, candidate.kb)
+    prepared = parse_document(session.run(op_script(OP_STAGE_PREPARE, Path=root), timeout=budget.left("stage")),
+                              OP_STAGE_PREPARE, STAGE_PREPARE_CONTRACT, vm, StagingError)
+    folder = prepared["Path"] or root
+    staged: list[str] = []
+    for package in candidate.packages:
+        local = candidate.package_path(package)
+        if not local.is_file():
+            raise StagingError(f"package file {local} named by {candidate.kb} does not exist", vm=vm, step="stage")
+        local_hash = sha256_file(local)
+        if local_hash != package.sha256:
+            raise StagingError(f"package file {local.name} does not match the candidate: expected sha256 "
+                               f"{package.sha256}, the local file has {local_hash}", vm=vm, step="stage")
+        remote = ntpath.join(folder, local.name)
+        try:
+            if "timeout" in inspect.signature(session.copy_file).parameters:
+                session.copy_file(local, remote, timeout=budget.left("stage"))  # type: ignore[call-arg]
+            else:
+                session.copy_file(local, remote)
+        except StagingError:
+            raise
+        except LabError as exc:
+            if isinstance(exc, LabTimeout):
+                raise
+            raise StagingError(f"copying {local.name} to {remote} failed: {exc.detail}", vm=vm,
+                               step="stage") from exc
+        verified = parse_document(session.run(op_script(OP_STAGE_VERIFY, Path=remote), timeout=budget.left("stage")),
+                                  OP_STAGE_VERIFY, STAGE_VERIFY_CONTRACT, vm, StagingError)
+        if not verified["Exists"]:
+            raise StagingError(f"{local.name} is not at {remote} on {vm} after the copy", vm=vm, step="stage")
+        actual = str(verified["Sha256"] or "").lower()
+        if actual != package.sha256:
+            raise StagingError(f"sha256 mismatch for {local.name} on VM {vm} at {remote}: expected "
+                               f"{package.sha256}, actual {actual or 'none'}; refusing to install",
+                               vm=vm, step="stage")
+        staged.append(str(verified["Path"] or remote))
+    return staged
+
+
+def install(session: RemoteSession, package_path: str, *, kb: str, timeout: float | None = None) -> InstallResult:
+    """Run the ``install`` op once and read RestartNeeded / the exit code (3010 semantics)."""
+    vm = _vm(session)
+    result = session.run(op_script(OP_INSTALL, PackagePath=package_path), timeout=timeout)
+    doc = parse_document(result, OP_INSTALL, INSTALL_CONTRACT, vm, InstallError)
+    log_lines = doc["Log"] if isinstance(doc["Log"], list) else ([doc["Log"]] if doc["Log"] else [])
+    log_lines = [str(line) for line in log_lines]
+    code = int(doc["ExitCode"])
+    if code not in SUCCESS_CODES:
+        detail = "; ".join(result.errors) or (log_lines[-1] if log_lines else "no detail")
+        raise InstallError(f"installing {kb} from {package_path} failed on VM {vm}: exit code {code} "
+                           f"(0x{code & 0xFFFFFFFF:08X}): {detail}", vm=vm, step="install")
+    return InstallResult(kb=kb, package_path=str(doc["PackagePath"]), exit_code=code,
+                         restart_needed=bool(doc["RestartNeeded"]) or SUCCESS_CODES[code],
+                         output=list(result.output), log=log_lines)
+
+
+def stage_and_install(session: RemoteSession, candidate: Candidate, timeout: float | None = None, *,
+                      staging_dir: str | None = None) -> InstallResult:
+    """Stage, verify, install; one deadline for all of it. A single package is installed by file path;
+    several (a checkpoint cumulative update and its prerequisites) by their folder, as DISM expects."""
+    vm = _vm(session)
+    budget = _Budget(timeout, vm, candidate.kb)
+    staged = stage(session, candidate, staging_dir=staging_dir, _budget=budget)
+    package_path = staged[0] if len(staged) == 1 else ntpath.dirname(staged[0])
+    result = install(session, package_path, kb=candidate.kb, timeout=budget.left("install"))
+    return InstallResult(kb=result.kb, package_path=result.package_path, exit_code=result.exit_code,
+                         restart_needed=result.restart_needed, output=result.output, log=result.log,
+                         staged_paths=staged)

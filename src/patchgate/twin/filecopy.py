@@ -1,0 +1,117 @@
+"""The twin's side of file staging: pypsrp's copy script and the ``stage-*`` op scripts.
+
+``pypsrp.Client.copy`` (and patchgate's psrp session, which sends the same script on its long-lived pool)
+runs ``copy.ps1`` with the destination as its first unbound argument and the file as pipeline input: one
+base64 chunk per input object, then a final object holding base64(sha1 hex) of the whole file. The real
+script writes a temp file, checks the SHA-1, moves it over the destination and prints the full path; the
+twin does the same into ``WindowsHost.files`` (keys are lower-cased Windows paths).
+
+The ``stage-prepare`` and ``stage-verify`` ops read and write only ``files`` too, so a TwinShell can hand
+them here (``handle_staging``) and keep only ``install`` for its update model.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import ntpath
+import re
+from typing import Any, MutableMapping
+
+from patchgate.twin.shell import PipelineOutput, Statement
+
+# Lines of pypsrp's copy.ps1 that no other script is likely to carry together.
+_COPY_MARKERS = (
+    "$MyInvocation.UnboundArguments[0]",
+    "[System.IO.File]::Create($path)",
+    "Transport failure, hash mismatch",
+)
+
+_ENV = {
+    "TEMP": r"C:\Windows\TEMP",
+    "TMP": r"C:\Windows\TEMP",
+    "PROGRAMDATA": r"C:\ProgramData",
+    "SYSTEMROOT": r"C:\Windows",
+    "WINDIR": r"C:\Windows",
+    "SYSTEMDRIVE": "C:",
+    "USERPROFILE": r"C:\Users\Administrator",
+}
+DEFAULT_LOCATION = r"C:\Users\Administrator\Documents"
+
+OP_MARKER = re.compile(r"^\s*#\s*patchgate-op:\s*(?P<op>[A-Za-z0-9_-]+)\s*$", re.MULTILINE)
+
+
+def is_copy_script(script: str) -> bool:
+    return all(marker in script for marker in _COPY_MARKERS)
+
+
+def op_name(script: str) -> str | None:
+    """The ``# patchgate-op: <name>`` marker on a script's first line, if any."""
+    first = script.lstrip().splitlines()[0] if script.strip() else ""
+    match = OP_MARKER.match(first)
+    return match.group("op") if match else None
+
+
+def key(path: str) -> str:
+    """The ``files`` key for a Windows path: normalised and lower-cased (NTFS is case-insensitive)."""
+    return ntpath.normpath(path).lower()
+
+
+def resolve(path: str, expand: bool = False) -> str:
+    if expand:
+        path = re.sub(r"%([^%]+)%", lambda m: _ENV.get(m.group(1).upper(), m.group(0)), path)
+    if not ntpath.isabs(path) or not ntpath.splitdrive(path)[0]:
+        path = ntpath.join(DEFAULT_LOCATION, path)
+    return ntpath.normpath(path)
+
+
+def run_copy(files: MutableMapping[str, bytes], statement: Statement, input_data: list[Any]) -> PipelineOutput:
+    """What copy.ps1 does on Windows, into ``files``; a hash mismatch is the script's own terminating error."""
+    if not statement.arguments:
+        return PipelineOutput(errors=["Cannot index into a null array."], failed=True)
+    dest = resolve(str(statement.arguments[0]),
+                   expand=len(statement.arguments) > 1 and statement.arguments[1] is True)
+    if not input_data:
+        return PipelineOutput(errors=["Exception calling \"GetString\": the file data is missing"], failed=True)
+    try:
+        chunks = [base64.b64decode(str(item or "")) for item in input_data]
+    except (binascii.Error, ValueError) as exc:
+        return PipelineOutput(errors=[f"Exception calling \"FromBase64String\": {exc}"], failed=True)
+    expected = chunks[-1].decode("utf-8", "replace")
+    data = b"".join(chunks[:-1])
+    actual = hashlib.sha1(data).hexdigest()
+    if actual != expected:
+        return PipelineOutput(
+            errors=[f"Transport failure, hash mismatch\r\nActual: {actual}\r\nExpected: {expected}"], failed=True)
+    files[key(dest)] = data
+    return PipelineOutput(output=[dest])
+
+
+def handle_staging(files: MutableMapping[str, bytes], op: str, parameters: dict[str, Any]) -> PipelineOutput | None:
+    """Answer ``stage-prepare`` / ``stage-verify`` exactly as the scripts in remoting/scripts print them."""
+    if op == "stage-prepare":
+        path = resolve(str(parameters.get("Path", "")))
+        return PipelineOutput(output=[json.dumps({"Path": path, "Exists": True}, separators=(",", ":"))])
+    if op == "stage-verify":
+        path = resolve(str(parameters.get("Path", "")))
+        data = files.get(key(path))
+        doc = {"Path": path, "Exists": data is not None,
+               "Sha256": hashlib.sha256(data).hexdigest().upper() if data is not None else None}
+        return PipelineOutput(output=[json.dumps(doc, separators=(",", ":"))])
+    return None
+
+
+def handle(files: MutableMapping[str, bytes], statements: list[Statement],
+           input_data: list[Any]) -> PipelineOutput | None:
+    """Route a pipeline to the copy script or a staging op; ``None`` when it is neither."""
+    if not statements:
+        return None
+    first = statements[0]
+    if is_copy_script(first.script):
+        return run_copy(files, first, input_data)
+    op = op_name(first.script)
+    if op:
+        return handle_staging(files, op, first.parameters)
+    return None

@@ -1,0 +1,83 @@
+"""A small ScriptHost for the remoting tests: the twin endpoint's executor (not a mock of pypsrp)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import deque
+from typing import Any, Callable
+
+import pytest
+from pydantic import SecretStr
+
+from patchgate.config.lab import PsrpSettings
+from patchgate.hypervisors.base import GuestEndpoint
+from patchgate.remoting.psrp import PsrpRemoting, PsrpSession
+from patchgate.secrets.base import Credentials
+from patchgate.twin import filecopy
+from patchgate.twin.shell import PipelineOutput, Statement, TwinFault
+from patchgate.twin.wsman import TwinEndpoints
+
+USERNAME = "labadmin"
+PASSWORD = "Tw1n-Remoting-Pa55!"
+
+
+class LabHost:
+    """Answers pipelines like a tiny Windows host: echo, the staging ops, a scripted install, copy."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, dict[str, bytes]] = {}
+        self.calls: list[tuple[str, list[Statement], list[Any]]] = []
+        self.faults: deque[str] = deque()  # one TwinFault kind per coming pipeline
+        self.always_fault: str | None = None
+        self.gate: threading.Event | None = None  # block pipelines until set
+        self.corrupt_writes = False
+        self.install_doc: dict[str, Any] = {"RestartNeeded": True, "ExitCode": 3010, "Log": ["ok"]}
+        self.install_errors: list[str] = []
+        self.handler: Callable[[str, list[Statement], list[Any]], PipelineOutput] | None = None
+        self._lock = threading.Lock()
+
+    def vm_files(self, vm: str) -> dict[str, bytes]:
+        with self._lock:
+            return self.files.setdefault(vm, {})
+
+    def run_pipeline(self, vm: str, statements: list[Statement], input_data: list[Any]) -> PipelineOutput:
+        with self._lock:
+            self.calls.append((vm, statements, input_data))
+            kind = self.faults.popleft() if self.faults else self.always_fault
+        if kind:
+            raise TwinFault(kind, f"injected by test on {vm}")
+        if self.gate is not None:
+            self.gate.wait(30)
+        files = self.vm_files(vm)
+        result = filecopy.handle(files, statements, input_data)
+        if result is not None:
+            if self.corrupt_writes and filecopy.is_copy_script(statements[0].script):
+                for key in files:
+                    files[key] = files[key][:-1] + bytes([files[key][-1] ^ 0xFF]) if files[key] else b"x"
+            return result
+        if filecopy.op_name(statements[0].script) == "install":
+            doc = {"PackagePath": statements[0].parameters["PackagePath"], **self.install_doc}
+            return PipelineOutput(output=[json.dumps(doc)], errors=list(self.install_errors))
+        if self.handler is not None:
+            return self.handler(vm, statements, input_data)
+        first = statements[0]
+        if first.script.startswith("Write-Error"):
+            return PipelineOutput(errors=[first.script.split(" ", 1)[1].strip("'")])
+        if first.script.strip() == "Get-Service WinRM":
+            return PipelineOutput(output=["Status   Name               DisplayName",
+                                          "Running  WinRM              Windows Remote Management (WS-Manag..."])
+        return PipelineOutput(output=[json.dumps({
+            "vm": vm, "script_len": len(first.script), "script_sha256": hashlib.sha256(first.script.encode()).hexdigest(),
+            "parameters": first.parameters, "arguments": first.arguments, "statements": len(statements),
+        })])
+
+
+def http_settings(**overrides: Any) -> PsrpSettings:
+    values: dict[str, Any] = dict(ssl=False, auth="basic", encryption="never", connect_timeout=5,
+                                  read_timeout=15, operation_timeout=5)
+    values.update(overrides)
+    return PsrpSettings(**values)
+
+
