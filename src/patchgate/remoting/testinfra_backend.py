@@ -59,3 +59,6 @@ def testinfra_host(session: RemoteSession, *, timeout: float | None = None) -> t
     host = testinfra.host.Host(backend)
     backend.set_host(host)
     return host
+
+
+testinfra_host.__test__ = False  # type: ignore[attr-defined]  # a factory, not a test, despite its name
