@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 UTC = dt.timezone.utc
 
@@ -178,6 +178,9 @@ class WsusState:
     sync_outcome: Literal["Succeeded", "Failed", "Canceled"] = "Succeeded"  # what the next sync will do
     sync_error: str = "NotApplicable"
     sync_error_text: str = ""
+    # After the CVE-2025-59287 fix the WSUS console stops showing synchronization error details ([3P]); whether the
+    # API's ErrorText is blanked too is [U]. The twin blanks ErrorText of failed syncs while this is set.
+    error_details_hidden: bool = False
 
 
 @dataclass
@@ -222,6 +225,9 @@ class WindowsHost:
     wsus: WsusState = field(default_factory=WsusState)
     reboot: RebootFlags = field(default_factory=RebootFlags)
     files: dict[str, bytes] = field(default_factory=dict)  # staged files by Windows path (lower-case key)
+    # Twin bookkeeping, not a Windows object: effects of installed updates that show only after the next restart
+    # (patchgate.twin.behaviour queues them; complete_reboot applies them).
+    pending_after_reboot: list[Any] = field(default_factory=list)
 
     @property
     def build(self) -> str:
