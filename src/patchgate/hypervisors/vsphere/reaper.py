@@ -14,7 +14,7 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Literal
 
 from patchgate.config.lab import VmSpec
@@ -23,6 +23,9 @@ from patchgate.hypervisors.vsphere.provider import VsphereHypervisor
 from patchgate.hypervisors.vsphere.runtag import RunTag
 
 log = logging.getLogger("patchgate.hypervisors.vsphere")
+
+# Tag times are whole seconds and /proc start times are clock ticks from a whole-second boot time.
+PID_REUSE_SLACK = timedelta(seconds=5)
 
 Outcome = Literal["reverted", "would-revert", "alive", "failed", "foreign"]
 
@@ -70,8 +73,8 @@ def local_process_alive(pid: int, since: datetime | None) -> bool:
         except (OSError, IndexError):
             pass
     started = _proc_start(pid)
-    if since is not None and started is not None and started > since:
-        return False  # pid reused by a newer process
+    if since is not None and started is not None and started > since + PID_REUSE_SLACK:
+        return False  # pid reused by a process that started after the tag was written
     return True
 
 
