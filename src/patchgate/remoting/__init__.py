@@ -1,1 +1,27 @@
-"""remoting."""
+"""Remoting: run a script as one pipeline on a VM's long-lived session, copy a file to it.
+
+Kinds: ``psrp`` (WSMan with pypsrp, the default) and ``ssh`` (Windows' OpenSSH server with paramiko, for
+labs that disable WinRM). ``inprocess`` is the twin's test-only shortcut and is built by the twin wiring.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from patchgate.errors import ConfigError
+from patchgate.remoting.base import Remoting
+
+
+def build_remoting(model: Any) -> Remoting:
+    """The ``Remoting`` for a lab file's ``remoting:`` block (``patchgate.config.lab.Remoting``)."""
+    kind = getattr(model, "kind", None)
+    if kind == "psrp":
+        from patchgate.remoting.psrp import PsrpRemoting
+
+        return PsrpRemoting(model.settings)
+    if kind == "ssh":
+        from patchgate.remoting.ssh import SshRemoting
+
+        return SshRemoting(model.settings)
+    raise ConfigError(f"remoting kind '{kind}' is not built here (psrp and ssh are; inprocess needs the twin)",
+                      field="remoting.kind")
