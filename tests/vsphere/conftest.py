@@ -41,8 +41,8 @@ def vcsim(vcsim_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def settings_for(sim: Vcsim, **overrides: object) -> VsphereSettings:
-    values: dict[str, object] = dict(url=sim.url, ca_bundle=sim.cert_path, tools_timeout=5, heartbeat_timeout=5,
-                                     ip_timeout=5, task_timeout=30)
+    values: dict[str, object] = dict(url=sim.url, ca_bundle=sim.cert_path, tools_timeout=5,
+                                     heartbeat_timeout=5, ip_timeout=5, task_timeout=30)
     values.update(overrides)
     return VsphereSettings(**values)  # type: ignore[arg-type]
 

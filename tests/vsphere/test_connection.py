@@ -29,7 +29,7 @@ def other_ca(path: Path) -> Path:
     """A self-signed CA that did not sign the simulator's certificate."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not the vcsim CA")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
             .not_valid_after(now + datetime.timedelta(days=1))
@@ -98,7 +98,8 @@ def test_thumbprint_is_checked_even_when_the_ca_trusts_the_server(vcsim: Vcsim) 
         connect(vcsim, thumbprint=WRONG_THUMB)
 
 
-def test_validation_off_only_when_asked_and_it_says_so(vcsim: Vcsim, caplog: pytest.LogCaptureFixture) -> None:
+def test_validation_off_only_when_asked_and_it_says_so(vcsim: Vcsim,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="patchgate.hypervisors.vsphere"):
         hv = connect(vcsim, ca_bundle=None, cert_validation=False)
     try:

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -30,7 +30,8 @@ TAGGER = textwrap.dedent("""
     from patchgate.secrets.base import Credentials
 
     settings = VsphereSettings(url=os.environ["T_URL"], ca_bundle=os.environ["T_CA"])
-    hv = VsphereHypervisor(settings, Credentials(os.environ["T_USER"], SecretStr(os.environ["T_PASS"])), "lab")
+    creds = Credentials(os.environ["T_USER"], SecretStr(os.environ["T_PASS"]))
+    hv = VsphereHypervisor(settings, creds, "lab")
     hv.mark_in_use(VmSpec(name=os.environ["T_VM"], role="member", snapshot="x"), os.environ["T_RUN"])
     print("tagged", flush=True)
     sys.stdin.read()  # the run "works" until it is killed
@@ -93,7 +94,7 @@ def test_reap_other_hosts_by_age(hv: VsphereHypervisor) -> None:
     lab = unique("lab")
     spec = vm_spec(VM, snapshot=lab)
     lab_ref = hv.create_snapshot(hv.vm_ref(spec), VM, lab)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     young = RunTag(run="r-young", host="ci-runner-7", pid=1, started=(now - timedelta(minutes=5)).isoformat())
     hv.tag_field.write(hv.vm_ref(spec), young.to_json())
     assert [a.outcome for a in reap(hv, [spec], max_age=3600)] == ["alive"]
@@ -110,7 +111,7 @@ def test_reap_reports_foreign_values_and_failed_reverts(hv: VsphereHypervisor) -
     hv.tag_field.write(hv.vm_ref(spec), "reserved by alice")
     assert [a.outcome for a in reap(hv, [spec])] == ["foreign"]
     dead = RunTag(run="r-dead", host=socket.gethostname(), pid=2 ** 22 + 12345,
-                  started=datetime.now(timezone.utc).isoformat())
+                  started=datetime.now(UTC).isoformat())
     hv.tag_field.write(hv.vm_ref(spec), dead.to_json())
     (action,) = reap(hv, [spec])
     assert action.outcome == "failed" and "not found" in action.reason
@@ -120,7 +121,7 @@ def test_reap_reports_foreign_values_and_failed_reverts(hv: VsphereHypervisor) -
 
 @pytest.mark.parametrize("alive,expected", [(True, False), (False, True)])
 def test_local_tags_follow_process_liveness(alive: bool, expected: bool) -> None:
-    tag = RunTag(run="r", host="here", pid=42, started=datetime.now(timezone.utc).isoformat())
+    tag = RunTag(run="r", host="here", pid=42, started=datetime.now(UTC).isoformat())
     abandoned, _ = is_abandoned(tag, max_age=1, this_host="here", alive=lambda pid, since: alive)
     assert abandoned is expected
 
@@ -128,6 +129,6 @@ def test_local_tags_follow_process_liveness(alive: bool, expected: bool) -> None
 def test_own_process_is_alive_and_a_reused_pid_is_not() -> None:
     from patchgate.hypervisors.vsphere.reaper import local_process_alive
 
-    assert local_process_alive(os.getpid(), datetime.now(timezone.utc))
+    assert local_process_alive(os.getpid(), datetime.now(UTC))
     # our pid, but a tag written before this process started: the pid was reused
-    assert not local_process_alive(os.getpid(), datetime(2000, 1, 1, tzinfo=timezone.utc))
+    assert not local_process_alive(os.getpid(), datetime(2000, 1, 1, tzinfo=UTC))

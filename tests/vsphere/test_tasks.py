@@ -9,12 +9,12 @@ from __future__ import annotations
 import threading
 
 import pytest
+from pyVmomi import vim
 
 from patchgate.errors import HypervisorError, LabTimeout
 from patchgate.hypervisors.vsphere import TaskCancelled, TaskWaiter, VsphereHypervisor
 from patchgate.hypervisors.vsphere.collector import retrieve_one
 from patchgate.hypervisors.vsphere.simulator import Vcsim
-from pyVmomi import vim
 
 from .conftest import unique, vm_spec
 

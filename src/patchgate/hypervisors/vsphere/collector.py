@@ -10,8 +10,7 @@ VM) never steal each other's updates.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pyVmomi import vim, vmodl
@@ -89,7 +88,7 @@ class Watch:
         self._closed = False
         self._poll(0)  # the initial update carries the current values
 
-    def __enter__(self) -> "Watch":
+    def __enter__(self) -> Watch:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -139,23 +138,3 @@ class Watch:
                     obj = getattr(obj, part, None) if obj is not None else None
                 self.values[path] = obj
 
-
-def until(watch: Watch, predicate: Any, deadline: float) -> bool:
-    """Wait on ``watch`` until ``predicate(values)`` holds or ``deadline`` (time.monotonic) passes."""
-    while True:
-        if predicate(watch.values):
-            return True
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        watch.wait(min(remaining, 30.0))
-
-
-def iter_updates(watch: Watch, deadline: float, step: float = 1.0) -> Iterator[dict[str, Any]]:
-    """Yield the values after each wait step until the deadline (callers break out when done)."""
-    while True:
-        yield watch.values
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return
-        watch.wait(min(remaining, step))

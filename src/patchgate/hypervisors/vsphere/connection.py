@@ -147,7 +147,8 @@ def probe_tls(endpoint: Endpoint, tls: TlsPolicy, timeout: float = 15.0) -> str 
         raise HypervisorError(f"cannot reach {endpoint.url}: {exc.strerror or exc}", step="connect") from None
 
 
-def open_session(settings: VsphereSettings, credentials: Credentials) -> tuple[vim.ServiceInstance, str | None]:
+def open_session(settings: VsphereSettings,
+                 credentials: Credentials) -> tuple[vim.ServiceInstance, str | None]:
     """Log in once; returns the service instance and the server certificate fingerprint."""
     endpoint = parse_url(settings.url)
     password = credentials.password.get_secret_value()

@@ -118,7 +118,8 @@ def find_snapshot(si: vim.ServiceInstance, vm: vim.VirtualMachine, spec: VmSpec)
         existing = ", ".join("/".join(p) for p, _ in tree) or "none"
         raise HypervisorError(f"snapshot '{wanted}' not found (snapshots: {existing})", vm=spec.name,
                               step="snapshot")
-    listed = ", ".join(f"{'/'.join(p)} ({n.snapshot._moId}, {n.createTime:%Y-%m-%d %H:%M})" for p, n in matches)
+    listed = ", ".join(f"{'/'.join(p)} ({n.snapshot._moId}, {n.createTime:%Y-%m-%d %H:%M})"
+                       for p, n in matches)
     raise HypervisorError(f"snapshot '{wanted}' is ambiguous, {len(matches)} match: {listed}; name it by a "
                           "unique path such as 'parent/child', or rename the duplicates", vm=spec.name,
                           step="snapshot")
@@ -141,5 +142,5 @@ def ensure_idle(si: vim.ServiceInstance, vm: vim.VirtualMachine, name: str, oper
     if busy:
         listed = ", ".join(f"{p.get('info.name') or p.get('info.descriptionId') or 'task'} {tid} "
                            f"({p.get('info.state')})" for tid, p in busy)
-        raise HypervisorError(f"refusing {operation}: the VM has a task in progress: {listed}; wait for it or "
-                              "cancel it in the vSphere Client", vm=name, step=operation)
+        raise HypervisorError(f"refusing {operation}: the VM has a task in progress: {listed}; "
+                              "wait for it or cancel it in the vSphere Client", vm=name, step=operation)

@@ -171,8 +171,8 @@ class VsphereHypervisor:
                             on_progress=self._progress(vm.name, "reset"))
             return
         except vim.fault.ToolsUnavailable:
-            raise HypervisorError("cannot reboot the guest: VMware Tools is not running (no hard reset is done "
-                                  "behind your back; check the guest)", vm=vm.name, step="reboot") from None
+            raise HypervisorError("cannot reboot the guest: VMware Tools is not running (no hard reset "
+                                  "is done behind your back; check the guest)", vm=vm.name, step="reboot") from None
         except vmodl.MethodFault as exc:
             raise HypervisorError(f"guest reboot refused: {describe_fault(exc)}", vm=vm.name,
                                   step="reboot") from None
@@ -205,7 +205,8 @@ class VsphereHypervisor:
             return None
         ref = self.vm_ref(vm)
         name = f"{FAILURE_SNAPSHOT_PREFIX}{run_id}"
-        self.create_snapshot(ref, vm.name, name, f"patchgate run {run_id}: state at failure, kept for diagnosis")
+        self.create_snapshot(ref, vm.name, name,
+                             f"patchgate run {run_id}: state at failure, kept for diagnosis")
         log.info("vm %s: kept failure snapshot %s", vm.name, name)
         return name
 

@@ -14,7 +14,7 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from patchgate.config.lab import VmSpec
@@ -50,7 +50,7 @@ def _proc_start(pid: int) -> datetime | None:
         ticks = int(fields[19])  # field 22 of stat(5), counted after the command name
         with open("/proc/stat", encoding="ascii") as fh:
             btime = next(int(line.split()[1]) for line in fh if line.startswith("btime "))
-        return datetime.fromtimestamp(btime + ticks / os.sysconf("SC_CLK_TCK"), tz=timezone.utc)
+        return datetime.fromtimestamp(btime + ticks / os.sysconf("SC_CLK_TCK"), tz=UTC)
     except (OSError, ValueError, IndexError, StopIteration):
         return None
 
@@ -81,7 +81,7 @@ def local_process_alive(pid: int, since: datetime | None) -> bool:
 def is_abandoned(tag: RunTag, *, max_age: float, now: datetime | None = None,
                  this_host: str | None = None,
                  alive: Callable[[int, datetime | None], bool] = local_process_alive) -> tuple[bool, str]:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     host = this_host or socket.gethostname()
     started = tag.started_at()
     if tag.host == host:
@@ -94,8 +94,8 @@ def is_abandoned(tag: RunTag, *, max_age: float, now: datetime | None = None,
     if age > max_age:
         return True, f"run {tag.run} on host {tag.host} started {age / 3600:.1f} h ago (max age " \
                      f"{max_age / 3600:.1f} h)"
-    return False, f"run {tag.run} on host {tag.host} started {age / 60:.0f} min ago; cannot check that host " \
-                  "from here, leaving it"
+    return False, (f"run {tag.run} on host {tag.host} started {age / 60:.0f} min ago; cannot check that "
+                   "host from here, leaving it")
 
 
 def reap(hypervisor: VsphereHypervisor, vms: Sequence[VmSpec], *, max_age: float | None = None,
@@ -115,7 +115,8 @@ def reap(hypervisor: VsphereHypervisor, vms: Sequence[VmSpec], *, max_age: float
         tag = RunTag.parse(raw)
         if tag is None:
             actions.append(ReapAction(vm=vm.name, outcome="foreign",
-                                      reason=f"custom attribute holds a value patchgate did not write: {raw[:80]!r}"))
+                                      reason="custom attribute holds a value patchgate did not write: "
+                                             f"{raw[:80]!r}"))
             continue
         abandoned, why = is_abandoned(tag, max_age=limit, now=now)
         base = dict(vm=vm.name, run=tag.run, host=tag.host, pid=tag.pid, started=tag.started)

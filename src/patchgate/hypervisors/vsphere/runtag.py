@@ -11,7 +11,7 @@ import json
 import os
 import socket
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pyVmomi import vim
@@ -28,15 +28,15 @@ class RunTag:
     started: str
 
     @classmethod
-    def for_this_process(cls, run_id: str) -> "RunTag":
+    def for_this_process(cls, run_id: str) -> RunTag:
         return cls(run=run_id, host=socket.gethostname(), pid=os.getpid(),
-                   started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                   started=datetime.now(UTC).isoformat(timespec="seconds"))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
-    def parse(cls, raw: str | None) -> "RunTag | None":
+    def parse(cls, raw: str | None) -> RunTag | None:
         """None for empty or foreign values (someone else's text in the field is not ours to reap)."""
         if not raw:
             return None
@@ -52,7 +52,7 @@ class RunTag:
             when = datetime.fromisoformat(self.started)
         except ValueError:
             return None
-        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 class RunTagField:

@@ -69,7 +69,7 @@ class Vcsim:
     def credentials(self) -> Credentials:
         return Credentials(self.username, SecretStr(self.password))
 
-    def start(self) -> "Vcsim":
+    def start(self) -> Vcsim:
         redactor.register(self.password)
         if self.workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="patchgate-vcsim-")
@@ -84,7 +84,8 @@ class Vcsim:
         while True:
             remaining = deadline - time.monotonic()
             if self.process.poll() is not None:
-                raise HypervisorError(f"the vSphere simulator exited with {self.process.returncode} at start; "
+                raise HypervisorError(f"the vSphere simulator exited with {self.process.returncode} at "
+                                      "start; "
                                       f"see {self.workdir / 'vcsim.log'}", step="simulator")
             if remaining <= 0:
                 self.stop()
@@ -115,7 +116,7 @@ class Vcsim:
             self._tmp.cleanup()
             self._tmp = None
 
-    def __enter__(self) -> "Vcsim":
+    def __enter__(self) -> Vcsim:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -139,7 +140,8 @@ class Vcsim:
 
     def hold_task(self, vm: str, *, cancelable: bool = True, progress: int | None = None) -> str:
         """A task that stays running on the VM (listed in its recentTask) until released or cancelled."""
-        return str(self.control("hold", vm=vm, cancelable="1" if cancelable else "0", progress=progress)["task"])
+        answer = self.control("hold", vm=vm, cancelable="1" if cancelable else "0", progress=progress)
+        return str(answer["task"])
 
     def task_progress(self, task: str, progress: int) -> None:
         self.control("progress", task=task, progress=progress)

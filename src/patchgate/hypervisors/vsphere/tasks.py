@@ -88,7 +88,8 @@ class TaskWaiter:
                             on_progress(100)
                         return values.get("info.result")
                     if state == vim.TaskInfo.State.error:
-                        raise HypervisorError(f"{operation} failed: {describe_fault(values.get('info.error'))}",
+                        fault = describe_fault(values.get("info.error"))
+                        raise HypervisorError(f"{operation} failed: {fault}",
                                               vm=vm, step=operation)
                     if self.cancel_event.is_set():
                         cancel_task(task, vm=vm, operation=operation)
@@ -115,5 +116,6 @@ class TaskWaiter:
         try:
             task = start()
         except vmodl.MethodFault as exc:
-            raise HypervisorError(f"{operation} refused: {describe_fault(exc)}", vm=vm, step=operation) from None
+            raise HypervisorError(f"{operation} refused: {describe_fault(exc)}", vm=vm,
+                                  step=operation) from None
         return self.wait(task, vm=vm, operation=operation, timeout=timeout, on_progress=on_progress)
