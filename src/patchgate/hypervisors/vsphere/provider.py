@@ -172,7 +172,8 @@ class VsphereHypervisor:
             return
         except vim.fault.ToolsUnavailable:
             raise HypervisorError("cannot reboot the guest: VMware Tools is not running (no hard reset "
-                                  "is done behind your back; check the guest)", vm=vm.name, step="reboot") from None
+                                  "is done behind your back; check the guest)", vm=vm.name,
+                                  step="reboot") from None
         except vmodl.MethodFault as exc:
             raise HypervisorError(f"guest reboot refused: {describe_fault(exc)}", vm=vm.name,
                                   step="reboot") from None
