@@ -128,6 +128,7 @@ class SshSettings(Strict):
     command_timeout: float = Field(1800, gt=0)
     known_hosts: Path | None = None
     host_key_checking: bool = True
+    identity_file: Path | None = Field(None, description="private key for public-key auth; else the password")
     staging_dir: str = r"C:\ProgramData\patchgate\staging"
 
 
