@@ -73,6 +73,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             pytest_args += [flag, value]
     if args.keep_on_failure:
         pytest_args.append("--keep-on-failure")
+    if not any(a.startswith("--tb") for a in args.pytest_args):
+        pytest_args.append("--tb=short")  # the failure message and its table, without the test's source
     pytest_args += list(args.pytest_args)
     print(f"patchgate {__version__}: validating {candidate.kb} on lab '{lab.name}' -> {out}", flush=True)
     code = pytest.main(pytest_args)
@@ -90,10 +92,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _print_verdict(gate: dict, gate_file: Path) -> None:
     print(f"\nverdict: {gate['verdict'].upper()} for {gate['candidate']['kb']} on lab {gate['lab']['name']}: "
           f"{gate['reason']}")
+    shown: dict[tuple[str, str, str], list[str]] = {}
     for check in gate["checks"]:
-        if check["status"] in ("failed", "broken"):
+        if check["status"] in ("failed", "broken", "waived"):
             headline = (check.get("message") or "").splitlines()[0] if check.get("message") else ""
-            print(f"  {check['status'].upper():7} {check['vm']:<16} {check['invariant']:<32} {headline}")
+            # lab trouble repeats one message per check of the VM: show it once with the invariants it broke
+            key = (check["status"], check["vm"], headline if check["status"] == "broken" else check["invariant"])
+            shown.setdefault(key, []).append(check["invariant"] if check["status"] == "broken" else headline)
+    for (status, vm, what), details in shown.items():
+        if status == "broken":
+            print(f"  BROKEN  {vm:<16} {len(details)} check(s): {what}")
+        else:
+            print(f"  {status.upper():7} {vm:<16} {what:<32} {details[0]}")
     print(f"gate file: {gate_file}")
 
 

@@ -170,14 +170,14 @@ class VmLifecycle:
             self.session = self._retry("connect", open_session)  # type: ignore[assignment]
 
     def _capture(self, since: dt.datetime | None) -> tuple[object, str]:
-        from patchgate.probes.batch import ALL_AREAS, compose_capture, parse_capture
+        from patchgate.probes.batch import compose_capture, parse_capture
 
         assert self.session is not None
-        script = compose_capture(ALL_AREAS, since=since)
+        script = compose_capture(since=since)
         session = self.session
         result = self._retry("capture", lambda: session.run(script, timeout=self.ctx.lab.timeouts.capture))
         try:
-            capture = parse_capture(result)  # type: ignore[arg-type]
+            capture = parse_capture(result, vm=self.vm.name)  # type: ignore[arg-type]
         except LabError as exc:
             raise exc.at(vm=self.vm.name)
         return capture.posture, result.text  # type: ignore[union-attr]

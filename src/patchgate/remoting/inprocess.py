@@ -30,10 +30,10 @@ class InProcessSession:
         return ScriptResult(name=script.name, output=[str(o) for o in out.output], errors=list(out.errors))
 
     def copy_file(self, source: Path, destination: str) -> None:
-        from patchgate.twin.lab import TwinLab  # noqa: F401  (type only)
+        from patchgate.twin import filecopy
 
         host = self.shell.lab.host(self.host)  # type: ignore[attr-defined]
-        host.files[destination.lower()] = source.read_bytes()
+        host.files[filecopy.key(filecopy.resolve(destination))] = source.read_bytes()
 
     def close(self) -> None:
         return None

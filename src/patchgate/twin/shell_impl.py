@@ -8,13 +8,13 @@ so testinfra's ``host.run`` works. Anything else answers as PowerShell does for 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import re
 import threading
 from typing import Any, Callable
 
+from patchgate.twin import filecopy
 from patchgate.twin.lab import TwinLab
 from patchgate.twin.model import WindowsHost
 from patchgate.twin.shell import PipelineOutput, Statement, TwinFault
@@ -42,7 +42,6 @@ class TwinShell:
         self.lab = lab
         self._ops: dict[str, Callable[[str, WindowsHost, Statement, list[Any]], PipelineOutput]] = {
             "capture": self._capture,
-            "stage-verify": self._stage_verify,
             "install": self._install,
             "wsus-sync": self._wsus_sync,
         }
@@ -61,6 +60,9 @@ class TwinShell:
         host = self.lab.host(vm)
         if not statements:
             return PipelineOutput()
+        staged = filecopy.handle(host.files, statements, input_data)  # pypsrp's copy script, stage-* ops
+        if staged is not None:
+            return staged
         first = statements[0]
         marker = _marker(first.script) if first.is_script else None
         if marker:
@@ -70,9 +72,6 @@ class TwinShell:
             if kind == "probe":
                 return self._capture(vm, host, first, input_data)
             return PipelineOutput(errors=[f"patchgate twin: unknown operation '{name}'"], failed=True)
-        copy = self._file_copy(vm, host, statements, input_data)
-        if copy is not None:
-            return copy
         return self._everyday(vm, host, statements)
 
     # ------------------------------------------------------------ patchgate operations
@@ -89,17 +88,11 @@ class TwinShell:
             text = text.replace('"output":"{', '"output":"<html>{', 1)
         return PipelineOutput(output=[text])
 
-    def _stage_verify(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
-        path = str(stmt.parameters.get("Path", ""))
-        data = host.files.get(path.lower())
-        digest = hashlib.sha256(data).hexdigest().upper() if data is not None else None
-        return PipelineOutput(output=[_json({"Path": path, "Exists": data is not None, "Sha256": digest})])
-
     def _install(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
         from patchgate.twin.behaviour import apply_install
 
-        path = str(stmt.parameters.get("PackagePath", ""))
-        data = host.files.get(path.lower())
+        path = filecopy.resolve(str(stmt.parameters.get("PackagePath", "")))
+        data = host.files.get(filecopy.key(path))
         if data is None:
             return PipelineOutput(errors=[f"Add-WindowsPackage : The system cannot find the file specified. "
                                           f"({path})"], failed=True)
@@ -149,16 +142,6 @@ class TwinShell:
             "Result": info.result, "Error": info.error, "ErrorText": info.error_text,
             "StartedManually": info.started_manually, "UpdateErrorCount": info.update_error_count,
             "Id": info.id})])
-
-    # ------------------------------------------------------------ file copy (pypsrp Client.copy)
-
-    def _file_copy(self, vm: str, host: WindowsHost, statements: list[Statement],
-                   input_data: list[Any]) -> PipelineOutput | None:
-        try:
-            from patchgate.twin import filecopy
-        except ImportError:
-            return None
-        return filecopy.handle(host, statements, input_data)
 
     # ------------------------------------------------------------ everyday commands
 
