@@ -75,17 +75,20 @@ class Node:
         self._lower = {k.lower(): k for k in data}
 
     # -- plumbing
-    def fail(self, key: str, expected: str, value: Any) -> ProbeError:
-        shown = json.dumps(value)[:80] if not isinstance(value, str) else repr(value[:80])
+    def fail(self, key: str, expected: str, value: Any = _ABSENT) -> ProbeError:
         where = f"{self.path}.{key}" if self.path else key
-        return ProbeError(f"probe '{self.area}': field '{where}': expected {expected}, got {shown}",
-                          step=f"probe:{self.area}")
+        if value is _ABSENT:
+            detail = f" is missing (expected {expected})"
+        else:
+            shown = json.dumps(value)[:80] if not isinstance(value, str) else repr(value[:80])
+            detail = f": expected {expected}, got {shown}"
+        return ProbeError(f"probe '{self.area}': field '{where}'{detail}", step=f"probe:{self.area}")
 
     def raw(self, key: str, required: bool = False) -> Any:
         real = self._lower.get(key.lower())
         if real is None:
             if required:
-                raise self.fail(key, "a value", "<missing>")
+                raise self.fail(key, "a value")
             return None
         return _unwrap(self._data[real])
 
@@ -214,7 +217,7 @@ class Node:
         v = self.raw(key, required)
         if v is None:
             if required and self._lower.get(key.lower()) is None:
-                raise self.fail(key, "an array", "<missing>")
+                raise self.fail(key, "an array")
             return []
         return v if isinstance(v, list) else [v]
 
