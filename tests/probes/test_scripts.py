@@ -1,0 +1,119 @@
+"""The .ps1 probes themselves: markers, sources, the 5.1-safe JSON idioms, syntax, and agreement with the twin."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from importlib import resources
+
+import pytest
+
+from patchgate.posture import AREAS
+from patchgate.probes import probe_text
+from patchgate.probes.batch import capture_areas, compose_capture, probe_hashes
+from patchgate.twin.render import render_document
+
+from probes.hosts import wsus_hotpatch_host
+
+
+@pytest.mark.parametrize("area", AREAS)
+def test_probe_header_and_output_idiom(area: str) -> None:
+    text = probe_text(area)
+    assert text.splitlines()[0] == f"# patchgate-probe: {area}"
+    assert "Sources:" in text and "https://" in text
+    assert "$ErrorActionPreference = 'Stop'" in text
+    # exactly one document, arrays kept as arrays by -InputObject (no pipeline unrolling)
+    assert len(re.findall(r"ConvertTo-Json -InputObject .* -Depth \d+ -Compress", text)) == 1
+    assert "| ConvertTo-Json" not in text
+
+
+@pytest.mark.parametrize("area", AREAS)
+def test_twin_document_keys_are_the_scripts_keys(area: str) -> None:
+    """Every key the twin prints is a property the real script builds (keeps script and twin in step)."""
+    doc = render_document(area, wsus_hotpatch_host(), {"Since": "2025-10-01T00:00:00Z"})
+    text = probe_text(area)
+
+    def keys(value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield k
+                yield from keys(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from keys(v)
+
+    missing = sorted({k for k in keys(doc) if not re.search(rf"\b{re.escape(k)}\s*=", text)})
+    assert missing == []
+
+
+def test_firewall_reads_active_store_and_each_filter_once() -> None:
+    text = probe_text("firewall")
+    assert "$store = 'ActiveStore'" in text
+    for cmd in ("Get-NetFirewallPortFilter", "Get-NetFirewallAddressFilter", "Get-NetFirewallApplicationFilter",
+                "Get-NetFirewallServiceFilter", "Get-NetFirewallRule", "Get-NetFirewallProfile"):
+        assert len(re.findall(rf"{cmd} -PolicyStore \$store", text)) == 1, cmd
+    assert "AssociatedNetFirewallRule" not in text.split("#>")[1]
+
+
+def test_reboot_reads_pending_file_rename_as_a_value() -> None:
+    text = probe_text("reboot")
+    assert not re.search(r"Test-Path[^\n]*PendingFileRenameOperations", text)
+    assert "-Name 'PendingFileRenameOperations'" in text
+    assert "Microsoft.Update.SystemInfo" in text
+
+
+def test_events_and_wsus_guards() -> None:
+    events = probe_text("events")
+    assert events.count("Get-WinEvent -") == 2 and events.count("-ErrorAction SilentlyContinue -FilterHashtable") == 2
+    for i in (7000, 7001, 7009, 7011, 7022, 7023, 7024, 7026, 7031, 7032, 7034, 7040, 7045):
+        assert str(i) in events
+    assert "Id = 7053" in events and "Properties[0]" in events
+    wsus = probe_text("wsus")
+    assert "if ($roleInstalled)" in wsus and "Get-WsusServer" in wsus and "GetLastSynchronizationInfo()" in wsus
+    hot = probe_text("hotpatch")
+    for needle in ("4264695439", "DeviceLicensingServiceCommandMutex", "HotPatchTableSize", "Win32_DeviceGuard",
+                   "EnableVirtualizationBasedSecurity", "Hotpatch.$arch", "show -j"):
+        assert needle in hot
+
+
+def test_composed_capture_embeds_each_probe_in_a_region() -> None:
+    script = compose_capture(["updates", "events", "reboot"])
+    body = script.body
+    assert body.splitlines()[0] == "# patchgate-op: capture"
+    assert capture_areas(body) == ["updates", "events", "reboot"]
+    assert body.count("#endregion") == 3 and body.count("try {") >= 3
+    assert probe_text("events").strip() in body
+    assert "& $__pgProbe -Since $Since" in body and script.parameters == {}
+    assert "2025" not in body.split("#region")[0]  # parameters are never interpolated
+
+
+def test_probe_hashes_cover_every_script() -> None:
+    hashes = probe_hashes()
+    assert set(hashes) == {f"{a}.ps1" for a in AREAS}
+    data = resources.files("patchgate.probes").joinpath("wsus.ps1").read_bytes()
+    assert hashes["wsus.ps1"] == hashlib.sha256(data).hexdigest()
+
+
+def _syntax_errors(source: bytes) -> list[str]:
+    ts = pytest.importorskip("tree_sitter")
+    grammar = pytest.importorskip("tree_sitter_powershell")
+    tree = ts.Parser(ts.Language(grammar.language())).parse(source)
+    errors: list[str] = []
+
+    def walk(node) -> None:
+        if node.type == "ERROR" or node.is_missing:
+            errors.append(f"line {node.start_point[0] + 1}: {node.text[:60]!r}")
+        for child in node.children:
+            walk(child)
+
+    walk(tree.root_node)
+    return errors
+
+
+@pytest.mark.parametrize("area", AREAS)
+def test_probe_parses_as_powershell(area: str) -> None:
+    assert _syntax_errors(probe_text(area).encode()) == []
+
+
+def test_composed_capture_parses_as_powershell() -> None:
+    assert _syntax_errors(compose_capture(AREAS).body.encode()) == []
