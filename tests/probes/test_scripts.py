@@ -64,7 +64,7 @@ def test_reboot_reads_pending_file_rename_as_a_value() -> None:
 
 def test_events_and_wsus_guards() -> None:
     events = probe_text("events")
-    assert events.count("Get-WinEvent -") == 2 and events.count("-ErrorAction SilentlyContinue -FilterHashtable") == 2
+    assert events.count("@(Get-WinEvent ") == 2 and events.count("-ErrorAction SilentlyContinue -FilterHashtable") == 2
     for i in (7000, 7001, 7009, 7011, 7022, 7023, 7024, 7026, 7031, 7032, 7034, 7040, 7045):
         assert str(i) in events
     assert "Id = 7053" in events and "Properties[0]" in events
