@@ -63,7 +63,8 @@ class Signature:
         """The 64 signature bytes inside Vault's ``vault:v<N>:<base64>`` envelope."""
         parts = self.signature.split(":")
         if len(parts) != 3 or parts[0] != "vault" or not parts[1].startswith("v"):
-            raise ValueError(f"signature is not in Vault's 'vault:v<N>:<base64>' form: {self.signature[:16]}...")
+            raise ValueError("signature is not in Vault's 'vault:v<N>:<base64>' form: "
+                             f"{self.signature[:16]}...")
         return base64.b64decode(parts[2], validate=True)
 
     def dump(self, path: Path) -> None:
@@ -109,8 +110,9 @@ def check_key(session_or_client: Any, key: str, *, mount: str = "transit") -> in
         raise translate(exc, address=_address(client), path=f"{mount}/keys/{key}", action="read signing key",
                         error=SigningError) from None
     if data.get("type") != ALGORITHM:
-        raise SigningError(f"transit key '{mount}/keys/{key}' is of type {data.get('type')!r}; verdict signing "
-                           f"needs an {ALGORITHM} key (bao write -f {mount}/keys/{key} type={ALGORITHM})")
+        raise SigningError(f"transit key '{mount}/keys/{key}' is of type {data.get('type')!r}; verdict "
+                           f"signing needs an {ALGORITHM} key "
+                           f"(bao write -f {mount}/keys/{key} type={ALGORITHM})")
     return int(data.get("latest_version") or 1)
 
 

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.contenders import build_manager, check_log, contend
+from support.labs import make_lab, vault_lab
+from support.openbao import OpenBao
 
 from patchgate.config.lab import VaultSecretsSettings
 from patchgate.errors import LeaseError
@@ -25,9 +28,6 @@ from patchgate.leases.base import LeaseManager
 from patchgate.leases.local import LocalLeaseManager
 from patchgate.leases.vault import VaultLeaseManager
 from patchgate.secrets.vault_session import VaultSession
-from support.contenders import build_manager, check_log, contend
-from support.labs import make_lab, vault_lab
-from support.openbao import OpenBao
 
 VMS = ["vm0", "vm1", "vm2", "vm3"]
 CONTENDERS = 8
@@ -69,7 +69,8 @@ def test_threads_never_share_a_vm(spec: dict[str, Any], manager: LeaseManager, t
     shared = tmp_path / "shared"
     shared.mkdir()
     with ThreadPoolExecutor(CONTENDERS) as pool:
-        futures = [pool.submit(contend, spec, f"t{i}", _wants(i), ROUNDS, str(shared)) for i in range(CONTENDERS)]
+        futures = [pool.submit(contend, spec, f"t{i}", _wants(i), ROUNDS, str(shared))
+                   for i in range(CONTENDERS)]
         assert [f.result(timeout=300) for f in futures] == [ROUNDS] * CONTENDERS
     _assert_exclusive(shared, manager)
 
@@ -229,12 +230,27 @@ def test_vault_leases_need_write_permission(openbao: OpenBao) -> None:
     role = "ro-" + uuid.uuid4().hex[:6]
     role_id, secret_id = make_approle(openbao.client(), role,
                                       'path "secret/data/patchgate/leases/*" { capabilities = ["read"] }')
-    login = openbao.client(token="x").auth.approle.login(role_id=role_id, secret_id=secret_id, use_token=False)
+    login = openbao.client(token="x").auth.approle.login(role_id=role_id, secret_id=secret_id,
+                                                         use_token=False)
     settings = VaultSecretsSettings(address=openbao.address, leases_path="patchgate/leases")
     manager = VaultLeaseManager("ro-lab", settings,
                                 session=VaultSession(settings, token=login["auth"]["client_token"]))
     try:
         with pytest.raises(LeaseError, match="permission denied.*secret/patchgate/leases/ro-lab/vm0"):
             manager.acquire(["vm0"], "ro-run", timeout=1, auto_renew=False)
+    finally:
+        manager.close()
+
+
+def test_vault_lease_deleted_by_hand_counts_as_free(openbao: OpenBao) -> None:
+    lab = "lab-" + uuid.uuid4().hex[:8]
+    manager = build_manager({"kind": "vault", "lab": lab, "address": openbao.address,
+                             "token": openbao.root_token, "leases_path": "patchgate/leases", "ttl": 60})
+    try:
+        manager.acquire(["vm0"], "abandoned-run", timeout=5, auto_renew=False)
+        openbao.client().secrets.kv.v2.delete_latest_version_of_secret(f"patchgate/leases/{lab}/vm0")
+        assert manager.list_leases() == []
+        with manager.acquire(["vm0"], "after-delete", timeout=5, auto_renew=False):
+            assert [i.run_id for i in manager.list_leases()] == ["after-delete"]
     finally:
         manager.close()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from support.labs import make_lab
 
 from patchgate.config.lab import EnvSecretsSettings, VmSpec
 from patchgate.errors import SecretsError
@@ -16,7 +17,6 @@ from patchgate.secrets.base import SecretsProvider
 from patchgate.secrets.env import EnvSecretsProvider
 from patchgate.secrets.redact import MASK, redactor
 from patchgate.secrets.twin import SEED_ENV, TwinSecretsProvider
-from support.labs import make_lab
 
 VM = VmSpec(name="ws1", role="member", snapshot="base", image="ws2025")
 
@@ -47,7 +47,8 @@ def test_env_provider_names_missing_variable(missing: str) -> None:
 
 
 def test_env_provider_refuses_unmaskable_password() -> None:
-    provider = EnvSecretsProvider(EnvSecretsSettings(), {"PATCHGATE_USERNAME": "u", "PATCHGATE_PASSWORD": "ab"})
+    env = {"PATCHGATE_USERNAME": "u", "PATCHGATE_PASSWORD": "ab"}
+    provider = EnvSecretsProvider(EnvSecretsSettings(), env)
     with pytest.raises(SecretsError, match="too short"):
         provider.remoting_credentials(VM)
 

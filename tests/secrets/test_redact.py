@@ -14,8 +14,15 @@ from pydantic import SecretStr
 
 from patchgate.errors import SecretsError
 from patchgate.secrets.base import Credentials
-from patchgate.secrets.redact import (MASK, install_logging_redaction, redact_file, redact_tree, redactor,
-                                      safe_str, safe_traceback)
+from patchgate.secrets.redact import (
+    MASK,
+    install_logging_redaction,
+    redact_file,
+    redact_tree,
+    redactor,
+    safe_str,
+    safe_traceback,
+)
 
 
 @pytest.fixture

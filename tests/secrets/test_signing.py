@@ -8,12 +8,22 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from patchgate.errors import SecretsError
-from patchgate.signing import (Signature, SigningError, VerdictSigner, check_key, export_public_key,
-                               sign_file, signature_path, signing_enabled, verify_offline, verify_online)
 from support.labs import make_lab, vault_lab
 from support.openbao import OpenBao
+
+from patchgate.errors import SecretsError
+from patchgate.signing import (
+    Signature,
+    SigningError,
+    VerdictSigner,
+    check_key,
+    export_public_key,
+    sign_file,
+    signature_path,
+    signing_enabled,
+    verify_offline,
+    verify_online,
+)
 
 
 @pytest.fixture(scope="module")

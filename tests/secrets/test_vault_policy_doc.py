@@ -7,13 +7,13 @@ from pathlib import Path
 
 import hvac.exceptions
 import pytest
+from support.labs import vault_lab
+from support.openbao import OpenBao, make_approle
 
 from patchgate.errors import SecretsError
 from patchgate.leases import build_lease_manager
 from patchgate.secrets import build_secrets
 from patchgate.signing import VerdictSigner, verify_offline, verify_online
-from support.labs import vault_lab
-from support.openbao import OpenBao, make_approle
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "vault.md"
 
@@ -35,7 +35,8 @@ def test_documented_policy_allows_a_run_and_nothing_else(openbao: OpenBao, tmp_p
                                                                  "password": "doc-hv-pw-1"})
     kv.create_or_update_secret("patchgate/ws2025-prod/windows/default", {"username": "CONTOSO\\svc",
                                                                          "password": "doc-pw-2"})
-    kv.create_or_update_secret("patchgate/other-lab/windows/default", {"username": "x", "password": "other-3"})
+    kv.create_or_update_secret("patchgate/other-lab/windows/default",
+                               {"username": "x", "password": "other-3"})
     role_id, secret_id = make_approle(admin, "patchgate-ws2025-prod", doc_policy())
     monkeypatch.setenv("VAULT_ROLE_ID", role_id)
     monkeypatch.setenv("VAULT_SECRET_ID", secret_id)

@@ -10,16 +10,17 @@ import time
 import uuid
 from pathlib import Path
 
+import hvac.exceptions
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from support.labs import vault_lab
+from support.openbao import OpenBao, ensure_auth, make_approle
 
 from patchgate.errors import SecretsError
 from patchgate.secrets import build_secrets
 from patchgate.secrets.redact import MASK, redactor
 from patchgate.secrets.vault import VaultSecretsProvider
-from support.labs import vault_lab
-from support.openbao import OpenBao, ensure_auth, make_approle
 
 
 @pytest.fixture
@@ -91,7 +92,8 @@ def test_missing_path_names_the_path(openbao: OpenBao, prefix: str, monkeypatch:
 def test_missing_key_names_path_and_key_never_the_value(
         openbao: OpenBao, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
     canary = "canary-" + secrets.token_hex(8)
-    openbao.client().secrets.kv.v2.create_or_update_secret(f"{prefix}/nokey", {"username": "u", "pasword": canary})
+    openbao.client().secrets.kv.v2.create_or_update_secret(f"{prefix}/nokey",
+                                                           {"username": "u", "pasword": canary})
     lab, provider = token_provider(openbao, prefix, monkeypatch, vm_paths={"vm0": f"{prefix}/nokey"})
     try:
         with pytest.raises(SecretsError) as info:
@@ -172,7 +174,8 @@ def test_cert_validation_off_is_explicit_and_exposed(openbao: OpenBao, monkeypat
         provider.close()
 
 
-def test_missing_ca_bundle_is_named(openbao: OpenBao, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_ca_bundle_is_named(openbao: OpenBao, monkeypatch: pytest.MonkeyPatch,
+                                    tmp_path: Path) -> None:
     monkeypatch.setenv("VAULT_TOKEN", openbao.root_token)
     lab = vault_lab(openbao.address, ca_bundle=str(tmp_path / "nope.pem"))
     with pytest.raises(SecretsError, match="nope.pem"):
@@ -209,7 +212,7 @@ def test_approle_from_files_policy_limited(openbao: OpenBao, prefix: str, tmp_pa
     finally:
         provider.close()
     assert session._renewer is not None and not session._renewer.is_alive()
-    with pytest.raises(Exception):  # the token we created by logging in was revoked on close
+    with pytest.raises(hvac.exceptions.Forbidden):  # the token we created by logging in was revoked
         openbao.client(token=token).auth.token.lookup_self()
 
 

@@ -86,7 +86,7 @@ def check_log(shared: Path) -> tuple[int, list[str]]:
         per_vm.setdefault(vm, []).append((int(enter), int(leave), holder))
     for vm, spans in per_vm.items():
         spans.sort()
-        for (a_in, a_out, a), (b_in, _b_out, b) in zip(spans, spans[1:]):
+        for (_a_in, a_out, a), (b_in, _b_out, b) in zip(spans, spans[1:], strict=False):
             if b_in < a_out:
                 problems.append(f"{vm}: {b} entered at {b_in} before {a} left at {a_out}")
     return len(lines), problems

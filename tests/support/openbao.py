@@ -121,7 +121,8 @@ def start_openbao(workdir: Path) -> OpenBao:
             raise RuntimeError(f"OpenBao exited with {process.returncode}:\n{server.log()}")
         try:
             reply = requests.get(f"{server.address}/v1/sys/health", timeout=2)
-            if reply.status_code == 200 and reply.json().get("initialized") and not reply.json().get("sealed"):
+            health = reply.json() if reply.status_code == 200 else {}
+            if health.get("initialized") and not health.get("sealed"):
                 return server
             last = f"HTTP {reply.status_code}"
         except requests.RequestException as exc:

@@ -170,7 +170,7 @@ class Lease:
                     self.backend.renew_one(self._handles[vm])
                 except LeaseError as exc:
                     self.lost[vm] = exc.detail
-                    raise exc.at(vm=vm)
+                    raise exc.at(vm=vm) from None
 
     def _renew_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):

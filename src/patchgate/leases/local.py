@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from patchgate.errors import LeaseError
-from patchgate.leases.base import (DEFAULT_TTL, Busy, Holder, Lease, LeaseInfo, acquire_ordered, now_utc)
+from patchgate.leases.base import DEFAULT_TTL, Busy, Holder, Lease, LeaseInfo, acquire_ordered, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,8 @@ class LocalLeaseManager:
             record = self._read_sidecar(vm)
             if record is None:
                 continue
-            result.append(LeaseInfo.from_record(record, vm=vm, state="held" if self._locked(lock) else "stale"))
+            state = "held" if self._locked(lock) else "stale"
+            result.append(LeaseInfo.from_record(record, vm=vm, state=state))
         return result
 
     def _locked(self, lock: Path) -> bool:

@@ -80,25 +80,37 @@ class VaultLeaseManager:
     def _read(self, vm: str) -> tuple[int, dict[str, Any] | None]:
         """(current version, record) — (0, None) when the VM was never leased."""
         path = self._path(vm)
-        try:
-            reply = self.kv.read_secret_version(path, mount_point=self.mount, raise_on_deleted_version=True)
-        except hv.InvalidPath:
-            return self._version_of_deleted(vm), None
-        except Exception as exc:  # noqa: BLE001 - translated
-            raise self._fail(exc, path, "read the lease of", vm) from None
-        data = reply["data"]
-        return int(data["metadata"]["version"]), data.get("data") or {}
+        for _attempt in range(5):
+            try:
+                reply = self.kv.read_secret_version(path, mount_point=self.mount,
+                                                    raise_on_deleted_version=True)
+            except hv.InvalidPath:
+                deleted = self._deleted_version(vm)
+                if deleted is None:
+                    continue  # a first lease was written between our two reads: read it
+                return deleted, None
+            except Exception as exc:  # noqa: BLE001 - translated
+                raise self._fail(exc, path, "read the lease of", vm) from None
+            data = reply["data"]
+            return int(data["metadata"]["version"]), data.get("data") or {}
+        raise LeaseError(f"the lease record at '{self.mount}/{path}' keeps changing; gave up reading it",
+                         vm=vm)
 
-    def _version_of_deleted(self, vm: str) -> int:
-        """A lease whose latest version was deleted by hand counts as free at that version."""
+    def _deleted_version(self, vm: str) -> int | None:
+        """After a 404 on the data: 0 if the path never existed, the current version if someone deleted
+        it by hand (a deleted lease counts as free), None if it exists after all (a racing writer)."""
         path = self._path(vm)
         try:
-            meta = self.kv.read_secret_metadata(path, mount_point=self.mount)
+            meta = self.kv.read_secret_metadata(path, mount_point=self.mount)["data"]
         except hv.InvalidPath:
             return 0
         except Exception as exc:  # noqa: BLE001 - translated
             raise self._fail(exc, path, "read the lease metadata of", vm) from None
-        return int(meta["data"].get("current_version") or 0)
+        current = int(meta.get("current_version") or 0)
+        version = (meta.get("versions") or {}).get(str(current)) or {}
+        if current == 0 or version.get("deletion_time") or version.get("destroyed"):
+            return current
+        return None
 
     def _write(self, vm: str, record: dict[str, Any], cas: int) -> int | None:
         """Write with check-and-set; the new version, or None when another writer won the race."""
@@ -153,7 +165,8 @@ class VaultLeaseManager:
         handle.open = False
         record = {**handle.record, "state": RELEASED, "expires": time.time()}
         if self._write(handle.vm, record, cas=handle.version) is None:
-            log.warning("lease of VM %s changed hands before release (it had expired); left to its new holder",
+            log.warning("lease of VM %s changed hands before release (it had expired); left to its new "
+                        "holder",
                         handle.vm)
 
     # ------------------------------------------------------------ LeaseManager

@@ -43,7 +43,8 @@ class EnvSecretsProvider:
 
     def remoting_credentials(self, vm: VmSpec) -> Credentials:
         s = self.settings
-        return self._pair(s.username_var, s.password_var, f"remoting credentials for VM {vm.name}:", vm=vm.name)
+        what = f"remoting credentials for VM {vm.name}:"
+        return self._pair(s.username_var, s.password_var, what, vm=vm.name)
 
     def close(self) -> None:
         """Nothing to revoke."""

@@ -119,23 +119,21 @@ class RedactingFilter(logging.Filter):
 
 
 def _redact_record(record: logging.LogRecord) -> None:
-    if getattr(record, "_patchgate_redacted", False) and not redactor.contains_secret(str(record.msg)):
-        return
+    """Mask a record in place; idempotent, so the factory and the handler filter may both run."""
     try:
         message = record.getMessage()
     except Exception:  # a broken format string must not leak args either
         message = str(record.msg)
     record.msg = redactor.redact(message)
     record.args = None
-    if record.exc_info and record.exc_info[1] is not None:
+    if record.exc_text:
+        record.exc_text = redactor.redact(record.exc_text)
+    elif record.exc_info and record.exc_info[1] is not None:
         # Formatter.format() reuses a cached exc_text, so caching the masked text here means every
         # handler prints the masked traceback.
         record.exc_text = redactor.redact(logging.Formatter().formatException(record.exc_info))
-    elif record.exc_text:
-        record.exc_text = redactor.redact(record.exc_text)
     if record.stack_info:
         record.stack_info = redactor.redact(record.stack_info)
-    record._patchgate_redacted = True  # type: ignore[attr-defined]
 
 
 _install_lock = threading.Lock()

@@ -56,8 +56,8 @@ class VaultSecretsProvider:
         if not path and self.lab is not None:
             path = getattr(self.lab.hypervisor.settings, "credentials_path", None)
         if not path:
-            raise SecretsError("no Vault path for hypervisor credentials: set secrets.settings.hypervisor_path "
-                               "in the lab file")
+            raise SecretsError("no Vault path for hypervisor credentials: set "
+                               "secrets.settings.hypervisor_path in the lab file")
         return path
 
     def remoting_path(self, vm: VmSpec) -> str:

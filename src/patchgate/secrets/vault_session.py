@@ -68,8 +68,8 @@ class VaultSession:
                 raise SecretsError(f"Vault CA bundle {bundle} does not exist (secrets.settings.ca_bundle)")
             verify = str(bundle)
         if not settings.cert_validation:
-            log.warning("TLS certificate validation for Vault at %s is OFF (secrets.settings.cert_validation: "
-                        "false); the verdict records this", self.address)
+            log.warning("TLS certificate validation for Vault at %s is OFF "
+                        "(secrets.settings.cert_validation: false); the verdict records this", self.address)
         self.auth_method = settings.auth.method
         self._owns_token = False
         self._closed = False
@@ -133,7 +133,8 @@ class VaultSession:
         redactor.register(client_token)
         self.client.token = client_token
         self._owns_token = True
-        log.info("logged in to Vault at %s with %s (mount %s)", self.address, self.auth_method, self.auth_mount)
+        log.info("logged in to Vault at %s with %s (mount %s)", self.address, self.auth_method,
+                 self.auth_mount)
 
     def _inspect_token(self) -> None:
         try:
