@@ -158,3 +158,20 @@ def test_failure_snapshot_only_when_the_lab_asks(vcsim: Vcsim, hv: VsphereHyperv
         assert keeper.snapshot(vm_spec(VM, snapshot=name)).name.endswith(name)
     finally:
         keeper.close()
+
+
+def test_guest_info_drops_when_the_vm_is_reverted_or_powered_off(hv: VsphereHypervisor) -> None:
+    """tools/vcsim makes guest info follow the VM as Tools would, so no stale 'ready' after a revert."""
+    lab = unique("lab")
+    spec = vm_spec(VM, snapshot=lab)
+    ref = hv.vm_ref(spec)
+    hv.power_on(spec)
+    hv.create_snapshot(ref, VM, lab)
+    paths = ["guest.toolsRunningStatus", "guest.ipAddress"]
+    for action in (lambda: hv.revert(spec), lambda: hv.reboot(spec)):
+        set_guest(hv, ref, VM, tools="guestToolsRunning", state="running", heartbeat="green", ip="127.0.0.1")
+        assert retrieve_one(hv.si, ref, paths)["guest.toolsRunningStatus"] == "guestToolsRunning"
+        action()
+        after = retrieve_one(hv.si, ref, paths)
+        assert after["guest.toolsRunningStatus"] == "guestToolsNotRunning"
+        assert not after.get("guest.ipAddress")

@@ -45,6 +45,7 @@ import (
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -55,6 +56,8 @@ func main() {
 	user := flag.String("username", envOr("VCSIM_USERNAME", "user"), "login user name (env VCSIM_USERNAME)")
 	password := flag.String("password", envOr("VCSIM_PASSWORD", "pass"), "login password (env VCSIM_PASSWORD)")
 	certOut := flag.String("cert-out", "", "write the server certificate (PEM) to this path")
+	guestFollows := flag.Bool("guest-follows-power", true,
+		"drop guest info (Tools, heartbeat, IP) when a VM powers off, resets or is reverted, as VMware Tools would")
 	flag.Parse()
 
 	cert, der, err := selfSigned(*listen)
@@ -73,6 +76,10 @@ func main() {
 		log.Fatalf("create model: %v", err)
 	}
 	defer model.Remove()
+
+	if *guestFollows {
+		simulator.Map.AddHandler(&guestFollower{})
+	}
 
 	ctl := &control{user: *user, password: *password, held: map[string]*heldTask{}}
 	model.Service.HandleFunc("/_patchgate/", ctl.serve)
@@ -147,6 +154,61 @@ func selfSigned(host string) (tls.Certificate, []byte, error) {
 		return tls.Certificate{}, nil, err
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, der, nil
+}
+
+// guestFollower makes guest info follow the VM's life as VMware Tools reports it on vCenter: when the VM
+// powers off (also inside a reset) or a revert to a snapshot starts, Tools stop, the heartbeat goes gray
+// and the IP address disappears. The simulator otherwise keeps whatever SET.guest.* last said, so a
+// client waiting for readiness right after a revert or reset would see the stale, pre-revert guest.
+// Whoever plays the guest (a test, patchgate's twin) reports it running again.
+type guestFollower struct{}
+
+func (*guestFollower) Reference() types.ManagedObjectReference {
+	return types.ManagedObjectReference{Type: "PatchgateGuestFollower", Value: "guest-follower"}
+}
+
+func (*guestFollower) PutObject(mo.Reference)                    {}
+func (*guestFollower) RemoveObject(types.ManagedObjectReference) {}
+
+func (g *guestFollower) UpdateObject(obj mo.Reference, changes []types.PropertyChange) {
+	switch o := obj.(type) {
+	case *mo.VirtualMachine:
+		for _, c := range changes {
+			if c.Name == "runtime.powerState" && c.Val == types.VirtualMachinePowerStatePoweredOff {
+				guestDown(o.Self)
+			}
+		}
+	case *mo.Task:
+		if o.Info.DescriptionId != "VirtualMachineSnapshot.revertToSnapshot" || o.Info.Entity == nil {
+			return
+		}
+		for _, c := range changes {
+			if c.Name == "info.state" && c.Val == types.TaskInfoStateRunning {
+				if snap, ok := simulator.Map.Get(*o.Info.Entity).(*simulator.VirtualMachineSnapshot); ok {
+					guestDown(snap.Vm)
+				}
+			}
+		}
+	}
+}
+
+func guestDown(ref types.ManagedObjectReference) {
+	vm, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine)
+	if !ok {
+		return
+	}
+	for i := range vm.Guest.Net {
+		vm.Guest.Net[i].IpAddress = nil
+	}
+	simulator.Map.Update(vm, []types.PropertyChange{
+		{Name: "guest.toolsRunningStatus", Val: string(types.VirtualMachineToolsRunningStatusGuestToolsNotRunning)},
+		{Name: "guest.guestState", Val: "notRunning"},
+		{Name: "guest.ipAddress", Val: ""},
+		{Name: "guest.net", Val: vm.Guest.Net},
+		{Name: "guestHeartbeatStatus", Val: types.ManagedEntityStatusGray},
+		{Name: "summary.quickStats.guestHeartbeatStatus", Val: types.ManagedEntityStatusGray},
+		{Name: "summary.guest.ipAddress", Val: ""},
+	})
 }
 
 // heldTask is a simulator task that stays running until released or cancelled.
