@@ -281,3 +281,28 @@ def test_jwt_login_with_ci_token(openbao: OpenBao, prefix: str, monkeypatch: pyt
     monkeypatch.setenv("CI_JOB_JWT", _rs256_jwt(key, {**claims, "project": "other"}))
     with pytest.raises(SecretsError, match=f"JWT role 'patchgate'.*auth/{mount}/login"):
         build_secrets(lab.secrets, lab)
+
+
+def test_renewer_thread_renews_short_token_in_background(openbao: OpenBao,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import patchgate.secrets.vault_session as vs
+
+    monkeypatch.setattr(vs, "MIN_RENEW_INTERVAL", 0.2)
+    role = "pg-" + uuid.uuid4().hex[:8]
+    policy = 'path "secret/data/x" { capabilities = ["read"] }'
+    role_id, secret_id = make_approle(openbao.client(), role, policy, token_ttl="2s", token_max_ttl="10m")
+    monkeypatch.setenv("VAULT_ROLE_ID", role_id)
+    monkeypatch.setenv("VAULT_SECRET_ID", secret_id)
+    session = vs.VaultSession(vault_lab(openbao.address, auth={"method": "approle"}).secrets.settings)
+    try:
+        admin = openbao.client()
+        deadline = time.monotonic() + 30
+        renewed = None
+        while time.monotonic() < deadline:  # poll the server's record of the token until it shows a renewal
+            renewed = admin.auth.token.lookup(session.client.token)["data"].get("last_renewal_time")
+            if renewed:
+                break
+            time.sleep(0.1)
+        assert renewed, "the renewer thread never renewed the token"
+    finally:
+        session.close()
