@@ -210,3 +210,27 @@ def test_many_vms_at_once_each_on_its_own_listener(endpoints, credentials):
         assert results[vm] == [vm] * 5
         counters = endpoints.counters(vm)
         assert counters["pipelines"] == 5 and counters["Create"] == 1 and counters["Delete"] == 1
+
+
+def test_is_alive_reflects_the_host_side_shell(open_session, endpoints):
+    session = open_session()
+    assert session.is_alive()
+    endpoints.endpoint("ws2025-a").drop_shells()
+    assert not session.is_alive()
+
+
+def test_idle_shells_expire_on_the_host(endpoints, credentials, lab_host):
+    from patchgate.twin.wsman import WSManEndpoint
+    endpoint = WSManEndpoint("ws2025-idle", lab_host, lambda: (USERNAME, PASSWORD), idle_timeout=0.5)
+    port = endpoint.start()
+    try:
+        session = PsrpRemoting(http_settings()).open("ws2025-idle", GuestEndpoint("127.0.0.1", port), credentials)
+        deadline = time.monotonic() + 5
+        while endpoint.expire_idle_shells():  # the host forgets the shell once it has been idle 0.5 s
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert json.loads(session.run(Script("after-idle", "Get-Date")).text)["vm"] == "ws2025-idle"
+        assert session.reconnects == 1
+        session.close()
+    finally:
+        endpoint.stop()

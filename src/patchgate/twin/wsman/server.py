@@ -264,6 +264,12 @@ class WSManEndpoint:
             self._cond.notify_all()
             return dropped
 
+    def expire_idle_shells(self) -> int:
+        """Drop shells past their idle timeout now (otherwise done lazily); returns how many remain."""
+        with self._cond:
+            self._sweep()
+            return len(self._shells)
+
     @property
     def shell_count(self) -> int:
         with self._cond:
@@ -308,6 +314,12 @@ class WSManEndpoint:
                                    f"the twin could not process {request.action}: {type(exc).__name__}: {exc}",
                                    self.vm)
 
+    def _sweep(self) -> None:
+        """Forget shells past their idle timeout (clients that vanished without Delete). Lock held."""
+        now = time.monotonic()
+        for shell_id in [k for k, v in self._shells.items() if now - v.last_activity > v.idle_timeout]:
+            del self._shells[shell_id]
+
     def _shell(self, request: soap.Request) -> _Shell:
         """Caller holds the lock."""
         shell_id = request.shell_id
@@ -348,6 +360,7 @@ class WSManEndpoint:
             pool=ServerRunspacePool(), chunk=chunk)
         data = _b64(creation.text or "", "creationXml")
         with self._cond:
+            self._sweep()
             self._feed(shell, None, data)
             self._shells[shell_id] = shell
             self._cond.notify_all()
