@@ -254,3 +254,20 @@ def test_vault_lease_deleted_by_hand_counts_as_free(openbao: OpenBao) -> None:
             assert [i.run_id for i in manager.list_leases()] == ["after-delete"]
     finally:
         manager.close()
+
+
+def test_patchgate_leases_command_lists_held_leases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from patchgate.cli import main
+    from patchgate.config import load_lab, resolve_lab
+
+    monkeypatch.setenv("PATCHGATE_STATE_DIR", str(tmp_path))
+    lab = load_lab(resolve_lab("twin"))
+    manager = build_lease_manager(lab)
+    vm = lab.vms[0].name
+    with manager.acquire([vm], "cli-listed-run", timeout=5, auto_renew=False):
+        assert main(["leases", "--lab", "twin"]) == 0
+        out = capsys.readouterr().out
+        assert "cli-listed-run" in out and vm in out and "held" in out
+    assert main(["leases", "--lab", "twin"]) == 0
+    assert "No VM leases held in lab" in capsys.readouterr().out

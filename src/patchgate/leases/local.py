@@ -27,6 +27,7 @@ from typing import Any
 
 from patchgate.errors import LeaseError
 from patchgate.leases.base import DEFAULT_TTL, Busy, Holder, Lease, LeaseInfo, acquire_ordered, now_utc
+from patchgate.paths import state_dir
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,8 @@ STATE_DIR_ENV = "PATCHGATE_STATE_DIR"
 
 
 def default_state_dir() -> Path:
-    explicit = os.environ.get(STATE_DIR_ENV)
-    if explicit:
-        return Path(explicit).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
-    return Path(cache) / "patchgate"
+    """$PATCHGATE_STATE_DIR, else ~/.cache/patchgate (shared with the run ledger and the twin's disks)."""
+    return state_dir()
 
 
 @dataclass
