@@ -75,6 +75,7 @@ class LabRun:
         self._futures: dict[str, cf.Future] = {}
         self._lease = None
         self.ledger: Ledger | None = None
+        self.remoting_counters: dict[str, dict[str, int]] = {}
         self._finished = False
 
     # ------------------------------------------------------------ start
@@ -103,6 +104,17 @@ class LabRun:
             lifecycle = VmLifecycle(ctx, vm)
             self.lifecycles[vm.name] = lifecycle
             self._futures[vm.name] = self._pool.submit(lifecycle.prepare)
+
+    def _keep_counters(self) -> None:
+        """WSMan request counters of the twin's endpoints, kept as evidence of one pipeline per capture."""
+        endpoints = self.components.endpoints if self.components else None
+        if endpoints is None:
+            return
+        for name in self.lifecycles:
+            try:
+                self.remoting_counters[name] = endpoints.counters(name)
+            except KeyError:
+                continue
 
     def _lifecycle_stub(self, vm: VmSpec) -> VmLifecycle:
         lifecycle = VmLifecycle.__new__(VmLifecycle)
@@ -168,6 +180,7 @@ class LabRun:
             except LabError as exc:
                 self.run_error = self.run_error or exc
         if self.components is not None:
+            self._keep_counters()
             self.components.close()
         if self.ledger is not None:
             self.ledger.close("interrupted" if self.stop.is_set() else "finished")

@@ -22,9 +22,21 @@ def _field_name(loc: tuple[str | int, ...]) -> str:
     return "".join(parts) or "<document>"
 
 
-def _data_location(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
-    """pydantic inserts tag names for tagged unions; drop the ones that are not data keys."""
-    return tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+def _data_location(loc: tuple[str | int, ...], data: object) -> tuple[str | int, ...]:
+    """pydantic inserts union tags and validator names into ``loc``; keep only the parts that are keys or
+    indexes of the data (plus a final missing key, which is what "Field required" points at)."""
+    out: list[str | int] = []
+    current = data
+    for index, part in enumerate(loc):
+        if isinstance(current, dict) and part in current:
+            out.append(part)
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            out.append(part)
+            current = current[part]
+        elif index == len(loc) - 1 and isinstance(current, dict):
+            out.append(part)  # a required key that is absent
+    return tuple(out)
 
 
 def validate_document(model: type[ModelT], doc: YamlDocument, *, context: dict | None = None) -> ModelT:
@@ -33,7 +45,10 @@ def validate_document(model: type[ModelT], doc: YamlDocument, *, context: dict |
         return model.model_validate(doc.data, context=context or {})
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        loc = _data_location(tuple(first.get("loc", ())))
+        loc = tuple(first.get("loc", ()))
+        if first.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+            loc += (str((first.get("ctx") or {}).get("discriminator", "")).strip("'\""),)
+        loc = _data_location(loc, doc.data)
         message = str(first.get("msg", "invalid value"))
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]

@@ -1,0 +1,116 @@
+"""Lab and candidate files: valid ones load; every mistake is one ConfigError naming file, field and line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from patchgate.config import load_candidate, load_lab, resolve_candidate, resolve_lab
+from patchgate.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_default_lab_loads_with_typed_sections():
+    lab = load_lab(ROOT / "labs" / "twin.yaml")
+    assert lab.hypervisor.kind == "twin"
+    assert lab.remoting.kind == "psrp" and lab.remoting.settings.auth == "basic"
+    assert {vm.role for vm in lab.vms} == {"hotpatch-member", "wsus-server", "member"}
+    assert all(vm.image for vm in lab.vms)
+
+
+@pytest.mark.parametrize("kb", ["KB5066835", "KB5070881", "KB5070893", "KB5068966", "KB5068861", "KB5073379"])
+def test_october_2025_candidates_load_and_their_packages_match(kb):
+    candidate = load_candidate(resolve_candidate(kb))
+    assert candidate.kb == kb
+    assert candidate.package_path(candidate.packages[0]).is_file()
+
+
+def test_kb5070881_and_kb5070893_report_the_same_build():
+    oob = load_candidate(resolve_candidate("KB5070881"))
+    wsus = load_candidate(resolve_candidate("KB5070893"))
+    assert oob.target_build == wsus.target_build == "26100.6905"
+    assert (oob.classification, wsus.classification) == ("oob", "wsus-security")
+
+
+def _lab_text() -> str:
+    return (ROOT / "labs" / "twin.yaml").read_text()
+
+
+@pytest.mark.parametrize("change, field, line_of", [
+    (("role: wsus-server", "role: wsus"), "vms[2].role", "role: wsus"),
+    (("kind: psrp", "kind: winrm"), "remoting", "kind: winrm"),
+    (("  total: 16", "  total: 0"), "limits.total", "total: 0"),
+    (("  ready: 60", "  ready: 60\n  readdy: 3"), "timeouts.readdy", "readdy: 3"),
+])
+def test_bad_lab_field_names_file_field_and_line(tmp_path, change, field, line_of):
+    text = _lab_text().replace(*change, 1)
+    path = tmp_path / "lab.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_lab(path)
+    error = info.value
+    expected_line = next(i for i, line in enumerate(text.splitlines(), 1) if line_of in line)
+    assert error.file == str(path)
+    assert error.field is not None and error.field.startswith(field.split("[")[0].split(".")[0])
+    assert error.line == expected_line, str(error)
+    assert str(error).startswith(f"{path}:{expected_line}: field ")
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "lab.yaml"
+    path.write_text("name: x\nvms: [\n  - a: b\n")
+    with pytest.raises(ConfigError) as info:
+        load_lab(path)
+    assert info.value.line is not None and "YAML syntax error" in str(info.value)
+
+
+def test_duplicate_vm_names_are_refused(tmp_path):
+    text = _lab_text().replace("name: ws25-az-01", "name: ws25-hp-01")
+    path = tmp_path / "lab.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="appears twice"):
+        load_lab(path)
+
+
+def test_twin_vm_without_image_is_refused(tmp_path):
+    text = _lab_text().replace("    image: ws2025-std-member-oct2025\n", "")
+    path = tmp_path / "lab.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="needs 'image'"):
+        load_lab(path)
+
+
+def test_candidate_package_hash_mismatch_names_the_field(tmp_path):
+    shutil.copytree(ROOT / "candidates", tmp_path / "candidates")
+    path = tmp_path / "candidates" / "KB5070893.yaml"
+    (tmp_path / "candidates" / "packages" / "windows11.0-kb5070893-x64.twin.msu").write_text("tampered\n")
+    with pytest.raises(ConfigError) as info:
+        load_candidate(path)
+    assert info.value.field == "packages[0].sha256"
+    assert "has sha256" in str(info.value)
+
+
+@pytest.mark.parametrize("text, field", [
+    ("kb: 5070893x\n", "kb"),
+    ("classification: security\n", "classification"),
+    ("target_build: 6905\n", "target_build"),
+])
+def test_bad_candidate_fields(tmp_path, text, field):
+    original = (ROOT / "candidates" / "KB5070893.yaml").read_text()
+    key = text.split(":")[0]
+    lines = [text.rstrip("\n") if line.startswith(f"{key}:") else line for line in original.splitlines()]
+    path = tmp_path / "c.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_candidate(path, check_packages=False)
+    assert info.value.field == field
+
+
+def test_names_resolve_to_repository_files():
+    assert resolve_lab("twin").name == "twin.yaml"
+    assert resolve_candidate("5070881").name == "KB5070881.yaml"
+    with pytest.raises(ConfigError, match="unknown candidate 'KB1234567'.*known: .*KB5070881"):
+        resolve_candidate("KB1234567")

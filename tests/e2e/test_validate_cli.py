@@ -1,0 +1,179 @@
+"""`patchgate validate` as a user runs it: verdicts, exit codes, evidence, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PATCHGATE, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def blocked(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path_factory.mktemp("kb5070881")
+    return run("validate", "--lab", "twin", "--candidate", "KB5070881", "--out", str(out)), out
+
+
+@pytest.fixture(scope="module")
+def approved(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path_factory.mktemp("kb5070893")
+    return run("validate", "--lab", "twin", "--candidate", "KB5070893", "--out", str(out)), out
+
+
+def gate(out: Path) -> dict:
+    return json.loads((out / "gate.json").read_text())
+
+
+def test_kb5070881_is_blocked_for_leaving_the_hotpatch_track(blocked):
+    proc, out = blocked
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    data = gate(out)
+    assert data["verdict"] == "block"
+    failed = {(c["vm"], c["invariant"]) for c in data["checks"] if c["status"] == "failed"}
+    assert ("ws25-hp-01", "hotpatch.track") in failed
+    assert all(inv == "hotpatch.track" for _, inv in failed), failed
+    assert "hotpatch.track" in proc.stdout and "ws25-hp-01" in proc.stdout
+    message = next(c["message"] for c in data["checks"] if c["vm"] == "ws25-hp-01" and c["status"] == "failed")
+    assert "KB5070881" in message and "not installed" in message and "installed" in message
+
+
+def test_kb5070893_is_approved(approved):
+    proc, out = approved
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    data = gate(out)
+    assert data["verdict"] == "approve"
+    assert data["counts"]["passed"] > 40 and "failed" not in data["counts"]
+
+
+def test_gate_json_has_the_documented_fields(blocked):
+    data = gate(blocked[1])
+    for key in ("verdict", "candidate", "lab", "started_at", "finished_at", "checks", "remoting", "cert_validation"):
+        assert key in data
+    assert data["candidate"]["kb"] == "KB5070881" and data["lab"]["name"] == "twin"
+    assert data["remoting"]["kind"] == "psrp"
+    statuses = {c["status"] for c in data["checks"]}
+    assert statuses <= {"passed", "failed", "broken", "skipped", "waived"}
+    for check in data["checks"]:
+        assert {"vm", "area", "invariant", "status", "message"} <= set(check)
+
+
+def test_outputs_are_written(blocked):
+    out = blocked[1]
+    assert (out / "junit.xml").is_file()
+    assert any((out / "allure-results").glob("*-result.json"))
+    junit = (out / "junit.xml").read_text()
+    assert 'name="patchgate.verdict" value="block"' in junit
+    assert 'name="patchgate.candidate" value="KB5070881"' in junit
+
+
+def test_restart_is_recorded_not_hidden(approved):
+    vms = {vm["name"]: vm for vm in gate(approved[1])["vms"]}
+    # KB5070893 restarts only where the WSUS role is present (Microsoft, via BleepingComputer)
+    assert vms["ws25-wsus-01"]["rebooted"] is True
+    assert vms["ws25-wsus-01"]["install"]["restart_needed"] is True
+    assert vms["ws25-hp-01"]["rebooted"] is False
+    assert any(step["name"] == "reboot" for step in vms["ws25-wsus-01"]["steps"])
+
+
+def test_every_vm_is_restored_and_each_capture_is_one_pipeline(approved):
+    for vm in gate(approved[1])["vms"]:
+        assert vm["restored"] is True, vm["name"]
+        counters = vm["remoting"]["counters"]
+        # baseline + post capture, stage-prepare, copy, stage-verify, install (+ wsus-sync on the WSUS server)
+        expected = 6 + (1 if vm["role"] == "wsus-server" else 0)
+        assert counters["pipelines"] == expected, (vm["name"], counters)
+        assert counters["Create"] == 1 + (1 if vm["rebooted"] else 0), (vm["name"], counters)
+
+
+def test_gate_command_reprints_the_verdict_with_its_exit_code(blocked, approved):
+    assert run("gate", str(blocked[1])).returncode == 1
+    proc = run("gate", str(approved[1]), "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["verdict"] == "approve"
+
+
+def test_never_ready_vm_gives_inconclusive_and_is_still_restored(tmp_path):
+    lab = (ROOT / "labs" / "twin.yaml").read_text()
+    lab = lab.replace("    image: ws2025-std-member-oct2025\n",
+                      "    image: ws2025-std-member-oct2025\n    faults: [never-ready]\n")
+    lab = lab.replace("  ready: 60", "  ready: 1")
+    lab_file = tmp_path / "lab.yaml"
+    lab_file.write_text(lab)
+    proc = run("validate", "--lab", str(lab_file), "--candidate", "KB5070893", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    data = gate(tmp_path / "out")
+    assert data["verdict"] == "inconclusive"
+    broken = [c for c in data["checks"] if c["status"] == "broken"]
+    assert broken and all(c["vm"] == "ws25-mbr-01" for c in broken)
+    assert all(c.get("step") == "wait_ready" for c in broken)
+    assert all(vm["restored"] for vm in data["vms"])
+
+
+def test_install_failure_is_lab_trouble_not_a_regression(tmp_path):
+    lab = (ROOT / "labs" / "twin.yaml").read_text().replace(
+        "    image: ws2025-dc-hotpatch-oct2025\n", "    image: ws2025-dc-hotpatch-oct2025\n    faults: [install-fails]\n")
+    (tmp_path / "lab.yaml").write_text(lab)
+    proc = run("validate", "--lab", str(tmp_path / "lab.yaml"), "--candidate", "KB5070893",
+               "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    data = gate(tmp_path / "out")
+    assert {c["step"] for c in data["checks"] if c["status"] == "broken"} == {"install"}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["validate", "--lab", "twin", "--candidate", "KB1234567"], "unknown candidate 'KB1234567'"),
+    (["validate", "--lab", "nosuchlab", "--candidate", "KB5070881"], "unknown lab 'nosuchlab'"),
+    (["validate", "--lab", "twin", "--candidate", "KB5070881", "--frobnicate"], "unrecognized arguments"),
+    (["validate", "--lab", "twin", "--candidate", "KB5070881", "--vm", "nope"], "--vm nope"),
+    (["explode"], "invalid choice"),
+])
+def test_usage_errors_exit_4_with_one_line(args, needle):
+    proc = run(*args)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_malformed_lab_file_exits_4_naming_file_field_and_line(tmp_path):
+    lab = (ROOT / "labs" / "twin.yaml").read_text().replace("role: wsus-server", "role: wsus")
+    path = tmp_path / "bad.yaml"
+    path.write_text(lab)
+    proc = run("validate", "--lab", str(path), "--candidate", "KB5070881")
+    assert proc.returncode == 4
+    line = next(i for i, text in enumerate(lab.splitlines(), 1) if "role: wsus" in text)
+    assert proc.stderr.strip().startswith(f"patchgate: {path}:{line}: field 'vms[2].role'")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_pytest_entry_point_runs_the_same_suites(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pytest", "suites", "--lab", "twin", "--candidate", "KB5070881",
+                           "--out", str(tmp_path), "-q", "-p", "no:cacheprovider", "-m", "hotpatch"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    data = gate(tmp_path)
+    assert data["verdict"] == "block"
+    assert {c["area"] for c in data["checks"]} == {"hotpatch"}
+
+
+def test_narrowing_by_role_runs_only_those_vms(tmp_path):
+    proc = run("validate", "--lab", "twin", "--candidate", "KB5070893", "--role", "wsus-server",
+               "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert {vm["name"] for vm in gate(tmp_path)["vms"]} == {"ws25-wsus-01"}
+
+
+def test_keep_on_failure_skips_the_final_revert_and_says_so(tmp_path):
+    proc = run("validate", "--lab", "twin", "--candidate", "KB5070881", "--vm", "ws25-hp-01", "--keep-on-failure",
+               "--out", str(tmp_path))
+    assert proc.returncode == 1
+    vm = gate(tmp_path)["vms"][0]
+    assert vm["kept"] is True and vm["restored"] is False
