@@ -72,7 +72,7 @@ class KeyedDiff(Generic[K, T]):
     def keys(self) -> list[K]:
         return [*self.added, *self.removed, *self.changed]
 
-    def without(self, predicate: Callable[[K, T | None, T | None], bool]) -> "KeyedDiff[K, T]":
+    def without(self, predicate: Callable[[K, T | None, T | None], bool]) -> KeyedDiff[K, T]:
         """A copy without the entries ``predicate(key, before, after)`` accepts (allowlists, waivers)."""
         return KeyedDiff(
             added={k: v for k, v in self.added.items() if not predicate(k, None, v)},
@@ -80,7 +80,7 @@ class KeyedDiff(Generic[K, T]):
             changed={k: c for k, c in self.changed.items() if not predicate(k, c.before, c.after)},
             fields=self.fields)
 
-    def only(self, predicate: Callable[[K, T | None, T | None], bool]) -> "KeyedDiff[K, T]":
+    def only(self, predicate: Callable[[K, T | None, T | None], bool]) -> KeyedDiff[K, T]:
         """A copy keeping only the entries ``predicate(key, before, after)`` accepts."""
         return self.without(lambda k, b, a: not predicate(k, b, a))
 

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 
-from patchgate.twin.model import (EnrollmentPackage, EventRecord, FirewallProfile, FirewallRule, HotFix,
-                                  HotpatchState, ListeningPort, NetConnectionProfile, Process, RebootFlags,
-                                  Service, SyncInfo, WindowsHost, WsusState)
+from patchgate.twin.model import (
+    EnrollmentPackage,
+    EventRecord,
+    FirewallProfile,
+    FirewallRule,
+    HotFix,
+    HotpatchState,
+    ListeningPort,
+    NetConnectionProfile,
+    Process,
+    RebootFlags,
+    Service,
+    SyncInfo,
+    WindowsHost,
+    WsusState,
+)
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 BOOT = dt.datetime(2025, 10, 20, 6, 0, 0, 123456, tzinfo=UTC)
 
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from patchgate.diff import diff_keyed, render_html, render_table
-from patchgate.posture import (SERVICE_DIFF_FIELDS, FirewallRuleInfo, ListenerInfo, PortsPosture, ServiceInfo,
-                               PORT_DIFF_FIELDS)
+from patchgate.posture import (
+    PORT_DIFF_FIELDS,
+    SERVICE_DIFF_FIELDS,
+    FirewallRuleInfo,
+    ListenerInfo,
+    PortsPosture,
+    ServiceInfo,
+)
 
 
 def svc(name: str, **kw) -> ServiceInfo:
-    base = dict(state="Running", start_mode="Auto", start_name="LocalSystem", path_name=f"C:\\{name}.exe")
+    base = {"state": "Running", "start_mode": "Auto", "start_name": "LocalSystem", "path_name": f"C:\\{name}.exe"}
     base.update(kw)
     return ServiceInfo(name=name, **base)
 

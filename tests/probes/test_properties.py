@@ -12,7 +12,7 @@ from patchgate.probes.parsers import parse_probe
 from patchgate.twin.model import FirewallRule, HotFix, Service, WindowsHost
 from patchgate.twin.render import render_probe
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 names = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_characters=","), min_size=1,
                 max_size=20)

@@ -13,7 +13,7 @@ from patchgate.probes.parsers import parse_probe
 from patchgate.remoting.base import ScriptResult
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ps51"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def load(area: str, variant: str = "") -> object:

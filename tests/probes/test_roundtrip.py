@@ -14,10 +14,9 @@ from patchgate.probes.batch import compose_capture, parse_capture
 from patchgate.probes.parsers import parse_probe
 from patchgate.remoting.base import ScriptResult
 from patchgate.twin.render import render_capture, render_probe
-
 from probes.hosts import BOOT, plain_host, stopped_wsus_host, wsus_hotpatch_host
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2025, 10, 25, 9, 30, tzinfo=UTC)
 
 
@@ -137,10 +136,10 @@ def test_malformed_probe_output_raises_naming_area_and_vm() -> None:
 
 
 @pytest.mark.parametrize("text", ["", "Get-WsusServer : not recognized", '{"patchgate":"capture/0","probes":[]}',
-                                  '{"patchgate":"capture/1","capturedAt":"2025-10-25T00:00:00Z","probes":[{"area":'
-                                  '"nonsense","ok":true,"output":"{}"}]}',
-                                  '{"patchgate":"capture/1","capturedAt":"2025-10-25T00:00:00Z","probes":[{"area":'
-                                  '"reboot","ok":"yes"}]}'])
+                                  ('{"patchgate":"capture/1","capturedAt":"2025-10-25T00:00:00Z","probes":[{"area":'
+                                   '"nonsense","ok":true,"output":"{}"}]}'),
+                                  ('{"patchgate":"capture/1","capturedAt":"2025-10-25T00:00:00Z","probes":[{"area":'
+                                   '"reboot","ok":"yes"}]}')])
 def test_malformed_envelopes_raise_probe_error(text: str) -> None:
     with pytest.raises(ProbeError) as exc:
         parse_capture(ScriptResult(name="capture", output=[text], errors=["boom"] if not text else []), vm="vm2")

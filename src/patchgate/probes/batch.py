@@ -52,7 +52,7 @@ class Capture:
 def _since_text(since: dt.datetime) -> str:
     if since.tzinfo is None:
         raise ValueError("since must be timezone-aware (UTC)")
-    return since.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return since.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def compose_capture(areas: Iterable[str] = AREAS, since: dt.datetime | None = None) -> Script:
@@ -80,11 +80,11 @@ def compose_capture(areas: Iterable[str] = AREAS, since: dt.datetime | None = No
             "}",
             "try {",
             f"    $__pgOut = @({call}) -join \"`n\"",
-            f"    $__pgResults.Add([pscustomobject]@{{ area = '{area}'; ok = $true; output = [string]$__pgOut; "
-            "error = $null })",
+            (f"    $__pgResults.Add([pscustomobject]@{{ area = '{area}'; ok = $true; output = [string]$__pgOut; "
+             "error = $null })"),
             "} catch {",
-            f"    $__pgResults.Add([pscustomobject]@{{ area = '{area}'; ok = $false; output = $null; "
-            "error = \"$($_.Exception.GetType().FullName): $($_.Exception.Message)\" })",
+            (f"    $__pgResults.Add([pscustomobject]@{{ area = '{area}'; ok = $false; output = $null; "
+             "error = \"$($_.Exception.GetType().FullName): $($_.Exception.Message)\" })"),
             "}",
             "#endregion",
         ]

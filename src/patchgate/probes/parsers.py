@@ -24,12 +24,29 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from patchgate.errors import ProbeError
-from patchgate.posture import (ArcServiceInfo, ConnectionProfileInfo, EventInfo, EventsPosture,
-                               FirewallPosture, FirewallProfileInfo, FirewallRuleInfo, HotFixInfo, HotpatchPosture,
-                               ListenerInfo, PortsPosture, ProcessesPosture, ProcessInfo, RebootPosture,
-                               ServiceInfo, ServicesPosture, SyncInfo, UpdatesPosture, WsusPosture)
+from patchgate.posture import (
+    ArcServiceInfo,
+    ConnectionProfileInfo,
+    EventInfo,
+    EventsPosture,
+    FirewallPosture,
+    FirewallProfileInfo,
+    FirewallRuleInfo,
+    HotFixInfo,
+    HotpatchPosture,
+    ListenerInfo,
+    PortsPosture,
+    ProcessesPosture,
+    ProcessInfo,
+    RebootPosture,
+    ServiceInfo,
+    ServicesPosture,
+    SyncInfo,
+    UpdatesPosture,
+    WsusPosture,
+)
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # Enum numbers as Windows PowerShell 5.1 prints them without string conversion. Values from the CDXML/.NET enum
 # definitions; the NetSecurity ones (Action, Enabled, PolicyStoreSourceType) are [U] on WS2025.
@@ -203,7 +220,7 @@ class Node:
         return parsed.date()
 
     # -- structure
-    def obj(self, key: str, required: bool = False) -> "Node | None":
+    def obj(self, key: str, required: bool = False) -> Node | None:
         v = self.raw(key, required)
         if not self._need(key, v, required, "an object"):
             return None
@@ -221,7 +238,7 @@ class Node:
             return []
         return v if isinstance(v, list) else [v]
 
-    def objs(self, key: str, required: bool = False) -> list["Node"]:
+    def objs(self, key: str, required: bool = False) -> list[Node]:
         out = []
         for i, item in enumerate(self.list(key, required)):
             item = _unwrap(item)

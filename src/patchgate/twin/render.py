@@ -20,7 +20,7 @@ from patchgate.posture import SCM_EVENT_IDS, WSUS_EXPLOIT_EVENT_ID
 from patchgate.probes.batch import ENVELOPE_TAG, OP_LINE, capture_areas
 from patchgate.twin.model import WindowsHost, utcnow
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PROBE_LINE = re.compile(r"^\s*#\s*patchgate-probe:\s*(?P<area>[A-Za-z0-9_-]+)")
 
 _PS51_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "'": "\\u0027"}
@@ -258,7 +258,7 @@ def render_capture(script_text: str, host: WindowsHost, params: Mapping[str, Any
             if area in fail:
                 raise RuntimeError(fail[area])
             entries.append({"area": area, "ok": True, "output": render_probe(area, host, params), "error": None})
-        except Exception as exc:  # a probe that throws is reported for its area, like the real try/catch
+        except Exception as exc:  # noqa: BLE001 - like the script's try/catch: any throw is reported per area
             kind = "System.Management.Automation.RuntimeException" if isinstance(exc, RuntimeError) \
                 else f"System.{type(exc).__name__}"
             entries.append({"area": area, "ok": False, "output": None, "error": f"{kind}: {exc}"})
