@@ -60,6 +60,12 @@ class TwinEndpoints:
     def counters(self, vm: str) -> dict[str, int]:
         return self.endpoint(vm).counters()
 
+    def drop_shells(self, vm: str) -> int:
+        """What a guest restart does to WinRM: every open shell is gone (clients must reconnect)."""
+        with self._lock:
+            endpoint = self._endpoints.get(vm)
+        return endpoint.drop_shells() if endpoint is not None else 0
+
     def stop(self, vm: str) -> None:
         with self._lock:
             endpoint = self._endpoints.pop(vm, None)

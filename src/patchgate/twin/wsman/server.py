@@ -215,6 +215,7 @@ class WSManEndpoint:
     def start(self) -> int:
         if self._server is not None:
             return self.port
+        self.stopping.clear()
         self._server = _Server(self, self._ssl_context)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name=f"twin-wsman-{self.vm}", daemon=True)
