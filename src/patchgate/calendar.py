@@ -16,9 +16,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -110,7 +111,7 @@ class HotpatchCalendar:
                 self._by_kb[r.kb] = (q, r, r.kind or "lcu")
 
     @classmethod
-    def load(cls, path: Path | None = None) -> "HotpatchCalendar":
+    def load(cls, path: Path | None = None) -> HotpatchCalendar:
         path = path or DEFAULT_PATH
         return cls(validate_document(CalendarFile, load_yaml(path, what="hotpatch calendar")), path)
 
@@ -198,5 +199,16 @@ def track_status(installed_kbs: Iterable[str]) -> TrackStatus:
     return default_calendar().track_status(installed_kbs)
 
 
-__all__ = ["HotpatchCalendar", "Quarter", "Release", "TrackStatus", "KbClass", "default_calendar",
-           "allowed_kbs_for", "quarter_for_baseline", "classify", "track_status", "DEFAULT_PATH"]
+__all__ = [
+    "DEFAULT_PATH",
+    "HotpatchCalendar",
+    "KbClass",
+    "Quarter",
+    "Release",
+    "TrackStatus",
+    "allowed_kbs_for",
+    "classify",
+    "default_calendar",
+    "quarter_for_baseline",
+    "track_status",
+]

@@ -10,12 +10,21 @@ from typing import Any
 import pytest
 
 from patchgate.errors import ConfigError
-from patchgate.twin.behaviour import (CBS_E_NOT_APPLICABLE, Behaviour, Condition, Effect, WsusRoleMissing,
-                                      apply_effect, apply_install, complete_reboot, run_wsus_sync)
+from patchgate.twin.behaviour import (
+    CBS_E_NOT_APPLICABLE,
+    Behaviour,
+    Condition,
+    Effect,
+    WsusRoleMissing,
+    apply_effect,
+    apply_install,
+    complete_reboot,
+    run_wsus_sync,
+)
 from patchgate.twin.catalog import Catalog, load_behaviour_file
 from patchgate.twin.model import WindowsHost
 
-NOW = dt.datetime(2025, 10, 25, 9, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 10, 25, 9, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")

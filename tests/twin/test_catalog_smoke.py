@@ -9,7 +9,7 @@ import pytest
 from patchgate.twin.behaviour import apply_install, complete_reboot, run_wsus_sync
 from patchgate.twin.catalog import Catalog, UnknownKb
 
-NOW = dt.datetime(2025, 10, 25, 9, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 10, 25, 9, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")

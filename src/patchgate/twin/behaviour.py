@@ -26,13 +26,33 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from patchgate.twin import specs
-from patchgate.twin.model import (EventRecord, FirewallProfile, FirewallRule, HotFix, HotpatchState,
-                                  ListeningPort, NetConnectionProfile, Process, RebootFlags, Service, SyncInfo,
-                                  WindowsHost, WsusState)
+from patchgate.twin.model import (
+    EventRecord,
+    FirewallProfile,
+    FirewallRule,
+    HotFix,
+    HotpatchState,
+    ListeningPort,
+    NetConnectionProfile,
+    Process,
+    RebootFlags,
+    Service,
+    SyncInfo,
+    WindowsHost,
+    WsusState,
+)
 
 # DISM / CBS / WUA result codes the twin reports (docs/twin.md "install results").
 EXIT_SUCCESS = 0
@@ -89,9 +109,9 @@ class Condition(_Strict):
     feature_licensing_override: bool | None = None
     on_hotpatch_track: bool | None = None
     service_running: str | None = None
-    all: list["Condition"] | None = None
-    any: list["Condition"] | None = None
-    not_: "Condition | None" = Field(None, alias="not")
+    all: list[Condition] | None = None
+    any: list[Condition] | None = None
+    not_: Condition | None = Field(None, alias="not")
 
     @field_validator("has_kb", "not_kb", mode="before")
     @classmethod
@@ -209,7 +229,7 @@ def set_path(host: WindowsHost, path: str, value: Any) -> None:
 
 def _check_patch(cls: type, value: Any, *, key: str | None) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ValueError(f"must be a mapping of {cls.__name__} fields")
+        raise ValueError(f"must be a mapping of {cls.__name__} fields")  # noqa: TRY004 - pydantic reports ValueError
     spec = specs.partial(cls).model_validate(value)
     data = specs.dump(spec)
     if key and not data.get(key):
@@ -254,7 +274,7 @@ class ProcessRef(_Strict):
     process_id: int | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> "ProcessRef":
+    def _one(self) -> ProcessRef:
         if (self.name is None) == (self.process_id is None):
             raise ValueError("give exactly one of 'name' or 'process_id'")
         return self
@@ -300,7 +320,7 @@ class Effect(_Strict):
     hotpatch: dict[str, Any] | None = None
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "Effect":
+    def _exactly_one(self) -> Effect:
         given = [a for a in ACTIONS if getattr(self, a) is not None]
         if len(given) != 1:
             raise ValueError(f"an effect needs exactly one action (one of {', '.join(ACTIONS)}); got "
@@ -393,7 +413,6 @@ def _restart_tag(value: Any) -> str:
 
 RestartSpec = Annotated[Annotated[Literal["always", "never"], Tag("restart-word")]
                         | Annotated[RestartWhen, Tag("restart-condition")], Discriminator(_restart_tag)]
-TAGS = ("restart-word", "restart-condition")
 
 
 class Expect(_Strict):
@@ -412,7 +431,7 @@ class Expect(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Expect":
+    def _consistent(self) -> Expect:
         if self.verdict == "block" and not self.fails:
             raise ValueError("a 'block' expectation names the invariants that fail")
         if self.verdict == "approve" and self.fails:
@@ -457,7 +476,7 @@ class Behaviour(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _real_needs_sources(self) -> "Behaviour":
+    def _real_needs_sources(self) -> Behaviour:
         if not self.synthetic and not self.sources:
             raise ValueError(f"{self.kb}: a behaviour for a Microsoft update cites its sources (or says "
                              "'synthetic: true')")
@@ -821,7 +840,24 @@ def run_wsus_sync(host: WindowsHost, now: dt.datetime, *, manual: bool = True,
     return info
 
 
-__all__ = ["Behaviour", "Condition", "Effect", "Expect", "InstallOutcome", "apply_install", "apply_effect",
-           "complete_reboot", "run_wsus_sync", "WsusRoleMissing", "set_path", "path_type", "hresult",
-           "INVARIANT_IDS", "CBS_E_NOT_APPLICABLE", "EXIT_REBOOT_REQUIRED", "EXIT_SUCCESS",
-           "WU_S_ALREADY_INSTALLED", "TWIN_E_UNKNOWN_KB"]
+__all__ = [
+    "CBS_E_NOT_APPLICABLE",
+    "EXIT_REBOOT_REQUIRED",
+    "EXIT_SUCCESS",
+    "INVARIANT_IDS",
+    "TWIN_E_UNKNOWN_KB",
+    "WU_S_ALREADY_INSTALLED",
+    "Behaviour",
+    "Condition",
+    "Effect",
+    "Expect",
+    "InstallOutcome",
+    "WsusRoleMissing",
+    "apply_effect",
+    "apply_install",
+    "complete_reboot",
+    "hresult",
+    "path_type",
+    "run_wsus_sync",
+    "set_path",
+]

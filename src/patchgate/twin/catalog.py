@@ -18,10 +18,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from patchgate.config.validation import _data_location, _field_name
 from patchgate.config.yamlfile import load_yaml
 from patchgate.errors import ConfigError
-from patchgate.twin.behaviour import TAGS, Behaviour
+from patchgate.twin import specs
+from patchgate.twin.behaviour import Behaviour
 from patchgate.twin.images import Images
 from patchgate.twin.model import WindowsHost
 
@@ -57,7 +57,7 @@ class Catalog:
     dirs: list[Path] = field(default_factory=list)
 
     @classmethod
-    def load(cls, extra_dirs: list[Path] | None = None) -> "Catalog":
+    def load(cls, extra_dirs: list[Path] | None = None) -> Catalog:
         extra = [Path(d) for d in (extra_dirs or [])]
         for directory in extra:
             if not directory.is_dir():
@@ -112,13 +112,7 @@ def load_behaviour_file(path: Path) -> list[Behaviour]:
     try:
         parsed = BehaviourFile.model_validate(doc.data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        loc = tuple(p for p in _data_location(tuple(first.get("loc", ()))) if p not in TAGS)
-        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        extra = len(exc.errors()) - 1
-        if extra:
-            message += f" (and {extra} more problem{'s' if extra > 1 else ''})"
-        raise ConfigError(message, file=str(path), field=_field_name(loc), line=doc.line_of(loc)) from None
+        raise specs.config_error(exc, file=str(path), lines=doc.line_of, data=doc.data) from None
     for index, behaviour in enumerate(parsed.behaviours):
         behaviour._source_file = str(path)
         behaviour._source_line = doc.line_of(("behaviours", index))
@@ -138,4 +132,4 @@ def load_behaviour_dir(directory: Path) -> dict[str, Behaviour]:
     return found
 
 
-__all__ = ["Catalog", "UnknownKb", "load_behaviour_file", "load_behaviour_dir", "BUILTIN_ROOT"]
+__all__ = ["BUILTIN_ROOT", "Catalog", "UnknownKb", "load_behaviour_dir", "load_behaviour_file"]

@@ -18,14 +18,13 @@ result as a complete host. ``Images.host(name)`` returns a fresh deep copy every
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from patchgate.config.validation import _data_location, _field_name
 from patchgate.config.yamlfile import YamlDocument, load_yaml
 from patchgate.errors import ConfigError
 from patchgate.twin import specs
@@ -64,11 +63,8 @@ class ImageDef:
         return str(self.doc.path)
 
 
-def _raise(exc: ValidationError, doc: YamlDocument, prefix: tuple[str | int, ...] = ()) -> None:
-    first = exc.errors(include_url=False)[0]
-    loc = prefix + _data_location(tuple(first.get("loc", ())))
-    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    raise ConfigError(message, file=str(doc.path), field=_field_name(loc), line=doc.line_of(loc)) from None
+def _raise(exc: ValidationError, doc: YamlDocument, data: Any, prefix: tuple[str | int, ...] = ()) -> None:
+    raise specs.config_error(exc, file=str(doc.path), lines=doc.line_of, data=data, prefix=prefix) from None
 
 
 def _strip_plus(data: Any) -> Any:
@@ -86,16 +82,17 @@ def parse_image_file(path: Path) -> ImageDef:
     try:
         top = ImageFile.model_validate(doc.data)
     except ValidationError as exc:
-        _raise(exc, doc)
+        _raise(exc, doc, doc.data)
+    stripped = _strip_plus(top.host)
     try:
-        specs.partial(WindowsHost).model_validate(_strip_plus(top.host))
+        specs.partial(WindowsHost).model_validate(stripped)
     except ValidationError as exc:
-        _raise(exc, doc, ("host",))
+        _raise(exc, doc, stripped, ("host",))
     parents = [top.extends] if isinstance(top.extends, str) else list(top.extends or [])
     for index, parent in enumerate(parents):
         if not re.fullmatch(NAME_PATTERN, parent):
             loc = ("extends",) if isinstance(top.extends, str) else ("extends", index)
-            raise ConfigError(f"'{parent}' is not an image name", file=str(path), field=_field_name(loc),
+            raise ConfigError(f"'{parent}' is not an image name", file=str(path), field=specs.field_name(loc),
                               line=doc.line_of(loc))
     return ImageDef(top.name, parents, top.abstract, top.description, top.image_class, top.host, doc)
 
@@ -135,7 +132,7 @@ class Images:
         self._built: dict[str, WindowsHost] = {}
 
     @classmethod
-    def load(cls, extra_dirs: list[Path] | None = None) -> "Images":
+    def load(cls, extra_dirs: list[Path] | None = None) -> Images:
         defs: dict[str, ImageDef] = {}
         for directory in [BUILTIN_DIR, *(extra_dirs or [])]:
             if not directory.is_dir():
@@ -204,12 +201,10 @@ class Images:
         try:
             spec = specs.full(WindowsHost).model_validate(data)
         except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            loc = ("host",) + _data_location(tuple(first.get("loc", ())))
+            loc = ("host",) + specs.data_location(tuple(exc.errors()[0].get("loc", ())), data)
             owner = next((i for i in chain[::-1] if loc in i.doc.lines), chain[-1])
-            message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-            raise ConfigError(f"image '{name}': {message}", file=owner.file, field=_field_name(loc),
-                              line=owner.doc.line_of(loc)) from None
+            raise specs.config_error(exc, file=owner.file, lines=owner.doc.line_of, data=data, prefix=("host",),
+                                     what=f"image '{name}': ") from None
         host: WindowsHost = specs.build(WindowsHost, specs.dump(spec))
         problems = consistency_problems(host)
         if problems:
@@ -251,4 +246,4 @@ def load_image(name: str, extra_dirs: list[Path] | None = None) -> WindowsHost:
     return Images.load(extra_dirs).host(name)
 
 
-__all__ = ["Images", "ImageDef", "load_image", "merge", "consistency_problems", "BUILTIN_DIR"]
+__all__ = ["BUILTIN_DIR", "ImageDef", "Images", "consistency_problems", "load_image", "merge"]

@@ -15,9 +15,12 @@ import dataclasses
 import functools
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+
+from patchgate.errors import ConfigError
 
 
 def _translate(tp: Any, *, patch: bool = False) -> Any:
@@ -35,7 +38,7 @@ def _translate(tp: Any, *, patch: bool = False) -> Any:
     if origin is typing.Literal:
         return tp
     if origin in (types.UnionType, typing.Union):
-        return typing.Union[tuple(_translate(a, patch=patch) for a in args)]  # type: ignore[return-value]
+        return typing.Union[tuple(_translate(a, patch=patch) for a in args)]  # type: ignore[return-value]  # noqa: UP007
     if origin is list:
         return list[_translate(args[0], patch=patch)]  # type: ignore[misc]
     if origin is dict:
@@ -92,3 +95,39 @@ def dump(spec: BaseModel) -> dict[str, Any]:
 def value_adapter(tp: Any) -> TypeAdapter[Any]:
     """Validate a single value against a model field type (used by ``set`` effects)."""
     return TypeAdapter(tp)
+
+
+# ---------------------------------------------------------------- errors that name file, field and line
+
+
+def field_name(loc: tuple[str | int, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        parts.append(f"[{item}]" if isinstance(item, int) else ("." if parts else "") + str(item))
+    return "".join(parts) or "<document>"
+
+
+def data_location(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
+    """Keep only the parts of a pydantic ``loc`` that are keys or indexes of ``data`` (pydantic adds union tags and
+    model names), plus a final absent key (what "Field required" points at)."""
+    out: list[str | int] = []
+    current = data
+    for index, part in enumerate(loc):
+        if isinstance(current, dict) and part in current or isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            out.append(part)
+            current = current[part]
+        elif index == len(loc) - 1 and isinstance(current, dict):
+            out.append(part)
+    return tuple(out)
+
+
+def config_error(exc: ValidationError, *, file: str, lines: Callable[[tuple[str | int, ...]], int | None],
+                 data: Any, prefix: tuple[str | int, ...] = (), what: str = "") -> ConfigError:
+    """The first pydantic error as a ConfigError at its YAML line; ``data`` is what was validated."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = prefix + data_location(tuple(first.get("loc", ())), data)
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return ConfigError(f"{what}{message}", file=file, field=field_name(loc), line=lines(loc))
