@@ -213,6 +213,15 @@ def test_after_reboot_effects_wait_for_the_restart(catalog: Catalog) -> None:
     assert {6005, 6006, 1074} <= {e.id for e in h.events if e.time_created >= NOW}
 
 
+def test_effect_on_something_the_host_lacks_is_skipped_and_logged(catalog: Catalog) -> None:
+    h = host(catalog, "ws2025-azure-edition-oct2025")
+    b = behaviour({"kb": "KB9912353", "effects": [{"set": {"services.himds.state": "Stopped"}},
+                                                   {"set_build": {"ubr": 6905}}]})
+    outcome = apply_install(h, b, NOW)
+    assert not outcome.failed and outcome.effects_applied == 1 and h.ubr == 6905
+    assert any("skipped" in line and "himds" in line for line in outcome.log)
+
+
 def test_reboot_starts_auto_services(catalog: Catalog) -> None:
     h = host(catalog)
     apply_effect(h, effect({"upsert_service": {"name": "CryptSvc", "state": "Stopped"}}), NOW)

@@ -717,6 +717,17 @@ def apply_effect(host: WindowsHost, effect: Effect, now: dt.datetime) -> None:
 # ---------------------------------------------------------------- engine
 
 
+def _apply_logged(host: WindowsHost, effect: Effect, now: dt.datetime, log: list[str], kb: str) -> bool:
+    """Apply one effect; one that names something this host lacks (``set: services.himds.state`` on a host
+    without himds) is skipped with a log line instead of failing the install: guard it with ``when``."""
+    try:
+        apply_effect(host, effect, now)
+        return True
+    except (KeyError, IndexError) as exc:
+        log.append(f"{kb}: twin effect '{effect.action}' skipped: {exc} is not present on this host")
+        return False
+
+
 def apply_install(host: WindowsHost, behaviour: Behaviour, now: dt.datetime) -> InstallOutcome:
     """Install ``behaviour.kb`` on ``host`` (mutated in place) as DISM would, at model time ``now``."""
     kb = behaviour.kb
@@ -748,8 +759,7 @@ def apply_install(host: WindowsHost, behaviour: Behaviour, now: dt.datetime) -> 
         if effect.after == "reboot":
             host.pending_after_reboot.append(_Pending(kb, effect))
             pending += 1
-        else:
-            apply_effect(host, effect, now)
+        elif _apply_logged(host, effect, now, log, kb):
             applied += 1
     if restart:
         host.reboot.cbs_reboot_pending = True
@@ -793,7 +803,7 @@ def complete_reboot(host: WindowsHost, now: dt.datetime) -> None:
             _stop_service(host, svc)
     pending, host.pending_after_reboot = host.pending_after_reboot, []
     for item in pending:
-        apply_effect(host, item.effect, now + dt.timedelta(seconds=30))
+        _apply_logged(host, item.effect, now + dt.timedelta(seconds=30), [], item.kb)
 
 
 class WsusRoleMissing(RuntimeError):
