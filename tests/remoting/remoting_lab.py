@@ -8,16 +8,9 @@ import threading
 from collections import deque
 from typing import Any, Callable
 
-import pytest
-from pydantic import SecretStr
-
 from patchgate.config.lab import PsrpSettings
-from patchgate.hypervisors.base import GuestEndpoint
-from patchgate.remoting.psrp import PsrpRemoting, PsrpSession
-from patchgate.secrets.base import Credentials
 from patchgate.twin import filecopy
 from patchgate.twin.shell import PipelineOutput, Statement, TwinFault
-from patchgate.twin.wsman import TwinEndpoints
 
 USERNAME = "labadmin"
 PASSWORD = "Tw1n-Remoting-Pa55!"
