@@ -5,4 +5,5 @@ pytest_plugins = [
     "fixtures.invariants",
     "fixtures.lab",
     "fixtures.checks",
+    "fixtures.allure_wiring",
 ]

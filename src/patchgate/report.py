@@ -1,0 +1,343 @@
+"""``patchgate report DIR``: the single-file Allure 3 report and a one-page summary of a finished run.
+
+Outputs, all *derived* from the evidence and never part of the evidence manifest (which may already be signed):
+
+* ``DIR/report/index.html``: Allure 3 "awesome" report in one self-contained HTML file (opens from disk or a web
+  server, no other files needed), built by the npm ``allure`` package that ``make report-tools`` installs.
+* ``DIR/summary.html`` and ``DIR/summary.md``: verdict, candidate, lab, failed and broken invariants per VM with
+  their messages, waivers applied, certificate checking, and links to the report.
+* ``DIR/report-manifest.json``: sha256 of those files and of the evidence manifest they were built from, which
+  ``patchgate verify`` checks too.
+
+The report is regenerated rather than archived when in doubt: ``patchgate verify`` proves the evidence, and
+``patchgate report`` turns the same evidence into the same verdict and test results.
+
+Also here: the helpers the Allure wiring uses to render per-VM attachments (posture diffs, install output, event
+excerpts), so the same texts can be produced outside pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import html
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from patchgate.errors import EXIT_CONFIG, ConfigError
+from patchgate.secrets.redact import redactor
+
+REPORT_FOLDER = "report"
+ALLURE_TIMEOUT = 300
+
+
+# ------------------------------------------------------------------------------------------------ attachments
+
+def posture_diffs(baseline: Any, post: Any) -> dict[str, Any]:
+    """Keyed diffs of services, firewall rules, installed KBs and listening ports (areas both captures have)."""
+    from patchgate.diff import diff_keyed
+    from patchgate.posture import PORT_DIFF_FIELDS, RULE_DIFF_FIELDS, SERVICE_DIFF_FIELDS
+
+    diffs: dict[str, Any] = {}
+    if baseline.services is not None and post.services is not None:
+        diffs["services"] = diff_keyed(baseline.services.services, post.services.services, SERVICE_DIFF_FIELDS)
+    if baseline.firewall is not None and post.firewall is not None:
+        diffs["firewall rules"] = diff_keyed(baseline.firewall.rules, post.firewall.rules, RULE_DIFF_FIELDS)
+    if baseline.updates is not None and post.updates is not None:
+        diffs["installed KBs"] = diff_keyed(baseline.updates.hotfixes, post.updates.hotfixes, ("description",))
+    if baseline.ports is not None and post.ports is not None:
+        diffs["listening ports"] = diff_keyed(baseline.ports.keyed(), post.ports.keyed(), PORT_DIFF_FIELDS)
+    return diffs
+
+
+def install_text(install: Any) -> str:
+    head = [f"KB: {install.kb}", f"exit code: {install.exit_code}", f"restart needed: {install.restart_needed}",
+            f"started: {install.started_at.isoformat()}", f"finished: {install.finished_at.isoformat()}", ""]
+    return redactor.redact("\n".join(head + [str(line) for line in install.output]) + "\n")
+
+
+def event_excerpt(posture: Any, limit: int = 200) -> str:
+    """The events the post-update capture collected (SCM failures, servicing, WSUS), newest last, as a table."""
+    events = getattr(posture, "events", None)
+    if events is None or not events.events:
+        return ""
+    from patchgate.diff import render_table
+
+    rows = [(e.time_created.isoformat() if e.time_created else "", e.log_name, e.provider_name, str(e.id),
+             e.level or "", (e.message or "").replace("\n", " ")[:160]) for e in events.events[-limit:]]
+    since = events.since.isoformat() if events.since else "the baseline"
+    table = render_table(rows, headers=("time", "log", "provider", "id", "level", "message"), max_rows=limit)
+    return redactor.redact(f"events since {since} ({len(events.events)}):\n{table}\n")
+
+
+# ------------------------------------------------------------------------------------------------ allure
+
+def find_allure(root: Path | None = None) -> Path:
+    """The Allure 3 CLI installed by ``npm install`` in the project root ($PATCHGATE_ALLURE overrides)."""
+    override = os.environ.get("PATCHGATE_ALLURE")
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise ConfigError("PATCHGATE_ALLURE does not name a file", file=override)
+        return path
+    if root is None:
+        from patchgate.paths import project_root
+
+        root = project_root()
+    candidates = [root / "node_modules" / ".bin" / "allure"] if root else []
+    for path in candidates:
+        if path.is_file():
+            if shutil.which("node") is None:
+                raise ConfigError("Allure 3 needs Node.js: install it (Debian: apt-get install nodejs npm)")
+            return path
+    where = str(root) if root else "the patchgate checkout"
+    raise ConfigError(f"Allure 3 is not installed: run 'npm install' in {where} (or 'make report-tools'); "
+                      "it installs the npm 'allure' package pinned in package.json")
+
+
+def allure_categories(source: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Translate Allure 2 categories.json rules (kept in reports/categories.json) into Allure 3 config rules."""
+    rules = []
+    for index, rule in enumerate(source):
+        matcher: dict[str, Any] = {}
+        if rule.get("matchedStatuses"):
+            matcher["statuses"] = list(rule["matchedStatuses"])
+        if rule.get("messageRegex"):
+            matcher["message"] = rule["messageRegex"]
+        if rule.get("traceRegex"):
+            matcher["trace"] = rule["traceRegex"]
+        if not matcher:
+            continue
+        rules.append({"id": f"patchgate-{index}", "name": rule["name"], "matchers": [matcher],
+                      "groupBy": ["severity"] if matcher.get("statuses") == ["failed"] else [],
+                      "expand": index == 0})
+    return rules
+
+
+def _read_categories(run_dir: Path) -> list[dict[str, Any]]:
+    for path in (run_dir / "allure-results" / "categories.json",):
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                if isinstance(data, list):
+                    return data
+            except ValueError:
+                pass
+    return []
+
+
+def build_allure_report(run_dir: Path, gate: dict[str, Any], *, allure: Path | None = None) -> Path:
+    """Run ``allure awesome --single-file`` into ``run_dir/report``; return the index.html it wrote."""
+    allure = allure or find_allure()
+    results = run_dir / "allure-results"
+    output = run_dir / REPORT_FOLDER
+    if output.exists():
+        shutil.rmtree(output)
+    name = f"patchgate {gate['candidate']['kb']} on {gate['lab']['name']}: {gate['verdict'].upper()}"
+    with tempfile.TemporaryDirectory(prefix="patchgate-allure-") as work:
+        # a private working directory: no allurerc.* or history from wherever the command was started
+        config = Path(work) / "allurerc.json"
+        config.write_text(json.dumps({"name": name, "categories": {"rules": allure_categories(
+            _read_categories(run_dir))}}, indent=2), encoding="utf-8")
+        command = [str(allure), "awesome", str(results.resolve()), "--config", str(config), "--cwd", work,
+                   "-o", str(output.resolve()), "--single-file", "--report-name", name,
+                   "--group-by", "parentSuite,suite,subSuite"]
+        env = {**os.environ, "NO_COLOR": "1", "FORCE_COLOR": "0"}
+        try:
+            done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=ALLURE_TIMEOUT,
+                                  env=env)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"allure awesome did not finish within {ALLURE_TIMEOUT}s") from None
+    index = output / "index.html"
+    if done.returncode != 0 or not index.is_file():
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise RuntimeError(f"allure awesome failed (exit {done.returncode}):\n{redactor.redact(tail)}")
+    return index
+
+
+# ------------------------------------------------------------------------------------------------ summary
+
+def _first_line(text: str) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def summary_data(gate: dict[str, Any], run_manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """What the one-page summary shows, in one structure both renderings use."""
+    by_vm: dict[str, list[dict[str, Any]]] = {}
+    for check in gate.get("checks", []):
+        if check.get("status") in ("failed", "broken"):
+            by_vm.setdefault(check.get("vm", ""), []).append(check)
+    counts = gate.get("counts", {})
+    return {"verdict": gate["verdict"], "reason": gate.get("reason", ""), "candidate": gate["candidate"],
+            "lab": gate["lab"], "run_id": gate.get("run_id"), "started_at": gate.get("started_at"),
+            "finished_at": gate.get("finished_at"), "counts": counts, "by_vm": dict(sorted(by_vm.items())),
+            "waivers": gate.get("waivers_applied", []), "cert_validation": gate.get("cert_validation", {}),
+            "remoting": gate.get("remoting", {}), "interrupted": gate.get("interrupted", False),
+            "commit": ((run_manifest or {}).get("patchgate", {}).get("git") or {}).get("commit"),
+            "version": gate.get("patchgate_version")}
+
+
+def render_markdown(data: dict[str, Any], report_href: str | None) -> str:
+    c = data["candidate"]
+    lines = [f"# patchgate: {data['verdict'].upper()} for {c['kb']} on lab {data['lab']['name']}", "",
+             f"**Verdict:** {data['verdict'].upper()}: {data['reason']}", "",
+             f"- Candidate: {c['kb']} ({c.get('classification', '')}): {c.get('title', '')}",
+             f"- Lab: {data['lab']['name']} ({data['lab'].get('hypervisor', '')}, remoting "
+             f"{data['remoting'].get('kind', '')})",
+             f"- Run: {data['run_id']} ({data['started_at']} to {data['finished_at']})",
+             "- Checks: " + ", ".join(f"{v} {k}" for k, v in sorted(data["counts"].items())),
+             "- Certificate checking: " + ", ".join(f"{k} {'on' if v else 'OFF'}"
+                                                    for k, v in data["cert_validation"].items())]
+    if report_href:
+        lines.append(f"- Full report: [{report_href}]({report_href})")
+    lines += ["", "## Failed and broken invariants per VM", ""]
+    if not data["by_vm"]:
+        lines.append("None.")
+    for vm, checks in data["by_vm"].items():
+        lines.append(f"### {vm} ({checks[0].get('role', '')})")
+        lines.append("")
+        for check in checks:
+            lines.append(f"- **{check['status'].upper()}** `{check['invariant']}`: "
+                         f"{_first_line(check.get('message', ''))}")
+            body = (check.get("message") or "").strip().splitlines()[1:]
+            if body:
+                lines += ["", "  ```", *[f"  {b}" for b in body], "  ```"]
+        lines.append("")
+    lines += ["## Waivers applied", ""]
+    lines += [f"- `{w['invariant']}` on {w['vm']}: {_first_line(w.get('waiver', ''))}" for w in data["waivers"]] \
+        or ["None."]
+    return redactor.redact("\n".join(lines) + "\n")
+
+
+_CSS = ("body{font-family:Segoe UI,Arial,sans-serif;max-width:1100px;margin:24px auto;color:#222}"
+        ".verdict{font-size:28px;font-weight:bold;padding:10px 16px;border-radius:6px;display:inline-block}"
+        ".block{background:#fde2e1;color:#a4000f}.approve{background:#dff5e3;color:#11632a}"
+        ".inconclusive{background:#fff3cd;color:#7a5a00}table{border-collapse:collapse;margin:8px 0}"
+        "th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f3f3f3}"
+        "pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}.off{color:#a4000f;font-weight:bold}")
+
+
+def render_html(data: dict[str, Any], report_href: str | None) -> str:
+    e = html.escape
+    c = data["candidate"]
+    verdict = data["verdict"]
+    parts = [f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>patchgate {e(verdict.upper())} "
+             f"{e(c['kb'])}</title><style>{_CSS}</style></head><body>",
+             f"<h1>{e(c['kb'])} on lab {e(data['lab']['name'])}</h1>",
+             f"<div class=\"verdict {e(verdict)}\" id=\"verdict\">{e(verdict.upper())}</div>",
+             f"<p>{e(data['reason'])}</p><table>"]
+    cves = ", ".join(f"<a href=\"https://www.cve.org/CVERecord?id={e(x)}\">{e(x)}</a>" for x in c.get("cves", []))
+    rows = [("Candidate", f"{e(c['kb'])} ({e(c.get('classification', ''))}): {e(c.get('title', ''))}"),
+            ("KB article", f"<a href=\"{e(c.get('kb_article', ''))}\">{e(c.get('kb_article', ''))}</a>"),
+            ("CVEs", cves or "-"), ("Target build", e(c.get("target_build", ""))),
+            ("Lab", f"{e(data['lab']['name'])} ({e(data['lab'].get('hypervisor', ''))}, remoting "
+                    f"{e(data['remoting'].get('kind', ''))})"),
+            ("Run", f"{e(str(data['run_id']))}: {e(str(data['started_at']))} to {e(str(data['finished_at']))}"),
+            ("Checks", e(", ".join(f"{v} {k}" for k, v in sorted(data["counts"].items())))),
+            ("Certificate checking", ", ".join(
+                f"{e(k)} " + ("on" if v else "<span class=\"off\">OFF</span>")
+                for k, v in data["cert_validation"].items()) or "unknown"),
+            ("patchgate", e(f"{data['version']} {data['commit'] or ''}".strip()))]
+    if report_href:
+        rows.append(("Full report", f"<a href=\"{e(report_href)}\">{e(report_href)}</a>"))
+    if data["interrupted"]:
+        rows.append(("Interrupted", "yes: the run stopped before every check finished"))
+    parts += [f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows]
+    parts.append("</table><h2>Failed and broken invariants per VM</h2>")
+    if not data["by_vm"]:
+        parts.append("<p>None.</p>")
+    for vm, checks in data["by_vm"].items():
+        parts.append(f"<h3>{e(vm)} ({e(checks[0].get('role', ''))})</h3><table><tr><th>status</th>"
+                     "<th>invariant</th><th>message</th></tr>")
+        for check in checks:
+            parts.append(f"<tr><td>{e(check['status'].upper())}</td><td>{e(check['invariant'])}</td>"
+                         f"<td><pre>{e(check.get('message', ''))}</pre></td></tr>")
+        parts.append("</table>")
+    parts.append("<h2>Waivers applied</h2>")
+    if data["waivers"]:
+        parts.append("<table><tr><th>VM</th><th>invariant</th><th>waiver</th></tr>")
+        parts += [f"<tr><td>{e(w['vm'])}</td><td>{e(w['invariant'])}</td><td>{e(w.get('waiver', ''))}</td></tr>"
+                  for w in data["waivers"]]
+        parts.append("</table>")
+    else:
+        parts.append("<p>None.</p>")
+    parts.append(f"<p><small>Generated {e(dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'))} "
+                 "by patchgate report. Check the evidence with <code>patchgate verify</code>.</small></p>")
+    parts.append("</body></html>")
+    return redactor.redact("".join(parts))
+
+
+# ------------------------------------------------------------------------------------------------ command
+
+def _load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    gate_file = run_dir / "gate.json"
+    if not run_dir.is_dir():
+        raise ConfigError("not a folder", file=str(run_dir))
+    if not gate_file.is_file() or not (run_dir / "allure-results").is_dir():
+        raise ConfigError("not a patchgate run folder (needs gate.json and allure-results/)", file=str(run_dir))
+    from patchgate.gate import read_gate
+
+    try:
+        gate = read_gate(gate_file)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"not a valid gate file: {exc}", file=str(gate_file)) from None
+    manifest_file = run_dir / "run-manifest.json"
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8")) if manifest_file.is_file() else None
+    return gate, manifest
+
+
+def write_summary(run_dir: Path, gate: dict[str, Any], manifest: dict[str, Any] | None,
+                  report_href: str | None) -> list[Path]:
+    data = summary_data(gate, manifest)
+    md, page = run_dir / "summary.md", run_dir / "summary.html"
+    md.write_text(render_markdown(data, report_href), encoding="utf-8")
+    page.write_text(render_html(data, report_href), encoding="utf-8")
+    return [page, md]
+
+
+def write_report_manifest(run_dir: Path, files: list[Path]) -> Path:
+    from patchgate.evidence import EVIDENCE_MANIFEST, REPORT_MANIFEST, REPORT_SCHEMA, sha256_file
+
+    evidence = run_dir / EVIDENCE_MANIFEST
+    data = {"schema": REPORT_SCHEMA, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "evidence_manifest_sha256": sha256_file(evidence) if evidence.is_file() else None,
+            "files": [{"path": f.relative_to(run_dir).as_posix(), "sha256": sha256_file(f),
+                       "size": f.stat().st_size} for f in files]}
+    path = run_dir / REPORT_MANIFEST
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def generate(run_dir: Path) -> dict[str, Path]:
+    """Build report/index.html, summary.html, summary.md and report-manifest.json for a finished run."""
+    run_dir = Path(run_dir)
+    gate, manifest = _load_run(run_dir)
+    allure = find_allure()
+    index = build_allure_report(run_dir, gate, allure=allure)
+    summary = write_summary(run_dir, gate, manifest, f"{REPORT_FOLDER}/index.html")
+    written = {"report": index, "summary_html": summary[0], "summary_md": summary[1]}
+    written["manifest"] = write_report_manifest(run_dir, [index, *summary])
+    return written
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    run_dir = Path(args.dir)
+    try:
+        written = generate(run_dir)
+    except ConfigError as exc:
+        print(f"patchgate: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except RuntimeError as exc:
+        print(f"patchgate: {exc}", file=sys.stderr)
+        return 3
+    gate = json.loads((run_dir / "gate.json").read_text(encoding="utf-8"))
+    print(f"verdict: {gate['verdict'].upper()} for {gate['candidate']['kb']} on lab {gate['lab']['name']}")
+    print(f"report:  {written['report']}")
+    print(f"summary: {written['summary_html']} (and {written['summary_md'].name})")
+    return 0
