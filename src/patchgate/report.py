@@ -23,6 +23,7 @@ import datetime as dt
 import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,8 @@ from patchgate.secrets.redact import redactor
 
 REPORT_FOLDER = "report"
 ALLURE_TIMEOUT = 300
+_ANALYTICS = re.compile(r'<script async src="https://www\.googletagmanager\.com/gtag/js\?id=[^"]*"></script>\s*'
+                        r'<script>\s*window\.dataLayer[\s\S]*?</script>')
 
 
 # ------------------------------------------------------------------------------------------------ attachments
@@ -158,7 +161,14 @@ def build_allure_report(run_dir: Path, gate: dict[str, Any], *, allure: Path | N
     if done.returncode != 0 or not index.is_file():
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
         raise RuntimeError(f"allure awesome failed (exit {done.returncode}):\n{redactor.redact(tail)}")
+    index.write_text(strip_analytics(index.read_text(encoding="utf-8")), encoding="utf-8")
     return index
+
+
+def strip_analytics(page: str) -> str:
+    """Remove the Google Analytics tag Allure 3 always adds: an evidence report must open offline and must not
+    tell a third party that (or when) it was opened."""
+    return _ANALYTICS.sub("", page)
 
 
 # ------------------------------------------------------------------------------------------------ summary
