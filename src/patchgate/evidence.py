@@ -29,10 +29,11 @@ import logging
 import platform
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from patchgate import __version__
 from patchgate.errors import EXIT_CONFIG, ConfigError
@@ -151,7 +152,7 @@ def vm_summaries(out_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
 
 
-def _cert_validation(vms: list[dict[str, Any]]) -> dict[str, bool]:
+def cert_validation_of(vms: list[dict[str, Any]]) -> dict[str, bool]:
     for vm in vms:
         if vm.get("cert_validation"):
             return dict(vm["cert_validation"])
@@ -171,7 +172,7 @@ class RunFacts:
     lab_path: Path | None
     candidate_path: Path | None
     started_at: dt.datetime
-    finished_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    finished_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     project_root: Path | None = None
     verdict: str | None = None
     selection: dict[str, list[str]] = field(default_factory=dict)
@@ -195,7 +196,7 @@ def build_run_manifest(facts: RunFacts) -> dict[str, Any]:
                       "target_build": facts.candidate.target_build, "packages": _packages(facts.candidate)},
         "selection": facts.selection,
         "scripts": script_hashes(),
-        "cert_validation": _cert_validation(vms),
+        "cert_validation": cert_validation_of(vms),
         "vms": [{"name": vm.get("name"), "role": vm.get("role"), "ring": vm.get("ring"),
                  "snapshot": vm.get("snapshot"), "restored": vm.get("restored"), "kept": vm.get("kept"),
                  "rebooted": vm.get("rebooted"), "failed_step": vm.get("failed_step"),
@@ -221,7 +222,7 @@ def build_evidence_manifest(out_dir: Path, run_id: str | None = None) -> dict[st
         path = out_dir / relative
         files.append({"path": relative, "sha256": sha256_file(path), "size": path.stat().st_size})
     return {"schema": EVIDENCE_SCHEMA, "run_id": run_id, "algorithm": "sha256",
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "created_at": dt.datetime.now(dt.UTC).isoformat(),
             "not_evidence": list(DERIVED), "files": files}
 
 
@@ -269,6 +270,7 @@ class VerifyResult:
     extra: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # report manifest and signature trouble
     checked: int = 0
+    evidence_checked: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -387,6 +389,7 @@ def verify_dir(out_dir: Path, *, public_key: str | None = None) -> VerifyResult:
     manifest = load_manifest(out_dir)
     result = VerifyResult()
     listed = verify_files(out_dir, manifest["files"], result)
+    result.evidence_checked = result.checked
     result.extra = [p for p in evidence_files(out_dir) if p not in listed]
     verify_report(out_dir, sha256_file(out_dir / EVIDENCE_MANIFEST), result)
     verify_signatures(out_dir, public_key, result)
@@ -405,7 +408,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(note)
     if result.ok:
-        print(f"OK: {result.checked} file(s) match {out_dir / EVIDENCE_MANIFEST}")
+        print(f"OK: {result.evidence_checked} file(s) match {out_dir / EVIDENCE_MANIFEST}")
         return EXIT_OK
     print(f"FAILED: {len(result.changed)} changed, {len(result.missing)} missing, {len(result.extra)} extra, "
           f"{len(result.problems)} other problem(s) in {out_dir}", file=sys.stderr)

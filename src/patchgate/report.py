@@ -153,7 +153,7 @@ def build_allure_report(run_dir: Path, gate: dict[str, Any], *, allure: Path | N
                    "--group-by", "parentSuite,suite,subSuite"]
         env = {**os.environ, "NO_COLOR": "1", "FORCE_COLOR": "0"}
         try:
-            done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=ALLURE_TIMEOUT,
+            done = subprocess.run(command, check=False, cwd=work, capture_output=True, text=True, timeout=ALLURE_TIMEOUT,
                                   env=env)
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"allure awesome did not finish within {ALLURE_TIMEOUT}s") from None
@@ -198,8 +198,8 @@ def render_markdown(data: dict[str, Any], report_href: str | None) -> str:
     lines = [f"# patchgate: {data['verdict'].upper()} for {c['kb']} on lab {data['lab']['name']}", "",
              f"**Verdict:** {data['verdict'].upper()}: {data['reason']}", "",
              f"- Candidate: {c['kb']} ({c.get('classification', '')}): {c.get('title', '')}",
-             f"- Lab: {data['lab']['name']} ({data['lab'].get('hypervisor', '')}, remoting "
-             f"{data['remoting'].get('kind', '')})",
+             (f"- Lab: {data['lab']['name']} ({data['lab'].get('hypervisor', '')}, remoting "
+             f"{data['remoting'].get('kind', '')})"),
              f"- Run: {data['run_id']} ({data['started_at']} to {data['finished_at']})",
              "- Checks: " + ", ".join(f"{v} {k}" for k, v in sorted(data["counts"].items())),
              "- Certificate checking: " + ", ".join(f"{k} {'on' if v else 'OFF'}"
@@ -237,8 +237,8 @@ def render_html(data: dict[str, Any], report_href: str | None) -> str:
     e = html.escape
     c = data["candidate"]
     verdict = data["verdict"]
-    parts = [f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>patchgate {e(verdict.upper())} "
-             f"{e(c['kb'])}</title><style>{_CSS}</style></head><body>",
+    parts = [(f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>patchgate {e(verdict.upper())} "
+             f"{e(c['kb'])}</title><style>{_CSS}</style></head><body>"),
              f"<h1>{e(c['kb'])} on lab {e(data['lab']['name'])}</h1>",
              f"<div class=\"verdict {e(verdict)}\" id=\"verdict\">{e(verdict.upper())}</div>",
              f"<p>{e(data['reason'])}</p><table>"]
@@ -246,8 +246,8 @@ def render_html(data: dict[str, Any], report_href: str | None) -> str:
     rows = [("Candidate", f"{e(c['kb'])} ({e(c.get('classification', ''))}): {e(c.get('title', ''))}"),
             ("KB article", f"<a href=\"{e(c.get('kb_article', ''))}\">{e(c.get('kb_article', ''))}</a>"),
             ("CVEs", cves or "-"), ("Target build", e(c.get("target_build", ""))),
-            ("Lab", f"{e(data['lab']['name'])} ({e(data['lab'].get('hypervisor', ''))}, remoting "
-                    f"{e(data['remoting'].get('kind', ''))})"),
+            ("Lab", (f"{e(data['lab']['name'])} ({e(data['lab'].get('hypervisor', ''))}, remoting "
+                    f"{e(data['remoting'].get('kind', ''))})")),
             ("Run", f"{e(str(data['run_id']))}: {e(str(data['started_at']))} to {e(str(data['finished_at']))}"),
             ("Checks", e(", ".join(f"{v} {k}" for k, v in sorted(data["counts"].items())))),
             ("Certificate checking", ", ".join(
@@ -277,7 +277,7 @@ def render_html(data: dict[str, Any], report_href: str | None) -> str:
         parts.append("</table>")
     else:
         parts.append("<p>None.</p>")
-    parts.append(f"<p><small>Generated {e(dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'))} "
+    parts.append(f"<p><small>Generated {e(dt.datetime.now(dt.UTC).isoformat(timespec='seconds'))} "
                  "by patchgate report. Check the evidence with <code>patchgate verify</code>.</small></p>")
     parts.append("</body></html>")
     return redactor.redact("".join(parts))
@@ -315,7 +315,7 @@ def write_report_manifest(run_dir: Path, files: list[Path]) -> Path:
     from patchgate.evidence import EVIDENCE_MANIFEST, REPORT_MANIFEST, REPORT_SCHEMA, sha256_file
 
     evidence = run_dir / EVIDENCE_MANIFEST
-    data = {"schema": REPORT_SCHEMA, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+    data = {"schema": REPORT_SCHEMA, "created_at": dt.datetime.now(dt.UTC).isoformat(),
             "evidence_manifest_sha256": sha256_file(evidence) if evidence.is_file() else None,
             "files": [{"path": f.relative_to(run_dir).as_posix(), "sha256": sha256_file(f),
                        "size": f.stat().st_size} for f in files]}

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
@@ -48,7 +46,8 @@ def clean_env(state_dir: Path, **extra: str) -> dict[str, str]:
 
 
 def patchgate(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PATCHGATE, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run([PATCHGATE, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env,
+                          check=False)
 
 
 def validate(tmp_path_factory: pytest.TempPathFactory, name: str, *args: str, **env: str) -> Run:

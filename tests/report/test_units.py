@@ -1,0 +1,127 @@
+"""Fast checks of the evidence and report helpers, without a lab run."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from fixtures.allure_wiring import executor_from_env, render_properties
+from patchgate.errors import ConfigError
+from patchgate.evidence import EVIDENCE_MANIFEST, build_evidence_manifest, is_derived, verify_dir
+from patchgate.report import allure_categories, render_html, render_markdown, strip_analytics, summary_data
+from patchgate.secrets.redact import redactor
+from report.runs import ROOT
+
+
+def make_run(folder: Path) -> Path:
+    (folder / "allure-results").mkdir(parents=True)
+    (folder / "vms").mkdir()
+    (folder / "gate.json").write_text('{"verdict": "block"}\n')
+    (folder / "allure-results" / "a-result.json").write_text("{}")
+    (folder / "allure-results" / "b-attachment.txt").write_text("install output\n")
+    (folder / "vms" / "vm1.json").write_text("{}")
+    manifest = build_evidence_manifest(folder, "run-1")
+    (folder / EVIDENCE_MANIFEST).write_text(json.dumps(manifest))
+    return folder
+
+
+def test_verify_names_changed_missing_and_extra(tmp_path):
+    run = make_run(tmp_path / "run")
+    assert verify_dir(run).ok
+    (run / "allure-results" / "b-attachment.txt").write_text("install output!\n")
+    (run / "vms" / "vm1.json").unlink()
+    (run / "allure-results" / "c-result.json").write_text("{}")
+    result = verify_dir(run)
+    assert result.changed == ["allure-results/b-attachment.txt"]
+    assert result.missing == ["vms/vm1.json"]
+    assert result.extra == ["allure-results/c-result.json"]
+
+
+def test_derived_files_are_not_extra(tmp_path):
+    run = make_run(tmp_path / "run")
+    (run / "report").mkdir()
+    (run / "report" / "index.html").write_text("<html></html>")
+    for name in ("summary.html", "summary.md"):
+        (run / name).write_text("x")
+    assert verify_dir(run).ok
+    for name in ("gate.json.sig", "evidence-manifest.json.sig", "patchgate-verdicts.v1.pub.pem", "report/x.js"):
+        assert is_derived(name), name
+    for name in ("gate.json", "junit.xml", "allure-results/x-result.json", "forged.txt"):
+        assert not is_derived(name), name
+
+
+def test_manifest_entry_outside_the_folder_is_a_problem(tmp_path):
+    run = make_run(tmp_path / "run")
+    manifest = json.loads((run / EVIDENCE_MANIFEST).read_text())
+    manifest["files"].append({"path": "../outside.txt", "sha256": "0" * 64, "size": 1})
+    (run / EVIDENCE_MANIFEST).write_text(json.dumps(manifest))
+    assert any("leaves the run folder" in p for p in verify_dir(run).problems)
+
+
+def test_no_manifest_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="evidence-manifest.json"):
+        verify_dir(tmp_path)
+
+
+def test_executor_from_github_and_gitlab_variables():
+    github = executor_from_env({"GITHUB_ACTIONS": "true", "GITHUB_RUN_ID": "99", "GITHUB_RUN_NUMBER": "7",
+                                "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "o/r",
+                                "GITHUB_WORKFLOW": "nightly"})
+    assert github["type"] == "github" and github["buildUrl"] == "https://github.com/o/r/actions/runs/99"
+    assert github["buildOrder"] == 7
+    gitlab = executor_from_env({"GITLAB_CI": "true", "CI_PIPELINE_ID": "1234", "CI_PIPELINE_IID": "56",
+                                "CI_PROJECT_URL": "https://gitlab.example/o/r", "CI_JOB_URL": "https://gitlab.example/o/r/-/jobs/9"})
+    assert gitlab["type"] == "gitlab" and gitlab["buildOrder"] == 56 and gitlab["buildUrl"].endswith("/jobs/9")
+    assert executor_from_env({"PATH": "/usr/bin"}) is None
+
+
+def test_environment_properties_escape_separators():
+    text = render_properties({"candidate.title": "a=b: c\nd"})
+    assert text == "candidate.title=a\\=b\\: c\\nd\n"
+
+
+def test_categories_translate_to_allure3_rules_with_portable_regexes():
+    source = json.loads((ROOT / "reports" / "categories.json").read_text())
+    rules = allure_categories(source)
+    assert len(rules) == len(source)
+    for rule in rules:
+        for matcher in rule["matchers"]:
+            for key in ("message", "trace"):
+                if key in matcher:
+                    assert "(?" not in matcher[key]  # inline flags: Java accepts them, JavaScript does not
+                    re.compile(matcher[key])
+    waived = next(r for r in rules if r["name"].startswith("Waived"))
+    assert re.match(waived["matchers"][0]["message"], "XFAIL waived by jdoe until 2026-01-31: reason\n\nFailed")
+    hotpatch = next(r for r in rules if r["name"].startswith("Hotpatch"))
+    assert re.fullmatch(hotpatch["matchers"][0]["trace"], "suites/test_hotpatch.py:86: in test_x\n    assert")
+
+
+def test_analytics_tag_is_removed():
+    page = ('<body><div id="app"></div>\n    <script async src="https://www.googletagmanager.com/gtag/js?id=G-X">'
+            '</script>\n    <script>\n        window.dataLayer = window.dataLayer || [];\n        gtag("js");\n'
+            '    </script>\n    <script>window.data=1</script></body>')
+    cleaned = strip_analytics(page)
+    assert "googletagmanager" not in cleaned and "dataLayer" not in cleaned
+    assert "<script>window.data=1</script>" in cleaned
+
+
+def gate_doc(message: str) -> dict:
+    return {"verdict": "block", "reason": "1 invariant(s) failed", "run_id": "r1",
+            "candidate": {"kb": "KB5070881", "title": "t", "cves": ["CVE-2025-59287"], "kb_article": "https://x"},
+            "lab": {"name": "twin", "hypervisor": "twin"}, "counts": {"failed": 1}, "remoting": {"kind": "psrp"},
+            "cert_validation": {"remoting": False}, "waivers_applied": [],
+            "checks": [{"vm": "vm1", "role": "member", "invariant": "services.configuration", "status": "failed",
+                        "message": message}]}
+
+
+def test_summary_escapes_messages_and_redacts_secrets():
+    redactor.register("S3cr3t-Pa55word!")
+    data = summary_data(gate_doc("vm1 (member): <script>alert(1)</script> password S3cr3t-Pa55word!"), None)
+    page = render_html(data, "report/index.html")
+    md = render_markdown(data, "report/index.html")
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+    assert "S3cr3t-Pa55word!" not in page and "S3cr3t-Pa55word!" not in md
+    assert "services.configuration" in md and "### vm1 (member)" in md
