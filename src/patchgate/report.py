@@ -68,13 +68,15 @@ def install_text(install: Any) -> str:
 def event_excerpt(posture: Any, limit: int = 200) -> str:
     """The events the post-update capture collected (SCM failures, servicing, WSUS), newest last, as a table."""
     events = getattr(posture, "events", None)
-    if events is None or not events.events:
+    if events is None:
         return ""
+    since = events.since.isoformat() if events.since else "the baseline"
+    if not events.events:
+        return f"no matching events since {since}\n"
     from patchgate.diff import render_table
 
     rows = [(e.time_created.isoformat() if e.time_created else "", e.log_name, e.provider_name, str(e.id),
              e.level or "", (e.message or "").replace("\n", " ")[:160]) for e in events.events[-limit:]]
-    since = events.since.isoformat() if events.since else "the baseline"
     table = render_table(rows, headers=("time", "log", "provider", "id", "level", "message"), max_rows=limit)
     return redactor.redact(f"events since {since} ({len(events.events)}):\n{table}\n")
 
@@ -328,9 +330,9 @@ def generate(run_dir: Path) -> dict[str, Path]:
     """Build report/index.html, summary.html, summary.md and report-manifest.json for a finished run."""
     run_dir = Path(run_dir)
     gate, manifest = _load_run(run_dir)
-    allure = find_allure()
-    index = build_allure_report(run_dir, gate, allure=allure)
+    # the summary needs no Allure: write it first, so a runner without Node.js still gets the one-page verdict
     summary = write_summary(run_dir, gate, manifest, f"{REPORT_FOLDER}/index.html")
+    index = build_allure_report(run_dir, gate, allure=find_allure())
     written = {"report": index, "summary_html": summary[0], "summary_md": summary[1]}
     written["manifest"] = write_report_manifest(run_dir, [index, *summary])
     return written

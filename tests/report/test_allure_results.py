@@ -89,7 +89,7 @@ def test_lifecycle_is_one_setup_fixture_per_vm_with_timed_steps_and_attachments(
         assert all(s["stop"] >= s["start"] for s in before["steps"])
         names = {a["name"]: a for a in before["attachments"]}
         for expected in ("baseline posture (JSON)", "post-update posture (JSON)", "posture diff (HTML)",
-                         "install output"):
+                         "install output", "event log excerpts (since baseline)"):
             assert expected in names, (vm, sorted(names))
             assert (blocked_run.results / names[expected]["source"]).is_file()
         baseline = json.loads((blocked_run.results / names["baseline posture (JSON)"]["source"]).read_text())
