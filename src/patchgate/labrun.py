@@ -73,37 +73,60 @@ class LabRun:
         self.run_error: LabError | None = None
         self._pool: cf.ThreadPoolExecutor | None = None
         self._futures: dict[str, cf.Future] = {}
-        self._lease = None
+        self._leases: list = []
+        self._lease_manager = None
+        self._ctx: LifecycleContext | None = None
+        self._ensure_lock = threading.RLock()
         self.ledger: Ledger | None = None
         self.remoting_counters: dict[str, dict[str, int]] = {}
         self._finished = False
 
     # ------------------------------------------------------------ start
 
-    def start(self) -> None:
-        """Build components, take leases, and start every VM's prepare concurrently. Never raises LabError:
-        lab trouble at this level marks every VM broken."""
+    def start(self, vm_names: list[str] | None = None) -> None:
+        """Build components and start the prepare of ``vm_names`` (default: every selected VM) concurrently.
+        Never raises LabError: lab trouble at this level marks the affected VMs broken."""
         try:
             self.components = build_components(self.lab, twin_catalogs=self.twin_catalogs, stop=self.stop)
             self.components.hypervisor.connect()
-            self._take_leases()
         except LabError as exc:
             self.run_error = exc
             for vm in self.vms:
-                lifecycle = self._lifecycle_stub(vm)
-                lifecycle.obs.error = exc
-                lifecycle.prepared.set()
+                self._broken_stub(vm, exc)
             return
         self.ledger = Ledger(self.run_id, self.lab.name, str(self.lab.source) if self.lab.source else None)
-        ctx = LifecycleContext(lab=self.lab, candidate=self.candidate, hypervisor=self.components.hypervisor,
-                               remoting=self.components.remoting, secrets=self.components.secrets,
-                               run_id=self.run_id, ledger=self.ledger, stop=self.stop, progress=self.progress)
+        self._ctx = LifecycleContext(lab=self.lab, candidate=self.candidate, hypervisor=self.components.hypervisor,
+                                     remoting=self.components.remoting, secrets=self.components.secrets,
+                                     run_id=self.run_id, ledger=self.ledger, stop=self.stop, progress=self.progress)
         self._pool = cf.ThreadPoolExecutor(max_workers=min(self.lab.limits.total, len(self.vms)),
                                            thread_name_prefix="patchgate-vm")
-        for vm in self.vms:
-            lifecycle = VmLifecycle(ctx, vm)
-            self.lifecycles[vm.name] = lifecycle
-            self._futures[vm.name] = self._pool.submit(lifecycle.prepare)
+        self.ensure(vm_names if vm_names is not None else [vm.name for vm in self.vms])
+
+    def ensure(self, vm_names: list[str]) -> None:
+        """Take the leases of VMs not started yet and start their prepare (under pytest-xdist a worker learns
+        its VMs as tests arrive). Idempotent."""
+        with self._ensure_lock:
+            wanted = [vm for vm in self.vms if vm.name in vm_names and vm.name not in self.lifecycles]
+            if not wanted:
+                return
+            if self._finished or self.stop.is_set():
+                for vm in wanted:
+                    self._broken_stub(vm, LabError("the run was stopping; the VM was not started", vm=vm.name))
+                return
+            if self._ctx is None or self._pool is None:  # start() failed: everything is broken already
+                for vm in wanted:
+                    self._broken_stub(vm, self.run_error or LabError("the run could not start", vm=vm.name))
+                return
+            try:
+                self._leases.append(self._take_leases([vm.name for vm in wanted]))
+            except LabError as exc:
+                for vm in wanted:
+                    self._broken_stub(vm, exc)
+                return
+            for vm in wanted:
+                lifecycle = VmLifecycle(self._ctx, vm)
+                self.lifecycles[vm.name] = lifecycle
+                self._futures[vm.name] = self._pool.submit(lifecycle.prepare)
 
     def _keep_counters(self) -> None:
         """WSMan request counters of the twin's endpoints, kept as evidence of one pipeline per capture."""
@@ -116,27 +139,29 @@ class LabRun:
             except KeyError:
                 continue
 
-    def _lifecycle_stub(self, vm: VmSpec) -> VmLifecycle:
+    def _broken_stub(self, vm: VmSpec, error: LabError) -> None:
+        """A VM that never started its lifecycle (no lease, no components): broken, nothing to restore."""
         lifecycle = VmLifecycle.__new__(VmLifecycle)
         lifecycle.vm = vm
-        lifecycle.obs = VmObservation(vm=vm)
+        lifecycle.obs = VmObservation(vm=vm, error=error)
         lifecycle.session = None
         lifecycle.prepared = threading.Event()
+        lifecycle.prepared.set()
         lifecycle._touched = False
         self.lifecycles[vm.name] = lifecycle
-        return lifecycle
 
-    def _take_leases(self) -> None:
+    def _take_leases(self, names: list[str]):
         from patchgate.leases import build_lease_manager
 
-        manager = build_lease_manager(self.lab)
-        self._lease = manager.acquire([vm.name for vm in self.vms], self.run_id,
-                                      timeout=self.lab.timeouts.ready)
+        if self._lease_manager is None:
+            self._lease_manager = build_lease_manager(self.lab)
+        return self._lease_manager.acquire(names, self.run_id, timeout=self.lab.timeouts.ready)
 
     # ------------------------------------------------------------ observe
 
     def observation(self, vm_name: str) -> VmObservation:
         """Block until the VM's prepare has finished (the suites' fixtures call this)."""
+        self.ensure([vm_name])
         lifecycle = self.lifecycles[vm_name]
         future = self._futures.get(vm_name)
         if future is not None:
@@ -158,9 +183,10 @@ class LabRun:
 
     def finish(self, *, failed_vms: set[str] | None = None) -> None:
         """Restore every touched VM (concurrently), release leases, close components. Idempotent."""
-        if self._finished:
-            return
-        self._finished = True
+        with self._ensure_lock:
+            if self._finished:
+                return
+            self._finished = True
         failed_vms = failed_vms or set()
         if self._pool is not None:
             # prepare threads stop at their next step once stop is set; wait for them before restoring
@@ -174,9 +200,9 @@ class LabRun:
             for future in restores:
                 future.result()
             self._pool.shutdown(wait=True)
-        if self._lease is not None:
+        for lease in self._leases:
             try:
-                self._lease.release()
+                lease.release()
             except LabError as exc:
                 self.run_error = self.run_error or exc
         if self.components is not None:

@@ -234,13 +234,13 @@ class VmLifecycle:
 
     def restore(self, *, keep: bool = False) -> None:
         """Close the session and revert; runs in every outcome. Errors are recorded, not raised."""
-        ctx, vm, obs = self.ctx, self.vm, self.obs
         if self.session is not None:
             with contextlib.suppress(Exception):
                 self.session.close()
             self.session = None
         if not self._touched:
             return
+        ctx, vm, obs = self.ctx, self.vm, self.obs
         if keep:
             obs.kept = True
             log.warning("%s: kept as it is for debugging (--keep-on-failure); revert it with 'patchgate reap' "
