@@ -82,7 +82,8 @@ def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Eve
     if lab.hypervisor.kind == "twin":
         from patchgate.hypervisors.twin import TwinHypervisor
 
-        hypervisor: Hypervisor = TwinHypervisor(twin, endpoint_for)
+        hypervisor: Hypervisor = TwinHypervisor(
+            twin, endpoint_for, on_guest_restart=endpoints.drop_shells if endpoints is not None else None)
     elif lab.hypervisor.kind == "vsphere":
         from patchgate.hypervisors.vsphere import VsphereHypervisor
 

@@ -13,9 +13,11 @@ class TwinHypervisor:
     kind = "twin"
     cert_validation = True  # nothing to validate: no TLS between patchgate and its own twin
 
-    def __init__(self, lab: TwinLab, endpoint_for: Callable[[str], GuestEndpoint]) -> None:
+    def __init__(self, lab: TwinLab, endpoint_for: Callable[[str], GuestEndpoint],
+                 on_guest_restart: Callable[[str], object] | None = None) -> None:
         self.twin = lab
         self._endpoint_for = endpoint_for
+        self._on_guest_restart = on_guest_restart  # a restarted guest forgets its WinRM shells
 
     def connect(self) -> None:
         return None
@@ -30,6 +32,7 @@ class TwinHypervisor:
 
     def revert(self, vm: VmSpec) -> SnapshotRef:
         self.twin.revert(vm.name)
+        self._guest_restarted(vm.name)
         return self.snapshot(vm)
 
     def power_on(self, vm: VmSpec) -> None:
@@ -41,6 +44,14 @@ class TwinHypervisor:
 
     def reboot(self, vm: VmSpec) -> None:
         self.twin.reboot(vm.name)
+        self._guest_restarted(vm.name)
+
+    def _guest_restarted(self, vm_name: str) -> None:
+        if self._on_guest_restart is not None:
+            try:
+                self._on_guest_restart(vm_name)
+            except KeyError:
+                pass  # no endpoint started for this VM yet
 
     def mark_in_use(self, vm: VmSpec, run_id: str | None) -> None:
         return None  # the twin lives and dies with the run

@@ -89,43 +89,64 @@ class TwinShell:
         return PipelineOutput(output=[text])
 
     def _install(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
+        """Add-WindowsPackage -Online -PackagePath <file|folder> -NoRestart on the twin. A folder holds a
+        checkpoint cumulative update and its prerequisites: each package installs in name order, as DISM does."""
         from patchgate.twin.behaviour import apply_install
 
         path = filecopy.resolve(str(stmt.parameters.get("PackagePath", "")))
-        data = host.files.get(filecopy.key(path))
-        if data is None:
+        packages = self._packages_at(host, path)
+        if not packages:
             return PipelineOutput(errors=[f"Add-WindowsPackage : The system cannot find the file specified. "
                                           f"({path})"], failed=True)
-        match = STAND_IN_RE.search(data.decode("utf-8", "replace"))
-        if not match:
-            return PipelineOutput(errors=[
-                f"Add-WindowsPackage : {path} is not a package the twin can install (the twin installs only "
-                "its stand-in packages, which name their KB on a 'kb:' line)"], failed=True)
-        kb = match.group(1).upper()
+        kbs: list[str] = []
+        for name, data in packages:
+            match = STAND_IN_RE.search(data.decode("utf-8", "replace"))
+            if not match:
+                return PipelineOutput(errors=[
+                    f"Add-WindowsPackage : {name} is not a package the twin can install (the twin installs only "
+                    "its stand-in packages, which name their KB on a 'kb:' line)"], failed=True)
+            kbs.append(match.group(1).upper())
         if self.lab.has_fault(vm, "install-hangs"):
             self.lab.stop.wait()  # until the run stops or the client gives up
             raise TwinFault("hang", "install never finished")
         if self.lab.has_fault(vm, "install-fails"):
             return PipelineOutput(errors=["Add-WindowsPackage : An error occurred applying the package. "
                                           "Error: 0x800f0922 (twin fault 'install-fails')"], failed=True)
-        try:
-            behaviour = self.lab.catalog.behaviour(kb)
-        except KeyError:
-            return PipelineOutput(errors=[f"Add-WindowsPackage : The twin catalogue has no behaviour for {kb}; "
-                                          "add one with --twin-catalog DIR"], failed=True)
         self.lab._pause(self.lab.latency.install)
-        outcome = apply_install(host, behaviour, self.lab.clock())
-        if getattr(outcome, "never_ready_after_reboot", False):
-            self.lab.vm(vm).sticky_faults.add("never-ready")
-        if getattr(outcome, "hangs", False):
-            self.lab.stop.wait()
-            raise TwinFault("hang", "install never finished")
-        result = {"PackagePath": path, "RestartNeeded": bool(outcome.restart_needed),
-                  "ExitCode": int(outcome.exit_code), "Log": list(outcome.log)}
-        if outcome.failed:
-            message = outcome.log[-1] if outcome.log else f"install of {kb} failed"
-            return PipelineOutput(output=[_json(result)], errors=[f"Add-WindowsPackage : {message}"], failed=True)
-        return PipelineOutput(output=[_json(result)])
+        restart, exit_code, log = False, 0, []
+        for kb in kbs:
+            try:
+                behaviour = self.lab.catalog.behaviour(kb)
+            except KeyError:
+                return PipelineOutput(errors=[f"Add-WindowsPackage : The twin catalogue has no behaviour for {kb}; "
+                                              "add one with --twin-catalog DIR"], failed=True)
+            outcome = apply_install(host, behaviour, self.lab.clock())
+            log += list(outcome.log)
+            if getattr(outcome, "never_ready_after_reboot", False):
+                self.lab.vm(vm).sticky_faults.add("never-ready")
+            if getattr(outcome, "hangs", False):
+                self.lab.stop.wait()
+                raise TwinFault("hang", "install never finished")
+            restart = restart or bool(outcome.restart_needed)
+            exit_code = int(outcome.exit_code) if outcome.exit_code else exit_code
+            if outcome.failed:
+                result = {"PackagePath": path, "RestartNeeded": restart, "ExitCode": int(outcome.exit_code),
+                          "Log": log}
+                message = outcome.log[-1] if outcome.log else f"install of {kb} failed"
+                return PipelineOutput(output=[_json(result)], errors=[f"Add-WindowsPackage : {message}"],
+                                      failed=True)
+        return PipelineOutput(output=[_json({"PackagePath": path, "RestartNeeded": restart, "ExitCode": exit_code,
+                                             "Log": log})])
+
+    @staticmethod
+    def _packages_at(host: WindowsHost, path: str) -> list[tuple[str, bytes]]:
+        """The staged file at ``path``, or every staged file directly inside the folder ``path``."""
+        key = filecopy.key(path)
+        if key in host.files:
+            return [(path, host.files[key])]
+        prefix = key.rstrip("\\") + "\\"
+        return sorted((name, data) for name, data in host.files.items()
+                      if name.startswith(prefix) and "\\" not in name[len(prefix):])
 
     def _wsus_sync(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
         from patchgate.twin.behaviour import run_wsus_sync

@@ -1,0 +1,81 @@
+"""The twin's side of Add-WindowsPackage: single packages and checkpoint folders, as DISM installs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from patchgate.config import load_lab
+from patchgate.remoting.staging import op_script
+from patchgate.twin import filecopy
+from patchgate.twin.lab import build_twin_lab
+from patchgate.twin.shell import Statement
+from patchgate.twin.shell_impl import TwinShell
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CHECKPOINT = """
+behaviours:
+  - kb: KB5043080
+    title: Checkpoint cumulative update for Windows Server 2025 (26100.1742)
+    classification: baseline
+    build: "26100.1742"
+    released: 2024-09-10
+    restart: always
+    applies_to: {}
+    effects:
+      - {add_hotfix: {hotfix_id: KB5043080, description: Update}}
+    sources: [https://learn.microsoft.com/windows/deployment/update/catalog-checkpoint-cumulative-updates]
+"""
+
+
+def _ready_shell(tmp_path: Path) -> tuple[TwinShell, str]:
+    (tmp_path / "catalog").mkdir()
+    (tmp_path / "catalog" / "checkpoint.yaml").write_text(CHECKPOINT)
+    lab = load_lab(ROOT / "labs" / "twin.yaml")
+    twin = build_twin_lab(lab, [tmp_path])
+    vm = "ws25-hp-01"
+    twin.revert(vm)
+    twin.power_on(vm)
+    return TwinShell(twin), vm
+
+
+def _install(shell: TwinShell, vm: str, path: str):
+    script = op_script("install", PackagePath=path)
+    return shell.run_pipeline(vm, [Statement(script.body, dict(script.parameters))], [])
+
+
+def _stage(shell: TwinShell, vm: str, path: str, kb: str) -> None:
+    host = shell.lab.host(vm)
+    host.files[filecopy.key(path)] = f"stand-in\nkb: {kb}\n".encode()
+
+
+def test_single_package_installs_its_kb(tmp_path):
+    shell, vm = _ready_shell(tmp_path)
+    _stage(shell, vm, r"C:\ProgramData\patchgate\staging\KB5070893\a.msu", "KB5070893")
+    result = _install(shell, vm, r"C:\ProgramData\patchgate\staging\KB5070893\a.msu")
+    assert not result.errors
+    document = json.loads(result.output[0])
+    assert document["RestartNeeded"] is False  # no WSUS role on this image
+    assert shell.lab.host(vm).has_kb("KB5070893")
+
+
+def test_folder_installs_every_package_in_name_order(tmp_path):
+    shell, vm = _ready_shell(tmp_path)
+    folder = r"C:\ProgramData\patchgate\staging\KB5073379"
+    host = shell.lab.host(vm)
+    host.hotfixes = [h for h in host.hotfixes if h.hotfix_id != "KB5043080"]  # as if the checkpoint were missing
+    _stage(shell, vm, folder + r"\1-windows11.0-kb5043080-x64.msu", "KB5043080")
+    _stage(shell, vm, folder + r"\2-windows11.0-kb5073379-x64.msu", "KB5073379")
+    _stage(shell, vm, folder + r"\nested\3-other.msu", "KB5068966")  # not directly in the folder: ignored
+    result = _install(shell, vm, folder)
+    assert not result.errors, result.errors
+    assert json.loads(result.output[0])["RestartNeeded"] is True
+    assert host.has_kb("KB5043080")
+    assert not host.has_kb("KB5068966")
+
+
+def test_missing_package_is_an_error_naming_the_path(tmp_path):
+    shell, vm = _ready_shell(tmp_path)
+    result = _install(shell, vm, r"C:\nowhere\x.msu")
+    assert result.failed and r"C:\nowhere\x.msu" in result.errors[0]
