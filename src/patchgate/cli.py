@@ -197,6 +197,9 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from patchgate.secrets import install_logging_redaction
+
+    install_logging_redaction()  # before anything can log a secret (hvac, requests, pypsrp debug logs)
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)

@@ -154,7 +154,9 @@ class LabRun:
         from patchgate.leases import build_lease_manager
 
         if self._lease_manager is None:
-            self._lease_manager = build_lease_manager(self.lab)
+            # one Vault login serves credentials and leases when the secrets provider has a session
+            session = getattr(self.components.secrets, "session", None) if self.components else None
+            self._lease_manager = build_lease_manager(self.lab, session=session)
         return self._lease_manager.acquire(names, self.run_id, timeout=self.lab.timeouts.ready)
 
     # ------------------------------------------------------------ observe
@@ -205,6 +207,11 @@ class LabRun:
                 lease.release()
             except LabError as exc:
                 self.run_error = self.run_error or exc
+        if self._lease_manager is not None:
+            try:
+                self._lease_manager.close()  # before the components: it may share their Vault session
+            except Exception as exc:  # noqa: BLE001 - closing must not hide the run's outcome
+                log.warning("closing the lease manager failed: %s", redactor.redact(str(exc)))
         if self.components is not None:
             self._keep_counters()
             self.components.close()

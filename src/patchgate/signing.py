@@ -261,3 +261,104 @@ class VerdictSigner:
     def close(self) -> None:
         if self._owns_session:
             self.session.close()
+
+
+# ---------------------------------------------------------------- a run folder (evidence hooks and `patchgate verify`)
+
+SIGNED_FILES = ("gate.json", "evidence-manifest.json")
+"""What a signed run signs: the verdict, and the manifest whose hashes cover every other output file."""
+
+
+class SignatureMismatch(ValueError):
+    """A signature that does not match its file (or is missing): the run folder must not be trusted.
+
+    A ValueError so ``patchgate verify`` lists it as a problem with this message.
+    """
+
+
+def sign_run(out_dir: str | os.PathLike[str], lab: Lab, *, session: VaultSession | None = None) -> list[Path]:
+    """Sign gate.json and the evidence manifest of a finished run when the lab asks for it.
+
+    Returns the files written (``*.sig`` and the exported public key), or [] when signing is off.
+    Raises SigningError when the lab asks for signatures and they cannot be made: an unsigned verdict
+    that should have been signed must be noticed, not skipped quietly.
+    """
+    if not signing_enabled(lab):
+        return []
+    folder = Path(out_dir)
+    missing = [name for name in SIGNED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise SigningError(f"cannot sign the run in {folder}: {', '.join(missing)} not written")
+    signer = VerdictSigner.from_lab(lab, session=session)
+    assert signer is not None  # signing_enabled checked it
+    try:
+        written = signer.sign_run([folder / name for name in SIGNED_FILES], folder)
+    finally:
+        signer.close()
+    log.info("signed %s in %s with transit key %s/%s", ", ".join(SIGNED_FILES), folder, signer.mount,
+             signer.key)
+    return written
+
+
+def _lab_of_run(folder: Path) -> Lab:
+    """The lab file the run itself used (recorded in run-manifest.json), for online verification."""
+    from patchgate.config import load_lab
+
+    manifest = folder / "run-manifest.json"
+    try:
+        recorded = json.loads(manifest.read_text(encoding="utf-8"))["lab"]["file"]
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = None
+    if not recorded or not Path(recorded).is_file():
+        raise ValueError(f"online verification needs the run's lab file (for the Vault address and login), "
+                         f"but {manifest} names {recorded or 'none'} and it is not there: pass --lab LAB, or "
+                         "--public-key FILE to verify offline")
+    return load_lab(Path(recorded))
+
+
+def verify_run(out_dir: str | os.PathLike[str], public_key: str | os.PathLike[str] | None = None, *,
+               lab: Lab | str | os.PathLike[str] | None = None, session: VaultSession | None = None) -> bool:
+    """Check the signatures of a run folder: offline with ``public_key``, else online with Vault's transit.
+
+    Online uses ``lab`` (a Lab, a lab file or a name under labs/), by default the lab file recorded in
+    run-manifest.json. True when gate.json and the evidence manifest both carry a valid signature;
+    a missing or non-matching signature raises :class:`SignatureMismatch` naming the file (so the
+    report says which one); an unusable key or signature file raises ValueError.
+    """
+    folder = Path(out_dir)
+    problems: list[str] = []
+    present = [name for name in SIGNED_FILES if signature_path(folder / name).is_file()]
+    for name in SIGNED_FILES:
+        if name not in present:
+            problems.append(f"{name}: no signature ({name}{SIG_SUFFIX} missing)")
+    if public_key is not None:
+        for name in present:
+            if not verify_offline(folder / name, None, public_key):
+                problems.append(f"{name}: signature does not match (offline, key {Path(public_key).name})")
+    elif present:
+        if session is None:
+            if isinstance(lab, Lab):
+                model = lab
+            elif lab is not None:
+                from patchgate.config import load_lab, resolve_lab
+
+                model = load_lab(resolve_lab(str(lab)))
+            else:
+                model = _lab_of_run(folder)
+            if model.secrets.kind != "vault":
+                raise ValueError(f"lab '{model.name}' has no Vault secrets section: online verification "
+                                 "needs Vault; pass --public-key FILE to verify offline")
+            own = VaultSession(model.secrets.settings, renew=False)
+        else:
+            own = None
+        try:
+            for name in present:
+                if not verify_online(own or session, folder / name):
+                    problems.append(f"{name}: signature does not match (transit verify, key "
+                                    f"{Signature.load(signature_path(folder / name)).key})")
+        finally:
+            if own is not None:
+                own.close()
+    if problems:
+        raise SignatureMismatch("; ".join(problems))
+    return True
