@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import fnmatch
-import hashlib
 import importlib
 import json
 import logging
@@ -37,6 +36,7 @@ from typing import Any
 
 from patchgate import __version__
 from patchgate.errors import EXIT_CONFIG, ConfigError
+from patchgate.hashing import sha256_file
 from patchgate.secrets.redact import redactor
 
 log = logging.getLogger(__name__)
@@ -59,13 +59,6 @@ EXIT_MISMATCH = 1
 
 
 # ------------------------------------------------------------------------------------------------ hashing
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def is_derived(relative: str) -> bool:

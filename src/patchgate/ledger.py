@@ -29,7 +29,7 @@ class Ledger:
         self.record("start", lab=lab_name, lab_file=lab_file, host=socket.gethostname(), pid=os.getpid())
 
     def record(self, action: str, **fields: Any) -> None:
-        entry = {"ts": dt.datetime.now(dt.timezone.utc).isoformat(), "run": self.run_id, "action": action,
+        entry = {"ts": dt.datetime.now(dt.UTC).isoformat(), "run": self.run_id, "action": action,
                  **fields}
         line = json.dumps(entry, default=str) + "\n"
         with self._lock, self.path.open("a", encoding="utf-8") as handle:
@@ -79,13 +79,8 @@ def read_ledger(path: Path) -> LedgerState:
     return LedgerState(run_id, lab, lab_file, host, pid, ended, dirty, path)
 
 
-def process_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def process_alive(pid: int, since: dt.datetime | None = None) -> bool:
+    """A run is alive while its process is (and is the same process, not a reused pid)."""
+    from patchgate.liveness import process_alive as alive
+
+    return alive(pid, since)

@@ -12,6 +12,7 @@ from patchgate.config.policy import Allowlists, Policy, Waiver
 from patchgate.config.validation import validate_document
 from patchgate.config.yamlfile import load_yaml
 from patchgate.errors import ConfigError
+from patchgate.hashing import sha256_file
 
 __all__ = ["Allowlists", "Candidate", "Classification", "Lab", "PackageFile", "Policy", "VmSpec", "Waiver",
            "load_candidate", "load_lab", "resolve_candidate", "resolve_lab"]
@@ -44,14 +45,6 @@ def _check_package(candidate: Candidate, index: int, package: PackageFile, line:
     if digest != package.sha256:
         raise ConfigError(f"package {package.file} has sha256 {digest}, the candidate file says "
                           f"{package.sha256}", file=shown, field=f"packages[{index}].sha256", line=line)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _search_roots() -> list[Path]:

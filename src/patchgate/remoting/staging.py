@@ -15,18 +15,17 @@ names) and ON THE VM after copying (what will be installed is what was approved)
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import ntpath
 import time
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from patchgate.config.candidate import Candidate
 from patchgate.errors import InstallError, LabError, LabTimeout, StagingError
+from patchgate.hashing import sha256_file
 from patchgate.remoting.base import RemoteSession, Script, ScriptResult
 
 OP_STAGE_PREPARE = "stage-prepare"
@@ -101,14 +100,6 @@ def parse_document(result: ScriptResult, op: str, contract: dict[str, tuple[type
             raise error(f"op '{op}' printed {key}={value!r}, expected "
                         f"{' or '.join('null' if k is None else k.__name__ for k in kinds)}", vm=vm)
     return doc
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _Budget:

@@ -10,22 +10,21 @@ only once it is older than ``reap_max_age``.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal
 
 from patchgate.config.lab import VmSpec
 from patchgate.errors import LabError
 from patchgate.hypervisors.vsphere.provider import VsphereHypervisor
 from patchgate.hypervisors.vsphere.runtag import RunTag
+from patchgate.liveness import process_alive as local_process_alive
 
 log = logging.getLogger("patchgate.hypervisors.vsphere")
 
 # Tag times are whole seconds and /proc start times are clock ticks from a whole-second boot time.
-PID_REUSE_SLACK = timedelta(seconds=5)
 
 Outcome = Literal["reverted", "would-revert", "alive", "failed", "foreign"]
 
@@ -40,42 +39,6 @@ class ReapAction:
     pid: int | None = None
     started: str | None = None
     snapshot: str | None = None
-
-
-def _proc_start(pid: int) -> datetime | None:
-    """When a local process started (Linux /proc); None where that cannot be read."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        ticks = int(fields[19])  # field 22 of stat(5), counted after the command name
-        with open("/proc/stat", encoding="ascii") as fh:
-            btime = next(int(line.split()[1]) for line in fh if line.startswith("btime "))
-        return datetime.fromtimestamp(btime + ticks / os.sysconf("SC_CLK_TCK"), tz=UTC)
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-
-
-def local_process_alive(pid: int, since: datetime | None) -> bool:
-    """Is ``pid`` running here, and is it the process that wrote the tag (not a later one reusing the pid)?"""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    if os.path.exists(f"/proc/{pid}/stat"):
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return False  # a zombie: dead, waiting for its parent to reap it
-        except (OSError, IndexError):
-            pass
-    started = _proc_start(pid)
-    if since is not None and started is not None and started > since + PID_REUSE_SLACK:
-        return False  # pid reused by a process that started after the tag was written
-    return True
 
 
 def is_abandoned(tag: RunTag, *, max_age: float, now: datetime | None = None,
