@@ -31,6 +31,18 @@ def _marker(script: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
+def _unwrap_invoke_expression(statements: list[Statement]) -> list[Statement]:
+    """``Client.execute_ps(script)`` sends ``Invoke-Expression -Command <script> | Out-String -Stream``; run the
+    script itself, as PowerShell would (the output of the twin's scripts is already text)."""
+    if not statements or statements[0].is_script or statements[0].script.lower() != "invoke-expression":
+        return statements
+    command = statements[0].parameters.get("Command")
+    if not isinstance(command, str):
+        return statements
+    rest = [s for s in statements[1:] if s.is_script or s.script.lower() != "out-string"]
+    return [Statement(script=command), *rest]
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
@@ -60,6 +72,7 @@ class TwinShell:
         host = self.lab.host(vm)
         if not statements:
             return PipelineOutput()
+        statements = _unwrap_invoke_expression(statements)
         staged = filecopy.handle(host.files, statements, input_data)  # pypsrp's copy script, stage-* ops
         if staged is not None:
             return staged
