@@ -60,3 +60,22 @@ class Remoting(Protocol):
 
     def open(self, vm_name: str, endpoint: GuestEndpoint, credentials: Credentials) -> RemoteSession:
         """Connect (bounded by the lab's connect timeout)."""
+
+
+class SessionIdentity:
+    """What every transport's session knows about its VM; secrets are registered for redaction at once."""
+
+    def __init__(self, vm_name: str, endpoint: GuestEndpoint, credentials: Credentials, *, port: int,
+                 staging_dir: str, cert_validation: bool) -> None:
+        from patchgate.secrets.redact import redactor
+
+        self.vm = vm_name
+        self.address = endpoint.address
+        self.host = endpoint.hostname or endpoint.address
+        self.port = port
+        self.staging_dir = staging_dir
+        self.cert_validation = cert_validation
+        self.reconnects = 0
+        self.pipelines = 0
+        self._credentials = credentials
+        redactor.register(credentials.password.get_secret_value())

@@ -38,7 +38,7 @@ from pypsrp.wsman import NAMESPACES, WSMan, WSManAction
 from patchgate.config.lab import PsrpSettings
 from patchgate.errors import ConfigError, LabError, LabTimeout, RemotingAuthError, RemotingError
 from patchgate.hypervisors.base import GuestEndpoint
-from patchgate.remoting.base import Script, ScriptResult
+from patchgate.remoting.base import Script, ScriptResult, SessionIdentity
 from patchgate.remoting.logging_hygiene import quiet_transport_loggers
 from patchgate.secrets.base import Credentials
 from patchgate.secrets.redact import redactor
@@ -102,22 +102,16 @@ class PsrpRemoting:
         return session
 
 
-class PsrpSession:
+class PsrpSession(SessionIdentity):
     """One VM's RunspacePool. Not for concurrent use from several threads (calls are serialised)."""
 
     def __init__(self, vm_name: str, endpoint: GuestEndpoint, credentials: Credentials,
                  settings: PsrpSettings) -> None:
-        self.vm = vm_name
+        super().__init__(vm_name, endpoint, credentials,
+                         port=endpoint.port or settings.port or (5986 if settings.ssl else 5985),
+                         staging_dir=settings.staging_dir,
+                         cert_validation=bool(settings.ssl and settings.cert_validation))
         self.settings = settings
-        self.address = endpoint.address
-        self.host = endpoint.hostname or endpoint.address
-        self.port = endpoint.port or settings.port or (5986 if settings.ssl else 5985)
-        self.staging_dir = settings.staging_dir
-        self.cert_validation = bool(settings.ssl and settings.cert_validation)
-        self.reconnects = 0
-        self.pipelines = 0
-        self._credentials = credentials
-        redactor.register(credentials.password.get_secret_value())
         self._lock = threading.RLock()
         self._wsman: _WSMan | None = None
         self._pool: RunspacePool | None = None

@@ -31,7 +31,7 @@ import paramiko
 from patchgate.config.lab import SshSettings
 from patchgate.errors import LabError, LabTimeout, RemotingAuthError, RemotingError
 from patchgate.hypervisors.base import GuestEndpoint
-from patchgate.remoting.base import Script, ScriptResult
+from patchgate.remoting.base import Script, ScriptResult, SessionIdentity
 from patchgate.remoting.logging_hygiene import quiet_transport_loggers
 from patchgate.secrets.base import Credentials
 from patchgate.secrets.redact import redactor
@@ -158,20 +158,14 @@ class SshRemoting:
         return session
 
 
-class SshSession:
+class SshSession(SessionIdentity):
+    """One VM's SSH connection; each script runs as one powershell process reading its input from stdin."""
+
     def __init__(self, vm_name: str, endpoint: GuestEndpoint, credentials: Credentials,
                  settings: SshSettings) -> None:
-        self.vm = vm_name
+        super().__init__(vm_name, endpoint, credentials, port=endpoint.port or settings.port,
+                         staging_dir=settings.staging_dir, cert_validation=bool(settings.host_key_checking))
         self.settings = settings
-        self.address = endpoint.address
-        self.host = endpoint.hostname or endpoint.address
-        self.port = endpoint.port or settings.port
-        self.staging_dir = settings.staging_dir
-        self.cert_validation = bool(settings.host_key_checking)
-        self.reconnects = 0
-        self.pipelines = 0
-        self._credentials = credentials
-        redactor.register(credentials.password.get_secret_value())
         self._client: paramiko.SSHClient | None = None
         self._lock = threading.RLock()
         self._closed = False
