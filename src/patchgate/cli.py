@@ -188,7 +188,7 @@ def build_parser() -> Parser:
 
     twin = sub.add_parser("twin", help="list the twin's images and update behaviours")
     twin.add_argument("--twin-catalog", action="append", default=[], metavar="DIR")
-    twin.set_defaults(func=_lazy("patchgate.twin.catalog", "cmd_list"))
+    twin.set_defaults(func=_lazy("patchgate.twin.listing", "cmd_list"))
     return parser
 
 

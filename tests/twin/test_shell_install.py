@@ -79,3 +79,12 @@ def test_missing_package_is_an_error_naming_the_path(tmp_path):
     shell, vm = _ready_shell(tmp_path)
     result = _install(shell, vm, r"C:\nowhere\x.msu")
     assert result.failed and r"C:\nowhere\x.msu" in result.errors[0]
+
+
+def test_twin_command_lists_images_and_behaviours(capsys):
+    from patchgate.cli import main
+
+    assert main(["twin"]) == 0
+    out = capsys.readouterr().out
+    assert "ws2025-dc-hotpatch-oct2025" in out and "hotpatch-member" in out
+    assert "KB5070881" in out and "KB5070893" in out
