@@ -13,6 +13,8 @@ from patchgate.hypervisors.base import GuestEndpoint, Hypervisor
 from patchgate.remoting.base import Remoting
 from patchgate.secrets.base import SecretsProvider
 
+VAULT_FAULTS = ("vault-unreachable", "vault-sealed")
+
 
 @dataclass
 class LabComponents:
@@ -31,7 +33,8 @@ class LabComponents:
                 "secrets": bool(getattr(self.secrets, "cert_validation", True))}
 
     def close(self) -> None:
-        for closer in (getattr(self.endpoints, "stop_all", None), self.hypervisor.close, self.secrets.close):
+        for closer in (getattr(self.endpoints, "stop_all", None), self.hypervisor.close, self.secrets.close,
+                       getattr(self.twin, "close", None)):
             if closer is None:
                 continue
             try:
@@ -54,6 +57,10 @@ def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Eve
 
         twin = build_twin_lab(lab, twin_catalogs, stop=stop)
         shell = TwinShell(twin)
+        if any(twin.has_fault(vm.name, kind) for vm in lab.vms for kind in VAULT_FAULTS):
+            from patchgate.twin.vault_faults import VaultFaultSecrets
+
+            secrets = VaultFaultSecrets(secrets, twin)
     elif twin_catalogs:
         raise ConfigError("--twin-catalog only applies to labs served by the twin", file=str(lab.source))
 

@@ -157,6 +157,9 @@ class LabRun:
             # one Vault login serves credentials and leases when the secrets provider has a session
             session = getattr(self.components.secrets, "session", None) if self.components else None
             self._lease_manager = build_lease_manager(self.lab, session=session)
+        twin = self.components.twin if self.components else None
+        if twin is not None:
+            twin.hold_leases(self._lease_manager, names)  # twin fault 'lease-held': another run got there first
         return self._lease_manager.acquire(names, self.run_id, timeout=self.lab.timeouts.ready)
 
     # ------------------------------------------------------------ observe

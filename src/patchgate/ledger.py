@@ -1,5 +1,10 @@
 """The run ledger: every mutation is written (and fsynced) before it happens, so a run killed with SIGKILL
-can be cleaned up later by ``patchgate reap``."""
+can be cleaned up later by ``patchgate reap``.
+
+Under pytest-xdist every worker of one run appends to the same ledger (one line per ``write``, opened in append
+mode), so each entry carries the pid that wrote it: a VM is abandoned when the process that dirtied it is gone,
+whatever happened to the other processes of the run.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,9 @@ import json
 import os
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from patchgate.paths import state_dir
 
@@ -51,6 +56,39 @@ class LedgerState:
     ended: bool
     dirty_vms: dict[str, str]  # vm -> snapshot it must be reverted to
     path: Path
+    dirtied_by: dict[str, tuple[int, dt.datetime | None]] = field(default_factory=dict)  # vm -> (pid, since)
+    processes: dict[int, dt.datetime | None] = field(default_factory=dict)  # pid -> when it started the ledger
+    ended_pids: set[int] = field(default_factory=set)
+
+    def abandoned_vms(self, alive: "Callable[[int, dt.datetime | None], bool] | None" = None) -> dict[str, str]:
+        """Dirty VMs whose dirtying process is gone (on this host); a live run's VMs are never listed."""
+        if self.host and self.host != socket.gethostname():
+            return {}
+        check = alive or _alive
+        result: dict[str, str] = {}
+        for vm, snapshot in self.dirty_vms.items():
+            pid, since = self.dirtied_by.get(vm, (self.pid, self.processes.get(self.pid)))
+            if not check(pid, since):
+                result[vm] = snapshot
+        return result
+
+    @property
+    def alive(self) -> bool:
+        """Some process of the run still runs here (and has not closed its part of the ledger)."""
+        return any(_alive(pid, since) for pid, since in self.processes.items() if pid not in self.ended_pids)
+
+
+def _alive(pid: int, since: dt.datetime | None) -> bool:
+    from patchgate.liveness import process_alive as alive
+
+    return alive(pid, since)
+
+
+def _ts(entry: dict[str, Any]) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(str(entry.get("ts")))
+    except ValueError:
+        return None
 
 
 def read_ledger(path: Path) -> LedgerState:
@@ -61,22 +99,49 @@ def read_ledger(path: Path) -> LedgerState:
     pid = 0
     ended = False
     dirty: dict[str, str] = {}
+    dirtied_by: dict[str, tuple[int, dt.datetime | None]] = {}
+    processes: dict[int, dt.datetime | None] = {}
+    ended_pids: set[int] = set()
     for raw in path.read_text(encoding="utf-8").splitlines():
         try:
             entry = json.loads(raw)
         except json.JSONDecodeError:
             continue  # a line torn by SIGKILL
+        if not isinstance(entry, dict):
+            continue
         action = entry.get("action")
+        try:
+            writer = int(entry.get("pid") or 0)
+        except (TypeError, ValueError):
+            writer = 0
         if action == "start":
-            lab, lab_file, host, pid = entry.get("lab", ""), entry.get("lab_file"), entry.get("host", ""), \
-                int(entry.get("pid", 0))
+            lab, lab_file, host = entry.get("lab", ""), entry.get("lab_file"), entry.get("host", "")
+            pid = pid or writer
+            processes.setdefault(writer, _ts(entry))
         elif action == "revert" and entry.get("vm"):
             dirty[entry["vm"]] = entry.get("snapshot", "")
+            writer = writer or pid
+            dirtied_by[entry["vm"]] = (writer, processes.get(writer))
         elif action in ("restored", "reaped") and entry.get("vm"):
             dirty.pop(entry["vm"], None)
+            dirtied_by.pop(entry["vm"], None)
         elif action == "end":
-            ended = True
-    return LedgerState(run_id, lab, lab_file, host, pid, ended, dirty, path)
+            ended_pids.add(writer)
+            ended = not (set(processes) - ended_pids)
+    return LedgerState(run_id, lab, lab_file, host, pid, ended, dirty, path, dirtied_by, processes, ended_pids)
+
+
+def ledgers(lab: str | None = None) -> list[LedgerState]:
+    """Every run ledger in the state directory (of one lab, if given), oldest first."""
+    states: list[LedgerState] = []
+    for path in sorted(ledger_dir().glob("*.jsonl")):
+        try:
+            state = read_ledger(path)
+        except OSError:
+            continue
+        if lab is None or state.lab == lab:
+            states.append(state)
+    return states
 
 
 def process_alive(pid: int, since: dt.datetime | None = None) -> bool:

@@ -2,12 +2,19 @@
 
 The hypervisor provider (hypervisors/twin.py), the in-process remoting and the WSMan endpoint all act on this one
 object, so a revert seen by one face is seen by all.
+
+Each VM's state is also written to a "disk" (:class:`TwinDisks`, ``$PATCHGATE_STATE_DIR/twin/<lab>/<vm>.pickle``)
+after every change and read back when a twin lab starts: a real VM's disk outlives the harness that was changing
+it, and so must the twin's, or a run killed with SIGKILL would leave nothing for ``patchgate reap`` to clean up.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import pickle
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,13 +41,72 @@ class TwinVm:
     reboots: int = 0
     sticky_faults: set[str] = field(default_factory=set)  # raised by behaviours (e.g. never ready after reboot)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    dirty: bool = False  # changed since its last revert (what a reap must undo)
+    revert_attempts: int = 0
+
+
+DISK_VERSION = 1
+
+
+class TwinDisks:
+    """Durable per-VM state of one twin lab: current host, its snapshots, and whether it left its snapshot.
+
+    Pickle, because WindowsHost is a tree of dataclasses; the files live in the user's own state directory and
+    are read only by patchgate (never load a disk from somewhere you do not trust).
+    """
+
+    def __init__(self, lab_name: str, folder: Path | None = None) -> None:
+        from patchgate.paths import state_dir
+
+        self.folder = folder or state_dir() / "twin" / lab_name
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, vm: str) -> Path:
+        return self.folder / f"{vm}.pickle"
+
+    def save(self, vm: TwinVm) -> None:
+        record = {"version": DISK_VERSION, "vm": vm.spec.name, "snapshot": vm.spec.snapshot,
+                  "image": vm.spec.image, "snapshots": vm.snapshots, "host": vm.host, "dirty": vm.dirty}
+        fd, tmp = tempfile.mkstemp(prefix=f".{vm.spec.name}.", suffix=".tmp", dir=self.folder)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                pickle.dump(record, out, protocol=pickle.HIGHEST_PROTOCOL)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path(vm.spec.name))  # a reader sees the old disk or the new one, never half
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load(self, vm: str) -> dict | None:
+        path = self.path(vm)
+        if not path.is_file():
+            return None
+        try:
+            with path.open("rb") as handle:
+                record = pickle.load(handle)  # noqa: S301 - our own state file, see the class docstring
+        except Exception as exc:  # noqa: BLE001 - an unreadable disk is replaced by a fresh one
+            log.warning("twin disk %s is unreadable (%s); starting %s from its image", path, exc, vm)
+            return None
+        if not isinstance(record, dict) or record.get("version") != DISK_VERSION:
+            return None
+        return record
+
+    def at_snapshot(self, vm: str) -> bool:
+        """The VM's durable state is its snapshot: reverted, not dirty (what tests and reaps check)."""
+        record = self.load(vm)
+        if record is None:
+            return True  # never used: nothing to restore
+        snap = record["snapshots"].get(record["snapshot"])
+        return not record["dirty"] and snap is not None and record["host"] == snap
 
 
 class TwinLab:
     """All twin VMs of one lab run. Thread-safe per VM."""
 
     def __init__(self, lab: Lab, catalog: "Catalog", *, latency: TwinLatency | None = None,
-                 clock: Callable[[], dt.datetime] = utcnow, stop: threading.Event | None = None) -> None:
+                 clock: Callable[[], dt.datetime] = utcnow, stop: threading.Event | None = None,
+                 disks: TwinDisks | None = None, inject_faults: bool = True) -> None:
         from patchgate.twin.catalog import Catalog  # local: the catalogue module imports model types
 
         assert isinstance(catalog, Catalog)
@@ -50,9 +116,64 @@ class TwinLab:
         self.clock = clock
         self.stop = stop or threading.Event()
         where = str(lab.source) if lab.source else None
-        self.vms: dict[str, TwinVm] = {
-            spec.name: TwinVm(spec=spec, faults=parse_faults(spec.faults, where=where)) for spec in lab.vms}
+        self.vms: dict[str, TwinVm] = {}
+        for spec in lab.vms:
+            faults = parse_faults(spec.faults, where=where)  # validated even when not injected
+            self.vms[spec.name] = TwinVm(spec=spec, faults=faults if inject_faults else {})
         self._changed = threading.Condition()
+        self.disks = disks
+        self.held_leases: list = []  # leases the 'lease-held' fault took on behalf of "another run"
+        self._leases_taken: set[str] = set()
+        if disks is not None:
+            for vm in self.vms.values():
+                self._load_disk(vm)
+
+    # ------------------------------------------------------------ durable state
+
+    def _load_disk(self, vm: TwinVm) -> None:
+        assert self.disks is not None
+        record = self.disks.load(vm.spec.name)
+        if record is None or record.get("image") != vm.spec.image:
+            return  # a new VM, or its image changed in the lab file: snapshots are rebuilt from the image
+        vm.snapshots = dict(record.get("snapshots") or {})
+        vm.host = record.get("host")
+        vm.dirty = bool(record.get("dirty"))
+        if vm.dirty:
+            log.warning("twin VM %s was left changed by an earlier run (its disk is not at a snapshot)",
+                        vm.spec.name)
+
+    def persist(self, name: str, *, dirty: bool | None = None) -> None:
+        """Write the VM's disk; ``dirty`` marks it changed (True) or back at its snapshot (False)."""
+        vm = self.vm(name)
+        with vm.lock:
+            if dirty is not None:
+                vm.dirty = dirty
+            if self.disks is not None:
+                self.disks.save(vm)
+
+    def close(self) -> None:
+        """Give back leases the 'lease-held' fault took (the "other run" ends with this one)."""
+        held, self.held_leases = self.held_leases, []
+        for lease in held:
+            try:
+                lease.release()
+            except Exception as exc:  # noqa: BLE001 - they expire on their own
+                log.warning("could not release a lease held by the twin's lease-held fault: %s", exc)
+
+    def hold_leases(self, manager: object, vm_names: list[str]) -> None:
+        """Fault 'lease-held': before the run leases its VMs, "another run" takes the faulty ones and keeps
+        them until this run ends (a real lease, contended through the same backend)."""
+        from patchgate.errors import LeaseError
+
+        for name in vm_names:
+            vm = self.vms.get(name)
+            if vm is None or "lease-held" not in vm.faults or name in self._leases_taken:
+                continue
+            self._leases_taken.add(name)
+            try:
+                self.held_leases.append(manager.acquire([name], f"other-run-{name}", timeout=5))  # type: ignore
+            except LeaseError as exc:
+                log.warning("fault lease-held: could not take the lease of %s first: %s", name, exc)
 
     # ------------------------------------------------------------ helpers
 
@@ -106,9 +227,21 @@ class TwinLab:
         vm = self.vm(name)
         return f"twin:{vm.spec.name}/{vm.spec.snapshot}@{vm.spec.image}"
 
+    def _revert_fails(self, vm: TwinVm) -> bool:
+        """Fault 'revert-fails' fails the first revert step of the run with all its retries (argument N: the
+        first N attempts; 'always': every revert, so the restore fails too and the VM is left to reap)."""
+        fault = vm.faults.get("revert-fails")
+        if fault is None:
+            return False
+        vm.revert_attempts += 1
+        if fault.argument == "always":
+            return True
+        limit = int(fault.argument) if fault.argument and fault.argument.isdigit() else self.lab.retries.count + 1
+        return vm.revert_attempts <= limit
+
     def revert(self, name: str) -> None:
         vm = self.vm(name)
-        if "revert-fails" in vm.faults:
+        if self._revert_fails(vm):
             raise HypervisorError(f"revert to snapshot '{vm.spec.snapshot}' failed: the twin injects "
                                   "fault 'revert-fails'", vm=name, step="revert")
         self._pause(self.latency.revert, interruptible=False)
@@ -119,6 +252,7 @@ class TwinLab:
             vm.ready_at = None
             vm.sticky_faults.clear()
             vm.reverts += 1
+            self.persist(name, dirty=False)
         log.debug("twin %s reverted to %s", name, vm.spec.snapshot)
         self._notify()
 
@@ -134,6 +268,7 @@ class TwinLab:
             vm.powered_on = True
             vm.host.last_boot_up_time = self.clock()
             vm.ready_at = self._ready_time(vm)
+            self.persist(name, dirty=True)
         self._notify()
 
     def _ready_time(self, vm: TwinVm) -> float | None:
@@ -177,6 +312,7 @@ class TwinLab:
             if "reboot-never-returns" in vm.faults:
                 vm.sticky_faults.add("never-ready")
             vm.ready_at = self._ready_time(vm)
+            self.persist(name, dirty=True)
         self._notify()
 
     def power_off(self, name: str) -> None:
@@ -190,7 +326,8 @@ class TwinLab:
         return {name: {"reverts": vm.reverts, "reboots": vm.reboots} for name, vm in self.vms.items()}
 
 
-def build_twin_lab(lab: Lab, extra_catalog_dirs: list[Path], *, stop: threading.Event | None = None) -> TwinLab:
+def build_twin_lab(lab: Lab, extra_catalog_dirs: list[Path], *, stop: threading.Event | None = None,
+                   inject_faults: bool = True, durable: bool = True) -> TwinLab:
     from patchgate.twin.catalog import Catalog
 
     catalog = Catalog.load(extra_catalog_dirs)
@@ -201,4 +338,5 @@ def build_twin_lab(lab: Lab, extra_catalog_dirs: list[Path], *, stop: threading.
                               "with --twin-catalog DIR)", file=str(lab.source) if lab.source else None,
                               field=f"vms[{index}].image")
     latency = lab.hypervisor.settings.latency if lab.hypervisor.kind == "twin" else TwinLatency()
-    return TwinLab(lab, catalog, latency=latency, stop=stop)
+    disks = TwinDisks(lab.name) if durable else None
+    return TwinLab(lab, catalog, latency=latency, stop=stop, disks=disks, inject_faults=inject_faults)

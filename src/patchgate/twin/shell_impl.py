@@ -75,13 +75,18 @@ class TwinShell:
         statements = _unwrap_invoke_expression(statements)
         staged = filecopy.handle(host.files, statements, input_data)  # pypsrp's copy script, stage-* ops
         if staged is not None:
+            self.lab.persist(vm, dirty=True)
             return staged
         first = statements[0]
         marker = _marker(first.script) if first.is_script else None
         if marker:
             kind, name = marker
             if kind == "op" and name in self._ops:
-                return self._ops[name](vm, host, first, input_data)
+                try:
+                    return self._ops[name](vm, host, first, input_data)
+                finally:
+                    if name != "capture":
+                        self.lab.persist(vm, dirty=True)  # the op may have changed the host: write its disk
             if kind == "probe":
                 return self._capture(vm, host, first, input_data)
             return PipelineOutput(errors=[f"patchgate twin: unknown operation '{name}'"], failed=True)
