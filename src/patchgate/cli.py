@@ -42,8 +42,6 @@ def _fail(message: str, code: int) -> int:
 # ------------------------------------------------------------------ validate
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    import pytest
-
     from patchgate.config import resolve_candidate, resolve_lab
     from patchgate.labrun import RunSelection, load_inputs, new_run_id
     from patchgate.paths import project_root
@@ -62,7 +60,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     run_id = new_run_id()
     out = Path(args.out) if args.out else root / "reports" / f"{run_id}-{candidate.kb}-{lab.name}"
     out.mkdir(parents=True, exist_ok=True)
-    pytest_args = [str(root / "suites"), "--rootdir", str(root), "-p", "no:cacheprovider",
+    pytest_args = [sys.executable, "-m", "pytest", str(root / "suites"), "--rootdir", str(root),
+                   "-p", "no:cacheprovider",
                    "--lab", str(lab_path.resolve()), "--candidate", str(candidate_path.resolve()),
                    "--out", str(out.resolve()), "--run-id", run_id,
                    "--junitxml", str(out / "junit.xml"), "--alluredir", str(out / "allure-results")]
@@ -77,7 +76,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         pytest_args.append("--tb=short")  # the failure message and its table, without the test's source
     pytest_args += list(args.pytest_args)
     print(f"patchgate {__version__}: validating {candidate.kb} on lab '{lab.name}' -> {out}", flush=True)
-    code = pytest.main(pytest_args)
+    code = _run_suites(pytest_args, cwd=root)
     gate_file = out / "gate.json"
     if int(code) == EXIT_CONFIG:
         return EXIT_CONFIG
@@ -87,6 +86,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
     gate = json.loads(gate_file.read_text(encoding="utf-8"))
     _print_verdict(gate, gate_file)
     return int(gate["exit_code"])
+
+
+def _run_suites(command: list[str], *, cwd: Path) -> int:
+    """Run the suites in a child pytest. Ctrl-C and SIGTERM are passed on to it, so it restores the VMs,
+    releases the leases and writes its partial gate.json before we report."""
+    import subprocess
+
+    child = subprocess.Popen(command, cwd=cwd)
+
+    def forward(signum: int, _frame: object) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            try:
+                return child.wait()
+            except InterruptedError:  # pragma: no cover - PEP 475 retries wait() for us
+                continue
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _print_verdict(gate: dict, gate_file: Path) -> None:
