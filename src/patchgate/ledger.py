@@ -35,7 +35,7 @@ class Ledger:
 
     def record(self, action: str, **fields: Any) -> None:
         entry = {"ts": dt.datetime.now(dt.UTC).isoformat(), "run": self.run_id, "action": action,
-                 **fields}
+                 "pid": os.getpid(), **fields}
         line = json.dumps(entry, default=str) + "\n"
         with self._lock, self.path.open("a", encoding="utf-8") as handle:
             handle.write(line)
@@ -127,8 +127,19 @@ def read_ledger(path: Path) -> LedgerState:
             dirtied_by.pop(entry["vm"], None)
         elif action == "end":
             ended_pids.add(writer)
-            ended = not (set(processes) - ended_pids)
+            ended = entry.get("outcome") == "reaped" or not (set(processes) - ended_pids)
     return LedgerState(run_id, lab, lab_file, host, pid, ended, dirty, path, dirtied_by, processes, ended_pids)
+
+
+def append_entry(path: Path, action: str, **fields: Any) -> None:
+    """Add an entry to another run's ledger (``patchgate reap`` recording what it restored for a dead run)."""
+    entry = {"ts": dt.datetime.now(dt.UTC).isoformat(), "run": path.stem, "action": action,
+             "pid": os.getpid(), **fields}
+    torn = path.is_file() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(("\n" if torn else "") + json.dumps(entry, default=str) + "\n")  # after a line SIGKILL tore
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def ledgers(lab: str | None = None) -> list[LedgerState]:

@@ -139,7 +139,7 @@ class TwinLab:
         vm.host = record.get("host")
         vm.dirty = bool(record.get("dirty"))
         if vm.dirty:
-            log.warning("twin VM %s was left changed by an earlier run (its disk is not at a snapshot)",
+            log.info("twin VM %s was left changed by an earlier run (its disk is not at a snapshot)",
                         vm.spec.name)
 
     def persist(self, name: str, *, dirty: bool | None = None) -> None:
