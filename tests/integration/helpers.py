@@ -1,0 +1,115 @@
+"""Helpers for end-to-end tests: run the ``patchgate`` command, write lab files, look for leaked secrets."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
+
+# The four VMs of labs/twin.yaml: the same images, roles and rings, so verdicts are comparable.
+TWIN_VMS: list[dict[str, Any]] = [
+    {"name": "ws25-hp-01", "role": "hotpatch-member", "snapshot": "baseline-2025-10", "ring": "ring0",
+     "image": "ws2025-dc-hotpatch-oct2025"},
+    {"name": "ws25-az-01", "role": "hotpatch-member", "snapshot": "baseline-2025-10", "ring": "ring0",
+     "image": "ws2025-azure-edition-oct2025"},
+    {"name": "ws25-wsus-01", "role": "wsus-server", "snapshot": "baseline-2025-10", "ring": "ring0",
+     "image": "ws2025-dc-wsus-oct2025"},
+    {"name": "ws25-mbr-01", "role": "member", "snapshot": "baseline-2025-10", "ring": "ring1",
+     "image": "ws2025-std-member-oct2025"},
+]
+
+PSRP_LOOPBACK = {"kind": "psrp", "settings": {"ssl": False, "auth": "basic", "encryption": "never",
+                                               "connect_timeout": 10, "read_timeout": 30,
+                                               "operation_timeout": 20}}
+
+
+def clean_env(state_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``patchgate`` subprocess: no Vault or credential variables of the caller,
+    its own state directory (local leases, ledgers), plus ``extra``."""
+    drop = ("VAULT_", "BAO_", "PATCHGATE_USERNAME", "PATCHGATE_PASSWORD", "PATCHGATE_HYPERVISOR_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env["PATCHGATE_STATE_DIR"] = str(state_dir)
+    env.update(extra)
+    return env
+
+
+def patchgate(*args: str, env: Mapping[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PATCHGATE, *args], cwd=ROOT, env=dict(env), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def write_lab(path: Path, *, name: str, hypervisor: dict[str, Any], secrets: dict[str, Any],
+              remoting: dict[str, Any] | None = None, vms: list[dict[str, Any]] | None = None,
+              **extra: Any) -> Path:
+    document: dict[str, Any] = {
+        "name": name,
+        "hypervisor": hypervisor,
+        "remoting": remoting or PSRP_LOOPBACK,
+        "secrets": secrets,
+        "vms": vms or TWIN_VMS,
+        "timeouts": {"ready": 120, "install": 600, "reboot": 120, "capture": 60},
+        "retries": {"count": 1, "backoff": 0.5},
+    }
+    document.update(extra)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def gate(out: Path) -> dict[str, Any]:
+    return json.loads((out / "gate.json").read_text(encoding="utf-8"))
+
+
+def outcomes(out: Path) -> dict[tuple[str, str], str]:
+    """(vm, invariant) -> status of every check in a run's gate.json."""
+    return {(c["vm"], c["invariant"]): c["status"] for c in gate(out)["checks"]}
+
+
+def explain(proc: subprocess.CompletedProcess[str], tail: int = 3000) -> str:
+    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-tail:]}\n--- stderr\n{proc.stderr[-tail:]}"
+
+
+# ------------------------------------------------------------------ leaked secrets
+
+
+@dataclass(frozen=True)
+class Leak:
+    where: str
+    canary: str
+
+
+def canary_forms(canaries: Iterable[str], users: Iterable[str] = ()) -> dict[str, str]:
+    """Each canary and the HTTP Basic token it would take in a header: form -> canary it reveals."""
+    forms = {c: c for c in canaries}
+    for user in users:
+        for canary in list(forms.values()):
+            forms[base64.b64encode(f"{user}:{canary}".encode()).decode()] = canary
+    return forms
+
+
+def find_leaks(forms: Mapping[str, str], *, files: Iterable[Path] = (),
+               texts: Mapping[str, str] | None = None) -> list[Leak]:
+    """Every file (bytes, whatever its type) and text that contains a canary in any form."""
+    leaks: list[Leak] = []
+    encoded = {form.encode(): canary for form, canary in forms.items()}
+    for path in files:
+        data = path.read_bytes()
+        leaks += [Leak(str(path), canary) for form, canary in encoded.items() if form in data]
+    for name, text in (texts or {}).items():
+        leaks += [Leak(name, canary) for form, canary in forms.items() if form in text]
+    return leaks
+
+
+def all_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
