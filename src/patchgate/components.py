@@ -75,8 +75,14 @@ def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Eve
         from patchgate.twin.wsman import TwinEndpoints
 
         latency = lab.hypervisor.settings.latency.wsman_round_trip if lab.hypervisor.kind == "twin" else 0.0
-        endpoints = TwinEndpoints(shell, lambda vm_name: secrets.remoting_credentials(lab.vm(vm_name)),
-                                  latency=latency)
+        def host_credentials(vm_name: str) -> Any:
+            creds = secrets.remoting_credentials(lab.vm(vm_name))
+            if twin is not None and twin.has_fault(vm_name, "auth-failure"):
+                # twin fault 'auth-failure': the host's password is not the one the lab's secrets hold
+                return (creds.username, "twin-fault-auth-failure")
+            return creds
+
+        endpoints = TwinEndpoints(shell, host_credentials, latency=latency)
 
     def endpoint_for(vm_name: str) -> GuestEndpoint:
         if lab.remoting.kind == "psrp" and endpoints is not None:
