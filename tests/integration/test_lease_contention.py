@@ -101,3 +101,20 @@ def test_eight_runs_never_hold_one_vm_together(backend: str, vault_lab: VaultLab
     listed = patchgate("leases", "--lab", str(lab_path), env=env)
     assert listed.returncode == 0, explain(listed)
     assert f"No VM leases held in lab contended ({backend})" in listed.stdout
+
+
+def test_leases_command_lists_local_leases(tmp_path: Path) -> None:
+    lab_path = write_lab(tmp_path / "local.yaml", name="local-leases", hypervisor={"kind": "twin"},
+                         remoting={"kind": "inprocess"}, secrets={"kind": "twin"})
+    env = clean_env(tmp_path / "state")
+    manager = LocalLeaseManager("local-leases", state_dir=tmp_path / "state")
+    try:
+        with manager.acquire([WSUS, MBR], "it-local-run", timeout=5, auto_renew=False):
+            held = patchgate("leases", "--lab", str(lab_path), env=env)
+            assert held.returncode == 0, explain(held)
+            rows = [line.split() for line in held.stdout.splitlines() if "it-local-run" in line]
+            assert sorted(row[0] for row in rows) == [MBR, WSUS] and all(r[1] == "held" for r in rows), held.stdout
+    finally:
+        manager.close()
+    free = patchgate("leases", "--lab", str(lab_path), env=env)
+    assert "No VM leases held in lab local-leases (local)" in free.stdout, explain(free)
