@@ -30,6 +30,13 @@ def _closed_port() -> int:
         return sock.getsockname()[1]  # closed when the block ends: connections are refused
 
 
+class _NoCache(dict):
+    """A credential cache that keeps nothing."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        return None
+
+
 class VaultFaultSecrets:
     """Wraps the run's secrets provider; everything but the fault delegates to it."""
 
@@ -58,9 +65,8 @@ class VaultFaultSecrets:
             if client is None:
                 raise SecretsError(f"twin fault '{kind}' needs a lab whose secrets come from Vault "
                                    f"(secrets.kind is '{getattr(self.inner, 'kind', '?')}')", vm=vm)
-            cache = getattr(self.inner, "_cache", None)
-            if isinstance(cache, dict):
-                cache.clear()
+            if isinstance(getattr(self.inner, "_cache", None), dict):
+                self.inner._cache = _NoCache()  # from now on every read asks Vault, even one racing with this
             if kind == "vault-unreachable":
                 log.warning("twin fault vault-unreachable on %s: Vault stops answering", vm)
                 client.url = f"http://127.0.0.1:{_closed_port()}"

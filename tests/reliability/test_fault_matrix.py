@@ -1,0 +1,128 @@
+"""The fault matrix: every twin fault, one `patchgate validate` each, and the four promises for every one.
+
+Promises: (1) the verdict is inconclusive, never approve, and gate.json and the Allure results name the failing VM
+and step (Allure status broken, the "lab trouble" category); (2) every VM is back at its snapshot (the twin's
+durable disks say so, and the run ledger has nothing dirty); (3) every lease is released; (4) every output file is
+written and `patchgate verify` accepts the evidence manifest.
+
+The runs are independent (each its own state directory and lab), so a module fixture starts them a few at a time
+and each parametrized test checks one fault's run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from support.openbao import OpenBao, start_openbao
+from support.reliability import (FAULTY, HEALTHY, ROOT, VMS, Run, allure_broken_vms, broken_checks, lab_data,
+                                 make_run)
+
+from patchgate.twin.faults import FAULTS
+
+# fault -> the step gate.json must name for the faulty VM
+EXPECTED_STEP: dict[str, str] = {
+    "never-ready": "wait_ready",
+    "no-ip": "wait_ready",
+    "unreachable": "connect",
+    "revert-fails": "revert",
+    "install-fails": "install",
+    "install-hangs": "install",
+    "reboot-never-returns": "wait_ready_after_reboot",
+    "wsman-reset": "capture_baseline",
+    "wsman-fault": "capture_baseline",
+    "auth-failure": "connect",
+    "malformed-probe": "probe:hotpatch",  # the capture step names the probe that broke
+    "vault-unreachable": "connect",
+    "vault-sealed": "connect",
+    "lease-held": "lease",
+    "worker-dies": "worker",
+}
+PYTEST_ARGS: dict[str, tuple[str, ...]] = {"worker-dies": ("-n", "2")}
+PARALLEL = 3
+RUN_TIMEOUT = 240
+
+
+def test_every_fault_is_in_the_matrix() -> None:
+    assert set(EXPECTED_STEP) == set(FAULTS)
+
+
+def _vault(server: OpenBao) -> dict:
+    kv = server.client().secrets.kv.v2
+    kv.create_or_update_secret("twin/remoting", {"username": "lab-admin", "password": "twin-vault-pass-1"})
+    return {"kind": "vault", "settings": {"address": server.address, "remoting_path": "twin/remoting",
+                                          "timeout": 5}}
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Run, subprocess.CompletedProcess[str]]]:
+    base = tmp_path_factory.mktemp("faults")
+    servers: list[OpenBao] = []
+    runs: dict[str, Run] = {}
+    try:
+        for fault in EXPECTED_STEP:
+            env: dict[str, str] = {}
+            secrets = None
+            if fault.startswith("vault-"):
+                server = start_openbao(base / f"openbao-{fault}")  # its own: vault-sealed seals it
+                servers.append(server)
+                secrets = _vault(server)
+                env["VAULT_TOKEN"] = server.root_token
+            name = "f-" + fault
+            runs[fault] = make_run(base, fault, lab_data(name, faults=[fault], secrets=secrets), **env)
+
+        def run(fault: str) -> subprocess.CompletedProcess[str]:
+            r = runs[fault]
+            return subprocess.run(r.command(*PYTEST_ARGS.get(fault, ())), cwd=ROOT, env=r.env, capture_output=True,
+                                  text=True, timeout=RUN_TIMEOUT)
+
+        with cf.ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            done = dict(zip(runs, pool.map(run, runs)))
+        return {fault: (runs[fault], proc) for fault, proc in done.items()}
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", sorted(EXPECTED_STEP))
+def test_fault_keeps_every_promise(matrix, fault: str) -> None:
+    run, proc = matrix[fault]
+    context = f"\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+
+    # 1. inconclusive, never approve; the failing VM and step are named in gate.json and in Allure
+    assert proc.returncode == 2, context
+    gate = run.gate()
+    assert gate["verdict"] == "inconclusive", context
+    broken = broken_checks(gate, FAULTY)
+    assert broken, f"no broken check names {FAULTY}" + context
+    steps = {c.get("step") for c in broken}
+    assert EXPECTED_STEP[fault] in steps, f"steps {steps}" + context
+    assert any(EXPECTED_STEP[fault] in c["message"] and FAULTY in c["message"] for c in broken), broken[0]
+    assert FAULTY in allure_broken_vms(run.out), "no Allure result with status broken for the faulty VM"
+    categories = json.loads((run.out / "allure-results" / "categories.json").read_text())
+    assert any("broken" in c.get("matchedStatuses", []) and "Lab trouble" in c["name"] for c in categories)
+    assert FAULTY in proc.stdout and "INCONCLUSIVE" in proc.stdout
+
+    # 2. every VM is back at its snapshot, and the ledger has nothing left dirty
+    for vm in VMS:
+        assert run.at_snapshot(vm), f"{vm}'s twin disk is not at its snapshot" + context
+    ledger = run.ledger()
+    assert ledger.dirty_vms == {}, ledger.dirty_vms
+    assert not ledger.alive  # every process of the run finished (a dead worker counts as finished)
+    if fault != "lease-held":  # a VM whose lease was never taken was never touched
+        assert run.disk_exists(HEALTHY)
+
+    # 3. every lease released
+    assert run.leases() == [], run.leases()
+
+    # 4. every output written, and the evidence manifest verifies
+    for name in ("gate.json", "junit.xml", "run-manifest.json", "evidence-manifest.json"):
+        assert (run.out / name).is_file(), name
+    assert any((run.out / "allure-results").glob("*-result.json"))
+    assert {p.stem for p in (run.out / "vms").glob("*.json")} >= ({FAULTY} if fault == "worker-dies" else set())
+    verify = run.patchgate("verify", str(run.out))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
