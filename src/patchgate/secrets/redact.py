@@ -44,11 +44,13 @@ class Redactor:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: list[str] = []
+        self._registered: set[str] = set()  # raw values already registered: a fast, lock-free repeat check
 
     def register(self, value: str | None) -> None:
-        if not value or len(value) < _MIN_LEN:
-            return
+        if not value or len(value) < _MIN_LEN or value in self._registered:
+            return  # providers re-register on every read (each WSMan authentication): keep that cheap
         with self._lock:
+            self._registered.add(value)
             changed = False
             for form in _variants(value):
                 if form not in self._values:
