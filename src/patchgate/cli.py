@@ -53,6 +53,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for folder in args.twin_catalog:
         if not Path(folder).is_dir():
             raise ConfigError("--twin-catalog: not a directory", file=folder)
+    if lab.hypervisor.kind == "twin" or getattr(lab.hypervisor.settings, "twin_guest", False):
+        from patchgate.twin.lab import check_twin_inputs
+
+        check_twin_inputs(lab, [Path(f) for f in args.twin_catalog])  # twin files and images: exit 4 up front
     root = project_root()
     if root is None:
         raise ConfigError("cannot find the suites: run patchgate from its checkout (the folder with suites/ "

@@ -23,7 +23,7 @@ from typing import Callable
 
 from patchgate.config.lab import Lab, TwinLatency, VmSpec
 from patchgate.errors import ConfigError, HypervisorError, LabTimeout
-from patchgate.twin.faults import Fault, parse_faults
+from patchgate.twin.faults import FAULTS, Fault, parse_faults
 from patchgate.twin.model import WindowsHost, utcnow
 
 log = logging.getLogger(__name__)
@@ -328,15 +328,29 @@ class TwinLab:
 
 def build_twin_lab(lab: Lab, extra_catalog_dirs: list[Path], *, stop: threading.Event | None = None,
                    inject_faults: bool = True, durable: bool = True) -> TwinLab:
+    catalog = check_twin_inputs(lab, extra_catalog_dirs)
+    latency = lab.hypervisor.settings.latency if lab.hypervisor.kind == "twin" else TwinLatency()
+    disks = TwinDisks(lab.name) if durable else None
+    return TwinLab(lab, catalog, latency=latency, stop=stop, disks=disks, inject_faults=inject_faults)
+
+
+def check_twin_inputs(lab: Lab, extra_catalog_dirs: list[Path]) -> "Catalog":
+    """Load the twin catalogue and check the lab's images and faults against it: ConfigError (exit 4) before
+    anything runs, never lab trouble halfway through a run."""
     from patchgate.twin.catalog import Catalog
 
     catalog = Catalog.load(extra_catalog_dirs)
+    where = str(lab.source) if lab.source else None
+    for index, vm in enumerate(lab.vms):
+        for fault in vm.faults:
+            kind = fault.partition(":")[0].strip()
+            if kind not in FAULTS:
+                raise ConfigError(f"unknown twin fault '{kind}' (known: {', '.join(sorted(FAULTS))})", file=where,
+                                  field=f"vms[{index}].faults")
     known = set(catalog.images())
     for index, vm in enumerate(lab.vms):
         if vm.image and vm.image not in known:
             raise ConfigError(f"unknown twin image '{vm.image}' (known: {', '.join(sorted(known))}; add more "
                               "with --twin-catalog DIR)", file=str(lab.source) if lab.source else None,
                               field=f"vms[{index}].image")
-    latency = lab.hypervisor.settings.latency if lab.hypervisor.kind == "twin" else TwinLatency()
-    disks = TwinDisks(lab.name) if durable else None
-    return TwinLab(lab, catalog, latency=latency, stop=stop, disks=disks, inject_faults=inject_faults)
+    return catalog
