@@ -201,6 +201,8 @@ def build_parser() -> Parser:
     verify = sub.add_parser("verify", help="re-hash a run's outputs against its evidence manifest (and signature)")
     verify.add_argument("dir", help="a run's output folder")
     verify.add_argument("--public-key", help="verify the signature offline with this exported public key")
+    verify.add_argument("--lab", help="lab file whose Vault verifies the signature online (default: the lab file "
+                        "the run recorded in run-manifest.json)")
     verify.set_defaults(func=_lazy("patchgate.evidence", "cmd_verify"))
 
     leases = sub.add_parser("leases", help="list the VM leases of a lab")

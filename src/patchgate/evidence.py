@@ -342,7 +342,7 @@ def verify_report(out_dir: Path, evidence_sha: str, result: VerifyResult) -> Non
     result.notes.append(f"report: {len(entries)} file(s) checked against {REPORT_MANIFEST}")
 
 
-def verify_signatures(out_dir: Path, public_key: str | None, result: VerifyResult) -> None:
+def verify_signatures(out_dir: Path, public_key: str | None, result: VerifyResult, *, lab: str | None = None) -> None:
     sigs = sorted(out_dir.glob("*.sig"))
     if not sigs:
         if public_key:
@@ -356,7 +356,7 @@ def verify_signatures(out_dir: Path, public_key: str | None, result: VerifyResul
     verify_run = getattr(signing, "verify_run", None)
     try:
         if verify_run is not None:
-            outcome = verify_run(out_dir, public_key=public_key)
+            outcome = verify_run(out_dir, public_key=public_key, **({"lab": lab} if lab else {}))
             if outcome is False:
                 result.problems.append("signature check failed")
             else:
@@ -376,7 +376,7 @@ def verify_signatures(out_dir: Path, public_key: str | None, result: VerifyResul
         result.problems.append(f"signature check: {exc.__class__.__name__}: {redactor.redact(str(exc))}")
 
 
-def verify_dir(out_dir: Path, *, public_key: str | None = None) -> VerifyResult:
+def verify_dir(out_dir: Path, *, public_key: str | None = None, lab: str | None = None) -> VerifyResult:
     """Re-hash every file of the run against its evidence manifest; never raises on a mismatch."""
     out_dir = Path(out_dir)
     manifest = load_manifest(out_dir)
@@ -385,14 +385,14 @@ def verify_dir(out_dir: Path, *, public_key: str | None = None) -> VerifyResult:
     result.evidence_checked = result.checked
     result.extra = [p for p in evidence_files(out_dir) if p not in listed]
     verify_report(out_dir, sha256_file(out_dir / EVIDENCE_MANIFEST), result)
-    verify_signatures(out_dir, public_key, result)
+    verify_signatures(out_dir, public_key, result, lab=lab)
     return result
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     out_dir = Path(args.dir)
     try:
-        result = verify_dir(out_dir, public_key=getattr(args, "public_key", None))
+        result = verify_dir(out_dir, public_key=getattr(args, "public_key", None), lab=getattr(args, "lab", None))
     except ConfigError as exc:
         print(f"patchgate: {exc}", file=sys.stderr)
         return EXIT_CONFIG
