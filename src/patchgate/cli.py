@@ -31,12 +31,17 @@ class Parser(argparse.ArgumentParser):
     """argparse that exits 4 (usage error) with one line, as every patchgate usage error does."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_CONFIG, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(EXIT_CONFIG, f"{self.prog}: error: {_one_line(message)} (see '{self.prog} --help')\n")
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"patchgate: {message}", file=sys.stderr)
+    print(f"patchgate: {_one_line(message)}", file=sys.stderr)
     return code
+
+
+def _one_line(text: str) -> str:
+    """Errors are one line: control characters a bad file smuggled into a value are shown escaped."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 # ------------------------------------------------------------------ validate

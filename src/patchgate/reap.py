@@ -26,7 +26,7 @@ from pathlib import Path
 
 from patchgate.config.lab import Lab, VmSpec
 from patchgate.errors import EXIT_INCONCLUSIVE, LabError, LeaseError
-from patchgate.ledger import LedgerState, append_entry, ledgers
+from patchgate.ledger import LedgerState, append_entry, ledgers, read_ledger
 
 log = logging.getLogger("patchgate.reap")
 
@@ -120,8 +120,11 @@ class _Dirty:
 
 
 def _dirty_vms(lab: Lab, states: list[LedgerState], twin: object | None, report: ReapReport,
-               *, scan_disks: bool) -> dict[str, _Dirty]:
+               *, scan_disks: bool, leases: list) -> dict[str, _Dirty]:
     found: dict[str, _Dirty] = {}
+    claimed: set[str] = set()  # dirty VMs of runs still alive: theirs, not ours
+    for state in states:
+        claimed.update(set(state.dirty_vms) - set(state.abandoned_vms()))
     for state in states:
         for name, _snapshot in state.abandoned_vms().items():
             try:
@@ -135,8 +138,9 @@ def _dirty_vms(lab: Lab, states: list[LedgerState], twin: object | None, report:
                                                         "longer running)"))
             entry.ledgers.append(state)
     if twin is not None and scan_disks:
+        held = {info.vm for info in leases if info.state == "held"}
         for name, vm in twin.vms.items():  # type: ignore[attr-defined]
-            if vm.dirty and name not in found:
+            if vm.dirty and name not in found and name not in claimed and name not in held:
                 found[name] = _Dirty(vm.spec, "its twin disk is not at its snapshot (no live run holds it)")
     return found
 
@@ -198,26 +202,22 @@ def reap_lab(lab: Lab, *, dry_run: bool = False, run_id: str | None = None,
         if run_id is not None:
             scope = {vm for s in states for vm in s.abandoned_vms()}
         _remove_stale_leases(lease_manager, report, vms=scope)
-        dirty = _dirty_vms(lab, states, twin, report, scan_disks=run_id is None)
+        dirty = _dirty_vms(lab, states, twin, report, scan_disks=run_id is None,
+                           leases=lease_manager.list_leases() if run_id is None else [])
         for item in dirty.values():
             _restore(hypervisor, lease_manager, item, report)
         if lab.hypervisor.kind == "vsphere" and run_id is None:
             _vsphere_tags(hypervisor, lab, report, dry_run=dry_run, done=set(dirty))
         if not dry_run:
             for state in states:
-                if not state.ended and not state.alive and not state.abandoned_vms() and _all_reaped(state):
-                    append_entry(state.path, "end", outcome="reaped")
+                fresh = read_ledger(state.path)
+                if not fresh.ended and not fresh.alive and not fresh.dirty_vms:
+                    append_entry(state.path, "end", outcome="reaped")  # nothing of that run is left
     finally:
         lease_manager.close()
         if components is not None:
             components.close()  # type: ignore[attr-defined]
     return report
-
-
-def _all_reaped(state: LedgerState) -> bool:
-    from patchgate.ledger import read_ledger
-
-    return not read_ledger(state.path).dirty_vms
 
 
 def _vsphere_tags(hypervisor: object, lab: Lab, report: ReapReport, *, dry_run: bool, done: set[str]) -> None:
