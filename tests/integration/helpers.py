@@ -67,6 +67,25 @@ def write_lab(path: Path, *, name: str, hypervisor: dict[str, Any], secrets: dic
     return path
 
 
+def from_example(example: str, path: Path, *, hypervisor_settings: dict[str, Any] | None = None,
+                 secrets_settings: dict[str, Any] | None = None, **top: Any) -> Path:
+    """A documented example lab under labs/ with the test's server addresses (and other fields) filled in:
+    ``hypervisor_settings`` and ``secrets_settings`` update the example's ``settings`` (None deletes a field); ``top`` replaces
+    top-level sections. Tests that use it prove the example works as documented."""
+    document = yaml.safe_load((ROOT / "labs" / example).read_text(encoding="utf-8"))
+    document.update(top)
+    for section, updates in (("hypervisor", hypervisor_settings), ("secrets", secrets_settings)):
+        settings = document[section].setdefault("settings", {})
+        for key, value in (updates or {}).items():
+            if value is None:
+                settings.pop(key, None)
+            else:
+                settings[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def gate(out: Path) -> dict[str, Any]:
     return json.loads((out / "gate.json").read_text(encoding="utf-8"))
 

@@ -33,9 +33,9 @@ from .helpers import (
     clean_env,
     explain,
     find_leaks,
+    from_example,
     gate,
     patchgate,
-    write_lab,
 )
 from .vaultlab import VaultLab
 
@@ -60,8 +60,8 @@ def vault_run(request: pytest.FixtureRequest, vault_lab: VaultLab,
     """KB5070881 on the twin lab with Vault credentials, Vault leases and signing; then `patchgate report`."""
     auth = str(request.param)
     base = tmp_path_factory.mktemp(f"vault-run-{auth}")
-    lab_path = write_lab(base / "vault-twin.yaml", name="vault-twin", hypervisor={"kind": "twin"},
-                         secrets=vault_lab.secrets_section(auth=auth))
+    lab_path = from_example("vault.example.yaml", base / "vault-twin.yaml",
+                            secrets_settings=vault_lab.secrets_section(auth=auth)["settings"])
     env = clean_env(base / "state", **vault_lab.env(auth))
     out = base / "out"
     validate = patchgate("validate", "--lab", str(lab_path), "--candidate", "KB5070881", "--out", str(out),

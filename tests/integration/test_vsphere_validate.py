@@ -18,7 +18,7 @@ from patchgate.config import load_lab
 from patchgate.hypervisors.vsphere import VsphereHypervisor
 from patchgate.hypervisors.vsphere.simulator import Vcsim
 
-from .helpers import PATCHGATE, ROOT, clean_env, explain, gate, outcomes, patchgate, write_lab
+from .helpers import PATCHGATE, ROOT, clean_env, explain, from_example, gate, outcomes, patchgate
 from .vaultlab import VaultLab, provision
 
 pytestmark = pytest.mark.slow
@@ -28,8 +28,11 @@ EXPECTED = {"KB5070881": ("block", 1), "KB5070893": ("approve", 0)}
 GUEST_TIMEOUTS = {"tools_timeout": 60, "heartbeat_timeout": 60, "ip_timeout": 60, "task_timeout": 120}
 
 
-def vsphere_section(sim: Vcsim, **settings: object) -> dict:
-    return {"kind": "vsphere", "settings": {"url": sim.url, "twin_guest": True, **GUEST_TIMEOUTS, **settings}}
+def simulator_lab(sim: Vcsim, path: Path, *, secrets: dict | None = None, **settings: object) -> Path:
+    """labs/vsphere-sim.example.yaml pointed at this simulator (its URL and certificate)."""
+    hypervisor = {"url": sim.url, "ca_bundle": str(sim.cert_path), **GUEST_TIMEOUTS, **settings}
+    extra = {"secrets": secrets} if secrets is not None else {}
+    return from_example("vsphere-sim.example.yaml", path, hypervisor_settings=hypervisor, name=path.stem, **extra)
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +73,8 @@ def sim_vault(openbao: OpenBao, simulator: Vcsim) -> VaultLab:
 @pytest.fixture(scope="module")
 def vault_lab_file(simulator: Vcsim, sim_vault: VaultLab, tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("vsphere-vault")
-    return write_lab(base / "vsphere-sim.yaml", name="vsphere-sim",
-                     hypervisor=vsphere_section(simulator, ca_bundle=str(simulator.cert_path)),
-                     secrets=sim_vault.secrets_section(auth="token", hypervisor=True, signing=False))
+    return simulator_lab(simulator, base / "vsphere-sim.yaml",
+                         secrets=sim_vault.secrets_section(auth="token", hypervisor=True, signing=False))
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +132,8 @@ def test_run_tags_are_cleared_after_the_runs(simulator: Vcsim, vault_lab_file: P
 
 def test_thumbprint_pinning_and_env_credentials(simulator: Vcsim, tmp_path: Path) -> None:
     """No CA bundle: the pinned SHA-256 thumbprint alone trusts the simulator; credentials from the env."""
-    lab = write_lab(tmp_path / "vsphere-pinned.yaml", name="vsphere-pinned",
-                    hypervisor=vsphere_section(simulator, thumbprint=simulator.thumbprint),
-                    secrets={"kind": "env"})
+    lab = simulator_lab(simulator, tmp_path / "vsphere-pinned.yaml", thumbprint=simulator.thumbprint,
+                        ca_bundle=None)
     env = clean_env(tmp_path / "state", PATCHGATE_USERNAME="Administrator",
                     PATCHGATE_PASSWORD="twin-guest-pw-1", PATCHGATE_HYPERVISOR_USERNAME=simulator.username,
                     PATCHGATE_HYPERVISOR_PASSWORD=simulator.password)
@@ -146,8 +147,7 @@ def test_thumbprint_pinning_and_env_credentials(simulator: Vcsim, tmp_path: Path
 
 
 def test_wrong_thumbprint_is_a_broken_run_never_an_approval(simulator: Vcsim, tmp_path: Path) -> None:
-    lab = write_lab(tmp_path / "vsphere-wrong-pin.yaml", name="vsphere-wrong-pin",
-                    hypervisor=vsphere_section(simulator, thumbprint="AB" * 32), secrets={"kind": "env"})
+    lab = simulator_lab(simulator, tmp_path / "vsphere-wrong-pin.yaml", thumbprint="AB" * 32, ca_bundle=None)
     env = clean_env(tmp_path / "state", PATCHGATE_USERNAME="Administrator",
                     PATCHGATE_PASSWORD="twin-guest-pw-1", PATCHGATE_HYPERVISOR_USERNAME=simulator.username,
                     PATCHGATE_HYPERVISOR_PASSWORD=simulator.password)
@@ -160,8 +160,7 @@ def test_wrong_thumbprint_is_a_broken_run_never_an_approval(simulator: Vcsim, tm
 
 
 def test_turning_tls_checks_off_is_recorded(simulator: Vcsim, tmp_path: Path) -> None:
-    lab = write_lab(tmp_path / "vsphere-insecure.yaml", name="vsphere-insecure",
-                    hypervisor=vsphere_section(simulator, cert_validation=False), secrets={"kind": "env"})
+    lab = simulator_lab(simulator, tmp_path / "vsphere-insecure.yaml", cert_validation=False, ca_bundle=None)
     env = clean_env(tmp_path / "state", PATCHGATE_USERNAME="Administrator",
                     PATCHGATE_PASSWORD="twin-guest-pw-1", PATCHGATE_HYPERVISOR_USERNAME=simulator.username,
                     PATCHGATE_HYPERVISOR_PASSWORD=simulator.password)
