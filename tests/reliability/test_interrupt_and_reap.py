@@ -105,7 +105,7 @@ def test_sigkill_leaves_the_lab_changed_and_reap_restores_it(tmp_path: Path) -> 
     dry = run.patchgate("reap", "--lab", lab, "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
     for vm in VMS:
-        assert f"would-restore" in dry.stdout and vm in dry.stdout
+        assert "would-restore" in dry.stdout and vm in dry.stdout
         assert not run.at_snapshot(vm), "a dry run changed the VM"
     assert "would-remove-lease" in dry.stdout
 
@@ -120,7 +120,7 @@ def test_sigkill_leaves_the_lab_changed_and_reap_restores_it(tmp_path: Path) -> 
     assert "No VM leases held" in leases.stdout, leases.stdout
     ledger = run.ledger()
     assert ledger.dirty_vms == {} and ledger.ended
-    assert sum('"reaped"' in line for line in ledger.path.read_text().splitlines()) == 2
+    assert sum('"action": "reaped"' in line for line in ledger.path.read_text().splitlines()) == 2
 
     again = run.patchgate("reap", "--lab", lab)
     assert again.returncode == 0 and "nothing to reap" in again.stdout
@@ -138,7 +138,7 @@ def test_a_revert_that_keeps_failing_is_reported_and_left_for_reap(tmp_path: Pat
     assert set(run.ledger().dirty_vms) == {FAULTY}
     assert run.leases() == []
     reaped = run.patchgate("reap", "--lab", str(run.lab_file))
-    assert reaped.returncode == 0 and f"restored" in reaped.stdout, reaped.stdout + reaped.stderr
+    assert reaped.returncode == 0 and "restored" in reaped.stdout, reaped.stdout + reaped.stderr
     assert run.at_snapshot(FAULTY) and run.ledger().dirty_vms == {}
 
 
@@ -154,5 +154,5 @@ def test_controller_reaps_the_vm_of_a_worker_that_is_not_replaced(tmp_path: Path
         assert run.at_snapshot(vm)
     ledger = run.ledger()
     assert ledger.dirty_vms == {}
-    assert any('"reaped"' in line and FAULTY in line for line in ledger.path.read_text().splitlines())
+    assert any('"action": "reaped"' in line and FAULTY in line for line in ledger.path.read_text().splitlines())
     assert run.leases() == []
