@@ -14,12 +14,20 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 from support.openbao import OpenBao, start_openbao
-from support.reliability import (FAULTY, HEALTHY, ROOT, VMS, Run, allure_broken_vms, broken_checks, lab_data,
-                                 make_run)
+from support.reliability import (
+    FAULTY,
+    HEALTHY,
+    ROOT,
+    VMS,
+    Run,
+    allure_broken_vms,
+    broken_checks,
+    lab_data,
+    make_run,
+)
 
 from patchgate.twin.faults import FAULTS
 
