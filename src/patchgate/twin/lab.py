@@ -21,10 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from typing import TYPE_CHECKING
+
 from patchgate.config.lab import Lab, TwinLatency, VmSpec
 from patchgate.errors import ConfigError, HypervisorError, LabTimeout
 from patchgate.twin.faults import FAULTS, Fault, parse_faults
 from patchgate.twin.model import WindowsHost, utcnow
+
+if TYPE_CHECKING:
+    from patchgate.twin.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
