@@ -1,18 +1,24 @@
 """Firewall: the update must not weaken the firewall posture (ActiveStore, the effective policy).
 
-Profiles are compared setting by setting; rules are keyed by Name (DisplayName is localized); a new inbound Allow
-rule is exposure, called out when RemoteAddress is Any. Built-in rule groups an LCU may legitimately change are
-allowlisted per lab (policy.allow.firewall_rule_groups) and still shown in the report's diff.
+Profiles are compared setting by setting (Enabled, default actions, AllowInboundRules, AllowLocalFirewallRules,
+logging) together with the network category of each interface, which decides the profile in force. Rules are keyed
+by Name (DisplayName is localized) and compared on every condition; a new inbound Allow rule is exposure, called out
+when RemoteAddress is Any. Listening ports are compared with their owning processes. Built-in rule groups an LCU may
+legitimately change are allowlisted per lab (policy.allow.firewall_rule_groups) and listed with the passing check.
 """
 
 from __future__ import annotations
 
 from fixtures.invariants import applies_to, invariant
-from fixtures.messages import before_after, violation
+from fixtures.messages import allowed, before_after, violation
 from patchgate.diff import diff_keyed
 from patchgate.posture import PORT_DIFF_FIELDS, PROFILE_DIFF_FIELDS, RULE_DIFF_FIELDS
 
 pytestmark = applies_to("hotpatch-member", "wsus-server", "member", "domain-controller", "hyperv-host")
+
+RULE_FIELDS = (*RULE_DIFF_FIELDS, "remote_port", "local_address")
+RULE_SUMMARY = ("enabled", "direction", "action", "protocol", "local_port", "remote_address")
+FIREWALL_SERVICES = ("mpssvc", "BFE")
 
 
 def _rule_allowed(policy, name, before, after) -> bool:
@@ -28,43 +34,54 @@ def test_profiles_unchanged(obs):
     categories = diff_keyed({c.interface_alias: c for c in before.connection_profiles},
                             {c.interface_alias: c for c in after.connection_profiles}, ("network_category",))
     rows = changes.rows() + categories.rows()
-    assert not rows, violation(obs, "firewall profile settings or network categories changed", rows)
+    assert not rows, violation(obs, "firewall profile settings or network categories changed", rows,
+                               headers=("profile / interface", "setting", "before", "after"))
 
 
 @invariant("firewall.rules", severity="blocker")
 def test_no_rule_removed_disabled_or_changed(obs, policy):
     before, after = obs.baseline.area("firewall").rules, obs.post.area("firewall").rules
-    changes = diff_keyed(before, after, RULE_DIFF_FIELDS)
+    changes = diff_keyed(before, after, RULE_FIELDS)
     changes = changes.without(lambda name, old, new: old is None)  # additions: firewall.exposure
+    allowed(obs, "rule changes policy.allow.firewall_rule_groups / firewall_rules expects",
+            changes.only(lambda name, old, new: _rule_allowed(policy, name, old, new)).rows(summary=RULE_SUMMARY),
+            headers=("rule", "field", "before", "after"))
     changes = changes.without(lambda name, old, new: _rule_allowed(policy, name, old, new))
-    assert not changes, violation(obs, "firewall rules removed, disabled or changed by the update", changes)
+    assert not changes, violation(obs, "firewall rules removed, disabled or changed by the update",
+                                  changes.rows(summary=RULE_SUMMARY), headers=("rule", "field", "before", "after"))
 
 
 @invariant("firewall.exposure", severity="blocker")
 def test_no_new_inbound_allow_rule(obs, policy):
     before, after = obs.baseline.area("firewall").rules, obs.post.area("firewall").rules
     new = [r for name, r in after.items()
-           if name not in before and r.enabled and r.direction == "Inbound" and r.action == "Allow"
-           and not _rule_allowed(policy, name, None, r)]
+           if name not in before and r.enabled and r.direction == "Inbound" and r.action == "Allow"]
     rows = [(r.name, r.protocol, ",".join(r.local_port) or "Any", ",".join(r.remote_address) or "Any",
-             "REMOTE ADDRESS ANY" if r.inbound_allow_from_any else "") for r in new]
-    assert not rows, violation(obs, "the update added inbound Allow rules", rows,
-                               headers=("rule", "protocol", "local port", "remote address", "note"))
+             r.program or r.service or "", "REMOTE ADDRESS ANY" if r.inbound_allow_from_any else "") for r in new]
+    headers = ("new rule", "protocol", "local port", "remote address", "program/service", "note")
+    allowed(obs, "new inbound Allow rules the lab policy expects",
+            [row for row, r in zip(rows, new) if _rule_allowed(policy, r.name, None, r)], headers=headers)
+    rows = [row for row, r in zip(rows, new) if not _rule_allowed(policy, r.name, None, r)]
+    assert not rows, violation(obs, "the update added inbound Allow rules (before: absent)", rows, headers=headers)
 
 
 @invariant("firewall.listening_ports", severity="critical")
 def test_listening_ports_unchanged(obs, policy):
     before, after = obs.baseline.area("ports").keyed(), obs.post.area("ports").keyed()
-    allowed = set(policy.allow.listening_ports)
-    changes = diff_keyed(before, after, PORT_DIFF_FIELDS).without(lambda key, *_: key[1] in allowed)
-    assert not changes, violation(obs, "listening ports opened, closed or changed owner", changes)
+    changes = diff_keyed(before, after, PORT_DIFF_FIELDS)
+    expected = set(policy.allow.listening_ports)
+    allowed(obs, "ports policy.allow.listening_ports expects to open or close",
+            changes.only(lambda key, *_: key[1] in expected))
+    changes = changes.without(lambda key, *_: key[1] in expected)
+    assert not changes, violation(obs, "listening ports opened, closed or changed owner", changes,
+                                  headers=("protocol port", "field", "before", "after"))
 
 
 @invariant("firewall.core_services", severity="blocker")
 def test_firewall_services_running(obs):
     before, after = obs.baseline.area("services"), obs.post.area("services")
     rows = []
-    for name in ("mpssvc", "BFE"):
+    for name in FIREWALL_SERVICES:
         new = after.get(name)
         if new is None or not new.running:
             old = before.get(name)

@@ -2,62 +2,91 @@
 
 Compared per service Name: StartMode, DelayedAutoStart, StartName, PathName, and State for auto-start services
 (manual and trigger-start services such as wuauserv are legitimately stopped). Service Control Manager failure
-events since the install fail with the service named; services the update installed (7045) are called out.
+events (7000, 7001, 7009, 7011, 7022, 7023, 7024, 7026, 7031, 7032, 7034) since the install fail with the service
+named; services the update installed (new in the diff or SCM 7045) are called out. Services the lab expects to
+change (policy.allow.services) and to appear (policy.allow.new_services) pass, and are listed with the check.
 """
 
 from __future__ import annotations
 
 from fixtures.invariants import applies_to, invariant
-from fixtures.messages import violation
+from fixtures.messages import allowed, violation
 from patchgate.diff import diff_keyed
 
 pytestmark = applies_to("hotpatch-member", "wsus-server", "member", "domain-controller", "hyperv-host")
 
 CONFIG_FIELDS = ("start_mode", "delayed_auto_start", "start_name", "path_name")
+SERVICE_INSTALLED = 7045
+SCM = "Service Control Manager"
 
 
 def _allowed(policy, name: str) -> bool:
     return name.lower() in {s.lower() for s in policy.allow.services}
 
 
+def _service_name(services, event_name: str | None) -> str:
+    """SCM events carry the display name (Properties[0]); map it back to the service Name where known."""
+    if not event_name:
+        return "?"
+    match = next((s.name for s in services.values() if event_name in (s.name, s.display_name)), None)
+    return match or event_name
+
+
 @invariant("services.auto_start_running", severity="blocker")
 def test_auto_start_services_still_running(obs, policy):
     before, after = obs.baseline.area("services").services, obs.post.area("services").services
-    rows = []
+    rows, let_through = [], []
     for name, old in before.items():
-        if not (old.automatic and old.running) or _allowed(policy, name):
+        if not (old.automatic and old.running):
             continue
         new = after.get(name)
         if new is None or not new.running:
-            rows.append((name, "state", old.state, new.state if new else "(removed)"))
+            row = (name, "state", old.state, new.state if new else "(removed)")
+            (let_through if _allowed(policy, name) else rows).append(row)
+    allowed(obs, "auto-start services policy.allow.services expects to change", let_through)
     assert not rows, violation(obs, "auto-start services that ran before the update are not running", rows)
 
 
 @invariant("services.configuration", severity="critical")
 def test_service_configuration_unchanged(obs, policy):
     before, after = obs.baseline.area("services").services, obs.post.area("services").services
-    changes = diff_keyed(before, after, CONFIG_FIELDS).without(lambda name, *_: _allowed(policy, name))
-    changes = changes.without(lambda name, old, new: old is None)  # new services: services.new_services
+    changes = diff_keyed(before, after, CONFIG_FIELDS).without(lambda name, old, new: old is None)  # new: below
+    allowed(obs, "service configuration policy.allow.services expects to change",
+            changes.only(lambda name, *_: _allowed(policy, name)))
+    changes = changes.without(lambda name, *_: _allowed(policy, name))
     assert not changes, violation(obs, "service configuration changed by the update", changes)
 
 
 @invariant("services.scm_failures", severity="critical")
 def test_no_service_control_manager_failures(obs, policy):
-    failures = [e for e in obs.post.area("events").service_failures if not _allowed(policy, e.service or "")]
-    rows = [(e.service or "?", e.id, e.time_created, (e.message or "")[:70]) for e in failures]
-    assert not rows, violation(obs, "Service Control Manager reported service failures after the install", rows,
-                               headers=("service", "event", "time", "message"))
+    services = obs.post.area("services").services
+    rows, let_through = [], []
+    for e in obs.post.area("events").service_failures:
+        name = _service_name(services, e.service)
+        row = (name, e.id, e.time_created, (e.message or "")[:80])
+        (let_through if _allowed(policy, name) else rows).append(row)
+    headers = ("service", "event", "time", "message")
+    allowed(obs, "SCM failure events of services policy.allow.services expects", let_through, headers=headers)
+    assert not rows, violation(obs, "Service Control Manager reported service failures since the install", rows,
+                               headers=headers)
 
 
 @invariant("services.new_services", severity="normal")
 def test_no_unexpected_new_services(obs, policy):
     before, after = obs.baseline.area("services").services, obs.post.area("services").services
-    allowed = {s.lower() for s in policy.allow.new_services}
-    new = {name: svc for name, svc in after.items() if name not in before and name.lower() not in allowed}
-    installed = [e.service for e in obs.post.area("events").with_ids([7045], "Service Control Manager")
-                 if e.service and e.service.lower() not in allowed and e.service not in new]
-    rows = [(name, svc.start_mode, svc.start_name, svc.path_name) for name, svc in new.items()]
-    rows += [(name, "?", "?", "(event 7045)") for name in installed]
+    expected = {s.lower() for s in policy.allow.new_services}
+    installed = {_service_name(after, e.service) for e in obs.post.area("events").with_ids([SERVICE_INSTALLED], SCM)}
+    new = sorted({name for name in after if name not in before} | {n for n in installed if n not in before})
+    rows = [(name, "7045" if name in installed else "-", *_config(after.get(name))) for name in new]
+    headers = ("service", "SCM event", "StartMode", "StartName", "PathName")
+    allowed(obs, "services policy.allow.new_services expects the update to install",
+            [r for r in rows if r[0].lower() in expected], headers=headers)
+    rows = [r for r in rows if r[0].lower() not in expected]
     assert not rows, violation(obs, "the update installed services the lab policy does not expect "
-                               "(allow them under policy.allow.new_services)", rows,
-                               headers=("service", "StartMode", "StartName", "PathName"))
+                               "(allow them under policy.allow.new_services)", rows, headers=headers)
+
+
+def _config(svc) -> tuple[str, str, str]:
+    if svc is None:
+        return ("-", "-", "(not in the service list)")
+    return (svc.start_mode or "-", svc.start_name or "-", svc.path_name or "-")
