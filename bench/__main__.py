@@ -1,0 +1,137 @@
+"""``python -m bench``: run the benchmarks, print their tables, write bench/results.json and docs/performance.md.
+
+Options: ``--only capture,parallel,allure``, ``--sizes 1,4,16,32``, ``--workers 0,2`` (0 = one process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import capture, machine, parallel, targets
+from bench import allure as allure_bench
+from bench.labs import ROOT
+from bench.markdown import render_markdown, update_doc
+
+RESULTS = ROOT / "bench" / "results.json"
+DOC = ROOT / "docs" / "performance.md"
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="capture,parallel,allure", help="comma-separated benchmarks to run")
+    parser.add_argument("--sizes", type=_ints, default=(1, 4, 16, 32), help="VM counts (default 1,4,16,32)")
+    parser.add_argument("--workers", type=_ints, default=(0, 2),
+                        help="pytest-xdist worker counts to try per size; 0 = one process (default 0,2)")
+    parser.add_argument("--repeats", type=int, default=5, help="captures per side in the capture benchmark")
+    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
+    parser.add_argument("--keep", action="store_true", help="keep the run folders (printed at the end)")
+    return parser.parse_args(argv)
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    chosen = {x.strip() for x in args.only.split(",") if x.strip()}
+    console = Console()
+    results: dict[str, Any] = {"machine": machine.describe(),
+                               "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    console.print(f"[bold]patchgate bench[/] on {results['machine']['cores']} cores, "
+                  f"{results['machine']['ram_gib']} GiB RAM, Python {results['machine']['python']}")
+    work = Path(tempfile.mkdtemp(prefix="patchgate-bench-"))
+    began = time.perf_counter()
+    try:
+        if "capture" in chosen:
+            console.print("posture capture: batched pool vs one execute_ps per probe (20 ms round trip)")
+            results["capture"] = capture.run(round_trip=0.02, repeats=args.repeats)
+        if "parallel" in chosen or "allure" in chosen:
+            console.print(f"parallel efficiency: {', '.join(map(str, args.sizes))} VMs, scaled latencies")
+            results["parallel"] = parallel.run(work, sizes=args.sizes, workers=args.workers,
+                                               log=lambda line: console.print(line, highlight=False))
+        if "allure" in chosen and results.get("parallel"):
+            biggest = max(results["parallel"]["runs"], key=lambda r: (r["vms"], -r["workers"]))
+            console.print(f"Allure report for {biggest['vms']} VMs")
+            results["allure"] = allure_bench.run(Path(biggest["out"]), biggest["vms"])
+    finally:
+        results["duration_s"] = time.perf_counter() - began
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    results["targets"] = targets.judge(results)
+
+    for title, columns, rows in tables(results):
+        console.print(_table(title, columns, rows))
+    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    console.print(f"results: {RESULTS}")
+    if not args.no_doc:
+        update_doc(DOC, render_markdown(results, tables(results)))
+        console.print(f"table:   {DOC}")
+    if args.keep:
+        console.print(f"runs:    {work}")
+    return 0 if all(t["ok"] for t in results["targets"]) else 1
+
+
+def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    out: list[tuple[str, list[str], list[list[str]]]] = []
+    cap = results.get("capture")
+    if cap:
+        b, n = cap["batched"], cap["naive"]
+        out.append((f"Posture capture ({cap['probes']} probes, {cap['round_trip_s'] * 1000:g} ms round trip, "
+                    f"median of {cap['repeats']})",
+                    ["way", "WSMan requests", "wall per capture"],
+                    [["patchgate (one pipeline on an open pool)", f"{b['requests']:g}", f"{b['wall_s'] * 1000:.0f} ms"],
+                     ["naive (execute_ps per probe)", f"{n['requests']:g}", f"{n['wall_s'] * 1000:.0f} ms"],
+                     ["ratio", f"{cap['request_ratio']:.1f}x", f"{cap['wall_ratio']:.1f}x"],
+                     ["patchgate opening its pool (once per VM)", f"{b['pool_open_requests']:g}",
+                      f"{b['pool_open_s'] * 1000:.0f} ms"]]))
+    par = results.get("parallel")
+    if par:
+        rows = []
+        for r in par["runs"]:
+            rows.append([str(r["vms"]), f"-n {r['workers']}" if r["workers"] else "1 process",
+                         f"{r['wall_s']:.1f} s", f"{r['longest_lifecycle_s']:.1f} s", f"{r['efficiency']:.2f}",
+                         f"{r['cpu_user_s'] + r['cpu_sys_s']:.1f} s",
+                         f"{r['cpu_per_vm_s']:.2f} s" if r.get("cpu_per_vm_s") is not None else "-",
+                         f"{r['verdict']} ({r['broken_vms']} broken)"])
+        lat = ", ".join(f"{k} {v:g}s" for k, v in par["latency_s"].items())
+        out.append((f"Parallel validation of {par['candidate']} (latency: {lat}; longest single-VM lifecycle "
+                    f"{par['longest_single_vm_lifecycle_s']:.1f} s)",
+                    ["VMs", "how", "wall", "longest VM lifecycle", "efficiency", "CPU", "CPU per extra VM",
+                     "verdict"], rows))
+    rep = results.get("allure")
+    if rep:
+        out.append((f"Allure report for {rep['vms']} VMs (patchgate report)",
+                    ["wall", "results", "report", "summary.html", "exit"],
+                    [[f"{rep['wall_s']:.1f} s", f"{rep['results_files']} files, {rep['results_bytes'] / 1e6:.1f} MB",
+                      f"{rep['report_files']} files, {rep['report_bytes'] / 1e6:.1f} MB",
+                      f"{rep['summary_bytes'] / 1e3:.0f} kB", str(rep["exit_code"])]]))
+    if results.get("targets"):
+        out.append(("Targets", ["target", "measured", "result"],
+                    [[t["target"], t["measured"], "pass" if t["ok"] else "FAIL"] for t in results["targets"]]))
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Keep the latest tables in docs/performance.md, between two markers, with the machine they ran on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+START = "<!-- bench:start (written by make bench) -->"
+END = "<!-- bench:end -->"
+
+
+def _md_table(columns: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(results: dict[str, Any], tables: list[tuple[str, list[str], list[list[str]]]]) -> str:
+    m = results["machine"]
+    parts = [f"Measured {results['started_at']} on {m['cores']} cores ({m['cpu']}), {m['ram_gib']} GiB RAM, "
+             f"Python {m['python']}, {m['os']}; the whole bench took {results['duration_s'] / 60:.1f} min."]
+    for title, columns, rows in tables:
+        parts.append(f"**{title}**\n\n{_md_table(columns, rows)}")
+    return "\n\n".join(parts)
+
+
+def update_doc(path: Path, body: str) -> None:
+    text = path.read_text(encoding="utf-8") if path.is_file() else f"# Performance\n\n{START}\n{END}\n"
+    if START not in text or END not in text:
+        text = text.rstrip("\n") + f"\n\n{START}\n{END}\n"
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{START}\n{body}\n{END}{tail}", encoding="utf-8")

@@ -1,0 +1,79 @@
+"""Run ``patchgate validate`` as a user does and measure it: wall time, CPU of the whole process tree, lifecycles.
+
+CPU comes from ``getrusage(RUSAGE_CHILDREN)`` around one child at a time, so it covers the validate process and
+its pytest-xdist workers (user + system: time on a CPU, never time spent waiting for the lab).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.labs import ROOT
+
+PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
+
+
+@dataclass
+class ValidateRun:
+    lab: Path
+    out: Path
+    exit_code: int
+    wall_s: float
+    cpu_user_s: float
+    cpu_sys_s: float
+    gate: dict[str, Any] = field(default_factory=dict)
+    stdout: str = ""
+
+    @property
+    def cpu_s(self) -> float:
+        return self.cpu_user_s + self.cpu_sys_s
+
+    @property
+    def verdict(self) -> str:
+        return str(self.gate.get("verdict", "none"))
+
+    def lifecycles(self) -> dict[str, float]:
+        """Each VM's lifecycle span in seconds: start of its first step to the end of its last (the restore)."""
+        spans = {}
+        for vm in self.gate.get("vms", []):
+            steps = vm.get("steps") or []
+            if not steps:
+                continue
+            begin = dt.datetime.fromisoformat(steps[0]["started_at"])
+            end = max(dt.datetime.fromisoformat(s["started_at"]) + dt.timedelta(seconds=s.get("duration_s") or 0)
+                      for s in steps)
+            spans[vm["name"]] = (end - begin).total_seconds()
+        return spans
+
+    def broken(self) -> int:
+        return sum(1 for vm in self.gate.get("vms", []) if vm.get("error"))
+
+
+def validate(lab: Path, candidate: str, out: Path, *pytest_args: str, timeout: float = 900) -> ValidateRun:
+    """One ``patchgate validate`` with its own state directory (leases, ledgers)."""
+    state = Path(tempfile.mkdtemp(prefix="patchgate-bench-state-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "GITLAB_", "CI_")) and k != "CI"}
+    env["PATCHGATE_STATE_DIR"] = str(state)
+    argv = [PATCHGATE, "validate", "--lab", str(lab), "--candidate", candidate, "--out", str(out)]
+    if pytest_args:
+        argv += ["--", *pytest_args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    gate_file = out / "gate.json"
+    gate = json.loads(gate_file.read_text(encoding="utf-8")) if gate_file.is_file() else {}
+    return ValidateRun(lab=lab, out=out, exit_code=proc.returncode, wall_s=wall,
+                       cpu_user_s=after.ru_utime - before.ru_utime, cpu_sys_s=after.ru_stime - before.ru_stime,
+                       gate=gate, stdout=proc.stdout + proc.stderr)
