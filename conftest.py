@@ -4,6 +4,7 @@ pytest_plugins = [
     "fixtures.options",
     "fixtures.invariants",
     "fixtures.lab",
+    "fixtures.progress",
     "fixtures.checks",
     "fixtures.allure_wiring",
 ]
