@@ -254,7 +254,8 @@ class VmLifecycle:
             obs.steps.append(record)
             began = time.monotonic()
             self._emit("restore", "start")
-            with_retries("restore", lambda: ctx.hypervisor.revert(vm), ctx.lab.retries, vm=vm.name)
+            with ctx.semaphores["revert"]:  # a restore is a revert: the lab's revert limit holds for it too
+                with_retries("restore", lambda: ctx.hypervisor.revert(vm), ctx.lab.retries, vm=vm.name)
             ctx.hypervisor.mark_in_use(vm, None)
             record.duration = time.monotonic() - began
             obs.restored = True
