@@ -56,13 +56,21 @@ def test_no_new_inbound_allow_rule(obs, policy):
     before, after = obs.baseline.area("firewall").rules, obs.post.area("firewall").rules
     new = [r for name, r in after.items()
            if name not in before and r.enabled and r.direction == "Inbound" and r.action == "Allow"]
-    rows = [(r.name, r.protocol, ",".join(r.local_port) or "Any", ",".join(r.remote_address) or "Any",
-             r.program or r.service or "", "REMOTE ADDRESS ANY" if r.inbound_allow_from_any else "") for r in new]
-    headers = ("new rule", "protocol", "local port", "remote address", "program/service", "note")
+    rows = [(r.name, "(absent)", _describe(r), "REMOTE ADDRESS ANY" if r.inbound_allow_from_any else "")
+            for r in new]
+    headers = ("rule", "before", "after", "note")
     allowed(obs, "new inbound Allow rules the lab policy expects",
             [row for row, r in zip(rows, new) if _rule_allowed(policy, r.name, None, r)], headers=headers)
     rows = [row for row, r in zip(rows, new) if not _rule_allowed(policy, r.name, None, r)]
-    assert not rows, violation(obs, "the update added inbound Allow rules (before: absent)", rows, headers=headers)
+    assert not rows, violation(obs, "the update added inbound Allow rules", rows, headers=headers)
+
+
+def _describe(rule) -> str:
+    """'Inbound Allow TCP 4444 from Any (svchost.exe)': what a new rule lets in, in one cell."""
+    ports = ",".join(rule.local_port) or "any port"
+    remote = ",".join(rule.remote_address) or "Any"
+    via = f" ({rule.program or rule.service})" if rule.program or rule.service else ""
+    return f"Inbound Allow {rule.protocol or 'Any'} {ports} from {remote}{via}"
 
 
 @invariant("firewall.listening_ports", severity="critical")
