@@ -31,4 +31,5 @@ def _ram_gib() -> float:
 def describe() -> dict[str, Any]:
     return {"cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "cpu": _cpu_model(), "ram_gib": round(_ram_gib(), 1), "python": platform.python_version(),
-            "os": f"{platform.system()} {platform.release()}"}
+            "os": f"{platform.system()} {platform.release()}",
+            "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}

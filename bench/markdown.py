@@ -18,7 +18,8 @@ def _md_table(columns: list[str], rows: list[list[str]]) -> str:
 def render_markdown(results: dict[str, Any], tables: list[tuple[str, list[str], list[list[str]]]]) -> str:
     m = results["machine"]
     parts = [f"Measured {results['started_at']} on {m['cores']} cores ({m['cpu']}), {m['ram_gib']} GiB RAM, "
-             f"Python {m['python']}, {m['os']}; the whole bench took {results['duration_s'] / 60:.1f} min."]
+             f"Python {m['python']}, {m['os']}; load average at the start {m.get('load_average')}; the whole "
+             f"bench took {results['duration_s'] / 60:.1f} min."]
     for title, columns, rows in tables:
         parts.append(f"**{title}**\n\n{_md_table(columns, rows)}")
     return "\n\n".join(parts)
