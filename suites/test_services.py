@@ -59,13 +59,15 @@ def test_service_configuration_unchanged(obs, policy):
 
 @invariant("services.scm_failures", severity="critical")
 def test_no_service_control_manager_failures(obs, policy):
-    services = obs.post.area("services").services
+    before, after = obs.baseline.area("services").services, obs.post.area("services").services
     rows, let_through = [], []
     for e in obs.post.area("events").service_failures:
-        name = _service_name(services, e.service)
-        row = (name, e.id, e.time_created, (e.message or "")[:80])
+        name = _service_name(after, e.service)
+        old = before.get(name)
+        when = f" at {e.time_created:%H:%M:%S}" if e.time_created else ""
+        row = (name, old.state if old else "-", f"SCM {e.id}{when}: {(e.message or '').strip()[:70]}")
         (let_through if _allowed(policy, name) else rows).append(row)
-    headers = ("service", "event", "time", "message")
+    headers = ("service", "before (state)", "after (event since the install)")
     allowed(obs, "SCM failure events of services policy.allow.services expects", let_through, headers=headers)
     assert not rows, violation(obs, "Service Control Manager reported service failures since the install", rows,
                                headers=headers)
@@ -77,8 +79,8 @@ def test_no_unexpected_new_services(obs, policy):
     expected = {s.lower() for s in policy.allow.new_services}
     installed = {_service_name(after, e.service) for e in obs.post.area("events").with_ids([SERVICE_INSTALLED], SCM)}
     new = sorted({name for name in after if name not in before} | {n for n in installed if n not in before})
-    rows = [(name, "7045" if name in installed else "-", *_config(after.get(name))) for name in new]
-    headers = ("service", "SCM event", "StartMode", "StartName", "PathName")
+    rows = [(name, "(absent)", *_installed(after.get(name), name in installed)) for name in new]
+    headers = ("service", "before", "after", "PathName")
     allowed(obs, "services policy.allow.new_services expects the update to install",
             [r for r in rows if r[0].lower() in expected], headers=headers)
     rows = [r for r in rows if r[0].lower() not in expected]
@@ -86,7 +88,8 @@ def test_no_unexpected_new_services(obs, policy):
                                "(allow them under policy.allow.new_services)", rows, headers=headers)
 
 
-def _config(svc) -> tuple[str, str, str]:
+def _installed(svc, logged: bool) -> tuple[str, str]:
+    event = "SCM 7045; " if logged else ""
     if svc is None:
-        return ("-", "-", "(not in the service list)")
-    return (svc.start_mode or "-", svc.start_name or "-", svc.path_name or "-")
+        return f"{event}not in the service list", "-"
+    return f"{event}{svc.start_mode} as {svc.start_name or '?'}", svc.path_name or "-"

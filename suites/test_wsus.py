@@ -19,6 +19,7 @@ pytestmark = applies_to("wsus-server")
 WSUS_SERVICES = ("WsusService", "W3SVC", "WAS", "MSSQL$MICROSOFT##WID")
 WSUS_PORTS = (8530, 8531)
 WSUS_POOL = "WsusPool"
+EXPLOIT_MARKERS = ("InvalidCastException", "ObjectDataProvider")
 CLOCK_SLACK = dt.timedelta(seconds=1)  # the VM's clock (sync times) against the controller's (install end)
 
 
@@ -68,18 +69,20 @@ def _listening(binding) -> str:
 
 @invariant("wsus.sync", severity="blocker")
 def test_sync_succeeds_after_update(obs):
+    last = obs.baseline.area("wsus").last_sync
     sync = obs.wsus_sync or {}
     finished = obs.install.finished_at if obs.install else None
     result = sync.get("Result")
     start, end = _parse(sync.get("StartTime")), _parse(sync.get("EndTime"))
     after_install = f"after {finished:%Y-%m-%d %H:%M:%S}Z" if finished else "after the install"
-    rows = [("Result", "Succeeded", result or "(no synchronization)"),
-            ("StartTime", after_install, start or "-"), ("EndTime", after_install, end or "-")]
+    rows = [("Result", last.result if last else "-", result or "(no synchronization)", "Succeeded"),
+            ("StartTime", last.start_time if last else "-", start or "-", after_install),
+            ("EndTime", last.end_time if last else "-", end or "-", after_install)]
     # ErrorText is not asserted on: after the CVE-2025-59287 fix WSUS stopped showing error details.
     ok = (result == "Succeeded" and finished is not None and start is not None and end is not None
           and start >= finished - CLOCK_SLACK and end > finished)
     assert ok, violation(obs, "no WSUS synchronization started after the update succeeded", rows,
-                         headers=("field", "expected", "actual"))
+                         headers=("field", "before (last sync)", "after (sync after the install)", "required"))
 
 
 def _wsus_hosts(processes) -> dict[int, str]:
@@ -97,16 +100,23 @@ def _wsus_hosts(processes) -> dict[int, str]:
 def test_no_cve_2025_59287_indicators(obs):
     events = obs.post.area("events")
     processes = obs.post.area("processes")
-    hits = [(f"event {e.id} ({e.time_created:%H:%M:%S})" if e.time_created else f"event {e.id}", e.provider_name,
-             (e.message or "")[:90]) for e in events.with_ids([WSUS_EXPLOIT_EVENT_ID])
-            if any(marker in (e.message or "") for marker in ("InvalidCastException", "ObjectDataProvider"))]
+    hits = [(f"event {e.id} ({e.provider_name})", "(none)",
+             (f"{e.time_created:%H:%M:%S} " if e.time_created else "") + _excerpt(e.message or ""))
+            for e in events.with_ids([WSUS_EXPLOIT_EVENT_ID])
+            if any(marker in (e.message or "") for marker in EXPLOIT_MARKERS)]
     hosts = _wsus_hosts(processes)
-    hits += [(f"process {p.name} (pid {p.process_id})", f"child of {hosts[p.parent_process_id]}",
-              (p.command_line or "")[:90]) for p in processes.processes
+    hits += [(f"process {p.name} (pid {p.process_id})", "(none)",
+              f"child of {hosts[p.parent_process_id]}: {(p.command_line or '')[:60]}") for p in processes.processes
              if p.parent_process_id in hosts and p.name.lower() in SUSPICIOUS_CHILDREN]
     assert not hits, violation(obs, "indicators of CVE-2025-59287 exploitation found", hits,
-                               headers=("indicator", "where", "detail"),
+                               headers=("indicator", "before", "after"),
                                hint="Isolate the server and follow CISA's guidance before anything else.")
+
+
+def _excerpt(message: str) -> str:
+    """The part of an event message around the exploitation marker (the headline alone says nothing)."""
+    at = min((message.find(m) for m in EXPLOIT_MARKERS if m in message), default=0)
+    return message[max(at - 10, 0):at + 60].strip()
 
 
 def _parse(value: object) -> dt.datetime | None:

@@ -419,7 +419,7 @@ class Expect(_Strict):
     """What Microsoft's documentation implies the gate should decide for this KB on one image."""
 
     verdict: Literal["approve", "block", "inconclusive"]
-    fails: list[str] = Field(default_factory=list, description="invariant ids that must fail (at least these)")
+    fails: list[str] = Field(default_factory=list, description="exactly the invariant ids that fail")
     note: str = ""
 
     @field_validator("fails")
