@@ -141,11 +141,24 @@ class TwinLab:
         if record is None or record.get("image") != vm.spec.image:
             return  # a new VM, or its image changed in the lab file: snapshots are rebuilt from the image
         vm.snapshots = dict(record.get("snapshots") or {})
+        snap = vm.snapshots.get(vm.spec.snapshot)
+        if snap is not None and not self._image_matches(vm, snap):
+            vm.snapshots.pop(vm.spec.snapshot)  # the image changed since: the snapshot is rebuilt from it
         vm.host = record.get("host")
         vm.dirty = bool(record.get("dirty"))
         if vm.dirty:
             log.info("twin VM %s was left changed by an earlier run (its disk is not at a snapshot)",
                         vm.spec.name)
+
+    def _image_matches(self, vm: TwinVm, snap: WindowsHost) -> bool:
+        assert vm.spec.image
+        try:
+            fresh = self.catalog.image(vm.spec.image)
+        except KeyError:
+            return False
+        fresh.computer_name = snap.computer_name
+        fresh.last_boot_up_time = snap.last_boot_up_time  # the one field an image build stamps with "now"
+        return fresh == snap
 
     def persist(self, name: str, *, dirty: bool | None = None) -> None:
         """Write the VM's disk; ``dirty`` marks it changed (True) or back at its snapshot (False)."""
