@@ -56,7 +56,7 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     chosen = {x.strip() for x in args.only.split(",") if x.strip()}
-    console = Console()
+    console = Console(width=max(120, Console().width))
     results: dict[str, Any] = {"machine": machine.describe(),
                                "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     console.print(f"[bold]patchgate bench[/] on {results['machine']['cores']} cores, "
