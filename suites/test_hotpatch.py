@@ -113,7 +113,8 @@ def test_hotpatch_installs_without_restart(enrolled, candidate):
             ("RestartNeeded", False, install.restart_needed),
             ("rebooted", False, enrolled.rebooted),
             ("LastBootUpTime", boot_before, boot_after)],
-        hint="On an Arc machine this is the symptom of a lost hotpatch licence (the update installed as an LCU).")
+        hint="On an Arc-enrolled machine this is the symptom of a lost hotpatch licence (the update installed as "
+             "an LCU; Microsoft Learn, Known issues)." if _arc_route(enrolled) else "")
 
 
 @invariant("hotpatch.build", severity="critical")
