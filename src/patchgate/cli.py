@@ -70,7 +70,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else root / "reports" / f"{run_id}-{candidate.kb}-{lab.name}"
     out.mkdir(parents=True, exist_ok=True)
     pytest_args = [sys.executable, "-m", "pytest", str(root / "suites"), "--rootdir", str(root),
-                   "-p", "no:cacheprovider",
+                   "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
                    "--lab", str(lab_path.resolve()), "--candidate", str(candidate_path.resolve()),
                    "--out", str(out.resolve()), "--run-id", run_id,
                    "--junitxml", str(out / "junit.xml"), "--alluredir", str(out / "allure-results")]

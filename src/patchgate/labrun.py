@@ -215,10 +215,12 @@ class LabRun:
                 self._lease_manager.close()  # before the components: it may share their Vault session
             except Exception as exc:  # noqa: BLE001 - closing must not hide the run's outcome
                 log.warning("closing the lease manager failed: %s", redactor.redact(str(exc)))
+        interrupted = self.stop.is_set()
+        self.stop.set()  # releases anything still waiting on the lab (a twin install that hangs, a long poll)
         if self.components is not None:
             self._keep_counters()
             self.components.close()
         if self.ledger is not None:
-            self.ledger.close("interrupted" if self.stop.is_set() else "finished")
+            self.ledger.close("interrupted" if interrupted else "finished")
         self.finished_at = dt.datetime.now(dt.timezone.utc)
         log.info("run %s finished; secrets registered for redaction: %d", self.run_id, redactor.count)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from patchgate.errors import RemotingAuthError, RemotingError
+from patchgate.errors import LabTimeout, RemotingAuthError, RemotingError
 from patchgate.hypervisors.base import GuestEndpoint
 from patchgate.remoting.base import Script, ScriptResult
 from patchgate.secrets.base import Credentials
@@ -19,10 +19,18 @@ class InProcessSession:
         self.pipelines = 0
 
     def run(self, script: Script, *, timeout: float | None = None) -> ScriptResult:
+        """Run on the twin in a helper thread so the timeout holds as it does over WSMan."""
+        import concurrent.futures as cf
+
         self.pipelines += 1
         statement = Statement(script=script.body, parameters=dict(script.parameters))
+        worker = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"inprocess-{self.host}")
+        future = worker.submit(self.shell.run_pipeline, self.host, [statement], [])
+        worker.shutdown(wait=False)
         try:
-            out = self.shell.run_pipeline(self.host, [statement], [])
+            out = future.result(timeout=timeout)
+        except cf.TimeoutError:
+            raise LabTimeout(f"{script.name} did not finish within {timeout:.1f}s", host=self.host) from None
         except TwinFault as fault:
             if fault.kind == "auth-failure":
                 raise RemotingAuthError("the host rejected the credentials", host=self.host) from None
