@@ -96,6 +96,7 @@ def test_sigkill_leaves_the_lab_changed_and_reap_restores_it(tmp_path: Path) -> 
         proc.wait(timeout=30)
     finally:
         _kill(proc)
+    _wait_until_gone(run.ledger().pid)  # the pytest child dies with the group, maybe a moment after the CLI
     lab = str(run.lab_file)
     for vm in VMS:
         assert not run.at_snapshot(vm), f"{vm} should still be changed after SIGKILL"
@@ -124,6 +125,15 @@ def test_sigkill_leaves_the_lab_changed_and_reap_restores_it(tmp_path: Path) -> 
 
     again = run.patchgate("reap", "--lab", lab)
     assert again.returncode == 0 and "nothing to reap" in again.stdout
+
+
+def _wait_until_gone(pid: int, timeout: float = 30.0) -> None:
+    from patchgate.liveness import process_alive
+
+    deadline = time.monotonic() + timeout
+    while process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a real condition (the process table) with a deadline
+    assert not process_alive(pid), f"run process {pid} still alive {timeout:g}s after SIGKILL"
 
 
 @pytest.mark.slow
