@@ -14,18 +14,9 @@ if _TESTS not in sys.path:  # tests/support is shared with the other test folder
 
 from support.openbao import OpenBao, openbao, openbao_private  # noqa: F401  (pytest fixtures)
 
-from patchgate.errors import HypervisorError
-from patchgate.hypervisors.vsphere.simulator import Vcsim, build
+from patchgate.hypervisors.vsphere.simulator import Vcsim
 
 from .vaultlab import VaultLab, provision
-
-
-@pytest.fixture(scope="session")
-def vcsim_binary() -> Path:
-    try:
-        return build()
-    except HypervisorError as exc:
-        pytest.fail(f"cannot build the vSphere simulator: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="module")

@@ -15,19 +15,10 @@ from pathlib import Path
 import pytest
 
 from patchgate.config.lab import VmSpec, VsphereSettings
-from patchgate.errors import HypervisorError
 from patchgate.hypervisors.vsphere import VsphereHypervisor
-from patchgate.hypervisors.vsphere.simulator import Vcsim, build, set_guest
+from patchgate.hypervisors.vsphere.simulator import Vcsim, set_guest
 
 VM_NAMES = ("DC0_H0_VM0", "DC0_H0_VM1", "DC0_C0_RP0_VM0", "DC0_C0_RP0_VM1")
-
-
-@pytest.fixture(scope="session")
-def vcsim_binary() -> Path:
-    try:
-        return build()
-    except HypervisorError as exc:
-        pytest.fail(f"cannot build the vSphere simulator: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
