@@ -101,14 +101,19 @@ def signature_path(path: str | os.PathLike[str]) -> Path:
 # ---------------------------------------------------------------- signing (online)
 
 
-def check_key(session_or_client: Any, key: str, *, mount: str = "transit") -> int:
-    """Fail early unless ``key`` is an ed25519 transit key; returns its latest version."""
+def _read_key(session_or_client: Any, key: str, mount: str) -> dict[str, Any]:
+    """The transit key's description (type, versions, public keys); Vault errors named by path."""
     client = _client(session_or_client)
     try:
-        data = client.secrets.transit.read_key(key, mount_point=mount)["data"]
+        return client.secrets.transit.read_key(key, mount_point=mount)["data"]
     except Exception as exc:  # noqa: BLE001 - translated
         raise translate(exc, address=_address(client), path=f"{mount}/keys/{key}", action="read signing key",
                         error=SigningError) from None
+
+
+def check_key(session_or_client: Any, key: str, *, mount: str = "transit") -> int:
+    """Fail early unless ``key`` is an ed25519 transit key; returns its latest version."""
+    data = _read_key(session_or_client, key, mount)
     if data.get("type") != ALGORITHM:
         raise SigningError(f"transit key '{mount}/keys/{key}' is of type {data.get('type')!r}; verdict "
                            f"signing needs an {ALGORITHM} key "
@@ -162,12 +167,7 @@ def verify_online(session_or_client: Any, path: str | os.PathLike[str],
 def export_public_key(session_or_client: Any, key: str, dest_dir: str | os.PathLike[str], *,
                       mount: str = "transit", version: int | None = None) -> Path:
     """Write the PEM public key of ``key`` (latest or given version) to ``dest_dir``; returns the path."""
-    client = _client(session_or_client)
-    try:
-        data = client.secrets.transit.read_key(key, mount_point=mount)["data"]
-    except Exception as exc:  # noqa: BLE001 - translated
-        raise translate(exc, address=_address(client), path=f"{mount}/keys/{key}", action="read signing key",
-                        error=SigningError) from None
+    data = _read_key(session_or_client, key, mount)
     version = version or int(data.get("latest_version") or 1)
     entry = (data.get("keys") or {}).get(str(version))
     if not isinstance(entry, dict) or not entry.get("public_key"):
