@@ -75,7 +75,8 @@ class TwinShell:
         statements = _unwrap_invoke_expression(statements)
         staged = filecopy.handle(host.files, statements, input_data)  # pypsrp's copy script, stage-* ops
         if staged is not None:
-            self.lab.persist(vm, dirty=True)
+            if self.lab.vm(vm).host is host:
+                self.lab.persist(vm, dirty=True)
             return staged
         first = statements[0]
         marker = _marker(first.script) if first.is_script else None
@@ -85,8 +86,10 @@ class TwinShell:
                 try:
                     return self._ops[name](vm, host, first, input_data)
                 finally:
-                    if name != "capture":
-                        self.lab.persist(vm, dirty=True)  # the op may have changed the host: write its disk
+                    # the op may have changed the host: write its disk, unless the VM was reverted meanwhile
+                    # (an install that hung until the run restored the VM must not mark the fresh disk dirty)
+                    if name != "capture" and self.lab.vm(vm).host is host:
+                        self.lab.persist(vm, dirty=True)
             if kind == "probe":
                 return self._capture(vm, host, first, input_data)
             return PipelineOutput(errors=[f"patchgate twin: unknown operation '{name}'"], failed=True)
