@@ -57,7 +57,8 @@ class LabRun:
 
     def __init__(self, lab: Lab, candidate: Candidate, *, selection: RunSelection | None = None,
                  twin_catalogs: list[Path] | None = None, run_id: str | None = None,
-                 progress: ProgressCallback | None = None, keep_on_failure: bool = False) -> None:
+                 progress: ProgressCallback | None = None, keep_on_failure: bool = False,
+                 restore_when_captured: bool = False) -> None:
         self.lab = lab
         self.candidate = candidate
         self.vms = (selection or RunSelection()).apply(lab)
@@ -65,6 +66,7 @@ class LabRun:
         self.run_id = run_id or new_run_id()
         self.progress = progress
         self.keep_on_failure = keep_on_failure
+        self.restore_when_captured = restore_when_captured and not keep_on_failure
         self.stop = threading.Event()
         self.started_at = dt.datetime.now(dt.timezone.utc)
         self.finished_at: dt.datetime | None = None
@@ -97,7 +99,8 @@ class LabRun:
         self.ledger = Ledger(self.run_id, self.lab.name, str(self.lab.source) if self.lab.source else None)
         self._ctx = LifecycleContext(lab=self.lab, candidate=self.candidate, hypervisor=self.components.hypervisor,
                                      remoting=self.components.remoting, secrets=self.components.secrets,
-                                     run_id=self.run_id, ledger=self.ledger, stop=self.stop, progress=self.progress)
+                                     run_id=self.run_id, ledger=self.ledger, stop=self.stop, progress=self.progress,
+                                     restore_when_captured=self.restore_when_captured)
         self._pool = cf.ThreadPoolExecutor(max_workers=min(self.lab.limits.total, len(self.vms)),
                                            thread_name_prefix="patchgate-vm")
         self.ensure(vm_names if vm_names is not None else [vm.name for vm in self.vms])

@@ -49,6 +49,7 @@ class LifecycleContext:
     stop: threading.Event = field(default_factory=threading.Event)
     progress: ProgressCallback | None = None
     semaphores: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
+    restore_when_captured: bool = False  # nothing will look at the live VMs after the post capture
 
     def __post_init__(self) -> None:
         limits = self.lab.limits
@@ -131,6 +132,8 @@ class VmLifecycle:
             self.obs.error = LabError(str(exc), vm=self.vm.name)
         finally:
             self.prepared.set()
+        if self.ctx.restore_when_captured:
+            self.restore()  # while the checks run: they only read the finished observation
         return self.obs
 
     def _prepare(self) -> None:
@@ -259,6 +262,7 @@ class VmLifecycle:
             ctx.hypervisor.mark_in_use(vm, None)
             record.duration = time.monotonic() - began
             obs.restored = True
+            self._touched = False  # a later restore (at the end of the run) has nothing left to do
             ctx.ledger.record("restored", vm=vm.name)
             self._emit("restore", "ok", f"{record.duration:.2f}s")
         except LabError as exc:
