@@ -199,8 +199,9 @@ def reap_lab(lab: Lab, *, dry_run: bool = False, run_id: str | None = None,
     hypervisor, twin, components = _hypervisor(lab, twin_catalogs or [])
     try:
         scope = None
-        if run_id is not None:
+        if run_id is not None:  # the VMs this run's dead processes changed or still hold a lease record on
             scope = {vm for s in states for vm in s.abandoned_vms()}
+            scope |= {info.vm for info in lease_manager.list_leases() if info.run_id == run_id}
         _remove_stale_leases(lease_manager, report, vms=scope)
         dirty = _dirty_vms(lab, states, twin, report, scan_disks=run_id is None,
                            leases=lease_manager.list_leases() if run_id is None else [])

@@ -164,5 +164,7 @@ def test_controller_reaps_the_vm_of_a_worker_that_is_not_replaced(tmp_path: Path
         assert run.at_snapshot(vm)
     ledger = run.ledger()
     assert ledger.dirty_vms == {}
-    assert any('"action": "reaped"' in line and FAULTY in line for line in ledger.path.read_text().splitlines())
+    # restored by the worker before it died (restores overlap the checks) or reaped by the controller afterwards
+    assert any(('"action": "reaped"' in line or '"action": "restored"' in line) and FAULTY in line
+               for line in ledger.path.read_text().splitlines())
     assert run.leases() == []
