@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ class LabComponents:
     twin: Any = None  # patchgate.twin.lab.TwinLab when the twin plays the lab (or the guests)
     twin_shell: Any = None
     endpoints: Any = None  # patchgate.twin.wsman endpoints, one per twin VM
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cert_validation(self) -> dict[str, bool]:

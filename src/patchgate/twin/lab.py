@@ -340,9 +340,6 @@ class TwinLab:
             vm.ready_at = None
         self._notify()
 
-    def counters(self) -> dict[str, dict[str, int]]:
-        return {name: {"reverts": vm.reverts, "reboots": vm.reboots} for name, vm in self.vms.items()}
-
 
 def build_twin_lab(lab: Lab, extra_catalog_dirs: list[Path], *, stop: threading.Event | None = None,
                    inject_faults: bool = True, durable: bool = True) -> TwinLab:
