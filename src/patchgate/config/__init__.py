@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -16,9 +15,6 @@ from patchgate.hashing import sha256_file
 
 __all__ = ["Allowlists", "Candidate", "Classification", "Lab", "PackageFile", "Policy", "VmSpec", "Waiver",
            "load_candidate", "load_lab", "resolve_candidate", "resolve_lab"]
-
-REPO_ROOT_MARKERS = ("labs", "candidates")
-
 
 def load_lab(path: Path) -> Lab:
     doc = load_yaml(path, what="lab")
@@ -48,13 +44,11 @@ def _check_package(candidate: Candidate, index: int, package: PackageFile, line:
 
 
 def _search_roots() -> list[Path]:
-    roots = [Path.cwd()]
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if all((parent / marker).is_dir() for marker in REPO_ROOT_MARKERS):
-            roots.append(parent)
-            break
-    return roots
+    """The working directory, then the patchgate checkout (where labs/ and candidates/ ship)."""
+    from patchgate.paths import project_root
+
+    root = project_root()
+    return [Path.cwd()] + ([root] if root is not None and root != Path.cwd() else [])
 
 
 def resolve_lab(value: str) -> Path:
