@@ -168,13 +168,14 @@ class LabRun:
     # ------------------------------------------------------------ observe
 
     def observation(self, vm_name: str) -> VmObservation:
-        """Block until the VM's prepare has finished (the suites' fixtures call this)."""
+        """Block until the VM's post capture is taken (the suites' fixtures call this). The VM's thread may go on
+        to restore it meanwhile; the checks only read the finished observation."""
         self.ensure([vm_name])
         lifecycle = self.lifecycles[vm_name]
-        future = self._futures.get(vm_name)
-        if future is not None:
-            future.result()
         lifecycle.prepared.wait()
+        future = self._futures.get(vm_name)
+        if future is not None and future.done():
+            future.result()  # a prepare thread that died of something else than lab trouble: raise it here
         return lifecycle.obs
 
     def wait_all(self) -> dict[str, VmObservation]:

@@ -6,11 +6,13 @@ pipeline and :mod:`patchgate.probes.parsers` turns their output into :mod:`patch
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 
 from patchgate.posture import AREAS
 
 
+@functools.cache
 def probe_text(area: str) -> str:
     """The source of ``<area>.ps1`` shipped with patchgate."""
     if area not in AREAS:

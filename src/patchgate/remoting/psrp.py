@@ -55,7 +55,22 @@ _COPY_HEADER_BYTES = 82
 
 class _WSMan(WSMan):
     """pypsrp's WSMan with Receive retries off: the session decides about retrying (reconnect once),
-    and pypsrp's five silent read-timeout retries would multiply a hung host's wait by six."""
+    and pypsrp's five silent read-timeout retries would multiply a hung host's wait by six.
+
+    Its requests session stops reading the environment on every request once pypsrp has taken the proxy and CA
+    settings from it (at session build): requests would otherwise walk os.environ and look for a .netrc on
+    each WSMan round trip, which is most of a twin request's CPU."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        build = self.transport._build_session
+
+        def build_once_from_environment() -> Any:
+            session = build()
+            session.trust_env = False
+            return session
+
+        self.transport._build_session = build_once_from_environment  # type: ignore[method-assign]
 
     def receive(self, resource_uri: str, resource: Any, option_set: Any = None, selector_set: Any = None,
                 timeout: int | None = None) -> Any:

@@ -15,6 +15,7 @@ names) and ON THE VM after copying (what will be installed is what was approved)
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import ntpath
@@ -60,6 +61,7 @@ class InstallResult:
     staged_paths: list[str] = field(default_factory=list)
 
 
+@functools.cache
 def load_op_script(op: str) -> str:
     """The text of ``remoting/scripts/<op>.ps1`` (packaged with patchgate)."""
     text = (resources.files("patchgate.remoting") / "scripts" / f"{op}.ps1").read_text(encoding="utf-8")

@@ -7,8 +7,8 @@ docs/twin.md; anything marked [U] there is modelled but unverified on real hardw
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
+import pickle
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -247,4 +247,6 @@ class WindowsHost:
         return any(h.hotfix_id.upper() == kb.upper() for h in self.hotfixes)
 
     def clone(self) -> "WindowsHost":
-        return copy.deepcopy(self)
+        # A pickle round trip copies this tree of plain dataclasses like deepcopy does, several times faster
+        # (every revert and install clones a whole host).
+        return pickle.loads(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL))
