@@ -7,4 +7,5 @@ pytest_plugins = [
     "fixtures.progress",
     "fixtures.checks",
     "fixtures.allure_wiring",
+    "fixtures.allure_writer",
 ]

@@ -28,10 +28,20 @@ AREAS: tuple[str, ...] = ("hotpatch", "wsus", "services", "firewall", "updates",
 HOTPATCH_PACKAGE_NAME = "Hotpatch Enrollment Package"
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
     """Turn posture values into JSON types: datetimes to ISO 8601, tuples to lists, dict keys to strings."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    names = _FIELD_NAMES.get(kind)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES.setdefault(kind, tuple(f.name for f in dataclasses.fields(value)))
+    if names is not None:
+        return {name: _jsonable(getattr(value, name)) for name in names}
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, dt.date):
