@@ -47,6 +47,7 @@ class TwinVm:
     sticky_faults: set[str] = field(default_factory=set)  # raised by behaviours (e.g. never ready after reboot)
     lock: threading.RLock = field(default_factory=threading.RLock)
     dirty: bool = False  # changed since its last revert (what a reap must undo)
+    unsaved: bool = False  # changed since its disk was last written (written when the twin closes)
     revert_attempts: int = 0
 
 
@@ -58,6 +59,11 @@ class TwinDisks:
 
     Pickle, because WindowsHost is a tree of dataclasses; the files live in the user's own state directory and
     are read only by patchgate (never load a disk from somewhere you do not trust).
+
+    A disk is written when its VM is reverted, when it first leaves its snapshot (so a process killed after that
+    leaves a disk that says "changed", which ``patchgate reap`` reverts), and when the twin closes; the changes
+    in between (every install or staged file) are kept in memory until then, because a killed run's VM is
+    reverted anyway. No fsync: the file only has to outlive the process, not the machine.
     """
 
     def __init__(self, lab_name: str, folder: Path | None = None) -> None:
@@ -76,8 +82,6 @@ class TwinDisks:
         try:
             with os.fdopen(fd, "wb") as out:
                 pickle.dump(record, out, protocol=pickle.HIGHEST_PROTOCOL)
-                out.flush()
-                os.fsync(out.fileno())
             os.replace(tmp, self.path(vm.spec.name))  # a reader sees the old disk or the new one, never half
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -161,16 +165,29 @@ class TwinLab:
         return fresh == snap
 
     def persist(self, name: str, *, dirty: bool | None = None) -> None:
-        """Write the VM's disk; ``dirty`` marks it changed (True) or back at its snapshot (False)."""
+        """Record a change of the VM's disk; ``dirty`` marks it changed (True) or back at its snapshot (False).
+        Written now when the changed/clean flag flips, otherwise when the twin closes (see TwinDisks)."""
         vm = self.vm(name)
         with vm.lock:
+            if dirty is True and vm.dirty:
+                vm.unsaved = True
+                return
             if dirty is not None:
                 vm.dirty = dirty
-            if self.disks is not None:
-                self.disks.save(vm)
+            self._save(vm)
+
+    def _save(self, vm: TwinVm) -> None:
+        vm.unsaved = False
+        if self.disks is not None:
+            self.disks.save(vm)
 
     def close(self) -> None:
-        """Give back leases the 'lease-held' fault took (the "other run" ends with this one)."""
+        """Write the disks changed since their last write; give back leases the 'lease-held' fault took (the
+        "other run" ends with this one)."""
+        for vm in self.vms.values():
+            with vm.lock:
+                if vm.unsaved:
+                    self._save(vm)
         held, self.held_leases = self.held_leases, []
         for lease in held:
             try:
