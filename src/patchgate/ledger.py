@@ -36,11 +36,16 @@ class Ledger:
     def record(self, action: str, **fields: Any) -> None:
         entry = {"ts": dt.datetime.now(dt.UTC).isoformat(), "run": self.run_id, "action": action,
                  "pid": os.getpid(), **fields}
-        line = json.dumps(entry, default=str) + "\n"
-        with self._lock, self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        line = (json.dumps(entry, default=str) + "\n").encode("utf-8")
+        # One O_APPEND write per entry (whole lines, even with xdist workers appending too); the fsync happens
+        # outside the lock, so VMs recording at the same moment share the disk flush instead of queueing for it.
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            with self._lock:
+                os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def close(self, outcome: str) -> None:
         self.record("end", outcome=outcome)
