@@ -239,6 +239,8 @@ def write_evidence(facts: RunFacts) -> Path:
 
 def sign_if_enabled(out_dir: Path, lab: Any) -> list[Path]:
     """Hook for signed verdicts: when the lab asks for signing, ``patchgate.signing.sign_run(out_dir, lab)``."""
+    if not getattr(lab, "signs_verdicts", True):
+        return []  # without loading the signing code and its cryptography, which every run would pay for
     try:
         signing = importlib.import_module("patchgate.signing")
     except ImportError as exc:

@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import secrets as _random
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +80,7 @@ class LabRun:
         self._lease_manager = None
         self._ctx: LifecycleContext | None = None
         self._ensure_lock = threading.RLock()
+        self._prepared_changed = threading.Condition()
         self.ledger: Ledger | None = None
         self.remoting_counters: dict[str, dict[str, int]] = {}
         self._finished = False
@@ -100,7 +102,8 @@ class LabRun:
         self._ctx = LifecycleContext(lab=self.lab, candidate=self.candidate, hypervisor=self.components.hypervisor,
                                      remoting=self.components.remoting, secrets=self.components.secrets,
                                      run_id=self.run_id, ledger=self.ledger, stop=self.stop, progress=self.progress,
-                                     restore_when_captured=self.restore_when_captured)
+                                     restore_when_captured=self.restore_when_captured,
+                                     on_prepared=self._note_prepared)
         self._pool = cf.ThreadPoolExecutor(max_workers=min(self.lab.limits.total, len(self.vms)),
                                            thread_name_prefix="patchgate-vm")
         self.ensure(vm_names if vm_names is not None else [vm.name for vm in self.vms])
@@ -152,6 +155,7 @@ class LabRun:
         lifecycle.prepared.set()
         lifecycle._touched = False
         self.lifecycles[vm.name] = lifecycle
+        self._note_prepared(vm.name)
 
     def _take_leases(self, names: list[str]):
         from patchgate.leases import build_lease_manager
@@ -177,6 +181,25 @@ class LabRun:
         if future is not None and future.done():
             future.result()  # a prepare thread that died of something else than lab trouble: raise it here
         return lifecycle.obs
+
+    def _note_prepared(self, _vm_name: str) -> None:
+        with self._prepared_changed:
+            self._prepared_changed.notify_all()
+
+    def first_prepared(self, vm_names: list[str], timeout: float) -> str | None:
+        """The first of ``vm_names`` (in that order) whose observation is final, waiting up to ``timeout``
+        seconds for one; None when none is ready by then. Lets the checks of each VM start as it gets ready."""
+        deadline = time.monotonic() + timeout
+        with self._prepared_changed:
+            while True:
+                for name in vm_names:
+                    lifecycle = self.lifecycles.get(name)
+                    if lifecycle is not None and lifecycle.prepared.is_set():
+                        return name
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._prepared_changed.wait(remaining)
 
     def wait_all(self) -> dict[str, VmObservation]:
         return {name: self.observation(name) for name in self.lifecycles}

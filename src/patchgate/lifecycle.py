@@ -50,6 +50,7 @@ class LifecycleContext:
     progress: ProgressCallback | None = None
     semaphores: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
     restore_when_captured: bool = False  # nothing will look at the live VMs after the post capture
+    on_prepared: Callable[[str], object] | None = None  # told each VM's name once its observation is final
 
     def __post_init__(self) -> None:
         limits = self.lab.limits
@@ -132,6 +133,8 @@ class VmLifecycle:
             self.obs.error = LabError(str(exc), vm=self.vm.name)
         finally:
             self.prepared.set()
+            if self.ctx.on_prepared is not None:
+                self.ctx.on_prepared(self.vm.name)
         if self.ctx.restore_when_captured:
             self.restore()  # while the checks run: they only read the finished observation
         return self.obs

@@ -219,7 +219,7 @@ def verify_offline(path: str | os.PathLike[str], sig_path: str | os.PathLike[str
 
 
 def signing_enabled(lab: Lab) -> bool:
-    return lab.secrets.kind == "vault" and bool(lab.secrets.settings.signing_key)
+    return lab.signs_verdicts
 
 
 class VerdictSigner:

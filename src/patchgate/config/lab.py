@@ -283,6 +283,11 @@ class Lab(Strict):
             raise ValueError("remoting kind 'inprocess' works only with the twin hypervisor")
         return self
 
+    @property
+    def signs_verdicts(self) -> bool:
+        """Verdicts are signed with a Vault transit key (secrets.settings.signing_key)."""
+        return self.secrets.kind == "vault" and bool(getattr(self.secrets.settings, "signing_key", None))
+
     def vm(self, name: str) -> VmSpec:
         for vm in self.vms:
             if vm.name == name:
