@@ -39,6 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=_ints, default=(0, 2),
                         help="pytest-xdist worker counts to try per size; 0 = one process (default 0,2)")
     parser.add_argument("--repeats", type=int, default=5, help="captures per side in the capture benchmark")
+    parser.add_argument("--runs", type=int, default=2,
+                        help="runs per parallel configuration; the fastest is kept (default 2)")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
     parser.add_argument("--keep", action="store_true", help="keep the run folders (printed at the end)")
     return parser.parse_args(argv)
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             results["capture"] = capture.run(round_trip=0.02, repeats=args.repeats)
         if "parallel" in chosen or "allure" in chosen:
             console.print(f"parallel efficiency: {', '.join(map(str, args.sizes))} VMs, scaled latencies")
-            results["parallel"] = parallel.run(work, sizes=args.sizes, workers=args.workers,
+            results["parallel"] = parallel.run(work, sizes=args.sizes, workers=args.workers, runs=args.runs,
                                                log=lambda line: console.print(line, highlight=False))
         if "allure" in chosen and results.get("parallel"):
             biggest = max(results["parallel"]["runs"], key=lambda r: (r["vms"], -r["workers"]))
@@ -111,14 +113,17 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
         rows = []
         for r in par["runs"]:
             rows.append([str(r["vms"]), f"-n {r['workers']}" if r["workers"] else "1 process",
-                         f"{r['wall_s']:.1f} s", f"{r['longest_lifecycle_s']:.1f} s", f"{r['efficiency']:.2f}",
+                         f"{r['wall_s']:.1f} s", " / ".join(f"{w:.1f}" for w in r.get("walls_s", [])) or "-",
+                         f"{r['longest_lifecycle_s']:.1f} s", f"{r['efficiency']:.2f}",
                          f"{r['cpu_user_s'] + r['cpu_sys_s']:.1f} s",
                          f"{r['cpu_per_vm_s']:.2f} s" if r.get("cpu_per_vm_s") is not None else "-",
                          f"{r['verdict']} ({r['broken_vms']} broken)"])
         lat = ", ".join(f"{k} {v:g}s" for k, v in par["latency_s"].items())
         out.append((f"Parallel validation of {par['candidate']} (latency: {lat}; longest single-VM lifecycle "
-                    f"{par['longest_single_vm_lifecycle_s']:.1f} s)",
-                    ["VMs", "how", "wall", "longest VM lifecycle", "efficiency", "CPU", "CPU per extra VM",
+                    f"{par['longest_single_vm_lifecycle_s']:.1f} s; fastest of {par.get('runs_per_configuration', 1)} "
+                    "runs each)",
+                    ["VMs", "how", "wall", "every run (s)", "longest VM lifecycle", "efficiency", "CPU",
+                     "CPU per extra VM",
                      "verdict"], rows))
     rep = results.get("allure")
     if rep:
