@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,7 @@ class Images:
     def __init__(self, defs: dict[str, ImageDef]) -> None:
         self._defs = defs
         self._built: dict[str, WindowsHost] = {}
+        self._building = threading.RLock()  # VMs of one image revert together: build it once, not once each
 
     @classmethod
     def load(cls, extra_dirs: list[Path] | None = None) -> Images:
@@ -198,6 +200,12 @@ class Images:
     def _build(self, name: str) -> WindowsHost:
         if name in self._built:
             return self._built[name]
+        with self._building:
+            if name not in self._built:
+                self._built[name] = self._build_uncached(name)
+            return self._built[name]
+
+    def _build_uncached(self, name: str) -> WindowsHost:
         chain = self._chain(name)
         data: dict[str, Any] = {}
         for image in chain:
@@ -215,7 +223,6 @@ class Images:
         if problems:
             leaf = chain[-1]
             raise ConfigError(f"image '{name}' is inconsistent: " + "; ".join(problems), file=leaf.file)
-        self._built[name] = host
         return host
 
 

@@ -279,10 +279,13 @@ class TwinLab:
         if self._revert_fails(vm):
             raise HypervisorError(f"revert to snapshot '{vm.spec.snapshot}' failed: the twin injects "
                                   "fault 'revert-fails'", vm=name, step="revert")
-        self._pause(self.latency.revert, interruptible=False)
+        began = time.monotonic()
         snap = self.snapshot_state(name)
+        fresh = snap.clone()
+        # the copy is part of the revert: the simulated lab time is the latency, not the latency plus our CPU
+        self._pause(self.latency.revert - (time.monotonic() - began), interruptible=False)
         with vm.lock:
-            vm.host = snap.clone()
+            vm.host = fresh
             vm.powered_on = False  # a snapshot without memory: reverted VMs are off
             vm.ready_at = None
             vm.sticky_faults.clear()
