@@ -7,14 +7,19 @@ error, 130 interrupted before a verdict could be written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
 from pathlib import Path
-from typing import Callable, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, Sequence
 
 from patchgate import __version__
 from patchgate.errors import EXIT_CONFIG, EXIT_INCONCLUSIVE, EXIT_INTERNAL, ConfigError, PatchgateError
+from patchgate.inputs import INPUTS_CHECKED_BY_PARENT
+
+if TYPE_CHECKING:
+    import subprocess
 
 EPILOG = """exit codes: 0 approve, 1 block, 2 inconclusive, 3 internal error, 4 usage or configuration error
 
@@ -47,45 +52,41 @@ def _one_line(text: str) -> str:
 # ------------------------------------------------------------------ validate
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from patchgate.config import resolve_candidate, resolve_lab
-    from patchgate.labrun import RunSelection, load_inputs, new_run_id
+    from patchgate.inputs import new_run_id, peek_names, resolve_candidate, resolve_lab
     from patchgate.paths import project_root
 
     lab_path = resolve_lab(args.lab)
     candidate_path = resolve_candidate(args.candidate)
-    lab, candidate = load_inputs(lab_path, candidate_path)
-    RunSelection(vms=args.vm, roles=args.role, rings=args.ring).apply(lab)
     for folder in args.twin_catalog:
         if not Path(folder).is_dir():
             raise ConfigError("--twin-catalog: not a directory", file=folder)
-    if lab.hypervisor.kind == "twin" or getattr(lab.hypervisor.settings, "twin_guest", False):
-        from patchgate.twin.lab import check_twin_inputs
-
-        check_twin_inputs(lab, [Path(f) for f in args.twin_catalog])  # twin files and images: exit 4 up front
     root = project_root()
     if root is None:
         raise ConfigError("cannot find the suites: run patchgate from its checkout (the folder with suites/ "
                           "and conftest.py)")
+    # When the two files plainly name the candidate and the lab, the suites start at once and the files are
+    # validated here meanwhile (two interpreters starting side by side); otherwise validation comes first.
+    early = peek_names(lab_path, candidate_path)
+    checked = None if early else _check_inputs(args, lab_path, candidate_path)
+    kb, lab_name = early or (checked[1].kb, checked[0].name)  # type: ignore[index]
     run_id = new_run_id()
-    out = Path(args.out) if args.out else root / "reports" / f"{run_id}-{candidate.kb}-{lab.name}"
+    out = Path(args.out) if args.out else root / "reports" / f"{run_id}-{kb}-{lab_name}"
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    pytest_args = [sys.executable, "-m", "pytest", str(root / "suites"), "--rootdir", str(root),
-                   "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-                   "--lab", str(lab_path.resolve()), "--candidate", str(candidate_path.resolve()),
-                   "--out", str(out.resolve()), "--run-id", run_id,
-                   "--junitxml", str(out / "junit.xml"), "--alluredir", str(out / "allure-results")]
-    for folder in args.twin_catalog:
-        pytest_args += ["--twin-catalog", str(Path(folder).resolve())]
-    for flag, values in (("--vm", args.vm), ("--role", args.role), ("--ring", args.ring)):
-        for value in values:
-            pytest_args += [flag, value]
-    if args.keep_on_failure:
-        pytest_args.append("--keep-on-failure")
-    if not any(a.startswith("--tb") for a in args.pytest_args):
-        pytest_args.append("--tb=short")  # the failure message and its table, without the test's source
-    pytest_args += list(args.pytest_args)
-    print(f"patchgate {__version__}: validating {candidate.kb} on lab '{lab.name}' -> {out}", flush=True)
-    code = _run_suites(pytest_args, cwd=root)
+    child = _start_suites(_suite_command(args, root, lab_path, candidate_path, out, run_id), cwd=root,
+                          inputs_checked_here=early is not None)
+    with _forwarding_signals(child):
+        if checked is None:
+            try:
+                checked = _check_inputs(args, lab_path, candidate_path)
+            except BaseException:
+                child.kill()  # it stops at the same check before touching the lab; only its output would differ
+                child.wait()
+                if created and out.is_dir() and not any(out.iterdir()):
+                    out.rmdir()
+                raise
+        print(f"patchgate {__version__}: validating {checked[1].kb} on lab '{checked[0].name}' -> {out}", flush=True)
+        code = _wait(child)
     gate_file = out / "gate.json"
     if int(code) == EXIT_CONFIG:
         return EXIT_CONFIG
@@ -97,12 +98,54 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return int(gate["exit_code"])
 
 
-def _run_suites(command: list[str], *, cwd: Path) -> int:
-    """Run the suites in a child pytest. Ctrl-C and SIGTERM are passed on to it, so it restores the VMs,
-    releases the leases and writes its partial gate.json before we report."""
+def _check_inputs(args: argparse.Namespace, lab_path: Path, candidate_path: Path) -> tuple[Any, Any]:
+    """Everything the suites would refuse, found here first so it is one clear line (exit 4)."""
+    from patchgate.labrun import RunSelection, load_inputs
+
+    lab, candidate = load_inputs(lab_path, candidate_path)
+    RunSelection(vms=args.vm, roles=args.role, rings=args.ring).apply(lab)
+    if lab.hypervisor.kind == "twin" or getattr(lab.hypervisor.settings, "twin_guest", False):
+        from patchgate.twin.lab import check_twin_inputs
+
+        check_twin_inputs(lab, [Path(f) for f in args.twin_catalog])  # twin files and images: exit 4 up front
+    return lab, candidate
+
+
+def _suite_command(args: argparse.Namespace, root: Path, lab_path: Path, candidate_path: Path, out: Path,
+                   run_id: str) -> list[str]:
+    command = [sys.executable, "-m", "pytest", str(root / "suites"), "--rootdir", str(root),
+               "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+               "--lab", str(lab_path.resolve()), "--candidate", str(candidate_path.resolve()),
+               "--out", str(out.resolve()), "--run-id", run_id,
+               "--junitxml", str(out / "junit.xml"), "--alluredir", str(out / "allure-results")]
+    for folder in args.twin_catalog:
+        command += ["--twin-catalog", str(Path(folder).resolve())]
+    for flag, values in (("--vm", args.vm), ("--role", args.role), ("--ring", args.ring)):
+        for value in values:
+            command += [flag, value]
+    if args.keep_on_failure:
+        command.append("--keep-on-failure")
+    if not any(a.startswith("--tb") for a in args.pytest_args):
+        command.append("--tb=short")  # the failure message and its table, without the test's source
+    return command + list(args.pytest_args)
+
+
+def _start_suites(command: list[str], *, cwd: Path, inputs_checked_here: bool) -> "subprocess.Popen[bytes]":
+    """The suites in a child pytest. When this process checks the inputs meanwhile, the child leaves reporting
+    an input error to it (exit 4 without a second message)."""
+    import os
     import subprocess
 
-    child = subprocess.Popen(command, cwd=cwd)
+    env = dict(os.environ)
+    if inputs_checked_here:
+        env[INPUTS_CHECKED_BY_PARENT] = "1"
+    return subprocess.Popen(command, cwd=cwd, env=env)
+
+
+@contextlib.contextmanager
+def _forwarding_signals(child: "subprocess.Popen[bytes]") -> Iterator[None]:
+    """Ctrl-C and SIGTERM are passed on to the child, so it restores the VMs, releases the leases and writes its
+    partial gate.json before we report."""
 
     def forward(signum: int, _frame: object) -> None:
         if child.poll() is None:
@@ -110,14 +153,18 @@ def _run_suites(command: list[str], *, cwd: Path) -> int:
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while True:
-            try:
-                return child.wait()
-            except InterruptedError:  # pragma: no cover - PEP 475 retries wait() for us
-                continue
+        yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _wait(child: "subprocess.Popen[bytes]") -> int:
+    while True:
+        try:
+            return child.wait()
+        except InterruptedError:  # pragma: no cover - PEP 475 retries wait() for us
+            continue
 
 
 def _print_verdict(gate: dict, gate_file: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import datetime as dt
 import logging
-import secrets as _random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,16 +13,13 @@ from pathlib import Path
 from patchgate.components import LabComponents, build_components
 from patchgate.config import Candidate, Lab, VmSpec, load_candidate, load_lab
 from patchgate.errors import ConfigError, LabError
+from patchgate.inputs import new_run_id
 from patchgate.ledger import Ledger
 from patchgate.lifecycle import LifecycleContext, ProgressCallback, VmLifecycle
 from patchgate.observations import VmObservation
 from patchgate.secrets.redact import redactor
 
 log = logging.getLogger("patchgate.run")
-
-
-def new_run_id() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + _random.token_hex(3)
 
 
 @dataclass

@@ -193,14 +193,26 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture
 def guarded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Fresh state dir; starting the suites would be a bug (the input is bad), so it fails loudly."""
+    """Fresh state dir. `patchgate validate` may start the suites while it checks the files itself, but for bad
+    input it must stop them unwaited (they would refuse the same input, silently): waiting for them fails."""
     state = tmp_path / "state"
     monkeypatch.setenv("PATCHGATE_STATE_DIR", str(state))
 
-    def no_suites(*_args: Any, **_kwargs: Any) -> int:
-        raise AssertionError("the suites were started for bad input")
+    class Suites:
+        killed = False
 
-    monkeypatch.setattr(cli, "_run_suites", no_suites)
+        def kill(self) -> None:
+            self.killed = True
+
+        def wait(self) -> int:
+            if not self.killed:
+                raise AssertionError("the suites ran for bad input")
+            return -9
+
+        def poll(self) -> int | None:
+            return -9 if self.killed else None
+
+    monkeypatch.setattr(cli, "_start_suites", lambda *_args, **_kwargs: Suites())
     return state
 
 
