@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from support.runs import PATCHGATE, ROOT, clean_env, patchgate  # noqa: F401 - re-exported for the tests
 
-ROOT = Path(__file__).resolve().parents[2]
-PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
 
 # The four VMs of labs/twin.yaml: the same images, roles and rings, so verdicts are comparable.
 TWIN_VMS: list[dict[str, Any]] = [
@@ -32,21 +29,6 @@ TWIN_VMS: list[dict[str, Any]] = [
 PSRP_LOOPBACK = {"kind": "psrp", "settings": {"ssl": False, "auth": "basic", "encryption": "never",
                                                "connect_timeout": 10, "read_timeout": 30,
                                                "operation_timeout": 20}}
-
-
-def clean_env(state_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment of a ``patchgate`` subprocess: no Vault or credential variables of the caller,
-    its own state directory (local leases, ledgers), plus ``extra``."""
-    drop = ("VAULT_", "BAO_", "PATCHGATE_USERNAME", "PATCHGATE_PASSWORD", "PATCHGATE_HYPERVISOR_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    env["PATCHGATE_STATE_DIR"] = str(state_dir)
-    env.update(extra)
-    return env
-
-
-def patchgate(*args: str, env: Mapping[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PATCHGATE, *args], cwd=ROOT, env=dict(env), capture_output=True, text=True,
-                          timeout=timeout, check=False)
 
 
 def write_lab(path: Path, *, name: str, hypervisor: dict[str, Any], secrets: dict[str, Any],

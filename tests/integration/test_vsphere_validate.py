@@ -130,13 +130,18 @@ def test_run_tags_are_cleared_after_the_runs(simulator: Vcsim, vault_lab_file: P
         hv.close()
 
 
+def _credentials_from_env(simulator: Vcsim, tmp_path: Path) -> dict[str, str]:
+    """Guest and vCenter credentials from the environment (no Vault), and the test's own state folder."""
+    return clean_env(tmp_path / "state", PATCHGATE_USERNAME="Administrator", PATCHGATE_PASSWORD="twin-guest-pw-1",
+                     PATCHGATE_HYPERVISOR_USERNAME=simulator.username,
+                     PATCHGATE_HYPERVISOR_PASSWORD=simulator.password)
+
+
 def test_thumbprint_pinning_and_env_credentials(simulator: Vcsim, tmp_path: Path) -> None:
     """No CA bundle: the pinned SHA-256 thumbprint alone trusts the simulator; credentials from the env."""
     lab = simulator_lab(simulator, tmp_path / "vsphere-pinned.yaml", thumbprint=simulator.thumbprint,
                         ca_bundle=None)
-    env = clean_env(tmp_path / "state", PATCHGATE_USERNAME="Administrator",
-                    PATCHGATE_PASSWORD="twin-guest-pw-1", PATCHGATE_HYPERVISOR_USERNAME=simulator.username,
-                    PATCHGATE_HYPERVISOR_PASSWORD=simulator.password)
+    env = _credentials_from_env(simulator, tmp_path)
     proc = patchgate("validate", "--lab", str(lab), "--candidate", "KB5070881", "--vm", "ws25-hp-01",
                      "--out", str(tmp_path / "out"), env=env)
     assert proc.returncode == 1, explain(proc)
@@ -148,9 +153,7 @@ def test_thumbprint_pinning_and_env_credentials(simulator: Vcsim, tmp_path: Path
 
 def test_wrong_thumbprint_is_a_broken_run_never_an_approval(simulator: Vcsim, tmp_path: Path) -> None:
     lab = simulator_lab(simulator, tmp_path / "vsphere-wrong-pin.yaml", thumbprint="AB" * 32, ca_bundle=None)
-    env = clean_env(tmp_path / "state", PATCHGATE_USERNAME="Administrator",
-                    PATCHGATE_PASSWORD="twin-guest-pw-1", PATCHGATE_HYPERVISOR_USERNAME=simulator.username,
-                    PATCHGATE_HYPERVISOR_PASSWORD=simulator.password)
+    env = _credentials_from_env(simulator, tmp_path)
     proc = patchgate("validate", "--lab", str(lab), "--candidate", "KB5070893", "--vm", "ws25-mbr-01",
                      "--out", str(tmp_path / "out"), env=env)
     assert proc.returncode == 2, explain(proc)
@@ -161,9 +164,7 @@ def test_wrong_thumbprint_is_a_broken_run_never_an_approval(simulator: Vcsim, tm
 
 def test_turning_tls_checks_off_is_recorded(simulator: Vcsim, tmp_path: Path) -> None:
     lab = simulator_lab(simulator, tmp_path / "vsphere-insecure.yaml", cert_validation=False, ca_bundle=None)
-    env = clean_env(tmp_path / "state", PATCHGATE_USERNAME="Administrator",
-                    PATCHGATE_PASSWORD="twin-guest-pw-1", PATCHGATE_HYPERVISOR_USERNAME=simulator.username,
-                    PATCHGATE_HYPERVISOR_PASSWORD=simulator.password)
+    env = _credentials_from_env(simulator, tmp_path)
     proc = patchgate("validate", "--lab", str(lab), "--candidate", "KB5070893", "--vm", "ws25-mbr-01",
                      "--out", str(tmp_path / "out"), env=env)
     assert proc.returncode == 0, explain(proc)
