@@ -1,19 +1,22 @@
-"""The twin as a hypervisor: revert, power and readiness act on the TwinLab model."""
+"""The twin as a hypervisor: revert, power and readiness act on the TwinLab model (here or in its own process)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from patchgate.config.lab import VmSpec
 from patchgate.hypervisors.base import GuestEndpoint, SnapshotRef
 from patchgate.twin.lab import TwinLab
+
+if TYPE_CHECKING:
+    from patchgate.twin.process import RemoteTwinLab
 
 
 class TwinHypervisor:
     kind = "twin"
     cert_validation = True  # nothing to validate: no TLS between patchgate and its own twin
 
-    def __init__(self, lab: TwinLab, endpoint_for: Callable[[str], GuestEndpoint],
+    def __init__(self, lab: "TwinLab | RemoteTwinLab", endpoint_for: Callable[[str], GuestEndpoint],
                  on_guest_restart: Callable[[str], object] | None = None) -> None:
         self.twin = lab
         self._endpoint_for = endpoint_for
@@ -26,7 +29,7 @@ class TwinHypervisor:
         return None
 
     def snapshot(self, vm: VmSpec) -> SnapshotRef:
-        self.twin.snapshot_state(vm.name)
+        self.twin.ensure_snapshot(vm.name)
         return SnapshotRef(vm=vm.name, name=vm.snapshot, identifier=self.twin.snapshot_identifier(vm.name),
                            extra={"image": vm.image or ""})
 
@@ -58,7 +61,5 @@ class TwinHypervisor:
 
     def keep_failure_snapshot(self, vm: VmSpec, run_id: str) -> str | None:
         name = f"patchgate-failure-{run_id}"
-        state = self.twin.vm(vm.name)
-        if state.host is not None:
-            state.snapshots[name] = state.host.clone()
+        self.twin.keep_snapshot(vm.name, name)
         return name

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from patchgate.config.lab import Lab, TwinLatency, VmSpec
 from patchgate.errors import ConfigError, HypervisorError, LabTimeout
 from patchgate.twin.faults import FAULTS, Fault, parse_faults
+from patchgate.twin.lease_fault import LeaseHeldFault
 from patchgate.twin.model import WindowsHost, utcnow
 
 if TYPE_CHECKING:
@@ -131,8 +132,7 @@ class TwinLab:
             self.vms[spec.name] = TwinVm(spec=spec, faults=faults if inject_faults else {})
         self._changed = threading.Condition()
         self.disks = disks
-        self.held_leases: list = []  # leases the 'lease-held' fault took on behalf of "another run"
-        self._leases_taken: set[str] = set()
+        self.lease_fault = LeaseHeldFault({name: vm.faults for name, vm in self.vms.items()})
         if disks is not None:
             for vm in self.vms.values():
                 self._load_disk(vm)
@@ -182,33 +182,15 @@ class TwinLab:
             self.disks.save(vm)
 
     def close(self) -> None:
-        """Write the disks changed since their last write; give back leases the 'lease-held' fault took (the
-        "other run" ends with this one)."""
+        """Write the disks changed since their last write; give back leases the 'lease-held' fault took."""
         for vm in self.vms.values():
             with vm.lock:
                 if vm.unsaved:
                     self._save(vm)
-        held, self.held_leases = self.held_leases, []
-        for lease in held:
-            try:
-                lease.release()
-            except Exception as exc:  # noqa: BLE001 - they expire on their own
-                log.warning("could not release a lease held by the twin's lease-held fault: %s", exc)
+        self.lease_fault.release()
 
     def hold_leases(self, manager: object, vm_names: list[str]) -> None:
-        """Fault 'lease-held': before the run leases its VMs, "another run" takes the faulty ones and keeps
-        them until this run ends (a real lease, contended through the same backend)."""
-        from patchgate.errors import LeaseError
-
-        for name in vm_names:
-            vm = self.vms.get(name)
-            if vm is None or "lease-held" not in vm.faults or name in self._leases_taken:
-                continue
-            self._leases_taken.add(name)
-            try:
-                self.held_leases.append(manager.acquire([name], f"other-run-{name}", timeout=5))  # type: ignore
-            except LeaseError as exc:
-                log.warning("fault lease-held: could not take the lease of %s first: %s", name, exc)
+        self.lease_fault.hold(manager, vm_names)
 
     # ------------------------------------------------------------ helpers
 
@@ -258,9 +240,19 @@ class TwinLab:
                 vm.snapshots[vm.spec.snapshot] = snap
             return snap
 
+    def ensure_snapshot(self, name: str) -> None:
+        """Build the VM's named snapshot now if it was never used (what a snapshot lookup does)."""
+        self.snapshot_state(name)
+
     def snapshot_identifier(self, name: str) -> str:
+        return snapshot_identifier(self.vm(name).spec)
+
+    def keep_snapshot(self, name: str, snapshot: str) -> None:
+        """Keep the VM's current state as snapshot ``snapshot`` (a failure snapshot for debugging)."""
         vm = self.vm(name)
-        return f"twin:{vm.spec.name}/{vm.spec.snapshot}@{vm.spec.image}"
+        with vm.lock:
+            if vm.host is not None:
+                vm.snapshots[snapshot] = vm.host.clone()
 
     def _revert_fails(self, vm: TwinVm) -> bool:
         """Fault 'revert-fails' fails the first revert step of the run with all its retries (argument N: the
@@ -359,6 +351,10 @@ class TwinLab:
             vm.powered_on = False
             vm.ready_at = None
         self._notify()
+
+
+def snapshot_identifier(spec: VmSpec) -> str:
+    return f"twin:{spec.name}/{spec.snapshot}@{spec.image}"
 
 
 def build_twin_lab(lab: Lab, extra_catalog_dirs: list[Path], *, stop: threading.Event | None = None,
