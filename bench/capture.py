@@ -1,7 +1,7 @@
 """Posture capture: patchgate's one-pipeline capture on a long-lived pool versus one ``execute_ps`` per probe.
 
-Both sides talk to the same twin WSMan endpoint with an injected round-trip latency, in one process, so the only
-difference is how the probes travel. The naive side is what a first script usually does: for each probe,
+Both sides talk to the same twin WSMan endpoint (served from the twin's own process) with an injected round-trip
+latency, so the only difference is how the probes travel. The naive side is what a first script usually does: for each probe,
 ``pypsrp.client.Client.execute_ps(script)``, which opens a runspace pool, runs one pipeline and closes the pool.
 """
 
@@ -45,22 +45,22 @@ def run(*, round_trip: float = 0.02, repeats: int = 5) -> dict[str, Any]:
             hypervisor.power_on(vm)
             endpoint = hypervisor.wait_ready(vm, 30)
             credentials = components.secrets.remoting_credentials(vm)
-            wsman = components.endpoints.endpoint(vm.name)
+            endpoints = components.endpoints  # the VM's listener, in the twin's own process
 
             # patchgate: the pool is opened once per VM and reused by every capture of the run
-            wsman.reset_counters()
+            endpoints.reset_counters(vm.name)
             began = time.perf_counter()
             session = PsrpRemoting(lab.remoting.settings).open(vm.name, endpoint, credentials)
             connect_s = time.perf_counter() - began
-            connect_requests = _requests(wsman.counters())
+            connect_requests = _requests(endpoints.counters(vm.name))
             batched_s, batched_req = [], []
             try:
                 for _ in range(repeats):
-                    wsman.reset_counters()
+                    endpoints.reset_counters(vm.name)
                     began = time.perf_counter()
                     capture = parse_capture(session.run(compose_capture(), timeout=60), vm=vm.name)
                     batched_s.append(time.perf_counter() - began)
-                    batched_req.append(_requests(wsman.counters()))
+                    batched_req.append(_requests(endpoints.counters(vm.name)))
                     assert capture.ok, capture.errors
             finally:
                 session.close()
@@ -69,7 +69,7 @@ def run(*, round_trip: float = 0.02, repeats: int = 5) -> dict[str, Any]:
             password = credentials.password.get_secret_value()
             naive_s, naive_req = [], []
             for _ in range(repeats):
-                wsman.reset_counters()
+                endpoints.reset_counters(vm.name)
                 began = time.perf_counter()
                 client = Client("127.0.0.1", port=endpoint.port, username=credentials.username, password=password,
                                 ssl=False, auth="basic", encryption="never", path="wsman")
@@ -78,7 +78,7 @@ def run(*, round_trip: float = 0.02, repeats: int = 5) -> dict[str, Any]:
                     assert output and not had_errors, f"naive probe {area} failed"
                     parse_probe(area, output)  # the same parsing work the batched side does
                 naive_s.append(time.perf_counter() - began)
-                naive_req.append(_requests(wsman.counters()))
+                naive_req.append(_requests(endpoints.counters(vm.name)))
         finally:
             components.close()
 

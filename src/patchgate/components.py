@@ -50,18 +50,28 @@ def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Eve
     twin = shell = endpoints = None
     uses_twin = lab.hypervisor.kind == "twin" or (
         lab.hypervisor.kind == "vsphere" and lab.hypervisor.settings.twin_guest)
-    if uses_twin:
+    # the twin's hosts answer from their own process when the harness reaches them over WSMan, as a real lab's
+    # would; in-process remoting and the vSphere simulator's guests act on them directly
+    own_process = (lab.hypervisor.kind == "twin" and lab.remoting.kind == "psrp"
+                   and lab.hypervisor.settings.own_process)
+    if own_process:
+        from patchgate.twin.lab import check_twin_inputs
+        from patchgate.twin.process import RemoteTwinLab, TwinProcess
+
+        twin = RemoteTwinLab(lab, TwinProcess(lab, check_twin_inputs(lab, twin_catalogs), stop))
+    elif uses_twin:
         from patchgate.twin.lab import build_twin_lab
         from patchgate.twin.shell_impl import TwinShell
 
         twin = build_twin_lab(lab, twin_catalogs, stop=stop)
         shell = TwinShell(twin)
-        if any(twin.has_fault(vm.name, kind) for vm in lab.vms for kind in VAULT_FAULTS):
-            from patchgate.twin.vault_faults import VaultFaultSecrets
-
-            secrets = VaultFaultSecrets(secrets, twin)
     elif twin_catalogs:
         raise ConfigError("--twin-catalog only applies to labs served by the twin", file=str(lab.source))
+    lab_secrets = secrets  # what the twin's hosts know of their own accounts: never through an injected fault
+    if twin is not None and any(twin.has_fault(vm.name, kind) for vm in lab.vms for kind in VAULT_FAULTS):
+        from patchgate.twin.vault_faults import VaultFaultSecrets
+
+        secrets = VaultFaultSecrets(secrets, twin)
 
     if lab.remoting.kind == "inprocess":
         from patchgate.remoting.inprocess import InProcessRemoting
@@ -71,17 +81,22 @@ def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Eve
         remoting = build_remoting(lab.remoting)
 
     if uses_twin and lab.remoting.kind == "psrp":
-        from patchgate.twin.wsman import TwinEndpoints
-
-        latency = lab.hypervisor.settings.latency.wsman_round_trip if lab.hypervisor.kind == "twin" else 0.0
         def host_credentials(vm_name: str) -> Any:
-            creds = secrets.remoting_credentials(lab.vm(vm_name))
+            creds = (lab_secrets if own_process else secrets).remoting_credentials(lab.vm(vm_name))
             if twin is not None and twin.has_fault(vm_name, "auth-failure"):
                 # twin fault 'auth-failure': the host's password is not the one the lab's secrets hold
                 return (creds.username, "twin-fault-auth-failure")
             return creds
 
-        endpoints = TwinEndpoints(shell, host_credentials, latency=latency)
+        if own_process:
+            from patchgate.twin.process import RemoteEndpoints
+
+            endpoints = RemoteEndpoints(twin.process, host_credentials)  # type: ignore[union-attr]
+        else:
+            from patchgate.twin.wsman import TwinEndpoints
+
+            latency = lab.hypervisor.settings.latency.wsman_round_trip if lab.hypervisor.kind == "twin" else 0.0
+            endpoints = TwinEndpoints(shell, host_credentials, latency=latency)
 
     def endpoint_for(vm_name: str) -> GuestEndpoint:
         if lab.remoting.kind == "psrp" and endpoints is not None:
@@ -94,8 +109,9 @@ def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Eve
     if lab.hypervisor.kind == "twin":
         from patchgate.hypervisors.twin import TwinHypervisor
 
-        hypervisor: Hypervisor = TwinHypervisor(
-            twin, endpoint_for, on_guest_restart=endpoints.drop_shells if endpoints is not None else None)
+        # in its own process the twin drops a restarted guest's shells itself
+        restarted = endpoints.drop_shells if endpoints is not None and not own_process else None
+        hypervisor: Hypervisor = TwinHypervisor(twin, endpoint_for, on_guest_restart=restarted)
     elif lab.hypervisor.kind == "vsphere":
         from patchgate.hypervisors.vsphere import VsphereHypervisor
 

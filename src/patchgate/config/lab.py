@@ -33,6 +33,9 @@ class TwinLatency(Strict):
 
 class TwinHypervisorSettings(Strict):
     latency: TwinLatency = TwinLatency()
+    own_process: bool = Field(True, description="serve the twin's hosts and their WinRM listeners from a process "
+                              "of their own, as a real lab's machines are (psrp remoting); false keeps them inside "
+                              "the harness's process, where a debugger or profiler sees both sides")
 
 
 class VsphereSettings(Strict):

@@ -10,7 +10,7 @@ from patchgate.twin.shell import ScriptHost
 from patchgate.twin.wsman.server import DEFAULT_IDLE_TIMEOUT, WSManEndpoint
 
 
-def _pair(credentials: Any) -> tuple[str, str]:
+def credential_pair(credentials: Any) -> tuple[str, str]:
     """Accept ``Credentials`` (password as SecretStr) or a plain (username, password) pair."""
     if isinstance(credentials, tuple):
         return str(credentials[0]), str(credentials[1])
@@ -41,7 +41,7 @@ class TwinEndpoints:
         with self._lock:
             endpoint = self._endpoints.get(vm)
             if endpoint is None:
-                endpoint = WSManEndpoint(vm, self._script_host, lambda: _pair(self._credentials_for_vm(vm)),
+                endpoint = WSManEndpoint(vm, self._script_host, lambda: credential_pair(self._credentials_for_vm(vm)),
                                          latency=self._latency, idle_timeout=self._idle_timeout,
                                          ssl_context=self._ssl_context)
                 self._endpoints[vm] = endpoint
@@ -59,6 +59,9 @@ class TwinEndpoints:
 
     def counters(self, vm: str) -> dict[str, int]:
         return self.endpoint(vm).counters()
+
+    def reset_counters(self, vm: str) -> None:
+        self.endpoint(vm).reset_counters()
 
     def drop_shells(self, vm: str) -> int:
         """What a guest restart does to WinRM: every open shell is gone (clients must reconnect)."""

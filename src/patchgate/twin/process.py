@@ -1,0 +1,241 @@
+"""The twin lab served from its own process, and the harness's handles on it.
+
+Why: with the twin inside the harness, every WSMan request costs the harness's interpreter lock twice (pypsrp
+building the request, psrpcore answering it), so with many VMs the lifecycles stretch with the VM count. A real
+lab answers from other machines; so does the twin here: one child process per run holds the twin's hosts, their
+disks and their WinRM listeners, and the harness talks to it the way it talks to a hypervisor (a call per
+operation, over a ``multiprocessing`` manager) and to the hosts (WSMan over TCP, unchanged).
+
+Lifetime: the child is forked when the run builds its components and ends when they close. It ignores Ctrl-C
+and SIGTERM (the harness restores the VMs through it first), and it exits at once when the harness dies: a killed
+run leaves the twin's disks as a killed in-process twin would (marked changed), for ``patchgate reap``.
+Its log records are relayed to the harness's logging.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import threading
+from multiprocessing.managers import BaseManager, RemoteError
+from typing import TYPE_CHECKING, Any, Callable
+
+from patchgate.config.lab import Lab
+from patchgate.errors import HypervisorError, LabError
+from patchgate.twin.faults import parse_faults
+from patchgate.twin.lab import snapshot_identifier
+from patchgate.twin.lease_fault import LeaseHeldFault
+from patchgate.twin.wsman.manager import credential_pair
+
+if TYPE_CHECKING:
+    from patchgate.twin.catalog import Catalog
+    from patchgate.twin.service import TwinService
+
+log = logging.getLogger(__name__)
+
+SERVICE_METHODS = ("ensure_snapshot", "revert", "power_on", "wait_ready", "reboot", "keep_snapshot",
+                   "start_endpoint", "counters", "reset_counters", "drop_shells", "stop_endpoints", "pid", "stop",
+                   "close")
+
+
+class _TwinManager(BaseManager):
+    """The child's server: one registered object, the twin service built when the child starts."""
+
+
+_SERVICE: "TwinService | None" = None
+_SERVICE_ERROR: BaseException | None = None
+
+
+def _service() -> "TwinService":
+    if _SERVICE is None:
+        raise _SERVICE_ERROR or RuntimeError("no twin lab was built")
+    return _SERVICE
+
+
+_TwinManager.register("service", callable=_service, exposed=SERVICE_METHODS)
+
+
+class _QueueHandler(logging.handlers.QueueHandler):
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self.queue.put(record)  # a SimpleQueue: written through at once, nothing buffered to lose at exit
+
+
+def _start_in_child(lab: Lab, catalog: "Catalog", records: Any) -> None:
+    """Initializer of the forked child: arguments are inherited, not pickled."""
+    global _SERVICE, _SERVICE_ERROR
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the manager already ignores SIGINT
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 1)  # never write into the harness's stdout (under xdist it is the worker's channel)
+    os.close(devnull)
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the child's lifetime
+    sys.stderr = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115 - a fresh lock, none inherited held
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(_QueueHandler(records))
+
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        def exit_with_parent() -> None:
+            multiprocessing.connection.wait([parent.sentinel])
+            os._exit(0)  # unsaved changes die with the run, exactly as an in-process twin's would
+
+        threading.Thread(target=exit_with_parent, name="twin-parent-watch", daemon=True).start()
+    try:
+        from patchgate.twin.service import TwinService
+
+        _SERVICE = TwinService(lab, catalog)
+    except BaseException as exc:  # noqa: BLE001 - reported to the harness on its first call
+        _SERVICE_ERROR = exc
+
+
+def _relay_records(records: Any) -> None:
+    while True:
+        record = records.get()
+        if record is None:
+            return
+        logging.getLogger(record.name).handle(record)
+
+
+class TwinProcess:
+    """The harness's handle on the twin's process: start, the service proxy, and a clean end."""
+
+    def __init__(self, lab: Lab, catalog: "Catalog", stop: threading.Event) -> None:
+        import patchgate.twin.service  # noqa: F401 - imported before the fork, so the child does not import it
+
+        context = multiprocessing.get_context("fork")
+        self._records = context.SimpleQueue()
+        self._relay = threading.Thread(target=_relay_records, args=(self._records,), name="twin-log-relay",
+                                       daemon=True)
+        self._relay.start()
+        self._manager = _TwinManager(ctx=context)
+        self._closed = threading.Event()
+        try:
+            self._manager.start(initializer=_start_in_child, initargs=(lab, catalog, self._records))
+            self.service: Any = self._manager.service()  # type: ignore[attr-defined]
+            self.pid: int = self.service.pid()
+        except RemoteError as exc:  # the child started but could not build the lab: its last traceback line
+            self._end()
+            lines = str(exc).strip().splitlines()
+            raise HypervisorError(f"the twin's process could not open lab '{lab.name}': "
+                                  f"{lines[-1] if lines else exc}") from None
+        except Exception as exc:
+            self._end()
+            raise HypervisorError(f"the twin's process did not start: {exc}") from None
+        self._stop = stop
+        threading.Thread(target=self._relay_stop, name="twin-stop-relay", daemon=True).start()
+
+    def _relay_stop(self) -> None:
+        """The run's stop reaches the waits inside the twin (a hung install ends, a boot wait gives up)."""
+        while not self._closed.is_set():
+            if self._stop.wait(0.25):
+                if not self._closed.is_set():
+                    try:
+                        self.service.stop()
+                    except Exception:  # noqa: BLE001 - the child is gone already: nothing waits in it
+                        pass
+                return
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def close(self) -> None:
+        """Stop the listeners, write the disks, end the child. Idempotent."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        try:
+            self.service.close()
+        except Exception as exc:  # noqa: BLE001 - the child may be gone; its disks say what they say
+            log.warning("the twin's process did not close cleanly: %s", exc)
+        self._end()
+
+    def _end(self) -> None:
+        try:
+            self._manager.shutdown()
+        except Exception:  # noqa: BLE001 - never started
+            pass
+        self._records.put(None)
+        self._relay.join(timeout=5)
+
+
+class RemoteTwinLab:
+    """The TwinLab calls the harness makes, answered by the twin's process. Faults named in the lab file are
+    known here without asking; the ones behaviours raise during a run (a guest that never returns) act in the
+    child, where the waits happen."""
+
+    def __init__(self, lab: Lab, process: TwinProcess) -> None:
+        self.lab = lab
+        self.process = process
+        where = str(lab.source) if lab.source else None
+        self._faults = {vm.name: parse_faults(vm.faults, where=where) for vm in lab.vms}
+        self._specs = {vm.name: vm for vm in lab.vms}
+        self.lease_fault = LeaseHeldFault(self._faults)
+
+    def has_fault(self, name: str, kind: str) -> bool:
+        return kind in self._faults.get(name, {})
+
+    def hold_leases(self, manager: object, vm_names: list[str]) -> None:
+        self.lease_fault.hold(manager, vm_names)
+
+    def snapshot_identifier(self, name: str) -> str:
+        return snapshot_identifier(self._specs[name])
+
+    def ensure_snapshot(self, name: str) -> None:
+        self.process.service.ensure_snapshot(name)
+
+    def revert(self, name: str) -> None:
+        self.process.service.revert(name)
+
+    def power_on(self, name: str) -> None:
+        self.process.service.power_on(name)
+
+    def wait_ready(self, name: str, timeout: float) -> None:
+        self.process.service.wait_ready(name, timeout)
+
+    def reboot(self, name: str) -> None:
+        self.process.service.reboot(name)
+
+    def keep_snapshot(self, name: str, snapshot: str) -> None:
+        self.process.service.keep_snapshot(name, snapshot)
+
+    def close(self) -> None:
+        self.process.close()
+        self.lease_fault.release()
+
+
+class RemoteEndpoints:
+    """TwinEndpoints' face for the harness: each VM's listener runs in the twin's process. The account a
+    listener accepts is sent when it starts (at every readiness wait), from the lab's secrets at that moment
+    (in the harness's process a listener asks at every login instead; a rotation shows at the next boot here)."""
+
+    def __init__(self, process: TwinProcess, credentials_for_vm: Callable[[str], Any]) -> None:
+        self._process = process
+        self._credentials_for_vm = credentials_for_vm
+
+    def start(self, vm: str) -> int:
+        try:
+            username, password = credential_pair(self._credentials_for_vm(vm))
+        except LabError as exc:  # Vault trouble: the lifecycle's own read at connect reports it, as it would
+            log.debug("twin host %s keeps the account it had: %s", vm, exc)
+            username = password = None
+        return int(self._process.service.start_endpoint(vm, username, password))
+
+    def counters(self, vm: str) -> dict[str, int]:
+        return dict(self._process.service.counters(vm))
+
+    def reset_counters(self, vm: str) -> None:
+        self._process.service.reset_counters(vm)
+
+    def drop_shells(self, vm: str) -> int:
+        return int(self._process.service.drop_shells(vm))
+
+    def stop_all(self) -> None:
+        if not self._process.closed:
+            self._process.service.stop_endpoints()

@@ -1,0 +1,200 @@
+"""The twin served from its own process: the harness drives it across the boundary exactly as in-process.
+
+What must hold: the hosts really answer from another process (their listeners too), lab errors arrive with the
+VM and step they name, the twin's log records reach the harness's logging, Ctrl-C meant for the harness does
+not take the lab down, and the child never outlives the harness that started it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from patchgate.components import LabComponents, build_components
+from patchgate.config import Lab
+from patchgate.errors import HypervisorError
+from patchgate.remoting.psrp import PsrpRemoting
+from patchgate.remoting.staging import OP_STAGE_PREPARE, op_script
+from patchgate.secrets.base import Credentials
+from patchgate.twin.process import RemoteTwinLab
+from patchgate.twin.service import TwinService
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def lab_document(*, own_process: bool = True, faults: list[str] | None = None) -> dict:
+    return {
+        "name": "own-process",
+        "hypervisor": {"kind": "twin", "settings": {"own_process": own_process}},
+        "remoting": {"kind": "psrp", "settings": {"ssl": False, "auth": "basic", "encryption": "never",
+                                                  "read_timeout": 30, "operation_timeout": 20}},
+        "secrets": {"kind": "twin"},
+        "vms": [{"name": "op-hp-01", "role": "hotpatch-member", "snapshot": "baseline-2025-10",
+                 "image": "ws2025-dc-hotpatch-oct2025", "faults": faults or []}],
+        "timeouts": {"ready": 30, "install": 60, "reboot": 30, "capture": 30},
+    }
+
+
+@pytest.fixture
+def state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("PATCHGATE_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+def build(document: dict) -> LabComponents:
+    return build_components(Lab.model_validate(document), twin_catalogs=[], stop=threading.Event())
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+
+
+def wait_until_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.05)  # polling a condition with a deadline, not standing in for one
+    return False
+
+
+def test_psrp_twin_labs_are_served_from_another_process_and_answer_wsman(state: Path) -> None:
+    components = build(lab_document())
+    try:
+        assert isinstance(components.twin, RemoteTwinLab)
+        child = components.twin.process.pid
+        assert child != os.getpid() and alive(child)
+        lab = components.twin.lab
+        vm = lab.vms[0]
+        hypervisor = components.hypervisor
+        snapshot = hypervisor.revert(vm)
+        assert snapshot.identifier == "twin:op-hp-01/baseline-2025-10@ws2025-dc-hotpatch-oct2025"
+        hypervisor.power_on(vm)
+        endpoint = hypervisor.wait_ready(vm, 30)
+        credentials = components.secrets.remoting_credentials(vm)
+        session = PsrpRemoting(lab.remoting.settings).open(vm.name, endpoint, credentials)
+        try:
+            result = session.run(op_script(OP_STAGE_PREPARE, Path="C:\\staging"), timeout=30)
+        finally:
+            session.close()
+        assert result.output, result.errors
+        counters = components.endpoints.counters(vm.name)
+        assert counters.get("pipelines", 0) >= 1  # counted by the listener in the child
+    finally:
+        components.close()
+    assert wait_until_gone(child), "the twin's process outlived close()"
+    assert (state / "twin" / "own-process" / "op-hp-01.pickle").is_file()  # its disk was written
+
+
+def test_a_wrong_password_is_refused_by_the_child_listener(state: Path) -> None:
+    components = build(lab_document())
+    try:
+        vm = components.twin.lab.vms[0]
+        components.hypervisor.revert(vm)
+        components.hypervisor.power_on(vm)
+        endpoint = components.hypervisor.wait_ready(vm, 30)
+        good = components.secrets.remoting_credentials(vm)
+        wrong = Credentials(username=good.username, password=SecretStr("not-the-password"))
+        from patchgate.errors import RemotingAuthError
+
+        with pytest.raises(RemotingAuthError):
+            PsrpRemoting(components.twin.lab.remoting.settings).open(vm.name, endpoint, wrong)
+        assert components.endpoints.counters(vm.name)["auth_failures"] >= 1
+    finally:
+        components.close()
+
+
+def test_lab_errors_cross_the_boundary_with_vm_and_step(state: Path) -> None:
+    components = build(lab_document(faults=["revert-fails:always"]))
+    try:
+        vm = components.twin.lab.vms[0]
+        with pytest.raises(HypervisorError) as caught:
+            components.hypervisor.revert(vm)
+        assert caught.value.vm == "op-hp-01" and caught.value.step == "revert"
+        assert "revert-fails" in str(caught.value)
+    finally:
+        components.close()
+
+
+def test_the_twins_log_records_reach_the_harness(state: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = state / "twin" / "own-process"
+    folder.mkdir(parents=True)
+    (folder / "op-hp-01.pickle").write_bytes(b"not a disk")  # the child warns and starts from the image
+    caplog.set_level(logging.WARNING)
+    components = build(lab_document())
+    components.close()  # the relay has passed on every record once close returns
+    warnings = [r for r in caplog.records if r.name == "patchgate.twin.lab"]
+    assert any("unreadable" in r.getMessage() for r in warnings), caplog.text
+
+
+def test_ctrl_c_meant_for_the_harness_does_not_stop_the_twin(state: Path) -> None:
+    components = build(lab_document())
+    try:
+        child = components.twin.process.pid
+        os.kill(child, signal.SIGINT)
+        os.kill(child, signal.SIGTERM)
+        vm = components.twin.lab.vms[0]
+        components.hypervisor.revert(vm)  # still answering: the harness restores the VMs through it
+        assert alive(child)
+    finally:
+        components.close()
+
+
+def test_the_twin_exits_when_the_harness_is_killed(state: Path, tmp_path: Path) -> None:
+    script = tmp_path / "harness.py"
+    script.write_text(
+        "import sys, threading\n"
+        "from patchgate.components import build_components\n"
+        "from patchgate.config import Lab\n"
+        f"document = {lab_document()!r}\n"
+        "c = build_components(Lab.model_validate(document), twin_catalogs=[], stop=threading.Event())\n"
+        "print(c.twin.process.pid, flush=True)\n"
+        "sys.stdin.read()\n", encoding="utf-8")
+    harness = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True, env=os.environ.copy())
+    try:
+        child = int(harness.stdout.readline())
+        assert alive(child)
+        harness.kill()
+        harness.wait(timeout=10)
+        assert wait_until_gone(child), "the twin's process outlived a killed harness"
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+
+
+def test_own_process_false_keeps_the_twin_in_the_harness(state: Path) -> None:
+    components = build(lab_document(own_process=False))
+    try:
+        assert not isinstance(components.twin, RemoteTwinLab)
+        assert components.twin_shell is not None
+    finally:
+        components.close()
+
+
+def test_the_service_is_what_the_child_runs(state: Path) -> None:
+    """The service object itself, in this process: revert drops the guest's shells as a restart would."""
+    from patchgate.twin.lab import check_twin_inputs
+
+    lab = Lab.model_validate(lab_document())
+    service = TwinService(lab, check_twin_inputs(lab, []))
+    try:
+        service.revert("op-hp-01")
+        service.power_on("op-hp-01")
+        port = service.start_endpoint("op-hp-01", "patchgate", "secret")
+        assert port > 0 and service.counters("op-hp-01") is not None
+    finally:
+        service.close()
