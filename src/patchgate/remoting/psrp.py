@@ -13,6 +13,7 @@ read, and ``Add-WindowsPackage`` of an already installed package is a no-op.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -33,6 +34,7 @@ from pypsrp.exceptions import (
     WSManFaultError,
 )
 from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.serializer import Serializer
 from pypsrp.wsman import NAMESPACES, WSMan, WSManAction
 
 from patchgate.config.lab import PsrpSettings
@@ -51,6 +53,29 @@ ERROR_WSMAN_OPERATION_TIMEDOUT = 0x80338029
 ERROR_WSMAN_SHELL_NOT_FOUND = 0x8033805B
 # pypsrp's Client.copy subtracts this for the PSRP fragment/message headers around each input chunk.
 _COPY_HEADER_BYTES = 82
+
+
+_PLAIN_SERIALIZER = Serializer()
+_LONG_STRING = 1024  # shorter strings are cheaper to escape than to look up
+
+
+@functools.lru_cache(maxsize=32)
+def _escaped_long_string(value: str) -> str | None:
+    return Serializer._serialize_string(_PLAIN_SERIALIZER, value)
+
+
+class _ScriptCachingSerializer(Serializer):
+    """pypsrp's Serializer, escaping each long string once per process.
+
+    pypsrp escapes every control character of a string (each newline of a script) through a Python callback;
+    the composed capture and the staging scripts are the same text for every VM and every capture of a run,
+    so their escaped form is kept (a few dozen strings at most). The escaping itself is pypsrp's.
+    """
+
+    def _serialize_string(self, value: str | None) -> str | None:
+        if value is not None and len(value) >= _LONG_STRING:
+            return _escaped_long_string(value)
+        return super()._serialize_string(value)
 
 
 class _WSMan(WSMan):
@@ -176,6 +201,7 @@ class PsrpSession(SessionIdentity):
             self._closed = False
             wsman = self._build_wsman()
             pool = RunspacePool(wsman)
+            pool._serializer.__class__ = _ScriptCachingSerializer  # its fragmenter shares the same object
             try:
                 pool.open()
             except Exception as exc:
