@@ -198,3 +198,17 @@ def test_the_service_is_what_the_child_runs(state: Path) -> None:
         assert port > 0 and service.counters("op-hp-01") is not None
     finally:
         service.close()
+
+
+def test_a_twin_process_that_dies_is_lab_trouble(state: Path) -> None:
+    components = build(lab_document())
+    try:
+        child = components.twin.process.pid
+        os.kill(child, signal.SIGKILL)
+        assert wait_until_gone(child)
+        vm = components.twin.lab.vms[0]
+        with pytest.raises(HypervisorError, match="twin's process is gone") as caught:
+            components.hypervisor.revert(vm)
+        assert caught.value.vm == "op-hp-01"
+    finally:
+        components.close()

@@ -187,23 +187,30 @@ class RemoteTwinLab:
     def snapshot_identifier(self, name: str) -> str:
         return snapshot_identifier(self._specs[name])
 
+    def _call(self, operation: str, name: str, *args: Any) -> Any:
+        try:
+            return getattr(self.process.service, operation)(name, *args)
+        except (EOFError, OSError) as exc:  # the child died under us: lab trouble, never a verdict
+            raise HypervisorError(f"the twin's process is gone ({exc.__class__.__name__}) during {operation}",
+                                  vm=name) from None
+
     def ensure_snapshot(self, name: str) -> None:
-        self.process.service.ensure_snapshot(name)
+        self._call("ensure_snapshot", name)
 
     def revert(self, name: str) -> None:
-        self.process.service.revert(name)
+        self._call("revert", name)
 
     def power_on(self, name: str) -> None:
-        self.process.service.power_on(name)
+        self._call("power_on", name)
 
     def wait_ready(self, name: str, timeout: float) -> None:
-        self.process.service.wait_ready(name, timeout)
+        self._call("wait_ready", name, timeout)
 
     def reboot(self, name: str) -> None:
-        self.process.service.reboot(name)
+        self._call("reboot", name)
 
     def keep_snapshot(self, name: str, snapshot: str) -> None:
-        self.process.service.keep_snapshot(name, snapshot)
+        self._call("keep_snapshot", name, snapshot)
 
     def close(self) -> None:
         self.process.close()
