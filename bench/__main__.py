@@ -114,7 +114,7 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
         for r in par["runs"]:
             rows.append([str(r["vms"]), f"-n {r['workers']}" if r["workers"] else "1 process",
                          f"{r['wall_s']:.1f} s", " / ".join(f"{w:.1f}" for w in r.get("walls_s", [])) or "-",
-                         f"{r['longest_lifecycle_s']:.1f} s", f"{r['efficiency']:.2f}",
+                         f"{r['longest_lifecycle_s']:.1f} s", f"{r['efficiency']:.3f}",
                          f"{r['cpu_user_s'] + r['cpu_sys_s']:.1f} s",
                          f"{r['cpu_per_vm_s']:.2f} s" if r.get("cpu_per_vm_s") is not None else "-",
                          f"{r['verdict']} ({r['broken_vms']} broken)"])

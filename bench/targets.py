@@ -28,7 +28,7 @@ def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
             best = max(runs, key=lambda r: r["efficiency"])
             how = f"-n {best['workers']}" if best["workers"] else "one process"
             rows.append({"target": f"parallel efficiency at {size} VMs >= {EFFICIENCY:g}",
-                         "measured": f"{best['efficiency']:.2f} ({how})", "ok": best["efficiency"] >= EFFICIENCY})
+                         "measured": f"{best['efficiency']:.3f} ({how})", "ok": best["efficiency"] >= EFFICIENCY})
         biggest = max(r["vms"] for r in parallel["runs"])
         single = [r for r in parallel["runs"] if r["vms"] == biggest and not r["workers"]
                   and r.get("cpu_per_vm_s") is not None]
