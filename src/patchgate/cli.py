@@ -53,7 +53,7 @@ def _one_line(text: str) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from patchgate.inputs import new_run_id, peek_names, resolve_candidate, resolve_lab
-    from patchgate.paths import project_root
+    from patchgate.paths import project_root, state_dir
 
     lab_path = resolve_lab(args.lab)
     candidate_path = resolve_candidate(args.candidate)
@@ -64,6 +64,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if root is None:
         raise ConfigError("cannot find the suites: run patchgate from its checkout (the folder with suites/ "
                           "and conftest.py)")
+    state_dir()  # ledgers, leases and twin disks live there: an unusable folder is said now, not mid-run
     # When the two files plainly name the candidate and the lab, the suites start at once and the files are
     # validated here meanwhile (two interpreters starting side by side); otherwise validation comes first.
     early = peek_names(lab_path, candidate_path)
@@ -72,7 +73,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     run_id = new_run_id()
     out = Path(args.out) if args.out else root / "reports" / f"{run_id}-{kb}-{lab_name}"
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the output folder: {exc.strerror or exc}", file=str(out)) from None
     child = _start_suites(_suite_command(args, root, lab_path, candidate_path, out, run_id), cwd=root,
                           inputs_checked_here=early is not None)
     with _forwarding_signals(child):

@@ -7,10 +7,17 @@ from pathlib import Path
 
 
 def state_dir() -> Path:
-    """$PATCHGATE_STATE_DIR, else ~/.cache/patchgate; created on first use."""
+    """$PATCHGATE_STATE_DIR, else ~/.cache/patchgate; created on first use. A folder that cannot be created is
+    bad input (ConfigError, exit 4) naming the variable, never a traceback halfway through a run."""
     configured = os.environ.get("PATCHGATE_STATE_DIR")
     base = Path(configured) if configured else Path.home() / ".cache" / "patchgate"
-    base.mkdir(parents=True, exist_ok=True)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from patchgate.errors import ConfigError
+
+        what = "PATCHGATE_STATE_DIR" if configured else "the state folder (set PATCHGATE_STATE_DIR to move it)"
+        raise ConfigError(f"{what} {base} cannot be used as a folder: {exc.strerror or exc}") from None
     return base
 
 

@@ -346,3 +346,22 @@ def test_bad_lab_through_the_real_binary(mutation: Mutation, workspace: dict[str
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert_one_clear_line(proc.returncode, proc.stdout, proc.stderr, file=lab, field=mutation.field)
     assert_untouched(folder / "state")
+
+
+@pytest.mark.parametrize("broken", ["state", "out"])
+def test_an_unusable_state_or_output_folder_is_bad_input(broken: str, tmp_path: Path) -> None:
+    """A folder patchgate must write to that cannot exist (here: below a plain file) is named, exit 4, before any
+    VM is touched; never a traceback in the middle of a run."""
+    from tests.support.runs import clean_env, patchgate
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    state = blocker / "state" if broken == "state" else tmp_path / "state"
+    out = blocker / "out" if broken == "out" else tmp_path / "out"
+    proc = patchgate("validate", "--lab", "twin", "--candidate", "KB5070881", "--out", str(out),
+                     env=clean_env(state), timeout=120)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert str(blocker / broken) in lines[0] and "Not a directory" in lines[0]
+    assert not (tmp_path / "state" / "runs").exists()  # nothing ran
