@@ -47,6 +47,8 @@ def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Eve
     from patchgate.secrets import build_secrets
 
     secrets = build_secrets(lab.secrets, lab)
+    # remoting first: a bad remoting setting must not leave a twin process behind
+    remoting: Remoting | None = None if lab.remoting.kind == "inprocess" else build_remoting(lab.remoting)
     twin = shell = endpoints = None
     uses_twin = lab.hypervisor.kind == "twin" or (
         lab.hypervisor.kind == "vsphere" and lab.hypervisor.settings.twin_guest)
@@ -73,12 +75,10 @@ def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Eve
 
         secrets = VaultFaultSecrets(secrets, twin)
 
-    if lab.remoting.kind == "inprocess":
+    if remoting is None:
         from patchgate.remoting.inprocess import InProcessRemoting
 
-        remoting: Remoting = InProcessRemoting(shell)
-    else:
-        remoting = build_remoting(lab.remoting)
+        remoting = InProcessRemoting(shell)
 
     if uses_twin and lab.remoting.kind == "psrp":
         def host_credentials(vm_name: str) -> Any:
