@@ -18,7 +18,6 @@ import threading
 import traceback
 from collections.abc import Iterable
 from pathlib import Path
-from xml.sax.saxutils import escape as xml_escape
 
 MASK = "***REDACTED***"
 _MIN_LEN = 4  # shorter values would mask ordinary words; such secrets are refused by providers
@@ -30,13 +29,20 @@ BINARY_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", "
                              ".mp4", ".pdf", ".woff", ".woff2", ".ttf", ".sig"})
 
 
+def _xml_escape(text: str, *, quotes: bool = False) -> str:
+    """xml.sax.saxutils.escape (with its quote entities when asked), without importing urllib and http.client at
+    every command's start."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace('"', "&quot;").replace("'", "&apos;") if quotes else text
+
+
 def _variants(value: str) -> set[str]:
     """The raw value and the spellings it takes inside JSON and XML documents."""
     forms = {value}
     forms.add(json.dumps(value)[1:-1])                       # JSON string body, ASCII escapes
     forms.add(json.dumps(value, ensure_ascii=False)[1:-1])   # JSON string body, UTF-8 kept
-    forms.add(xml_escape(value, {'"': "&quot;", "'": "&apos;"}))
-    forms.add(xml_escape(value))
+    forms.add(_xml_escape(value, quotes=True))
+    forms.add(_xml_escape(value))
     return {form for form in forms if len(form) >= _MIN_LEN}
 
 
