@@ -6,7 +6,9 @@ lab answers from other machines; so does the twin here: one child process per ru
 disks and their WinRM listeners, and the harness talks to it the way it talks to a hypervisor (a call per
 operation, over a ``multiprocessing`` manager) and to the hosts (WSMan over TCP, unchanged).
 
-Lifetime: the child is forked when the run builds its components and ends when they close. It ignores Ctrl-C
+Lifetime: the child is forked when the run builds its components and ends when they close. Forked, not spawned:
+it inherits the loaded lab, catalogue and modules and serves within milliseconds; it uses only its own objects,
+gets fresh stdio and log handlers, and never returns into the harness's code. It ignores Ctrl-C
 and SIGTERM (the harness restores the VMs through it first), and it exits at once when the harness dies: a killed
 run leaves the twin's disks as a killed in-process twin would (marked changed), for ``patchgate reap``.
 Its log records are relayed to the harness's logging.
