@@ -21,7 +21,8 @@ from pydantic import SecretStr
 
 from patchgate.components import LabComponents, build_components
 from patchgate.config import Lab
-from patchgate.errors import HypervisorError
+from patchgate.errors import HypervisorError, RemotingAuthError
+from patchgate.liveness import process_alive
 from patchgate.remoting.psrp import PsrpRemoting
 from patchgate.remoting.staging import OP_STAGE_PREPARE, op_script
 from patchgate.secrets.base import Credentials
@@ -31,14 +32,15 @@ from patchgate.twin.service import TwinService
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def lab_document(*, own_process: bool = True, faults: list[str] | None = None) -> dict:
+def lab_document(*, own_process: bool = True, faults: list[str] | None = None,
+                 snapshot: str = "baseline-2025-10") -> dict:
     return {
         "name": "own-process",
         "hypervisor": {"kind": "twin", "settings": {"own_process": own_process}},
         "remoting": {"kind": "psrp", "settings": {"ssl": False, "auth": "basic", "encryption": "never",
                                                   "read_timeout": 30, "operation_timeout": 20}},
         "secrets": {"kind": "twin"},
-        "vms": [{"name": "op-hp-01", "role": "hotpatch-member", "snapshot": "baseline-2025-10",
+        "vms": [{"name": "op-hp-01", "role": "hotpatch-member", "snapshot": snapshot,
                  "image": "ws2025-dc-hotpatch-oct2025", "faults": faults or []}],
         "timeouts": {"ready": 30, "install": 60, "reboot": 30, "capture": 30},
     }
@@ -54,18 +56,10 @@ def build(document: dict) -> LabComponents:
     return build_components(Lab.model_validate(document), twin_catalogs=[], stop=threading.Event())
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
-
-
 def wait_until_gone(pid: int, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not alive(pid):
+        if not process_alive(pid):
             return True
         time.sleep(0.05)  # polling a condition with a deadline, not standing in for one
     return False
@@ -76,7 +70,7 @@ def test_psrp_twin_labs_are_served_from_another_process_and_answer_wsman(state: 
     try:
         assert isinstance(components.twin, RemoteTwinLab)
         child = components.twin.process.pid
-        assert child != os.getpid() and alive(child)
+        assert child != os.getpid() and process_alive(child)
         lab = components.twin.lab
         vm = lab.vms[0]
         hypervisor = components.hypervisor
@@ -108,8 +102,6 @@ def test_a_wrong_password_is_refused_by_the_child_listener(state: Path) -> None:
         endpoint = components.hypervisor.wait_ready(vm, 30)
         good = components.secrets.remoting_credentials(vm)
         wrong = Credentials(username=good.username, password=SecretStr("not-the-password"))
-        from patchgate.errors import RemotingAuthError
-
         with pytest.raises(RemotingAuthError):
             PsrpRemoting(components.twin.lab.remoting.settings).open(vm.name, endpoint, wrong)
         assert components.endpoints.counters(vm.name)["auth_failures"] >= 1
@@ -140,6 +132,27 @@ def test_the_twins_log_records_reach_the_harness(state: Path, caplog: pytest.Log
     assert any("unreadable" in r.getMessage() for r in warnings), caplog.text
 
 
+def test_relayed_records_are_masked_with_the_harness_secrets(state: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A secret the harness learns after the fork (a Vault read mid-run) is unknown to the child's redactor; the
+    relay masks the child's records with the harness's before any handler sees them."""
+    import uuid
+
+    from patchgate.secrets.redact import MASK, redactor
+
+    marker = f"pgsecret{uuid.uuid4().hex}"  # unique: the redactor is process-wide
+    caplog.set_level(logging.DEBUG, logger="patchgate.twin.lab")
+    components = build(lab_document(snapshot=marker))
+    try:
+        redactor.register(marker)  # after the fork
+        vm = components.twin.lab.vms[0]
+        components.hypervisor.revert(vm)  # the child logs "twin op-hp-01 reverted to <snapshot>"
+    finally:
+        components.close()
+    reverted = [r.getMessage() for r in caplog.records if "reverted to" in r.getMessage()]
+    assert reverted, caplog.text
+    assert all(marker not in message and MASK in message for message in reverted), reverted
+
+
 def test_ctrl_c_meant_for_the_harness_does_not_stop_the_twin(state: Path) -> None:
     components = build(lab_document())
     try:
@@ -148,7 +161,7 @@ def test_ctrl_c_meant_for_the_harness_does_not_stop_the_twin(state: Path) -> Non
         os.kill(child, signal.SIGTERM)
         vm = components.twin.lab.vms[0]
         components.hypervisor.revert(vm)  # still answering: the harness restores the VMs through it
-        assert alive(child)
+        assert process_alive(child)
     finally:
         components.close()
 
@@ -167,7 +180,7 @@ def test_the_twin_exits_when_the_harness_is_killed(state: Path, tmp_path: Path) 
                                text=True, env=os.environ.copy())
     try:
         child = int(harness.stdout.readline())
-        assert alive(child)
+        assert process_alive(child)
         harness.kill()
         harness.wait(timeout=10)
         assert wait_until_gone(child), "the twin's process outlived a killed harness"

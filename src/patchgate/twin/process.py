@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from patchgate.config.lab import Lab
 from patchgate.errors import HypervisorError, LabError
+from patchgate.secrets.redact import RedactingFilter
 from patchgate.twin.faults import parse_faults
 from patchgate.twin.lab import snapshot_identifier
 from patchgate.twin.lease_fault import LeaseHeldFault
@@ -41,8 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SERVICE_METHODS = ("ensure_snapshot", "revert", "power_on", "wait_ready", "reboot", "keep_snapshot",
-                   "start_endpoint", "counters", "reset_counters", "drop_shells", "stop_endpoints", "pid", "stop",
-                   "close")
+                   "start_endpoint", "counters", "reset_counters", "stop_endpoints", "pid", "stop", "close")
 
 
 class _TwinManager(BaseManager):
@@ -97,10 +97,14 @@ def _start_in_child(lab: Lab, catalog: "Catalog", records: Any) -> None:
 
 
 def _relay_records(records: Any) -> None:
+    """The child's records, masked with the harness's secrets (the child's redactor knows only those registered
+    before it was forked), then handled as if logged here."""
+    masking = RedactingFilter()
     while True:
         record = records.get()
         if record is None:
             return
+        masking.filter(record)
         logging.getLogger(record.name).handle(record)
 
 
@@ -177,7 +181,6 @@ class RemoteTwinLab:
         self.process = process
         where = str(lab.source) if lab.source else None
         self._faults = {vm.name: parse_faults(vm.faults, where=where) for vm in lab.vms}
-        self._specs = {vm.name: vm for vm in lab.vms}
         self.lease_fault = LeaseHeldFault(self._faults)
 
     def has_fault(self, name: str, kind: str) -> bool:
@@ -187,7 +190,7 @@ class RemoteTwinLab:
         self.lease_fault.hold(manager, vm_names)
 
     def snapshot_identifier(self, name: str) -> str:
-        return snapshot_identifier(self._specs[name])
+        return snapshot_identifier(self.lab.vm(name))
 
     def _call(self, operation: str, name: str, *args: Any) -> Any:
         try:
@@ -220,7 +223,8 @@ class RemoteTwinLab:
 
 
 class RemoteEndpoints:
-    """TwinEndpoints' face for the harness: each VM's listener runs in the twin's process. The account a
+    """TwinEndpoints' face for the harness: each VM's listener runs in the twin's process, which also drops a
+    VM's shells when it reverts or restarts the guest. The account a
     listener accepts is sent when it starts (at every readiness wait), from the lab's secrets at that moment
     (in the harness's process a listener asks at every login instead; a rotation shows at the next boot here)."""
 
@@ -241,9 +245,6 @@ class RemoteEndpoints:
 
     def reset_counters(self, vm: str) -> None:
         self._process.service.reset_counters(vm)
-
-    def drop_shells(self, vm: str) -> int:
-        return int(self._process.service.drop_shells(vm))
 
     def stop_all(self) -> None:
         if not self._process.closed:
