@@ -27,7 +27,7 @@ setup: $(STAMP)
 # Byte-compile the harness once: each run's interpreters then load it instead of compiling it again (pip does this
 # for installed packages; the editable source and the suites are ours to do, even under PYTHONDONTWRITEBYTECODE)
 compile: $(STAMP)
-	@$(PY) -m compileall -q src fixtures suites bench tools conftest.py
+	@$(PY) -m compileall -q -x '/\.gopath/' src fixtures suites bench tools conftest.py
 
 # Debian packages the tests need: Go + govmomi (the vSphere simulator), Chromium (report checks), sshd (ssh remoting)
 $(APT_STAMP):

@@ -1,8 +1,9 @@
 """Posture capture: patchgate's one-pipeline capture on a long-lived pool versus one ``execute_ps`` per probe.
 
 Both sides talk to the same twin WSMan endpoint (served from the twin's own process) with an injected round-trip
-latency, so the only difference is how the probes travel. The naive side is what a first script usually does: for each probe,
-``pypsrp.client.Client.execute_ps(script)``, which opens a runspace pool, runs one pipeline and closes the pool.
+latency, so the only difference is how the probes travel. The naive side is what a first script usually does: for
+each probe, ``pypsrp.client.Client.execute_ps(script)``, which opens a runspace pool, runs one pipeline and closes
+the pool.
 """
 
 from __future__ import annotations

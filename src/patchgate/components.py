@@ -82,7 +82,7 @@ def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Eve
 
     if uses_twin and lab.remoting.kind == "psrp":
         def host_credentials(vm_name: str) -> Any:
-            creds = (lab_secrets if own_process else secrets).remoting_credentials(lab.vm(vm_name))
+            creds = lab_secrets.remoting_credentials(lab.vm(vm_name))
             if twin is not None and twin.has_fault(vm_name, "auth-failure"):
                 # twin fault 'auth-failure': the host's password is not the one the lab's secrets hold
                 return (creds.username, "twin-fault-auth-failure")

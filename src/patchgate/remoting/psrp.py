@@ -60,8 +60,8 @@ _LONG_STRING = 1024  # shorter strings are cheaper to escape than to look up
 
 
 @functools.lru_cache(maxsize=32)
-def _escaped_long_string(value: str) -> str | None:
-    return Serializer._serialize_string(_PLAIN_SERIALIZER, value)
+def _escaped_long_string(value: str) -> str:
+    return str(Serializer._serialize_string(_PLAIN_SERIALIZER, value))
 
 
 class _ScriptCachingSerializer(Serializer):

@@ -79,9 +79,6 @@ class TwinService:
     def reset_counters(self, vm: str) -> None:
         self.endpoints.reset_counters(vm)
 
-    def drop_shells(self, vm: str) -> int:
-        return self.endpoints.drop_shells(vm)
-
     def stop_endpoints(self) -> None:
         self.endpoints.stop_all()
 
