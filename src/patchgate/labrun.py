@@ -126,7 +126,7 @@ class LabRun:
                     self._broken_stub(vm, exc)
                 return
             for vm in wanted:
-                lifecycle = VmLifecycle(self._ctx, vm)
+                lifecycle = VmLifecycle(self._ctx, vm, rank=self.vms.index(vm))
                 self.lifecycles[vm.name] = lifecycle
                 self._futures[vm.name] = self._pool.submit(lifecycle.prepare)
 

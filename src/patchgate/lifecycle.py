@@ -25,6 +25,7 @@ from patchgate.remoting.base import RemoteSession, Remoting
 from patchgate.retry import with_retries
 from patchgate.secrets.base import SecretsProvider
 from patchgate.secrets.redact import redactor
+from patchgate.turns import TURNS
 
 log = logging.getLogger("patchgate.lifecycle")
 
@@ -62,9 +63,10 @@ class LifecycleContext:
 
 
 class VmLifecycle:
-    def __init__(self, ctx: LifecycleContext, vm: VmSpec) -> None:
+    def __init__(self, ctx: LifecycleContext, vm: VmSpec, *, rank: int = 0) -> None:
         self.ctx = ctx
         self.vm = vm
+        self.rank = rank  # the VM's place in the run: its turn for CPU-bound work (patchgate.turns)
         self.obs = VmObservation(vm=vm)
         self.session: RemoteSession | None = None
         self.prepared = threading.Event()
@@ -125,6 +127,7 @@ class VmLifecycle:
 
     def prepare(self) -> VmObservation:
         """Run the sequence up to the post capture; lab trouble is recorded, never raised."""
+        TURNS.rank = self.rank
         try:
             self._prepare()
         except LabError as exc:
@@ -137,6 +140,7 @@ class VmLifecycle:
                 self.ctx.on_prepared(self.vm.name)
         if self.ctx.restore_when_captured:
             self.restore()  # while the checks run: they only read the finished observation
+        TURNS.rank = None  # the pool thread may drive another VM next
         return self.obs
 
     def _prepare(self) -> None:
@@ -183,7 +187,8 @@ class VmLifecycle:
         session = self.session
         result = self._retry("capture", lambda: session.run(script, timeout=self.ctx.lab.timeouts.capture))
         try:
-            capture = parse_capture(result, vm=self.vm.name)  # type: ignore[arg-type]
+            with TURNS.taken():
+                capture = parse_capture(result, vm=self.vm.name)  # type: ignore[arg-type]
         except LabError as exc:
             raise exc.at(vm=self.vm.name)
         return capture.posture, result.text  # type: ignore[union-attr]

@@ -234,3 +234,46 @@ def test_idle_shells_expire_on_the_host(endpoints, credentials, lab_host):
         session.close()
     finally:
         endpoint.stop()
+
+
+def test_the_twin_decodes_a_repeated_pipeline_once_and_each_vm_keeps_its_own_parameters(open_session, lab_host):
+    from patchgate.twin.wsman.pool import _decoded_create_pipeline
+
+    script = "param($Name)\n# a script every VM receives\n" + "Write-Output $Name\n" * 200
+    before = _decoded_create_pipeline.cache_info()
+    names = {}
+    for vm in ("ws2025-a", "ws2025-b"):
+        for value in ("same", "same", vm):
+            names.setdefault(vm, []).append(_doc(open_session(vm).run(Script("echo", script, {"Name": value})))
+                                            ["parameters"]["Name"])
+    after = _decoded_create_pipeline.cache_info()
+    assert names == {"ws2025-a": ["same", "same", "ws2025-a"], "ws2025-b": ["same", "same", "ws2025-b"]}
+    assert after.hits - before.hits >= 3  # the repeated ("same") pipelines after the first
+    assert after.misses - before.misses <= 3  # "same" once, and each VM's own value
+
+
+def test_vms_taking_turns_all_finish_with_their_own_answers(endpoints, credentials):
+    from patchgate.turns import TURNS
+
+    vms = [f"ws2025-{i:02d}" for i in range(6)]
+    results: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def work(rank: int, vm: str) -> None:
+        TURNS.rank = rank  # as a lifecycle thread does: its place in the run
+        try:
+            port = endpoints.start(vm)
+            with PsrpRemoting(http_settings()).open(vm, GuestEndpoint("127.0.0.1", port), credentials) as session:
+                results[vm] = [json.loads(session.run(Script(f"p{i}", "Get-Date")).text)["vm"] for i in range(3)]
+                assert not TURNS.holding()  # the turn is given back when a call returns
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(rank, vm)) for rank, vm in enumerate(vms)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert results == {vm: [vm] * 3 for vm in vms}
+    assert not TURNS._busy and not TURNS._waiting

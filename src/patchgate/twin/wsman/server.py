@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import contextlib
 import hmac
 import logging
 import os
@@ -32,7 +33,6 @@ from psrpcore import (
     PipelineInputEvent,
     PSRPPayload,
     ServerPipeline,
-    ServerRunspacePool,
     StreamType,
 )
 from psrpcore.types import (
@@ -43,8 +43,10 @@ from psrpcore.types import (
     PSInvocationState,
 )
 
+from patchgate.turns import TURNS
 from patchgate.twin.shell import PipelineOutput, ScriptHost, Statement, TwinFault
 from patchgate.twin.wsman import soap
+from patchgate.twin.wsman.pool import TwinRunspacePool
 from patchgate.twin.wsman.values import to_python, to_wire
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ class _Shell:
     idle_timeout: float
     input_streams: str
     output_streams: str
-    pool: ServerRunspacePool
+    pool: TwinRunspacePool
     chunk: int
     last_activity: float = field(default_factory=time.monotonic)
     queues: dict[uuid.UUID | None, collections.deque[bytes]] = field(default_factory=dict)
@@ -195,8 +197,9 @@ class WSManEndpoint:
 
     def __init__(self, vm: str, script_host: ScriptHost, credentials: CredentialSource, *,
                  latency: float = 0.0, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-                 ssl_context: ssl.SSLContext | None = None, path: str = "wsman") -> None:
+                 ssl_context: ssl.SSLContext | None = None, path: str = "wsman", rank: int = 0) -> None:
         self.vm = vm
+        self.rank = rank  # the VM's place in the lab: its turn for the twin's CPU (patchgate.turns)
         self.script_host = script_host
         self._credentials = credentials
         self.latency = latency
@@ -292,15 +295,20 @@ class WSManEndpoint:
     # ------------------------------------------------------------------ dispatch
 
     def handle(self, data: bytes) -> tuple[int, bytes]:
-        try:
-            request = soap.parse_request(data)
-        except soap.BadRequest as exc:
-            self.count("faults")
-            return 500, soap.fault("", exc.code, str(exc), self.vm, exc.subcode, receiver=False)
+        """One WSMan request. It computes in the VM's turn, except a Receive, which mostly waits for output
+        (and takes the endpoint's lock while it waits, which a turn must never be taken under)."""
+        with TURNS.taken(self.rank):
+            try:
+                request = soap.parse_request(data)
+            except soap.BadRequest as exc:
+                self.count("faults")
+                return 500, soap.fault("", exc.code, str(exc), self.vm, exc.subcode, receiver=False)
         self.count(request.action)
+        turn = contextlib.nullcontext() if request.action == "Receive" else TURNS.taken(self.rank)
         try:
-            body = getattr(self, f"_do_{request.action.lower()}")(request)
-            return 200, soap.envelope(request.action_uri + "Response", request.message_id, body)
+            with turn:
+                body = getattr(self, f"_do_{request.action.lower()}")(request)
+                return 200, soap.envelope(request.action_uri + "Response", request.message_id, body)
         except soap.BadRequest as exc:
             self.count("faults")
             return 500, soap.fault(request.message_id, exc.code, str(exc), self.vm, exc.subcode)
@@ -358,7 +366,7 @@ class WSManEndpoint:
             idle_timeout=idle,
             input_streams=shell_el.findtext("rsp:InputStreams", default="stdin pr", namespaces=soap.NS),
             output_streams=shell_el.findtext("rsp:OutputStreams", default="stdout", namespaces=soap.NS),
-            pool=ServerRunspacePool(), chunk=chunk)
+            pool=TwinRunspacePool(), chunk=chunk)
         data = _b64(creation.text or "", "creationXml")
         with self._cond:
             self._sweep()
@@ -497,7 +505,7 @@ class WSManEndpoint:
     def _on_event(self, shell: _Shell, event: Any) -> None:
         if isinstance(event, CreatePipelineEvent):
             entry = shell.pipelines[event.pipeline_id]
-            pipeline = event.pipeline
+            pipeline = entry.pipe.metadata  # psrpcore built it from the message already; event.pipeline builds again
             entry.no_input = bool(pipeline.no_input)
             entry.statements = [
                 Statement(
@@ -536,7 +544,9 @@ class WSManEndpoint:
         except Exception as exc:  # the twin's bug shows as a failed pipeline, naming itself
             log.exception("twin script host failed on %s", self.vm)
             result = PipelineOutput(errors=[f"twin script host error: {type(exc).__name__}: {exc}"], failed=True)
-        with self._cond:
+        # The script host waits as the lab would (an install's time), so only the output's encoding takes a turn;
+        # the turn comes before the endpoint's lock, as in handle().
+        with TURNS.taken(self.rank), self._cond:
             if entry.pipe.state != PSInvocationState.Running:  # stopped or terminated meanwhile
                 return
             try:
