@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import fnmatch
+import hashlib
 import importlib
 import json
 import logging
@@ -209,11 +210,16 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def build_evidence_manifest(out_dir: Path, run_id: str | None = None) -> dict[str, Any]:
+def build_evidence_manifest(out_dir: Path, run_id: str | None = None, *,
+                            digests: dict[str, tuple[str, int]] | None = None) -> dict[str, Any]:
+    """The manifest of every evidence file; ``digests`` (relative path -> sha256, size) are files already read."""
     files = []
     for relative in evidence_files(out_dir):
-        path = out_dir / relative
-        files.append({"path": relative, "sha256": sha256_file(path), "size": path.stat().st_size})
+        known = (digests or {}).get(relative)
+        if known is None:
+            path = out_dir / relative
+            known = (sha256_file(path), path.stat().st_size)
+        files.append({"path": relative, "sha256": known[0], "size": known[1]})
     return {"schema": EVIDENCE_SCHEMA, "run_id": run_id, "algorithm": "sha256",
             "created_at": dt.datetime.now(dt.UTC).isoformat(),
             "not_evidence": list(DERIVED), "files": files}
@@ -226,14 +232,16 @@ def write_evidence(facts: RunFacts) -> Path:
     """
     out_dir = facts.out_dir
     _write_json(out_dir / RUN_MANIFEST, build_run_manifest(facts))
-    try:
-        from patchgate.secrets import redact_tree
+    from patchgate.secrets import redact_tree
 
-        redact_tree(out_dir)  # e.g. a captured log in an Allure attachment; must happen before hashing
-    except ImportError:  # pragma: no cover - redact_tree ships with patchgate.secrets
-        pass
+    digests: dict[str, tuple[str, int]] = {}
+
+    def hash_what_stays(path: Path, content: bytes) -> None:  # one read per file for redaction and hashing
+        digests[path.relative_to(out_dir).as_posix()] = (hashlib.sha256(content).hexdigest(), len(content))
+
+    redact_tree(out_dir, hash_what_stays)  # e.g. a captured log in an Allure attachment; before hashing
     manifest = out_dir / EVIDENCE_MANIFEST
-    _write_json(manifest, build_evidence_manifest(out_dir, facts.run_id))
+    _write_json(manifest, build_evidence_manifest(out_dir, facts.run_id, digests=digests))
     return manifest
 
 

@@ -44,7 +44,8 @@ def test_waiting_threads_get_the_turn_lowest_rank_first_not_first_come():
     threads = []
     for rank in (7, 2, 9, 4):  # arrive in this order
         threads.append(_waiter(turns, rank, order))
-        _until(lambda n=len(threads): len(turns._waiting) == n, f"rank {rank} to queue")
+        queued = len(threads)
+        _until(lambda: len(turns._waiting) == queued, f"rank {rank} to queue")
     holder_may_go.set()
     for thread in [first, *threads]:
         thread.join(10)

@@ -277,3 +277,21 @@ def test_vms_taking_turns_all_finish_with_their_own_answers(endpoints, credentia
     assert not errors
     assert results == {vm: [vm] * 3 for vm in vms}
     assert not TURNS._busy and not TURNS._waiting
+
+
+def test_a_repeated_pipeline_is_serialised_once_and_sent_byte_for_byte_as_pypsrp_would(open_session, lab_host):
+    from patchgate.remoting import psrp
+    from patchgate.twin.wsman.pool import _decoded_create_pipeline
+
+    script = Script("echo", "param($Name)\n# serialised once per process\n$Name", {"Name": "same"})
+    psrp._PIPELINE_MESSAGES.clear()
+    _decoded_create_pipeline.cache_clear()
+    first = open_session("ws2025-a").run(script)  # pypsrp serialises it
+    assert len(psrp._PIPELINE_MESSAGES) == 1
+    second = open_session("ws2025-b").run(script)  # the kept message
+    psrp._PIPELINE_MESSAGES.clear()
+    third = open_session("ws2025-c").run(script)  # pypsrp serialises it again
+    assert [_doc(r)["vm"] for r in (first, second, third)] == ["ws2025-a", "ws2025-b", "ws2025-c"]
+    assert all(_doc(r)["parameters"] == {"Name": "same"} for r in (first, second, third))
+    # the twin decodes by the exact bytes it receives: one decoding means three identical messages
+    assert _decoded_create_pipeline.cache_info().misses == 1

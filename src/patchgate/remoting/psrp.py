@@ -16,10 +16,12 @@ import base64
 import functools
 import hashlib
 import ipaddress
+import json
 import logging
 import math
 import threading
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -33,6 +35,7 @@ from pypsrp.exceptions import (
     WinRMTransportError,
     WSManFaultError,
 )
+from pypsrp.messages import CreatePipeline
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.serializer import Serializer
 from pypsrp.wsman import NAMESPACES, WSMan, WSManAction
@@ -65,13 +68,46 @@ def _escaped_long_string(value: str) -> str:
     return str(Serializer._serialize_string(_PLAIN_SERIALIZER, value))
 
 
+_PIPELINE_MESSAGES: dict[str, bytes] = {}
+_PIPELINE_MESSAGES_MAX = 64
+
+
+def pipeline_key(script: str, *arguments: Any, **parameters: Any) -> str | None:
+    """What makes one of our CreatePipeline messages what it is (the pool's settings being ours and fixed):
+    the script, its arguments and its parameters; None when a value is not plain JSON (never cached)."""
+    try:
+        return json.dumps([script, arguments, parameters], sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
 class _ScriptCachingSerializer(Serializer):
-    """pypsrp's Serializer, escaping each long string once per process.
+    """pypsrp's Serializer, escaping each long string once and serialising each distinct pipeline once per process.
 
     pypsrp escapes every control character of a string (each newline of a script) through a Python callback;
     the composed capture and the staging scripts are the same text for every VM and every capture of a run,
     so their escaped form is kept (a few dozen strings at most). The escaping itself is pypsrp's.
+
+    A CreatePipeline message (host info, the commands, their parameters) carries no pipeline or pool id (those
+    travel in the message header), so the session names the pipeline it is about to start (``pipeline_key``)
+    and the message pypsrp serialised for the first VM is sent as it is for the next ones. pypsrp's
+    Message.pack sends bytes unchanged, which is what ``serialize`` returns for such a message.
     """
+
+    pipeline_key: str | None = None
+
+    def serialize(self, value: Any, metadata: Any = None, parent: Any = None, clear: bool = True) -> Any:
+        key = self.pipeline_key
+        if key is None or not clear or parent is not None or metadata is not None or \
+                not isinstance(value, CreatePipeline):
+            return super().serialize(value, metadata, parent, clear)
+        message = _PIPELINE_MESSAGES.get(key)
+        if message is None:
+            message = ET.tostring(super().serialize(value), encoding="utf-8", method="xml")
+            if len(_PIPELINE_MESSAGES) >= _PIPELINE_MESSAGES_MAX:
+                _PIPELINE_MESSAGES.clear()
+            _PIPELINE_MESSAGES[key] = message
+        return message
 
     def _serialize_string(self, value: str | None) -> str | None:
         if value is not None and len(value) >= _LONG_STRING:
@@ -326,14 +362,21 @@ class PsrpSession(SessionIdentity):
     # ------------------------------------------------------------------ pipelines
 
     def _drive(self, ps: PowerShell, name: str, timeout: float | None,
-               input_data: Iterator[Any] | None = None) -> None:
-        """Start ``ps`` and poll it; each Receive long-polls at most operation_timeout (less near the deadline)."""
-        assert self._wsman is not None
+               input_data: Iterator[Any] | None = None, *, key: str | None = None) -> None:
+        """Start ``ps`` and poll it; each Receive long-polls at most operation_timeout (less near the deadline).
+        ``key`` names the pipeline for the serializer's cache (``pipeline_key``)."""
+        assert self._wsman is not None and self._pool is not None
         deadline = time.monotonic() + timeout if timeout else None
         default_op = self._wsman.operation_timeout
         self.pipelines += 1
+        serializer = self._pool._serializer
         try:
-            ps.begin_invoke(input=input_data)
+            # hosts may speak different protocol versions (the Command objects depend on it)
+            serializer.pipeline_key = f"{self._pool.protocol_version}|{key}" if key is not None else None
+            try:
+                ps.begin_invoke(input=input_data)
+            finally:
+                serializer.pipeline_key = None
             while ps.state == PSInvocationState.RUNNING:
                 op = self.settings.operation_timeout
                 if deadline is not None:
@@ -361,9 +404,10 @@ class PsrpSession(SessionIdentity):
             assert self._pool is not None
             ps = PowerShell(self._pool)
             ps.add_script(script.body)
-            for name, value in script.parameters.items():
-                ps.add_parameter(name, _wire(value))
-            self._drive(ps, script.name, timeout)
+            ps_parameters = {name: _wire(value) for name, value in script.parameters.items()}
+            for name, value in ps_parameters.items():
+                ps.add_parameter(name, value)
+            self._drive(ps, script.name, timeout, key=pipeline_key(script.body, **ps_parameters))
             errors = [redactor.redact(_text(e)) for e in ps.streams.error]
             if ps.state == PSInvocationState.FAILED and not errors:
                 errors = [f"the pipeline for '{script.name}' failed without an error record"]
@@ -400,8 +444,10 @@ class PsrpSession(SessionIdentity):
             assert self._pool is not None and self._wsman is not None
             buffer_size = int((self._wsman.max_payload_size - _COPY_HEADER_BYTES) / 4 * 3)
             ps = PowerShell(self._pool)
-            ps.add_script(get_pwsh_script("copy.ps1")).add_argument(destination).add_argument(False)
-            self._drive(ps, f"copy {source.name}", timeout, input_data=chunks(buffer_size))
+            script = get_pwsh_script("copy.ps1")
+            ps.add_script(script).add_argument(destination).add_argument(False)
+            self._drive(ps, f"copy {source.name}", timeout, input_data=chunks(buffer_size),
+                        key=pipeline_key(script, destination, False))
             if ps.had_errors or ps.state != PSInvocationState.COMPLETED or not ps.output:
                 detail = "; ".join(redactor.redact(_text(e)) for e in ps.streams.error) or "no output"
                 raise RemotingError(f"copying {source.name} to {destination} on {self.host} failed: {detail}",

@@ -16,7 +16,7 @@ import os
 import tempfile
 import threading
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 MASK = "***REDACTED***"
@@ -193,16 +193,22 @@ def redact_file(path: str | os.PathLike[str]) -> bool:
     Binary files (by suffix or a NUL byte in the first 8 KiB) are left alone. The rewrite goes
     through a temporary file and an atomic rename, so a reader never sees half a file.
     """
+    return redacted_content(path)[1]
+
+
+def redacted_content(path: str | os.PathLike[str]) -> tuple[bytes | None, bool]:
+    """Redact one file as ``redact_file`` does; returns its content afterwards (None: it is gone) and whether
+    it changed, so a caller that hashes the folder next reads each file once."""
     target = Path(path)
     try:
         data = target.read_bytes()
     except (FileNotFoundError, IsADirectoryError):
-        return False
+        return None, False
     if not _is_text(target, data[:8192]):
-        return False
+        return data, False
     masked = redactor.redact_bytes(data)
     if masked == data:
-        return False
+        return data, False
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".redact", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -212,21 +218,24 @@ def redact_file(path: str | os.PathLike[str]) -> bool:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return True
+    return masked, True
 
 
-def redact_tree(root: str | os.PathLike[str]) -> list[Path]:
+def redact_tree(root: str | os.PathLike[str],
+                seen: Callable[[Path, bytes], None] | None = None) -> list[Path]:
     """Redact every text file below ``root`` (gate.json, junit.xml, allure-results, manifests).
 
-    Returns the files that were changed, so the caller can record that redaction happened.
+    Returns the files that were changed, so the caller can record that redaction happened; ``seen(path,
+    content)`` gets every file's content after redaction (the evidence manifest hashes it).
     """
     changed: list[Path] = []
     base = Path(root)
-    if base.is_file():
-        return [base] if redact_file(base) else []
-    for path in sorted(_walk(base)):
-        if redact_file(path):
+    for path in ([base] if base.is_file() else sorted(_walk(base))):
+        content, was_changed = redacted_content(path)
+        if was_changed:
             changed.append(path)
+        if content is not None and seen is not None:
+            seen(path, content)
     return changed
 
 
