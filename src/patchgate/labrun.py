@@ -18,6 +18,7 @@ from patchgate.ledger import Ledger
 from patchgate.lifecycle import LifecycleContext, ProgressCallback, VmLifecycle
 from patchgate.observations import VmObservation
 from patchgate.secrets.redact import redactor
+from patchgate.turns import TURNS
 
 log = logging.getLogger("patchgate.run")
 
@@ -172,7 +173,8 @@ class LabRun:
         to restore it meanwhile; the checks only read the finished observation."""
         self.ensure([vm_name])
         lifecycle = self.lifecycles[vm_name]
-        lifecycle.prepared.wait()
+        with TURNS.released():  # the VM's own thread needs turns to get there
+            lifecycle.prepared.wait()
         future = self._futures.get(vm_name)
         if future is not None and future.done():
             future.result()  # a prepare thread that died of something else than lab trouble: raise it here

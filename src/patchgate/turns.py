@@ -8,8 +8,10 @@ place in the run) finishes the first VMs' work first and the last VMs' no later 
 step spread out, so their later steps find the CPU free instead of colliding again.
 
 A thread takes the turn only around work that computes (building and reading WSMan messages, parsing a
-capture) and gives it back while it waits (the network, the lab). Threads without a rank (the test loop, a
-restore at the end of the run) never wait for a turn. Each process has its own turns, as it has its own lock.
+capture) and gives it back while it waits (the network, the lab). The test loop takes a turn per check with
+the last rank: the checks of the first VMs fill the time the last VMs spend in the lab instead of slowing them.
+Threads without a rank (a restore at the end of the run) never wait for a turn. Each process has its own turns,
+as it has its own lock.
 """
 
 from __future__ import annotations
@@ -97,3 +99,7 @@ class Turns:
 
 TURNS = Turns()
 """The process's turns (one per interpreter lock)."""
+
+CHECKS_RANK = 1 << 30
+"""The checks' rank: after every VM's lifecycle. A check has slack (the run ends with the last VM's restore);
+the lifecycle of a VM still in the lab does not."""

@@ -128,3 +128,26 @@ def test_the_turn_is_reentrant_and_one_thread_holds_it_at_a_time():
     assert not any(t.is_alive() for t in threads)
     assert most[0] == 1
     assert not turns._busy and not turns._waiting
+
+
+def test_a_thread_with_the_last_rank_waits_for_every_vm_but_not_for_ever():
+    from patchgate.turns import CHECKS_RANK
+
+    turns, order = Turns(), []
+    release = threading.Event()
+
+    def holder() -> None:
+        with turns.taken(rank=5):
+            release.wait(10)
+
+    first = threading.Thread(target=holder)
+    first.start()
+    _until(lambda: turns._busy, "the holder")
+    threads = [_waiter(turns, CHECKS_RANK, order)]
+    _until(lambda: len(turns._waiting) == 1, "the checks to queue")
+    threads.append(_waiter(turns, 31, order))  # a VM arriving later still goes first
+    _until(lambda: len(turns._waiting) == 2, "the VM to queue")
+    release.set()
+    for thread in [first, *threads]:
+        thread.join(10)
+    assert order == [31, CHECKS_RANK]
