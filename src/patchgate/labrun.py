@@ -73,6 +73,7 @@ class LabRun:
         self.run_error: LabError | None = None
         self._pool: cf.ThreadPoolExecutor | None = None
         self._futures: dict[str, cf.Future] = {}
+        self._closing: threading.Thread | None = None  # finish(close_in_background=True)
         self._leases: list = []
         self._lease_manager = None
         self._ctx: LifecycleContext | None = None
@@ -184,6 +185,11 @@ class LabRun:
         with self._prepared_changed:
             self._prepared_changed.notify_all()
 
+    def wait_closed(self) -> None:
+        """Return once the components are closed (after ``finish(close_in_background=True)``)."""
+        if self._closing is not None:
+            self._closing.join()
+
     def first_prepared(self, vm_names: list[str], timeout: float) -> str | None:
         """The first of ``vm_names`` (in that order) whose observation is final, waiting up to ``timeout``
         seconds for one; None when none is ready by then. Lets the checks of each VM start as it gets ready."""
@@ -211,8 +217,13 @@ class LabRun:
         """Ctrl-C / SIGTERM: stop starting new steps; ``finish`` still restores everything."""
         self.stop.set()
 
-    def finish(self, *, failed_vms: set[str] | None = None) -> None:
-        """Restore every touched VM (concurrently), release leases, close components. Idempotent."""
+    def finish(self, *, failed_vms: set[str] | None = None, close_in_background: bool = False) -> None:
+        """Restore every touched VM (concurrently), release leases, close components. Idempotent.
+
+        ``close_in_background``: the components (the twin's process and its listeners, a vCenter or Vault
+        session) close on a thread of their own while the caller writes the evidence; ``wait_closed()`` joins
+        it (and the interpreter waits for it at exit in any case). Every VM is restored and every lease
+        released before this returns, either way."""
         with self._ensure_lock:
             if self._finished:
                 return
@@ -244,7 +255,11 @@ class LabRun:
         self.stop.set()  # releases anything still waiting on the lab (a twin install that hangs, a long poll)
         if self.components is not None:
             self._keep_counters()
-            self.components.close()
+            if close_in_background:
+                self._closing = threading.Thread(target=self.components.close, name="patchgate-close-components")
+                self._closing.start()
+            else:
+                self.components.close()
         if self.ledger is not None:
             self.ledger.close("interrupted" if interrupted else "finished")
         self.finished_at = dt.datetime.now(dt.timezone.utc)

@@ -28,6 +28,7 @@ class LabHost:
         self.corrupt_writes = False
         self.install_doc: dict[str, Any] = {"RestartNeeded": True, "ExitCode": 3010, "Log": ["ok"]}
         self.install_errors: list[str] = []
+        self.installed: list[str] = []  # package paths the install op accepted
         self.handler: Callable[[str, list[Statement], list[Any]], PipelineOutput] | None = None
         self._lock = threading.Lock()
 
@@ -51,7 +52,14 @@ class LabHost:
                     files[key] = files[key][:-1] + bytes([files[key][-1] ^ 0xFF]) if files[key] else b"x"
             return result
         if filecopy.op_name(statements[0].script) == "install":
-            doc = {"PackagePath": statements[0].parameters["PackagePath"], **self.install_doc}
+            parameters = statements[0].parameters
+            staged, intact = filecopy.staged_files(files, parameters["PackagePath"], dict(parameters["Sha256"]))
+            if not intact:  # as install.ps1 does: hash first, install nothing on a difference
+                return PipelineOutput(output=[json.dumps({
+                    "PackagePath": parameters["PackagePath"], "RestartNeeded": False, "ExitCode": -2146889721,
+                    "Log": ["Refused"], "Staged": staged})])
+            self.installed.append(parameters["PackagePath"])
+            doc = {"PackagePath": parameters["PackagePath"], **self.install_doc, "Staged": staged}
             return PipelineOutput(output=[json.dumps(doc)], errors=list(self.install_errors))
         if self.handler is not None:
             return self.handler(vm, statements, input_data)

@@ -74,7 +74,10 @@ def test_stage_and_install_happy_path(open_session, lab_host, tmp_path):
     assert lab_host.vm_files("ws2025-a")[filecopy.key(expected_path)] == data
     install_call = lab_host.calls[-1][1][0]
     assert install_call.script.startswith("# patchgate-op: install")
-    assert install_call.parameters == {"PackagePath": expected_path}
+    assert install_call.parameters == {"PackagePath": expected_path,
+                                       "Sha256": {"windows11.0-kb5070881-x64.msu": hashlib.sha256(data).hexdigest()}}
+    # prepare, copy, install: the install op itself hashes what it installs
+    assert [filecopy.op_name(c[1][0].script) or "copy" for c in lab_host.calls] == ["stage-prepare", "copy", "install"]
 
 
 def test_several_packages_install_by_folder(open_session, lab_host, tmp_path):
@@ -96,8 +99,18 @@ def test_sha256_mismatch_on_the_vm_is_refused(open_session, lab_host, tmp_path):
     message = str(info.value)
     assert "kb.msu" in message and "ws2025-a" in message
     assert hashlib.sha256(b"the approved bytes").hexdigest() in message
-    assert "actual" in message
-    assert not any(filecopy.op_name(c[1][0].script) == "install" for c in lab_host.calls)
+    assert "actual" in message and "refusing to install" in message
+    assert lab_host.installed == []  # the install op hashed the staged file first and installed nothing
+
+
+def test_a_staged_file_that_is_gone_is_refused(open_session, lab_host, tmp_path):
+    session = open_session()
+    candidate = _candidate(tmp_path, {"kb.msu": b"the approved bytes"})
+    root = staging.stage(session, candidate)[0]
+    lab_host.vm_files("ws2025-a").pop(filecopy.key(root))  # removed between the copy and the install
+    with pytest.raises(StagingError, match="not there"):
+        staging.install(session, root, kb="KB5070881", expected={"kb.msu": candidate.packages[0].sha256})
+    assert lab_host.installed == []
 
 
 def test_local_file_not_matching_the_candidate_is_refused_before_copying(open_session, lab_host, tmp_path):
@@ -121,7 +134,6 @@ def test_failed_install_is_an_install_error(open_session, lab_host, tmp_path):
 
 def test_op_scripts_carry_their_marker_and_contract_keys():
     for op, contract in ((staging.OP_STAGE_PREPARE, staging.STAGE_PREPARE_CONTRACT),
-                         (staging.OP_STAGE_VERIFY, staging.STAGE_VERIFY_CONTRACT),
                          (staging.OP_INSTALL, staging.INSTALL_CONTRACT)):
         text = staging.load_op_script(op)
         assert filecopy.op_name(text) == op
@@ -132,7 +144,7 @@ def test_op_scripts_carry_their_marker_and_contract_keys():
 
 def test_parse_document_rejects_a_broken_contract():
     from patchgate.remoting.base import ScriptResult
-    bad = ScriptResult("stage-verify", [json.dumps({"Path": "C:\\a", "Exists": "yes", "Sha256": None})])
+    bad = ScriptResult("stage-prepare", [json.dumps({"Path": "C:\\a", "Exists": "yes"})])
     with pytest.raises(StagingError) as info:
-        staging.parse_document(bad, "stage-verify", staging.STAGE_VERIFY_CONTRACT, "vm1", StagingError)
+        staging.parse_document(bad, "stage-prepare", staging.STAGE_PREPARE_CONTRACT, "vm1", StagingError)
     assert "Exists" in str(info.value) and "vm1" in str(info.value)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 from patchgate.config import load_lab
-from patchgate.remoting.staging import op_script
+from patchgate.remoting.staging import REFUSED_HASH, op_script
 from patchgate.twin import filecopy
 from patchgate.twin.lab import build_twin_lab
 from patchgate.twin.shell import Statement
@@ -40,24 +41,40 @@ def _ready_shell(tmp_path: Path) -> tuple[TwinShell, str]:
     return TwinShell(twin), vm
 
 
-def _install(shell: TwinShell, vm: str, path: str):
-    script = op_script("install", PackagePath=path)
+def _install(shell: TwinShell, vm: str, path: str, expected: dict[str, str]):
+    script = op_script("install", PackagePath=path, Sha256=expected)
     return shell.run_pipeline(vm, [Statement(script.body, dict(script.parameters))], [])
 
 
-def _stage(shell: TwinShell, vm: str, path: str, kb: str) -> None:
-    host = shell.lab.host(vm)
-    host.files[filecopy.key(path)] = f"stand-in\nkb: {kb}\n".encode()
+def _stage(shell: TwinShell, vm: str, path: str, kb: str) -> dict[str, str]:
+    """Put a stand-in package on the VM; returns {file name: sha256}, what the install op is told to expect."""
+    data = f"stand-in\nkb: {kb}\n".encode()
+    shell.lab.host(vm).files[filecopy.key(path)] = data
+    return {path.rsplit("\\", 1)[-1]: hashlib.sha256(data).hexdigest()}
 
 
 def test_single_package_installs_its_kb(tmp_path):
     shell, vm = _ready_shell(tmp_path)
-    _stage(shell, vm, r"C:\ProgramData\patchgate\staging\KB5070893\a.msu", "KB5070893")
-    result = _install(shell, vm, r"C:\ProgramData\patchgate\staging\KB5070893\a.msu")
+    expected = _stage(shell, vm, r"C:\ProgramData\patchgate\staging\KB5070893\a.msu", "KB5070893")
+    result = _install(shell, vm, r"C:\ProgramData\patchgate\staging\KB5070893\a.msu", expected)
     assert not result.errors
     document = json.loads(result.output[0])
     assert document["RestartNeeded"] is False  # no WSUS role on this image
+    assert document["Staged"] == [{"Path": r"C:\ProgramData\patchgate\staging\KB5070893\a.msu",
+                                   "Sha256": expected["a.msu"].upper()}]
     assert shell.lab.host(vm).has_kb("KB5070893")
+
+
+def test_a_staged_file_that_is_not_the_approved_one_is_not_installed(tmp_path):
+    shell, vm = _ready_shell(tmp_path)
+    path = r"C:\ProgramData\patchgate\staging\KB5070893\a.msu"
+    expected = _stage(shell, vm, path, "KB5070893")
+    shell.lab.host(vm).files[filecopy.key(path)] += b"changed after the copy"
+    result = _install(shell, vm, path, expected)
+    document = json.loads(result.output[0])
+    assert document["ExitCode"] == REFUSED_HASH and document["RestartNeeded"] is False
+    assert document["Staged"][0]["Sha256"] != expected["a.msu"].upper()
+    assert not shell.lab.host(vm).has_kb("KB5070893")
 
 
 def test_folder_installs_every_package_in_name_order(tmp_path):
@@ -65,19 +82,27 @@ def test_folder_installs_every_package_in_name_order(tmp_path):
     folder = r"C:\ProgramData\patchgate\staging\KB5073379"
     host = shell.lab.host(vm)
     host.hotfixes = [h for h in host.hotfixes if h.hotfix_id != "KB5043080"]  # as if the checkpoint were missing
-    _stage(shell, vm, folder + r"\1-windows11.0-kb5043080-x64.msu", "KB5043080")
-    _stage(shell, vm, folder + r"\2-windows11.0-kb5073379-x64.msu", "KB5073379")
+    expected = _stage(shell, vm, folder + r"\1-windows11.0-kb5043080-x64.msu", "KB5043080")
+    expected |= _stage(shell, vm, folder + r"\2-windows11.0-kb5073379-x64.msu", "KB5073379")
     _stage(shell, vm, folder + r"\nested\3-other.msu", "KB5068966")  # not directly in the folder: ignored
-    result = _install(shell, vm, folder)
+    result = _install(shell, vm, folder, expected)
     assert not result.errors, result.errors
     assert json.loads(result.output[0])["RestartNeeded"] is True
     assert host.has_kb("KB5043080")
     assert not host.has_kb("KB5068966")
 
 
-def test_missing_package_is_an_error_naming_the_path(tmp_path):
+def test_a_missing_package_is_refused_naming_the_path(tmp_path):
     shell, vm = _ready_shell(tmp_path)
-    result = _install(shell, vm, r"C:\nowhere\x.msu")
+    result = _install(shell, vm, r"C:\nowhere\x.msu", {"x.msu": "ab" * 32})
+    document = json.loads(result.output[0])
+    assert document["ExitCode"] == REFUSED_HASH
+    assert document["Staged"] == [{"Path": r"C:\nowhere\x.msu", "Sha256": None}]
+
+
+def test_a_package_path_with_nothing_to_install_is_an_error_naming_it(tmp_path):
+    shell, vm = _ready_shell(tmp_path)
+    result = _install(shell, vm, r"C:\nowhere\x.msu", {})
     assert result.failed and r"C:\nowhere\x.msu" in result.errors[0]
 
 

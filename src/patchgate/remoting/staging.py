@@ -1,16 +1,17 @@
 """Stage a candidate's packages on a VM, prove they arrived intact, install them.
 
-Three op scripts in ``remoting/scripts/`` do the remote work; each starts with ``# patchgate-op: <name>`` so
+Two op scripts in ``remoting/scripts/`` do the remote work; each starts with ``# patchgate-op: <name>`` so
 the twin can route it, takes named parameters only, and prints ONE JSON document (the contracts below and
 in docs/remoting.md; the twin prints exactly these shapes):
 
-* ``stage-prepare`` (Path)        -> ``{"Path": str, "Exists": true}``
-* ``stage-verify``  (Path)        -> ``{"Path": str, "Exists": bool, "Sha256": "UPPER HEX" | null}``
-* ``install``       (PackagePath) -> ``{"PackagePath": str, "RestartNeeded": bool, "ExitCode": int, "Log": [str]}``
-  and, when the install fails, an error record as well.
+* ``stage-prepare`` (Path)                -> ``{"Path": str, "Exists": true}``
+* ``install``       (PackagePath, Sha256) -> ``{"PackagePath": str, "RestartNeeded": bool, "ExitCode": int,
+  "Log": [str], "Staged": [{"Path": str, "Sha256": "UPPER HEX" | null}]}`` and, when the install fails, an
+  error record as well.
 
 The hash is checked twice: locally before copying (the candidate file on disk is the one the descriptor
-names) and ON THE VM after copying (what will be installed is what was approved).
+names) and ON THE VM by the install op itself, which hashes every staged file and installs nothing unless each
+is the approved one (what is installed is what was approved, with no gap between the check and the install).
 """
 
 from __future__ import annotations
@@ -30,16 +31,17 @@ from patchgate.hashing import sha256_file
 from patchgate.remoting.base import RemoteSession, Script, ScriptResult
 
 OP_STAGE_PREPARE = "stage-prepare"
-OP_STAGE_VERIFY = "stage-verify"
 OP_INSTALL = "install"
 OP_MARKER_PREFIX = "# patchgate-op: "
 
 # Key -> accepted JSON types of each op's document (None stands for JSON null).
 STAGE_PREPARE_CONTRACT: dict[str, tuple[type | None, ...]] = {"Path": (str,), "Exists": (bool,)}
-STAGE_VERIFY_CONTRACT: dict[str, tuple[type | None, ...]] = {
-    "Path": (str,), "Exists": (bool,), "Sha256": (str, None)}
 INSTALL_CONTRACT: dict[str, tuple[type | None, ...]] = {
-    "PackagePath": (str,), "RestartNeeded": (bool,), "ExitCode": (int,), "Log": (list, str, None)}
+    "PackagePath": (str,), "RestartNeeded": (bool,), "ExitCode": (int,), "Log": (list, str, None),
+    "Staged": (list, dict)}  # ConvertTo-Json prints a one-element array as the element itself
+
+# CRYPT_E_HASH_VALUE: the install op refused, a staged file being missing or not the approved one.
+REFUSED_HASH = -2146889721
 
 # DISM / MSI result codes that mean "installed" (value: whether a restart is pending).
 # 3010 ERROR_SUCCESS_REBOOT_REQUIRED, 1641 ERROR_SUCCESS_REBOOT_INITIATED, 3011 ERROR_SUCCESS_RESTART_REQUIRED.
@@ -123,14 +125,12 @@ class _Budget:
 
 def stage(session: RemoteSession, candidate: Candidate, *, staging_dir: str | None = None,
           timeout: float | None = None, _budget: _Budget | None = None) -> list[str]:
-    """Copy every package to ``<staging_dir>\\<KB>\\`` and verify its SHA-256 on the VM; returns the paths."""
+    """Copy every package to ``<staging_dir>\\<KB>\\``; returns the paths. The install op checks their SHA-256
+    on the VM; the local files are checked against the candidate here, before anything is copied."""
     vm = _vm(session)
     budget = _budget or _Budget(timeout, vm, candidate.kb)
     root = ntpath.join(staging_dir or getattr(session, "staging_dir", None) or DEFAULT_STAGING_DIR, candidate.kb)
-    prepared = parse_document(session.run(op_script(OP_STAGE_PREPARE, Path=root), timeout=budget.left("stage")),
-                              OP_STAGE_PREPARE, STAGE_PREPARE_CONTRACT, vm, StagingError)
-    folder = prepared["Path"] or root
-    staged: list[str] = []
+    locals_ = []
     for package in candidate.packages:
         local = candidate.package_path(package)
         if not local.is_file():
@@ -139,12 +139,18 @@ def stage(session: RemoteSession, candidate: Candidate, *, staging_dir: str | No
         if local_hash != package.sha256:
             raise StagingError(f"package file {local.name} does not match the candidate: expected sha256 "
                                f"{package.sha256}, the local file has {local_hash}", vm=vm, step="stage")
+        locals_.append(local)
+    prepared = parse_document(session.run(op_script(OP_STAGE_PREPARE, Path=root), timeout=budget.left("stage")),
+                              OP_STAGE_PREPARE, STAGE_PREPARE_CONTRACT, vm, StagingError)
+    folder = prepared["Path"] or root
+    staged: list[str] = []
+    for local in locals_:
         remote = ntpath.join(folder, local.name)
         try:
             if "timeout" in inspect.signature(session.copy_file).parameters:
-                session.copy_file(local, remote, timeout=budget.left("stage"))  # type: ignore[call-arg]
+                copied = session.copy_file(local, remote, timeout=budget.left("stage"))  # type: ignore[call-arg]
             else:
-                session.copy_file(local, remote)
+                copied = session.copy_file(local, remote)
         except StagingError:
             raise
         except LabError as exc:
@@ -152,27 +158,42 @@ def stage(session: RemoteSession, candidate: Candidate, *, staging_dir: str | No
                 raise
             raise StagingError(f"copying {local.name} to {remote} failed: {exc.detail}", vm=vm,
                                step="stage") from exc
-        verified = parse_document(session.run(op_script(OP_STAGE_VERIFY, Path=remote), timeout=budget.left("stage")),
-                                  OP_STAGE_VERIFY, STAGE_VERIFY_CONTRACT, vm, StagingError)
-        if not verified["Exists"]:
-            raise StagingError(f"{local.name} is not at {remote} on {vm} after the copy", vm=vm, step="stage")
-        actual = str(verified["Sha256"] or "").lower()
-        if actual != package.sha256:
-            raise StagingError(f"sha256 mismatch for {local.name} on VM {vm} at {remote}: expected "
-                               f"{package.sha256}, actual {actual or 'none'}; refusing to install",
-                               vm=vm, step="stage")
-        staged.append(str(verified["Path"] or remote))
+        staged.append(str(copied or remote))
     return staged
 
 
-def install(session: RemoteSession, package_path: str, *, kb: str, timeout: float | None = None) -> InstallResult:
-    """Run the ``install`` op once and read RestartNeeded / the exit code (3010 semantics)."""
+def _check_staged(doc: dict[str, Any], expected: dict[str, str], vm: str) -> None:
+    """Every staged file the install op hashed must be the approved one; it refuses to install otherwise."""
+    entries = doc["Staged"] if isinstance(doc["Staged"], list) else [doc["Staged"]]
+    seen = {ntpath.basename(str(e.get("Path") or "")).lower(): e for e in entries if isinstance(e, dict)}
+    for name, sha in expected.items():
+        entry = seen.get(name.lower())
+        if entry is None:
+            raise StagingError(f"op 'install' did not report {name} among the staged files on {vm}", vm=vm,
+                               step="stage")
+        actual = str(entry.get("Sha256") or "").lower()
+        if actual != sha:
+            where = entry.get("Path") or name
+            raise StagingError(f"sha256 mismatch for {name} on VM {vm} at {where}: expected {sha}, actual "
+                               f"{actual or 'none (the file is not there)'}; refusing to install",
+                               vm=vm, step="stage")
+
+
+def install(session: RemoteSession, package_path: str, *, kb: str, expected: dict[str, str],
+            timeout: float | None = None) -> InstallResult:
+    """Run the ``install`` op once: it hashes the staged files (``expected``: file name -> sha256) and installs
+    only when each is the approved one; then read RestartNeeded / the exit code (3010 semantics)."""
     vm = _vm(session)
-    result = session.run(op_script(OP_INSTALL, PackagePath=package_path), timeout=timeout)
+    result = session.run(op_script(OP_INSTALL, PackagePath=package_path, Sha256=dict(expected)), timeout=timeout)
     doc = parse_document(result, OP_INSTALL, INSTALL_CONTRACT, vm, InstallError)
+    _check_staged(doc, expected, vm)
     log_lines = doc["Log"] if isinstance(doc["Log"], list) else ([doc["Log"]] if doc["Log"] else [])
     log_lines = [str(line) for line in log_lines]
     code = int(doc["ExitCode"])
+    if code == REFUSED_HASH:
+        raise StagingError(f"op 'install' refused to install {kb} on VM {vm}: "
+                           f"{log_lines[-1] if log_lines else 'a staged file is not the approved one'}",
+                           vm=vm, step="stage")
     if code not in SUCCESS_CODES:
         detail = "; ".join(result.errors) or (log_lines[-1] if log_lines else "no detail")
         raise InstallError(f"installing {kb} from {package_path} failed on VM {vm}: exit code {code} "
@@ -190,7 +211,8 @@ def stage_and_install(session: RemoteSession, candidate: Candidate, timeout: flo
     budget = _Budget(timeout, vm, candidate.kb)
     staged = stage(session, candidate, staging_dir=staging_dir, _budget=budget)
     package_path = staged[0] if len(staged) == 1 else ntpath.dirname(staged[0])
-    result = install(session, package_path, kb=candidate.kb, timeout=budget.left("install"))
+    expected = {candidate.package_path(package).name: package.sha256 for package in candidate.packages}
+    result = install(session, package_path, kb=candidate.kb, expected=expected, timeout=budget.left("install"))
     return InstallResult(kb=result.kb, package_path=result.package_path, exit_code=result.exit_code,
                          restart_needed=result.restart_needed, output=result.output, log=result.log,
                          staged_paths=staged)

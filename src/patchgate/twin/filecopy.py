@@ -6,8 +6,9 @@ base64 chunk per input object, then a final object holding base64(sha1 hex) of t
 script writes a temp file, checks the SHA-1, moves it over the destination and prints the full path; the
 twin does the same into ``WindowsHost.files`` (keys are lower-cased Windows paths).
 
-The ``stage-prepare`` and ``stage-verify`` ops read and write only ``files`` too, so a TwinShell can hand
-them here (``handle_staging``) and keep only ``install`` for its update model.
+The ``stage-prepare`` op reads and writes only ``files`` too, so a TwinShell can hand it here
+(``handle_staging``) and keep only ``install`` for its update model; ``staged_files`` is the install op's own
+check of the staged files (their SHA-256 on the VM), shared by every stand-in host.
 """
 
 from __future__ import annotations
@@ -90,17 +91,29 @@ def run_copy(files: MutableMapping[str, bytes], statement: Statement, input_data
 
 
 def handle_staging(files: MutableMapping[str, bytes], op: str, parameters: dict[str, Any]) -> PipelineOutput | None:
-    """Answer ``stage-prepare`` / ``stage-verify`` exactly as the scripts in remoting/scripts print them."""
+    """Answer ``stage-prepare`` exactly as remoting/scripts/stage-prepare.ps1 prints it."""
     if op == "stage-prepare":
         path = resolve(str(parameters.get("Path", "")))
         return PipelineOutput(output=[json.dumps({"Path": path, "Exists": True}, separators=(",", ":"))])
-    if op == "stage-verify":
-        path = resolve(str(parameters.get("Path", "")))
-        data = files.get(key(path))
-        doc = {"Path": path, "Exists": data is not None,
-               "Sha256": hashlib.sha256(data).hexdigest().upper() if data is not None else None}
-        return PipelineOutput(output=[json.dumps(doc, separators=(",", ":"))])
     return None
+
+
+def staged_files(files: MutableMapping[str, bytes], package_path: str,
+                 expected: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+    """The install op's first step: each expected file (name -> SHA-256) in the package's folder, hashed ON THE
+    VM, as ``{"Path", "Sha256"}`` entries (``Sha256`` null when missing), and whether all are the approved ones."""
+    path = resolve(package_path)
+    inside = key(path).rstrip("\\") + "\\"
+    is_folder = any(name.startswith(inside) for name in files)  # as Test-Path -PathType Container
+    folder = path if is_folder else ntpath.dirname(path)
+    staged, intact = [], True
+    for name in sorted(expected, key=str):
+        full = ntpath.join(folder, str(name))
+        data = files.get(key(full))
+        digest = hashlib.sha256(data).hexdigest().upper() if data is not None else None
+        staged.append({"Path": full, "Sha256": digest})
+        intact = intact and digest is not None and digest == str(expected[name]).upper()
+    return staged, intact
 
 
 def handle(files: MutableMapping[str, bytes], statements: list[Statement],

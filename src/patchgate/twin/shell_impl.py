@@ -14,6 +14,7 @@ import re
 import threading
 from typing import Any, Callable
 
+from patchgate.remoting.staging import REFUSED_HASH
 from patchgate.twin import filecopy
 from patchgate.twin.lab import TwinLab
 from patchgate.twin.model import WindowsHost
@@ -115,6 +116,12 @@ class TwinShell:
         from patchgate.twin.behaviour import apply_install
 
         path = filecopy.resolve(str(stmt.parameters.get("PackagePath", "")))
+        staged, intact = filecopy.staged_files(host.files, path, dict(stmt.parameters.get("Sha256") or {}))
+        if not intact:  # the install op hashes the staged files first and installs nothing on a difference
+            return PipelineOutput(output=[_json({
+                "PackagePath": path, "RestartNeeded": False, "ExitCode": REFUSED_HASH, "Staged": staged,
+                "Log": ["Refused: a staged file is missing or is not the approved file (SHA-256); nothing was "
+                        "installed"]})])
         packages = self._packages_at(host, path)
         if not packages:
             return PipelineOutput(errors=[f"Add-WindowsPackage : The system cannot find the file specified. "
@@ -152,12 +159,12 @@ class TwinShell:
             exit_code = int(outcome.exit_code) if outcome.exit_code else exit_code
             if outcome.failed:
                 result = {"PackagePath": path, "RestartNeeded": restart, "ExitCode": int(outcome.exit_code),
-                          "Log": log}
+                          "Log": log, "Staged": staged}
                 message = outcome.log[-1] if outcome.log else f"install of {kb} failed"
                 return PipelineOutput(output=[_json(result)], errors=[f"Add-WindowsPackage : {message}"],
                                       failed=True)
         return PipelineOutput(output=[_json({"PackagePath": path, "RestartNeeded": restart, "ExitCode": exit_code,
-                                             "Log": log})])
+                                             "Log": log, "Staged": staged})])
 
     @staticmethod
     def _packages_at(host: WindowsHost, path: str) -> list[tuple[str, bytes]]:
