@@ -225,21 +225,41 @@ def build_evidence_manifest(out_dir: Path, run_id: str | None = None, *,
             "not_evidence": list(DERIVED), "files": files}
 
 
-def write_evidence(facts: RunFacts) -> Path:
+def _still_as_written(known: dict[Path, tuple[str, int, int, int]]) -> dict[Path, tuple[str, int]]:
+    """Files masked and hashed when they were written that no one changed since (size and modification time)
+    and that no secret registered later could be in: path -> (sha256, size)."""
+    from patchgate.secrets.redact import redactor
+
+    trusted = {}
+    for path, (digest, size, mtime_ns, secrets_known) in known.items():
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        if secrets_known == redactor.count and stat.st_size == size and stat.st_mtime_ns == mtime_ns:
+            trusted[path] = (digest, size)
+    return trusted
+
+
+def write_evidence(facts: RunFacts, known: dict[Path, tuple[str, int, int, int]] | None = None) -> Path:
     """Write run-manifest.json, redact the folder, then write evidence-manifest.json over everything in it.
 
-    Called once, after every other output exists; returns the evidence manifest's path.
+    Called once, after every other output exists; returns the evidence manifest's path. ``known``: files
+    already masked and hashed by their writer (path -> sha256, size, mtime_ns, number of secrets known then);
+    those still exactly as written are not read again.
     """
     out_dir = facts.out_dir
     _write_json(out_dir / RUN_MANIFEST, build_run_manifest(facts))
     from patchgate.secrets import redact_tree
 
-    digests: dict[str, tuple[str, int]] = {}
+    trusted = _still_as_written(known or {})
+    digests = {path.relative_to(out_dir).as_posix(): entry for path, entry in trusted.items()}
 
     def hash_what_stays(path: Path, content: bytes) -> None:  # one read per file for redaction and hashing
         digests[path.relative_to(out_dir).as_posix()] = (hashlib.sha256(content).hexdigest(), len(content))
 
-    redact_tree(out_dir, hash_what_stays)  # e.g. a captured log in an Allure attachment; before hashing
+    # e.g. a captured log in an Allure attachment; before hashing
+    redact_tree(out_dir, hash_what_stays, skip=trusted.__contains__)
     manifest = out_dir / EVIDENCE_MANIFEST
     _write_json(manifest, build_evidence_manifest(out_dir, facts.run_id, digests=digests))
     return manifest

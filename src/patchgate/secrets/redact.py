@@ -221,16 +221,19 @@ def redacted_content(path: str | os.PathLike[str]) -> tuple[bytes | None, bool]:
     return masked, True
 
 
-def redact_tree(root: str | os.PathLike[str],
-                seen: Callable[[Path, bytes], None] | None = None) -> list[Path]:
+def redact_tree(root: str | os.PathLike[str], seen: Callable[[Path, bytes], None] | None = None,
+                skip: Callable[[Path], bool] | None = None) -> list[Path]:
     """Redact every text file below ``root`` (gate.json, junit.xml, allure-results, manifests).
 
     Returns the files that were changed, so the caller can record that redaction happened; ``seen(path,
-    content)`` gets every file's content after redaction (the evidence manifest hashes it).
+    content)`` gets every file's content after redaction (the evidence manifest hashes it); ``skip(path)``
+    names files already masked with every registered secret (their writer did it).
     """
     changed: list[Path] = []
     base = Path(root)
     for path in ([base] if base.is_file() else sorted(_walk(base))):
+        if skip is not None and skip(path):
+            continue
         content, was_changed = redacted_content(path)
         if was_changed:
             changed.append(path)
