@@ -42,13 +42,15 @@ class LabComponents:
                 pass
 
 
-def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Event) -> LabComponents:
+def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Event,
+                     twin_inputs_checked: bool = False) -> LabComponents:
+    """The run's hypervisor, remoting and secrets. ``twin_inputs_checked``: the lab's twin catalogue and images
+    were validated already (``patchgate validate`` does), so the twin's own process may load them itself
+    while the remoting is built here."""
     from patchgate.remoting import build_remoting
     from patchgate.secrets import build_secrets
 
     secrets = build_secrets(lab.secrets, lab)
-    # remoting first: a bad remoting setting must not leave a twin process behind
-    remoting: Remoting | None = None if lab.remoting.kind == "inprocess" else build_remoting(lab.remoting)
     twin = shell = endpoints = None
     uses_twin = lab.hypervisor.kind == "twin" or (
         lab.hypervisor.kind == "vsphere" and lab.hypervisor.settings.twin_guest)
@@ -56,11 +58,23 @@ def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Eve
     # would; in-process remoting and the vSphere simulator's guests act on them directly
     own_process = (lab.hypervisor.kind == "twin" and lab.remoting.kind == "psrp"
                    and lab.hypervisor.settings.own_process)
+    twin_process = None
     if own_process:
         from patchgate.twin.lab import check_twin_inputs
-        from patchgate.twin.process import RemoteTwinLab, TwinProcess
+        from patchgate.twin.process import TwinProcess
 
-        twin = RemoteTwinLab(lab, TwinProcess(lab, check_twin_inputs(lab, twin_catalogs), stop))
+        catalog = None if twin_inputs_checked else check_twin_inputs(lab, twin_catalogs)
+        twin_process = TwinProcess(lab, catalog, stop, twin_catalogs=[str(f) for f in twin_catalogs])
+    try:
+        remoting: Remoting | None = None if lab.remoting.kind == "inprocess" else build_remoting(lab.remoting)
+    except BaseException:
+        if twin_process is not None:  # a bad remoting setting leaves no twin process behind
+            twin_process.close()
+        raise
+    if twin_process is not None:
+        from patchgate.twin.process import RemoteTwinLab
+
+        twin = RemoteTwinLab(lab, twin_process.ready())
     elif uses_twin:
         from patchgate.twin.lab import build_twin_lab
         from patchgate.twin.shell_impl import TwinShell

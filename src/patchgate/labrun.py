@@ -56,8 +56,9 @@ class LabRun:
     def __init__(self, lab: Lab, candidate: Candidate, *, selection: RunSelection | None = None,
                  twin_catalogs: list[Path] | None = None, run_id: str | None = None,
                  progress: ProgressCallback | None = None, keep_on_failure: bool = False,
-                 restore_when_captured: bool = False) -> None:
+                 restore_when_captured: bool = False, twin_inputs_checked: bool = False) -> None:
         self.lab = lab
+        self.twin_inputs_checked = twin_inputs_checked  # build_components: the twin's process may load them
         self.candidate = candidate
         self.vms = (selection or RunSelection()).apply(lab)
         self.twin_catalogs = twin_catalogs or []
@@ -89,7 +90,8 @@ class LabRun:
         """Build components and start the prepare of ``vm_names`` (default: every selected VM) concurrently.
         Never raises LabError: lab trouble at this level marks the affected VMs broken."""
         try:
-            self.components = build_components(self.lab, twin_catalogs=self.twin_catalogs, stop=self.stop)
+            self.components = build_components(self.lab, twin_catalogs=self.twin_catalogs, stop=self.stop,
+                                               twin_inputs_checked=self.twin_inputs_checked)
             self.components.hypervisor.connect()
         except LabError as exc:
             self.run_error = exc

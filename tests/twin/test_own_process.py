@@ -225,3 +225,19 @@ def test_a_twin_process_that_dies_is_lab_trouble(state: Path) -> None:
         assert caught.value.vm == "op-hp-01"
     finally:
         components.close()
+
+
+def test_inputs_checked_already_are_loaded_by_the_child_and_its_failure_is_lab_trouble(state: Path,
+                                                                                     tmp_path: Path) -> None:
+    lab = Lab.model_validate(lab_document())
+    components = build_components(lab, twin_catalogs=[], stop=threading.Event(), twin_inputs_checked=True)
+    try:  # the child loaded the catalogue and images itself and serves the VM
+        assert components.twin.process.pid != os.getpid()
+        assert components.hypervisor.revert(lab.vms[0]).identifier.startswith("twin:op-hp-01/")
+    finally:
+        components.close()
+    broken = tmp_path / "broken-catalog"
+    broken.mkdir()
+    (broken / "bad.yaml").write_text("behaviours: [ {kb: KB1} ]\n")  # no title, no effects: not a behaviour
+    with pytest.raises(HypervisorError, match="could not open lab 'own-process'"):
+        build_components(lab, twin_catalogs=[broken], stop=threading.Event(), twin_inputs_checked=True)

@@ -51,9 +51,11 @@ class _TwinManager(BaseManager):
 
 _SERVICE: "TwinService | None" = None
 _SERVICE_ERROR: BaseException | None = None
+_BUILT = threading.Event()  # set in the child once the service (or its error) exists
 
 
 def _service() -> "TwinService":
+    _BUILT.wait()
     if _SERVICE is None:
         raise _SERVICE_ERROR or RuntimeError("no twin lab was built")
     return _SERVICE
@@ -67,9 +69,10 @@ class _QueueHandler(logging.handlers.QueueHandler):
         self.queue.put(record)  # a SimpleQueue: written through at once, nothing buffered to lose at exit
 
 
-def _start_in_child(lab: Lab, catalog: "Catalog", records: Any) -> None:
-    """Initializer of the forked child: arguments are inherited, not pickled."""
-    global _SERVICE, _SERVICE_ERROR
+def _start_in_child(lab: Lab, catalog: "Catalog | None", records: Any, twin_catalogs: list[str]) -> None:
+    """Initializer of the forked child: arguments are inherited, not pickled. The service is built on a thread
+    of its own, so the manager answers at once and the harness goes on starting while the child loads the
+    catalogue (when the harness did not) and builds the lab; asking for the service waits for it."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the manager already ignores SIGINT
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 1)  # never write into the harness's stdout (under xdist it is the worker's channel)
@@ -88,12 +91,25 @@ def _start_in_child(lab: Lab, catalog: "Catalog", records: Any) -> None:
             os._exit(0)  # unsaved changes die with the run, exactly as an in-process twin's would
 
         threading.Thread(target=exit_with_parent, name="twin-parent-watch", daemon=True).start()
+    threading.Thread(target=_build_service, args=(lab, catalog, twin_catalogs), name="twin-build",
+                     daemon=True).start()
+
+
+def _build_service(lab: Lab, catalog: "Catalog | None", twin_catalogs: list[str]) -> None:
+    global _SERVICE, _SERVICE_ERROR
     try:
+        from pathlib import Path
+
+        from patchgate.twin.lab import check_twin_inputs
         from patchgate.twin.service import TwinService
 
+        if catalog is None:
+            catalog = check_twin_inputs(lab, [Path(folder) for folder in twin_catalogs])
         _SERVICE = TwinService(lab, catalog)
-    except BaseException as exc:  # noqa: BLE001 - reported to the harness on its first call
+    except BaseException as exc:  # noqa: BLE001 - reported to the harness when it asks for the service
         _SERVICE_ERROR = exc
+    finally:
+        _BUILT.set()
 
 
 def _relay_records(records: Any) -> None:
@@ -109,11 +125,21 @@ def _relay_records(records: Any) -> None:
 
 
 class TwinProcess:
-    """The harness's handle on the twin's process: start, the service proxy, and a clean end."""
+    """The harness's handle on the twin's process: start, the service proxy, and a clean end.
 
-    def __init__(self, lab: Lab, catalog: "Catalog", stop: threading.Event) -> None:
-        import patchgate.twin.service  # noqa: F401 - imported before the fork, so the child does not import it
+    ``catalog`` None: the child loads the lab's twin catalogue and images itself (``twin_catalogs`` are the extra
+    folders), while the harness goes on starting; for inputs someone checked already (``patchgate validate``
+    does before the suites start). ``ready()`` waits for the child's service and raises what it met."""
 
+    def __init__(self, lab: Lab, catalog: "Catalog | None", stop: threading.Event, *,
+                 twin_catalogs: list[str] | None = None) -> None:
+        if catalog is not None:
+            import patchgate.twin.service  # noqa: F401 - the child then finds it imported (it loads fast)
+
+        self._lab_name = lab.name
+        self._service: Any = None
+        self._service_lock = threading.Lock()
+        self.pid: int | None = None
         context = multiprocessing.get_context("fork")
         self._records = context.SimpleQueue()
         self._relay = threading.Thread(target=_relay_records, args=(self._records,), name="twin-log-relay",
@@ -122,19 +148,35 @@ class TwinProcess:
         self._manager = _TwinManager(ctx=context)
         self._closed = threading.Event()
         try:
-            self._manager.start(initializer=_start_in_child, initargs=(lab, catalog, self._records))
-            self.service: Any = self._manager.service()  # type: ignore[attr-defined]
-            self.pid: int = self.service.pid()
-        except RemoteError as exc:  # the child started but could not build the lab: its last traceback line
-            self._end()
-            lines = str(exc).strip().splitlines()
-            raise HypervisorError(f"the twin's process could not open lab '{lab.name}': "
-                                  f"{lines[-1] if lines else exc}") from None
+            self._manager.start(initializer=_start_in_child,
+                                initargs=(lab, catalog, self._records, [str(f) for f in twin_catalogs or []]))
         except Exception as exc:
             self._end()
             raise HypervisorError(f"the twin's process did not start: {exc}") from None
         self._stop = stop
+
+    def ready(self) -> "TwinProcess":
+        """Wait until the child has built its lab; a child that could not is a HypervisorError (and ended)."""
+        with self._service_lock:
+            if self._service is not None:
+                return self
+            try:
+                self._service = self._manager.service()  # type: ignore[attr-defined]
+                self.pid = self._service.pid()
+            except RemoteError as exc:  # the child could not build the lab: its last traceback line
+                self._end()
+                lines = str(exc).strip().splitlines()
+                raise HypervisorError(f"the twin's process could not open lab '{self._lab_name}': "
+                                      f"{lines[-1] if lines else exc}") from None
+            except Exception as exc:
+                self._end()
+                raise HypervisorError(f"the twin's process did not start: {exc}") from None
         threading.Thread(target=self._relay_stop, name="twin-stop-relay", daemon=True).start()
+        return self
+
+    @property
+    def service(self) -> Any:
+        return self.ready()._service
 
     def _relay_stop(self) -> None:
         """The run's stop reaches the waits inside the twin (a hung install ends, a boot wait gives up)."""
@@ -156,10 +198,11 @@ class TwinProcess:
         if self._closed.is_set():
             return
         self._closed.set()
-        try:
-            self.service.close()
-        except Exception as exc:  # noqa: BLE001 - the child may be gone; its disks say what they say
-            log.warning("the twin's process did not close cleanly: %s", exc)
+        if self._service is not None:
+            try:
+                self._service.close()
+            except Exception as exc:  # noqa: BLE001 - the child may be gone; its disks say what they say
+                log.warning("the twin's process did not close cleanly: %s", exc)
         self._end()
 
     def _end(self) -> None:
