@@ -39,8 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=_ints, default=(0, 2),
                         help="pytest-xdist worker counts to try per size; 0 = one process (default 0,2)")
     parser.add_argument("--repeats", type=int, default=5, help="captures per side in the capture benchmark")
-    parser.add_argument("--runs", type=int, default=2,
-                        help="runs per parallel configuration; the fastest is kept (default 2)")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="runs per parallel configuration; the fastest is kept (default 3)")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
     parser.add_argument("--keep", action="store_true", help="keep the run folders (printed at the end)")
     return parser.parse_args(argv)

@@ -39,7 +39,7 @@ def _fastest(runs: int, attempt) -> tuple[ValidateRun, list[float]]:
 
 
 def run(work: Path, *, sizes: tuple[int, ...] = (1, 4, 16, 32), workers: tuple[int, ...] = (0, 2),
-        latency: dict[str, float] | None = None, runs: int = 2, log=print) -> dict[str, Any]:
+        latency: dict[str, float] | None = None, runs: int = 3, log=print) -> dict[str, Any]:
     latency = dict(latency or SCALED_LATENCY)
     singles = []
     for kind in VM_KINDS:  # each VM kind alone: the longest of these is the ideal wall time of any N
