@@ -45,7 +45,11 @@ class Turns:
         self._local.rank = value
 
     def holding(self) -> bool:
-        return getattr(self._local, "depth", 0) > 0
+        return self._held() is not None
+
+    def _held(self) -> int | None:
+        """The rank this thread holds the turn with (None: it does not hold it)."""
+        return getattr(self._local, "held", None)
 
     @contextlib.contextmanager
     def taken(self, rank: int | None = None) -> Iterator[None]:
@@ -55,28 +59,27 @@ class Turns:
             yield
             return
         self._acquire(rank)
-        self._local.depth = 1
-        self._local.held_rank = rank
+        self._local.held = rank
         try:
             yield
         finally:
-            self._local.depth = 0
+            self._local.held = None
             self._release()
 
     @contextlib.contextmanager
     def released(self) -> Iterator[None]:
         """Give the turn back while the block waits (network, lab); take it again afterwards."""
-        if not self.holding():
+        rank = self._held()
+        if rank is None:
             yield
             return
-        depth, rank = self._local.depth, self._local.held_rank
-        self._local.depth = 0
+        self._local.held = None
         self._release()
         try:
             yield
         finally:
             self._acquire(rank)
-            self._local.depth = depth
+            self._local.held = rank
 
     # ------------------------------------------------------------ hand-over
 

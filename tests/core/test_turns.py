@@ -30,22 +30,37 @@ def _waiter(turns: Turns, rank: int, order: list[int]) -> threading.Thread:
     return thread
 
 
+def _holder(turns: Turns, rank: int) -> tuple[threading.Thread, threading.Event]:
+    """A thread that holds the turn until the returned event is set (it holds it when this returns)."""
+    release = threading.Event()
+
+    def hold() -> None:
+        with turns.taken(rank=rank):
+            release.wait(10)
+
+    thread = threading.Thread(target=hold, name=f"holder-{rank}")
+    thread.start()
+    _until(lambda: turns._busy, f"rank {rank} to take the turn")
+    return thread, release
+
+
+def _queue_in_order(turns: Turns, ranks: tuple[int, ...], order: list[int]) -> list[threading.Thread]:
+    """Waiters arriving one after the other, each queued before the next comes."""
+    threads = []
+    for rank in ranks:
+        threads.append(_waiter(turns, rank, order))
+        _until_queued(turns, len(threads), f"rank {rank}")
+    return threads
+
+
+def _until_queued(turns: Turns, count: int, what: str) -> None:
+    _until(lambda: len(turns._waiting) == count, f"{what} to queue")
+
+
 def test_waiting_threads_get_the_turn_lowest_rank_first_not_first_come():
     turns, order = Turns(), []
-    holder_may_go = threading.Event()
-
-    def holder() -> None:
-        with turns.taken(rank=0):
-            holder_may_go.wait(10)
-
-    first = threading.Thread(target=holder)
-    first.start()
-    _until(lambda: turns._busy, "the first thread to take the turn")
-    threads = []
-    for rank in (7, 2, 9, 4):  # arrive in this order
-        threads.append(_waiter(turns, rank, order))
-        queued = len(threads)
-        _until(lambda: len(turns._waiting) == queued, f"rank {rank} to queue")
+    first, holder_may_go = _holder(turns, 0)
+    threads = _queue_in_order(turns, (7, 2, 9, 4), order)  # arrive in this order
     holder_may_go.set()
     for thread in [first, *threads]:
         thread.join(10)
@@ -83,15 +98,7 @@ def test_a_thread_waiting_on_the_network_lets_another_compute_then_takes_the_tur
 
 def test_a_thread_without_a_rank_never_waits_for_the_turn():
     turns = Turns()
-    release = threading.Event()
-
-    def holder() -> None:
-        with turns.taken(rank=0):
-            release.wait(10)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    _until(lambda: turns._busy, "the holder")
+    thread, release = _holder(turns, 0)
     passed = []
     with turns.taken():  # this (test) thread has no rank
         passed.append(True)
@@ -134,19 +141,8 @@ def test_a_thread_with_the_last_rank_waits_for_every_vm_but_not_for_ever():
     from patchgate.turns import CHECKS_RANK
 
     turns, order = Turns(), []
-    release = threading.Event()
-
-    def holder() -> None:
-        with turns.taken(rank=5):
-            release.wait(10)
-
-    first = threading.Thread(target=holder)
-    first.start()
-    _until(lambda: turns._busy, "the holder")
-    threads = [_waiter(turns, CHECKS_RANK, order)]
-    _until(lambda: len(turns._waiting) == 1, "the checks to queue")
-    threads.append(_waiter(turns, 31, order))  # a VM arriving later still goes first
-    _until(lambda: len(turns._waiting) == 2, "the VM to queue")
+    first, release = _holder(turns, 5)
+    threads = _queue_in_order(turns, (CHECKS_RANK, 31), order)  # a VM arriving later still goes first
     release.set()
     for thread in [first, *threads]:
         thread.join(10)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
-import contextlib
 import hmac
 import logging
 import os
@@ -303,12 +302,15 @@ class WSManEndpoint:
             except soap.BadRequest as exc:
                 self.count("faults")
                 return 500, soap.fault("", exc.code, str(exc), self.vm, exc.subcode, receiver=False)
-        self.count(request.action)
-        turn = contextlib.nullcontext() if request.action == "Receive" else TURNS.taken(self.rank)
+            self.count(request.action)
+            if request.action != "Receive":
+                return self._dispatch(request)
+        return self._dispatch(request)
+
+    def _dispatch(self, request: soap.Request) -> tuple[int, bytes]:
         try:
-            with turn:
-                body = getattr(self, f"_do_{request.action.lower()}")(request)
-                return 200, soap.envelope(request.action_uri + "Response", request.message_id, body)
+            body = getattr(self, f"_do_{request.action.lower()}")(request)
+            return 200, soap.envelope(request.action_uri + "Response", request.message_id, body)
         except soap.BadRequest as exc:
             self.count("faults")
             return 500, soap.fault(request.message_id, exc.code, str(exc), self.vm, exc.subcode)
