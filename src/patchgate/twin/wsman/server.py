@@ -295,17 +295,21 @@ class WSManEndpoint:
 
     def handle(self, data: bytes) -> tuple[int, bytes]:
         """One WSMan request. It computes in the VM's turn, except a Receive, which mostly waits for output
-        (and takes the endpoint's lock while it waits, which a turn must never be taken under)."""
+        (and takes the endpoint's lock while it waits, which a turn must never be taken under).
+
+        Parsing and answering are two turns, not one: between them a VM ahead in the run that is waiting goes
+        first."""
         with TURNS.taken(self.rank):
             try:
                 request = soap.parse_request(data)
             except soap.BadRequest as exc:
                 self.count("faults")
                 return 500, soap.fault("", exc.code, str(exc), self.vm, exc.subcode, receiver=False)
-            self.count(request.action)
-            if request.action != "Receive":
-                return self._dispatch(request)
-        return self._dispatch(request)
+        self.count(request.action)
+        if request.action == "Receive":
+            return self._dispatch(request)
+        with TURNS.taken(self.rank):
+            return self._dispatch(request)
 
     def _dispatch(self, request: soap.Request) -> tuple[int, bytes]:
         try:
