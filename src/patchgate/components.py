@@ -42,29 +42,46 @@ class LabComponents:
                 pass
 
 
+def twin_in_own_process(lab: Lab) -> bool:
+    """The twin's hosts answer from their own process when the harness reaches them over WSMan, as a real lab's
+    would; in-process remoting and the vSphere simulator's guests act on them directly."""
+    return (lab.hypervisor.kind == "twin" and lab.remoting.kind == "psrp"
+            and bool(lab.hypervisor.settings.own_process))
+
+
+def start_twin_process(lab: Lab, twin_catalogs: list[Path], *, inputs_checked: bool) -> Any:
+    """Fork the twin's process for ``lab`` (a ``patchgate.twin.process.TwinProcess``). With ``inputs_checked``
+    (the lab's twin catalogue and images were validated already: ``patchgate validate`` does) the child loads
+    them itself while the harness goes on starting, so this may run as early as pytest's configure."""
+    from patchgate.twin.lab import check_twin_inputs
+    from patchgate.twin.process import TwinProcess
+
+    catalog = None if inputs_checked else check_twin_inputs(lab, twin_catalogs)
+    return TwinProcess(lab, catalog, twin_catalogs=[str(f) for f in twin_catalogs])
+
+
 def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Event,
-                     twin_inputs_checked: bool = False) -> LabComponents:
-    """The run's hypervisor, remoting and secrets. ``twin_inputs_checked``: the lab's twin catalogue and images
-    were validated already (``patchgate validate`` does), so the twin's own process may load them itself
-    while the remoting is built here."""
+                     twin_inputs_checked: bool = False, twin_process: Any = None) -> LabComponents:
+    """The run's hypervisor, remoting and secrets. ``twin_inputs_checked``: see ``start_twin_process``.
+    ``twin_process``: the twin's process started already for this lab (it is owned by the components from here
+    on); otherwise it is started here when the lab needs one."""
     from patchgate.remoting import build_remoting
     from patchgate.secrets import build_secrets
 
-    secrets = build_secrets(lab.secrets, lab)
+    own_process = twin_in_own_process(lab)
+    if own_process and twin_process is None:  # first: the child starts loading while the rest is built
+        twin_process = start_twin_process(lab, twin_catalogs, inputs_checked=twin_inputs_checked)
+    try:
+        secrets = build_secrets(lab.secrets, lab)
+    except BaseException:
+        if twin_process is not None:  # bad secrets settings leave no twin process behind
+            twin_process.close()
+        raise
     twin = shell = endpoints = None
     uses_twin = lab.hypervisor.kind == "twin" or (
         lab.hypervisor.kind == "vsphere" and lab.hypervisor.settings.twin_guest)
-    # the twin's hosts answer from their own process when the harness reaches them over WSMan, as a real lab's
-    # would; in-process remoting and the vSphere simulator's guests act on them directly
-    own_process = (lab.hypervisor.kind == "twin" and lab.remoting.kind == "psrp"
-                   and lab.hypervisor.settings.own_process)
-    twin_process = None
-    if own_process:
-        from patchgate.twin.lab import check_twin_inputs
-        from patchgate.twin.process import TwinProcess
-
-        catalog = None if twin_inputs_checked else check_twin_inputs(lab, twin_catalogs)
-        twin_process = TwinProcess(lab, catalog, stop, twin_catalogs=[str(f) for f in twin_catalogs])
+    if twin_process is not None:
+        twin_process.stop_with(stop)
     try:
         remoting: Remoting | None = None if lab.remoting.kind == "inprocess" else build_remoting(lab.remoting)
     except BaseException:

@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from patchgate.components import LabComponents, build_components
 from patchgate.config import Candidate, Lab, VmSpec, load_candidate, load_lab
@@ -56,9 +57,11 @@ class LabRun:
     def __init__(self, lab: Lab, candidate: Candidate, *, selection: RunSelection | None = None,
                  twin_catalogs: list[Path] | None = None, run_id: str | None = None,
                  progress: ProgressCallback | None = None, keep_on_failure: bool = False,
-                 restore_when_captured: bool = False, twin_inputs_checked: bool = False) -> None:
+                 restore_when_captured: bool = False, twin_inputs_checked: bool = False,
+                 twin_process: Any = None) -> None:
         self.lab = lab
         self.twin_inputs_checked = twin_inputs_checked  # build_components: the twin's process may load them
+        self.twin_process = twin_process  # started before the run (components.start_twin_process), or None
         self.candidate = candidate
         self.vms = (selection or RunSelection()).apply(lab)
         self.twin_catalogs = twin_catalogs or []
@@ -91,7 +94,8 @@ class LabRun:
         Never raises LabError: lab trouble at this level marks the affected VMs broken."""
         try:
             self.components = build_components(self.lab, twin_catalogs=self.twin_catalogs, stop=self.stop,
-                                               twin_inputs_checked=self.twin_inputs_checked)
+                                               twin_inputs_checked=self.twin_inputs_checked,
+                                               twin_process=self.twin_process)
             self.components.hypervisor.connect()
         except LabError as exc:
             self.run_error = exc

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from patchgate.components import LabComponents, build_components
+from patchgate.components import LabComponents, build_components, start_twin_process
 from patchgate.config import Lab
-from patchgate.errors import HypervisorError, RemotingAuthError
+from patchgate.errors import EXIT_INCONCLUSIVE, HypervisorError, RemotingAuthError
+from patchgate.inputs import INPUTS_CHECKED_BY_PARENT
 from patchgate.liveness import process_alive
 from patchgate.remoting.psrp import PsrpRemoting
 from patchgate.remoting.staging import OP_STAGE_PREPARE, op_script
@@ -241,3 +242,40 @@ def test_inputs_checked_already_are_loaded_by_the_child_and_its_failure_is_lab_t
     (broken / "bad.yaml").write_text("behaviours: [ {kb: KB1} ]\n")  # no title, no effects: not a behaviour
     with pytest.raises(HypervisorError, match="could not open lab 'own-process'"):
         build_components(lab, twin_catalogs=[broken], stop=threading.Event(), twin_inputs_checked=True)
+
+
+def test_a_twin_process_started_before_the_run_is_the_one_the_run_drives(state: Path) -> None:
+    lab = Lab.model_validate(lab_document())
+    early = start_twin_process(lab, [], inputs_checked=True)  # what pytest's configure does under validate
+    components = build_components(lab, twin_catalogs=[], stop=threading.Event(), twin_inputs_checked=True,
+                                  twin_process=early)
+    try:
+        assert components.twin.process is early
+        assert components.hypervisor.revert(lab.vms[0]).identifier.startswith("twin:op-hp-01/")
+        child = early.pid
+        assert child is not None and process_alive(child)
+    finally:
+        components.close()
+    assert early.closed and wait_until_gone(child)
+
+
+def test_a_twin_process_no_run_took_is_closed_with_nothing_touched(state: Path) -> None:
+    lab = Lab.model_validate(lab_document())
+    early = start_twin_process(lab, [], inputs_checked=True)
+    child = early.ready().pid
+    assert child is not None and process_alive(child)
+    early.close()
+    assert wait_until_gone(child)
+    assert not (state / "twin").exists() or not any((state / "twin").rglob("*.json"))
+
+
+def test_pytest_with_no_check_selected_closes_the_twin_process_it_started(tmp_path: Path) -> None:
+    env = {**os.environ, "PATCHGATE_STATE_DIR": str(tmp_path / "state"), INPUTS_CHECKED_BY_PARENT: "1",
+           "PATCHGATE_PROGRESS": "off"}
+    done = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "suites"), "--rootdir", str(ROOT), "-q",
+                           "-p", "no:cacheprovider", "--lab", "twin", "--candidate", "KB5070893",
+                           "--out", str(tmp_path / "out"), "-k", "no_check_has_this_name"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == EXIT_INCONCLUSIVE, done.stdout + done.stderr  # no invariant was checked
+    assert "INTERNALERROR" not in done.stdout + done.stderr
+    assert not list((tmp_path / "state").rglob("*.pickle"))  # no VM's disk was written: none was touched

@@ -16,7 +16,7 @@ def build_remoting(model: Any) -> Remoting:
     """The ``Remoting`` for a lab file's ``remoting:`` block (``patchgate.config.lab.Remoting``)."""
     kind = getattr(model, "kind", None)
     if kind == "psrp":
-        from patchgate.remoting.psrp import PsrpRemoting
+        from patchgate.remoting.psrp_remoting import PsrpRemoting
 
         return PsrpRemoting(model.settings)
     if kind == "ssh":

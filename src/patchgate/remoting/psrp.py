@@ -44,10 +44,12 @@ from patchgate.config.lab import PsrpSettings
 from patchgate.errors import ConfigError, LabError, LabTimeout, RemotingAuthError, RemotingError
 from patchgate.hypervisors.base import GuestEndpoint
 from patchgate.remoting.base import Script, ScriptResult, SessionIdentity
-from patchgate.remoting.logging_hygiene import quiet_transport_loggers
+from patchgate.remoting.psrp_remoting import PsrpRemoting
 from patchgate.secrets.base import Credentials
 from patchgate.secrets.redact import redactor
 from patchgate.turns import TURNS
+
+__all__ = ["PsrpRemoting", "PsrpSession"]
 
 log = logging.getLogger(__name__)
 
@@ -168,22 +170,6 @@ def _wire(value: Any) -> Any:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
-
-
-class PsrpRemoting:
-    """``Remoting`` over WSMan. ``cert_validation`` is what the gate records about the lab's TLS posture."""
-
-    kind = "psrp"
-
-    def __init__(self, settings: PsrpSettings | None = None) -> None:
-        self.settings = settings or PsrpSettings()
-        self.cert_validation = bool(self.settings.ssl and self.settings.cert_validation)
-        quiet_transport_loggers()
-
-    def open(self, vm_name: str, endpoint: GuestEndpoint, credentials: Credentials) -> "PsrpSession":
-        session = PsrpSession(vm_name, endpoint, credentials, self.settings)
-        session.connect()
-        return session
 
 
 class PsrpSession(SessionIdentity):

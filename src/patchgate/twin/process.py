@@ -6,8 +6,10 @@ lab answers from other machines; so does the twin here: one child process per ru
 disks and their WinRM listeners, and the harness talks to it the way it talks to a hypervisor (a call per
 operation, over a ``multiprocessing`` manager) and to the hosts (WSMan over TCP, unchanged).
 
-Lifetime: the child is forked when the run builds its components and ends when they close. Forked, not spawned:
-it inherits the loaded lab, catalogue and modules and serves within milliseconds; it uses only its own objects,
+Lifetime: the child is forked when the run builds its components (or earlier, while pytest collects, when
+``patchgate validate`` has checked the inputs: ``patchgate.components.start_twin_process``) and ends when they
+close. Forked, not spawned: it inherits the loaded lab and modules and serves within a fraction of a second (it
+loads what it lacks itself, on its own core, while the harness goes on starting); it uses only its own objects,
 gets fresh stdio and log handlers, and never returns into the harness's code. It ignores Ctrl-C
 and SIGTERM (the harness restores the VMs through it first), and it exits at once when the harness dies: a killed
 run leaves the twin's disks as a killed in-process twin would (marked changed), for ``patchgate reap``.
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from patchgate.config.lab import Lab
 from patchgate.errors import HypervisorError, LabError
+from patchgate.heap import settle_the_heap
 from patchgate.secrets.redact import RedactingFilter
 from patchgate.twin.faults import parse_faults
 from patchgate.twin.lab import snapshot_identifier
@@ -106,6 +109,7 @@ def _build_service(lab: Lab, catalog: "Catalog | None", twin_catalogs: list[str]
         if catalog is None:
             catalog = check_twin_inputs(lab, [Path(folder) for folder in twin_catalogs])
         _SERVICE = TwinService(lab, catalog)
+        settle_the_heap()  # the hosts, their disks and the loaded modules live as long as the child
     except BaseException as exc:  # noqa: BLE001 - reported to the harness when it asks for the service
         _SERVICE_ERROR = exc
     finally:
@@ -131,8 +135,7 @@ class TwinProcess:
     folders), while the harness goes on starting; for inputs someone checked already (``patchgate validate``
     does before the suites start). ``ready()`` waits for the child's service and raises what it met."""
 
-    def __init__(self, lab: Lab, catalog: "Catalog | None", stop: threading.Event, *,
-                 twin_catalogs: list[str] | None = None) -> None:
+    def __init__(self, lab: Lab, catalog: "Catalog | None", *, twin_catalogs: list[str] | None = None) -> None:
         if catalog is not None:
             import patchgate.twin.service  # noqa: F401 - the child then finds it imported (it loads fast)
 
@@ -153,7 +156,6 @@ class TwinProcess:
         except Exception as exc:
             self._end()
             raise HypervisorError(f"the twin's process did not start: {exc}") from None
-        self._stop = stop
 
     def ready(self) -> "TwinProcess":
         """Wait until the child has built its lab; a child that could not is a HypervisorError (and ended)."""
@@ -171,17 +173,19 @@ class TwinProcess:
             except Exception as exc:
                 self._end()
                 raise HypervisorError(f"the twin's process did not start: {exc}") from None
-        threading.Thread(target=self._relay_stop, name="twin-stop-relay", daemon=True).start()
         return self
+
+    def stop_with(self, stop: threading.Event) -> None:
+        """The run's stop reaches the waits inside the twin (a hung install ends, a boot wait gives up)."""
+        threading.Thread(target=self._relay_stop, args=(stop,), name="twin-stop-relay", daemon=True).start()
 
     @property
     def service(self) -> Any:
         return self.ready()._service
 
-    def _relay_stop(self) -> None:
-        """The run's stop reaches the waits inside the twin (a hung install ends, a boot wait gives up)."""
+    def _relay_stop(self, stop: threading.Event) -> None:
         while not self._closed.is_set():
-            if self._stop.wait(0.25):
+            if stop.wait(0.25):
                 if not self._closed.is_set():
                     try:
                         self.service.stop()
