@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, Sequence
 from patchgate import __version__
 from patchgate.errors import EXIT_CONFIG, EXIT_INCONCLUSIVE, EXIT_INTERNAL, ConfigError, PatchgateError
 from patchgate.inputs import INPUTS_CHECKED_BY_PARENT
+from patchgate.twin.handoff import TwinHandoff
 
 if TYPE_CHECKING:
     import subprocess
@@ -77,20 +78,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the output folder: {exc.strerror or exc}", file=str(out)) from None
-    child = _start_suites(_suite_command(args, root, lab_path, candidate_path, out, run_id), cwd=root,
-                          inputs_checked_here=early is not None)
-    with _forwarding_signals(child):
-        if checked is None:
-            try:
-                checked = _check_inputs(args, lab_path, candidate_path)
-            except BaseException:
-                child.kill()  # it stops at the same check before touching the lab; only its output would differ
-                child.wait()
-                if created and out.is_dir() and not any(out.iterdir()):
-                    out.rmdir()
-                raise
-        print(f"patchgate {__version__}: validating {checked[1].kb} on lab '{checked[0].name}' -> {out}", flush=True)
-        code = _wait(child)
+    handoff = TwinHandoff()
+    try:
+        child = _start_suites(_suite_command(args, root, lab_path, candidate_path, out, run_id), cwd=root,
+                              inputs_checked_here=early is not None, handoff=handoff)
+        with _forwarding_signals(child):
+            if checked is None:
+                try:
+                    checked = _check_inputs(args, lab_path, candidate_path)
+                except BaseException:
+                    child.kill()  # it stops at the same check before touching the lab; only its output differs
+                    child.wait()
+                    if created and out.is_dir() and not any(out.iterdir()):
+                        out.rmdir()
+                    raise
+            _offer_twin(handoff, args, *checked)
+            print(f"patchgate {__version__}: validating {checked[1].kb} on lab '{checked[0].name}' -> {out}",
+                  flush=True)
+            code = _wait(child)
+    finally:
+        handoff.close()  # after the suites: they closed the twin's service (its disks), this ends its process
     gate_file = out / "gate.json"
     if int(code) == EXIT_CONFIG:
         return EXIT_CONFIG
@@ -102,23 +109,44 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return int(gate["exit_code"])
 
 
-def _check_inputs(args: argparse.Namespace, lab_path: Path, candidate_path: Path) -> tuple[Any, Any]:
-    """Everything the suites would refuse, found here first so it is one clear line (exit 4)."""
+def _check_inputs(args: argparse.Namespace, lab_path: Path, candidate_path: Path) -> tuple[Any, Any, Any]:
+    """Everything the suites would refuse, found here first so it is one clear line (exit 4). Returns the lab,
+    the candidate and, for a twin lab, its loaded catalogue (else None)."""
     from patchgate.labrun import RunSelection, load_inputs
 
     lab, candidate = load_inputs(lab_path, candidate_path)
     RunSelection(vms=args.vm, roles=args.role, rings=args.ring).apply(lab)
+    catalog = None
     if lab.hypervisor.kind == "twin" or getattr(lab.hypervisor.settings, "twin_guest", False):
         from patchgate.twin.lab import check_twin_inputs
 
-        check_twin_inputs(lab, [Path(f) for f in args.twin_catalog])  # twin files and images: exit 4 up front
-    return lab, candidate
+        catalog = check_twin_inputs(lab, [Path(f) for f in args.twin_catalog])  # twin files and images: exit 4
+    return lab, candidate, catalog
+
+
+def _offer_twin(handoff: TwinHandoff, args: argparse.Namespace, lab: Any, _candidate: Any, catalog: Any) -> None:
+    """Start the twin's process for the suites when they would start one (docs/twin.md, "Where the twin runs"):
+    not under pytest-xdist, whose workers start one each."""
+    from patchgate.components import twin_in_own_process
+
+    xdist = any(arg.startswith(("-n", "--numprocesses", "--dist", "--tx")) for arg in args.pytest_args)
+    if catalog is None or xdist or not twin_in_own_process(lab):
+        handoff.decline()
+        return
+    handoff.offer(lab, catalog, [Path(f) for f in args.twin_catalog])
+
+
+# The pytest plugins the suites run with, and no others: a plugin that happens to be installed beside patchgate
+# cannot change how the gate runs (add one with `-- -p module`), and pytest does not scan every installed package
+# for plugins at start-up (about a sixth of a second of each run).
+SUITE_PLUGINS = ("xdist.plugin", "allure_pytest.plugin", "testinfra.plugin")
+NO_PLUGIN_AUTOLOAD = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
 
 
 def _suite_command(args: argparse.Namespace, root: Path, lab_path: Path, candidate_path: Path, out: Path,
                    run_id: str) -> list[str]:
     command = [sys.executable, "-m", "pytest", str(root / "suites"), "--rootdir", str(root),
-               "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+               "-p", "no:cacheprovider", *(arg for plugin in SUITE_PLUGINS for arg in ("-p", plugin)),
                "--lab", str(lab_path.resolve()), "--candidate", str(candidate_path.resolve()),
                "--out", str(out.resolve()), "--run-id", run_id,
                "--junitxml", str(out / "junit.xml"), "--alluredir", str(out / "allure-results")]
@@ -134,16 +162,21 @@ def _suite_command(args: argparse.Namespace, root: Path, lab_path: Path, candida
     return command + list(args.pytest_args)
 
 
-def _start_suites(command: list[str], *, cwd: Path, inputs_checked_here: bool) -> "subprocess.Popen[bytes]":
+def _start_suites(command: list[str], *, cwd: Path, inputs_checked_here: bool,
+                  handoff: TwinHandoff) -> "subprocess.Popen[bytes]":
     """The suites in a child pytest. When this process checks the inputs meanwhile, the child leaves reporting
     an input error to it (exit 4 without a second message)."""
     import os
     import subprocess
 
     env = dict(os.environ)
+    env[NO_PLUGIN_AUTOLOAD] = "1"  # SUITE_PLUGINS are named on the command line
+    env.update(handoff.child_env())
     if inputs_checked_here:
         env[INPUTS_CHECKED_BY_PARENT] = "1"
-    return subprocess.Popen(command, cwd=cwd, env=env)
+    child = subprocess.Popen(command, cwd=cwd, env=env, pass_fds=handoff.pass_fds)
+    handoff.child_started()
+    return child
 
 
 @contextlib.contextmanager

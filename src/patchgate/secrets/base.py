@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import SecretStr
 
@@ -17,6 +17,15 @@ class Credentials:
 
     def __repr__(self) -> str:  # never print the password
         return f"Credentials(username={self.username!r}, password='**********')"
+
+
+def credential_pair(credentials: Any) -> tuple[str, str]:
+    """Accept ``Credentials`` (password as SecretStr) or a plain (username, password) pair."""
+    if isinstance(credentials, tuple):
+        return str(credentials[0]), str(credentials[1])
+    password = credentials.password
+    secret = password.get_secret_value() if hasattr(password, "get_secret_value") else str(password)
+    return str(credentials.username), secret
 
 
 @runtime_checkable

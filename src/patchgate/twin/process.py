@@ -23,6 +23,7 @@ import logging.handlers
 import multiprocessing
 import multiprocessing.connection
 import os
+import queue
 import signal
 import sys
 import threading
@@ -32,11 +33,12 @@ from typing import TYPE_CHECKING, Any, Callable
 from patchgate.config.lab import Lab
 from patchgate.errors import HypervisorError, LabError
 from patchgate.heap import settle_the_heap
+from patchgate.remoting.logging_hygiene import quiet_transport_loggers
 from patchgate.secrets.redact import RedactingFilter
 from patchgate.twin.faults import parse_faults
 from patchgate.twin.lab import snapshot_identifier
 from patchgate.twin.lease_fault import LeaseHeldFault
-from patchgate.twin.wsman.manager import credential_pair
+from patchgate.secrets.base import credential_pair
 
 if TYPE_CHECKING:
     from patchgate.twin.catalog import Catalog
@@ -64,12 +66,24 @@ def _service() -> "TwinService":
     return _SERVICE
 
 
+_RECORDS: "queue.Queue[Any]" = queue.Queue()  # the child's records when the process that reads them attached
+
+
+def _records(levels: dict[str, int] | None = None) -> "queue.Queue[Any]":
+    """The queue of the child's records, from loggers set to the reader's ``levels`` (logger name: level;
+    "" is the root), as a forked child inherits its parent's."""
+    for name, level in (levels or {}).items():
+        logging.getLogger(name or None).setLevel(level)
+    return _RECORDS
+
+
 _TwinManager.register("service", callable=_service, exposed=SERVICE_METHODS)
+_TwinManager.register("records", callable=_records, exposed=("get", "put"))
 
 
 class _QueueHandler(logging.handlers.QueueHandler):
     def enqueue(self, record: logging.LogRecord) -> None:
-        self.queue.put(record)  # a SimpleQueue: written through at once, nothing buffered to lose at exit
+        self.queue.put(record)  # written through at once (a pipe, or the queue the reader fetches from)
 
 
 def _start_in_child(lab: Lab, catalog: "Catalog | None", records: Any, twin_catalogs: list[str]) -> None:
@@ -85,7 +99,8 @@ def _start_in_child(lab: Lab, catalog: "Catalog | None", records: Any, twin_cata
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    root.addHandler(_QueueHandler(records))
+    root.addHandler(_QueueHandler(_RECORDS if records is None else records))
+    quiet_transport_loggers()  # psrpcore's records of the messages it reads never leave the child either
 
     parent = multiprocessing.parent_process()
     if parent is not None:
@@ -121,7 +136,10 @@ def _relay_records(records: Any) -> None:
     before it was forked), then handled as if logged here."""
     masking = RedactingFilter()
     while True:
-        record = records.get()
+        try:
+            record = records.get()
+        except (EOFError, OSError):  # fetched from the child itself, and the child is gone
+            return
         if record is None:
             return
         masking.filter(record)
@@ -129,33 +147,68 @@ def _relay_records(records: Any) -> None:
 
 
 class TwinProcess:
-    """The harness's handle on the twin's process: start, the service proxy, and a clean end.
+    """A handle on the twin's process: start (or attach), the service proxy, and a clean end.
 
     ``catalog`` None: the child loads the lab's twin catalogue and images itself (``twin_catalogs`` are the extra
     folders), while the harness goes on starting; for inputs someone checked already (``patchgate validate``
-    does before the suites start). ``ready()`` waits for the child's service and raises what it met."""
+    does before the suites start). ``ready()`` waits for the child's service and raises what it met.
 
-    def __init__(self, lab: Lab, catalog: "Catalog | None", *, twin_catalogs: list[str] | None = None) -> None:
+    ``for_another_process``: started by ``patchgate validate`` for the suites it runs (``patchgate.twin.handoff``):
+    the child keeps its log records until the suites' harness, which ``attach``-es to it by ``address`` and
+    ``authkey``, fetches them; the harness closes the service, and the starter ends the child (``discard``)."""
+
+    def __init__(self, lab: Lab, catalog: "Catalog | None", *, twin_catalogs: list[str] | None = None,
+                 for_another_process: bool = False) -> None:
         if catalog is not None:
             import patchgate.twin.service  # noqa: F401 - the child then finds it imported (it loads fast)
 
-        self._lab_name = lab.name
-        self._service: Any = None
-        self._service_lock = threading.Lock()
-        self.pid: int | None = None
+        self._init_handle(lab.name, owner=True)
         context = multiprocessing.get_context("fork")
-        self._records = context.SimpleQueue()
-        self._relay = threading.Thread(target=_relay_records, args=(self._records,), name="twin-log-relay",
-                                       daemon=True)
-        self._relay.start()
-        self._manager = _TwinManager(ctx=context)
-        self._closed = threading.Event()
+        records = None
+        if not for_another_process:
+            records = context.SimpleQueue()
+            self._start_relay(records)
+        self.authkey = os.urandom(32)
+        self._manager = _TwinManager(authkey=self.authkey, ctx=context)
         try:
             self._manager.start(initializer=_start_in_child,
-                                initargs=(lab, catalog, self._records, [str(f) for f in twin_catalogs or []]))
+                                initargs=(lab, catalog, records, [str(f) for f in twin_catalogs or []]))
         except Exception as exc:
             self._end()
             raise HypervisorError(f"the twin's process did not start: {exc}") from None
+        self.address = str(self._manager.address)
+
+    @classmethod
+    def attach(cls, lab_name: str, address: str, authkey: bytes) -> "TwinProcess":
+        """The handle of a twin's process another process started for this one; its log records are relayed
+        here from now on. A process that is not there is a HypervisorError."""
+        self = cls.__new__(cls)
+        self._init_handle(lab_name, owner=False)
+        self.address, self.authkey = address, authkey
+        self._manager = _TwinManager(address=address, authkey=authkey)
+        try:
+            self._manager.connect()
+            levels = {"": logging.getLogger().getEffectiveLevel(),
+                      "patchgate": logging.getLogger("patchgate").getEffectiveLevel()}
+            self._start_relay(self._manager.records(levels))  # type: ignore[attr-defined]
+        except Exception as exc:
+            raise HypervisorError(f"the twin's process at {address} cannot be reached: {exc}") from None
+        return self
+
+    def _init_handle(self, lab_name: str, *, owner: bool) -> None:
+        self._lab_name = lab_name
+        self._owner = owner
+        self._service: Any = None
+        self._service_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._records: Any = None
+        self._relay: threading.Thread | None = None
+        self.pid: int | None = None
+
+    def _start_relay(self, records: Any) -> None:
+        self._records = records
+        self._relay = threading.Thread(target=_relay_records, args=(records,), name="twin-log-relay", daemon=True)
+        self._relay.start()
 
     def ready(self) -> "TwinProcess":
         """Wait until the child has built its lab; a child that could not is a HypervisorError (and ended)."""
@@ -198,7 +251,8 @@ class TwinProcess:
         return self._closed.is_set()
 
     def close(self) -> None:
-        """Stop the listeners, write the disks, end the child. Idempotent."""
+        """Stop the listeners, write the disks, end the child (an attached handle leaves ending it to the
+        process that started it). Idempotent."""
         if self._closed.is_set():
             return
         self._closed.set()
@@ -209,13 +263,24 @@ class TwinProcess:
                 log.warning("the twin's process did not close cleanly: %s", exc)
         self._end()
 
+    def discard(self) -> None:
+        """End the child without writing its disks: what nobody closed dies with the run, as it does when the
+        harness is killed (the disks stay marked changed, for ``patchgate reap``). Idempotent."""
+        self._closed.set()
+        self._end()
+
     def _end(self) -> None:
-        try:
-            self._manager.shutdown()
-        except Exception:  # noqa: BLE001 - never started
-            pass
-        self._records.put(None)
-        self._relay.join(timeout=5)
+        if self._owner:
+            try:
+                self._manager.shutdown()
+            except Exception:  # noqa: BLE001 - never started
+                pass
+        if self._relay is not None:
+            try:
+                self._records.put(None)
+            except Exception:  # noqa: BLE001 - the child (and the records it kept) is gone
+                return
+            self._relay.join(timeout=5)
 
 
 class RemoteTwinLab:

@@ -7,17 +7,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Callable
 
+from patchgate.secrets.base import credential_pair
 from patchgate.twin.shell import ScriptHost
 from patchgate.twin.wsman.server import DEFAULT_IDLE_TIMEOUT, WSManEndpoint
-
-
-def credential_pair(credentials: Any) -> tuple[str, str]:
-    """Accept ``Credentials`` (password as SecretStr) or a plain (username, password) pair."""
-    if isinstance(credentials, tuple):
-        return str(credentials[0]), str(credentials[1])
-    password = credentials.password
-    secret = password.get_secret_value() if hasattr(password, "get_secret_value") else str(password)
-    return str(credentials.username), secret
 
 
 class TwinEndpoints:
