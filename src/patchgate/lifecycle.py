@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import datetime as dt
 import logging
@@ -21,11 +22,11 @@ from patchgate.errors import LabError, LabTimeout, PatchgateError
 from patchgate.hypervisors.base import Hypervisor
 from patchgate.ledger import Ledger
 from patchgate.observations import InstallRecord, Step, VmObservation
-from patchgate.remoting.base import RemoteSession, Remoting
+from patchgate.remoting.base import RemoteSession, Remoting, ScriptResult
 from patchgate.retry import with_retries
 from patchgate.secrets.base import SecretsProvider
 from patchgate.secrets.redact import redactor
-from patchgate.turns import TURNS
+from patchgate.turns import READING_RANK, TURNS
 
 log = logging.getLogger("patchgate.lifecycle")
 
@@ -156,9 +157,17 @@ class VmLifecycle:
         with self.step("wait_ready"):
             obs.endpoint = ctx.hypervisor.wait_ready(vm, timeouts.ready)
         self._connect()
-        with self.step("capture_baseline", limit="capture"):
-            obs.baseline, obs.baseline_raw = self._capture(since=None)
-        self._install()
+        with self.step("capture_baseline", limit="capture") as baseline_step:
+            baseline = self._take_capture(since=None)
+        reading = self._read_while_installing(baseline, baseline_step)
+        try:
+            self._install()
+        except BaseException:
+            with contextlib.suppress(Exception), TURNS.released():
+                obs.baseline, obs.baseline_raw = reading.result()  # evidence of the VM before the failed install
+            raise
+        with TURNS.released():
+            obs.baseline, obs.baseline_raw = reading.result()  # a capture nobody can read: lab trouble, raised
         if obs.install and obs.install.restart_needed:
             self._reboot()
         if vm.role == "wsus-server":
@@ -180,18 +189,50 @@ class VmLifecycle:
             self.session = self._retry("connect", open_session)  # type: ignore[assignment]
 
     def _capture(self, since: dt.datetime | None) -> tuple[object, str]:
-        from patchgate.probes.batch import compose_capture, parse_capture
+        result = self._take_capture(since)
+        with TURNS.taken():
+            return self._read_capture(result)
+
+    def _take_capture(self, since: dt.datetime | None) -> ScriptResult:
+        from patchgate.probes.batch import compose_capture
 
         assert self.session is not None
         script = compose_capture(since=since)
         session = self.session
-        result = self._retry("capture", lambda: session.run(script, timeout=self.ctx.lab.timeouts.capture))
+        run = lambda: session.run(script, timeout=self.ctx.lab.timeouts.capture)  # noqa: E731
+        return self._retry("capture", run)  # type: ignore[return-value]
+
+    def _read_capture(self, result: ScriptResult) -> tuple[object, str]:
+        from patchgate.probes.batch import parse_capture
+
         try:
-            with TURNS.taken():
-                capture = parse_capture(result, vm=self.vm.name)  # type: ignore[arg-type]
+            capture = parse_capture(result, vm=self.vm.name)
         except LabError as exc:
             raise exc.at(vm=self.vm.name)
-        return capture.posture, result.text  # type: ignore[union-attr]
+        return capture.posture, result.text
+
+    def _read_while_installing(self, result: ScriptResult, step: Step) -> "cf.Future[tuple[object, str]]":
+        """Read the baseline capture on a thread of its own, after every VM's lab traffic (``READING_RANK``),
+        while this VM stages and installs: when a fleet captures its baselines together, the last VM no longer
+        waits for every other VM's capture to be parsed before its install starts. The capture is taken before
+        the install either way; one that cannot be read fails its step and breaks the VM after the install
+        (the VM is restored, and lab trouble never gives a verdict)."""
+        reading: cf.Future[tuple[object, str]] = cf.Future()
+
+        def read() -> None:
+            try:
+                with TURNS.taken(rank=READING_RANK):
+                    reading.set_result(self._read_capture(result))
+            except BaseException as exc:  # noqa: BLE001 - handed to the VM's thread, which raises it
+                step.ok = False
+                step.detail = redactor.redact(str(exc))
+                self._emit(step.name, "fail", step.detail)
+                if isinstance(exc, LabError):
+                    exc.at(vm=self.vm.name, step=step.name)
+                reading.set_exception(exc)
+
+        threading.Thread(target=read, name=f"patchgate-read-{self.vm.name}", daemon=True).start()
+        return reading
 
     def _install(self) -> None:
         from patchgate.remoting.staging import stage_and_install

@@ -103,6 +103,10 @@ class Turns:
 TURNS = Turns()
 """The process's turns (one per interpreter lock)."""
 
+READING_RANK = (1 << 30) - 1
+"""Reading a baseline capture taken already: after every VM's lab traffic (the VM installs meanwhile, and a
+baseline is only needed once the post capture is compared with it), before the checks."""
+
 CHECKS_RANK = 1 << 30
 """The checks' rank: after every VM's lifecycle. A check has slack (the run ends with the last VM's restore);
 the lifecycle of a VM still in the lab does not."""

@@ -49,6 +49,7 @@ class TwinVm:
     lock: threading.RLock = field(default_factory=threading.RLock)
     dirty: bool = False  # changed since its last revert (what a reap must undo)
     unsaved: bool = False  # changed since its disk was last written (written when the twin closes)
+    disk_writes: int = 0
     revert_attempts: int = 0
 
 
@@ -76,14 +77,18 @@ class TwinDisks:
     def path(self, vm: str) -> Path:
         return self.folder / f"{vm}.pickle"
 
-    def save(self, vm: TwinVm) -> None:
+    def save(self, vm: TwinVm, *, reverted_to: WindowsHost | None = None) -> None:
+        """Write the VM's disk; ``reverted_to``: the host a revert is putting in place (clean), written while
+        the revert still runs."""
+        host, dirty = (vm.host, vm.dirty) if reverted_to is None else (reverted_to, False)
         record = {"version": DISK_VERSION, "vm": vm.spec.name, "snapshot": vm.spec.snapshot,
-                  "image": vm.spec.image, "snapshots": vm.snapshots, "host": vm.host, "dirty": vm.dirty}
+                  "image": vm.spec.image, "snapshots": vm.snapshots, "host": host, "dirty": dirty}
         fd, tmp = tempfile.mkstemp(prefix=f".{vm.spec.name}.", suffix=".tmp", dir=self.folder)
         try:
             with os.fdopen(fd, "wb") as out:
                 pickle.dump(record, out, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, self.path(vm.spec.name))  # a reader sees the old disk or the new one, never half
+            vm.disk_writes += 1
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -274,7 +279,11 @@ class TwinLab:
         began = time.monotonic()
         snap = self.snapshot_state(name)
         fresh = snap.clone()
-        # the copy is part of the revert: the simulated lab time is the latency, not the latency plus our CPU
+        if self.disks is not None:
+            self.disks.save(vm, reverted_to=fresh)
+        written = vm.disk_writes
+        # the copy and the disk write are part of the revert: the simulated lab time is the latency, not the
+        # latency plus our CPU (with a fleet reverting together, writing the disks afterwards queued them all)
         self._pause(self.latency.revert - (time.monotonic() - began), interruptible=False)
         with vm.lock:
             vm.host = fresh
@@ -282,7 +291,9 @@ class TwinLab:
             vm.ready_at = None
             vm.sticky_faults.clear()
             vm.reverts += 1
-            self.persist(name, dirty=False)
+            vm.dirty = vm.unsaved = False  # what the disk holds already
+            if vm.disk_writes != written:  # the old guest's last change was written meanwhile: write over it
+                self._save(vm)
         log.debug("twin %s reverted to %s", name, vm.spec.snapshot)
         self._notify()
 
