@@ -263,7 +263,9 @@ def build_parser() -> Parser:
     validate = sub.add_parser("validate", help="run the suites for a candidate on a lab and write the verdict",
                               description="Restore every VM of the lab, install the candidate, run the suites, and "
                               "write gate.json, junit.xml and allure-results/ to the output folder. Arguments "
-                              "after '--' go to pytest (e.g. -k, -m firewall, -n 4).",
+                              "after '--' go to pytest (e.g. -k, -m firewall, -n 4). pytest runs with the plugins "
+                              "the gate needs (pytest-xdist, allure-pytest, testinfra) and no others; add one with "
+                              "'-- -p module'.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     validate.add_argument("--lab", required=True, help="lab file, or a name under labs/ (e.g. twin)")
     validate.add_argument("--candidate", required=True, help="candidate file, or a KB id under candidates/")

@@ -178,3 +178,15 @@ def test_keep_on_failure_skips_the_final_revert_and_says_so(tmp_path):
     assert proc.returncode == 1
     vm = gate(tmp_path)["vms"][0]
     assert vm["kept"] is True and vm["restored"] is False
+
+
+def test_the_suites_run_with_the_gates_plugins_and_no_others(tmp_path):
+    """hypothesis is installed beside patchgate (the harness's tests use it) and registers a pytest plugin; the gate's
+    pytest must not load it, nor anything else it did not name."""
+    proc = run("validate", "--lab", "twin", "--candidate", "KB5070893", "--out", str(tmp_path), "--",
+               "--collect-only", "-q", "--trace-config")
+    registered = {line.split("'")[1] for line in proc.stdout.splitlines()
+                  if line.startswith("PLUGIN registered: <module '")}
+    third_party = {name for name in registered if not name.startswith(("_pytest.", "fixtures.", "conftest"))}
+    assert third_party == {"xdist.plugin", "allure_pytest.plugin", "testinfra.plugin"}, proc.stdout[-3000:]
+    assert "hypothesis" not in proc.stdout

@@ -40,6 +40,7 @@ class TwinHandoff:
 
     def __init__(self) -> None:
         self._read, self._write = os.pipe()
+        self._read_open = True
         self._sent = False
         self.process: TwinProcess | None = None
 
@@ -51,7 +52,12 @@ class TwinHandoff:
         return (self._read,)
 
     def child_started(self) -> None:
-        os.close(self._read)  # the child holds its own copy
+        self._close_read_end()  # the child holds its own copy
+
+    def _close_read_end(self) -> None:
+        if self._read_open:
+            self._read_open = False
+            os.close(self._read)
 
     def offer(self, lab: Lab, catalog: Any, twin_catalogs: list[Path]) -> None:
         """Start the twin's process for ``lab`` (checked already, ``catalog`` loaded) and tell the suites where it
@@ -86,6 +92,7 @@ class TwinHandoff:
     def close(self) -> None:
         """Once the suites have exited: the process ends (its disks as the suites left them)."""
         self.decline()
+        self._close_read_end()
         if self.process is not None:
             self.process.discard()
 
