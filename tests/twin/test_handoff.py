@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +22,8 @@ from patchgate.config import Lab
 from patchgate.errors import EXIT_INCONCLUSIVE
 from patchgate.liveness import process_alive
 from patchgate.twin.handoff import HANDOFF_FD_ENV, TwinHandoff, attach_handed_over
-from patchgate.twin.lab import check_twin_inputs
-from tests.support.runs import clean_env, patchgate
+from patchgate.twin.lab import TwinDisks, check_twin_inputs
+from tests.support.runs import PATCHGATE, ROOT, clean_env, patchgate
 from tests.twin.test_own_process import lab_document, wait_until_gone
 
 
@@ -107,12 +110,41 @@ def test_nothing_outlives_validate(tmp_path: Path) -> None:
     assert done.returncode == EXIT_INCONCLUSIVE, done.stdout + done.stderr  # nothing was checked
     assert "INTERNALERROR" not in done.stdout + done.stderr
     assert not list((tmp_path / "state").rglob("*.pickle"))  # no VM's disk was written: none was touched
-    survivors = []
+    assert not processes_mentioning(out), "a process of that run (the twin's) outlived patchgate validate"
+
+
+def test_a_killed_harness_leaves_its_vms_changed_and_no_twin_behind(tmp_path: Path) -> None:
+    """validate's pytest killed mid-run: validate ends the twin it started, and the VM the run changed is left
+    marked changed (for `patchgate reap`), as it is when an in-process twin dies."""
+    state, out = tmp_path / "state", tmp_path / "out-killed-harness"
+    validate = subprocess.Popen([PATCHGATE, "validate", "--lab", "twin", "--candidate", "KB5070881", "--vm",
+                                 "ws25-hp-01", "--out", str(out)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=clean_env(state, PATCHGATE_PROGRESS="lines"))
+    try:
+        disks = TwinDisks("twin", state / "twin" / "twin")
+        deadline = time.monotonic() + 60
+        while disks.at_snapshot("ws25-hp-01"):  # until the run has changed the VM
+            assert time.monotonic() < deadline and validate.poll() is None, "the run never reached the lab"
+            time.sleep(0.05)  # polling a condition with a deadline, not standing in for one
+        suites = [pid for pid in processes_mentioning(out) if b"pytest" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert suites, "no pytest child found"
+        for pid in suites:
+            os.kill(int(pid), signal.SIGKILL)
+        validate.wait(timeout=60)
+    finally:
+        if validate.poll() is None:
+            validate.kill()
+    assert not processes_mentioning(out), "a process of the killed run (the twin's) outlived patchgate validate"
+    assert not disks.at_snapshot("ws25-hp-01")  # still changed: nobody wrote it back as clean
+
+
+def processes_mentioning(text: Path) -> list[str]:
+    found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if str(out).encode() in cmdline:
-            survivors.append(pid)
-    assert not survivors, "a process of that run (the twin's) outlived patchgate validate"
+        if str(text).encode() in cmdline and int(pid) != os.getpid():
+            found.append(pid)
+    return found
