@@ -177,6 +177,7 @@ class TwinProcess:
             self._end()
             raise HypervisorError(f"the twin's process did not start: {exc}") from None
         self.address = str(self._manager.address)
+        self._child = getattr(self._manager, "_process", None)  # multiprocessing's Process of the child
 
     @classmethod
     def attach(cls, lab_name: str, address: str, authkey: bytes) -> "TwinProcess":
@@ -197,6 +198,7 @@ class TwinProcess:
 
     def _init_handle(self, lab_name: str, *, owner: bool) -> None:
         self._lab_name = lab_name
+        self._child: Any = None
         self._owner = owner
         self._service: Any = None
         self._service_lock = threading.Lock()
@@ -261,12 +263,21 @@ class TwinProcess:
                 self._service.close()
             except Exception as exc:  # noqa: BLE001 - the child may be gone; its disks say what they say
                 log.warning("the twin's process did not close cleanly: %s", exc)
+            else:
+                self._kill_child()  # its disks are written: nothing in it is left to save
         self._end()
+
+    def _kill_child(self) -> None:
+        """An orderly exit would first free the whole lab (every host of every VM), for nothing."""
+        if self._child is not None and self._child.is_alive():
+            self._child.kill()
+            self._child.join(timeout=5)
 
     def discard(self) -> None:
         """End the child without writing its disks: what nobody closed dies with the run, as it does when the
         harness is killed (the disks stay marked changed, for ``patchgate reap``). Idempotent."""
         self._closed.set()
+        self._kill_child()
         self._end()
 
     def _end(self) -> None:
