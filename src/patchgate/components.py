@@ -52,7 +52,7 @@ def twin_in_own_process(lab: Lab) -> bool:
 def start_twin_process(lab: Lab, twin_catalogs: list[Path], *, inputs_checked: bool) -> Any:
     """Fork the twin's process for ``lab`` (a ``patchgate.twin.process.TwinProcess``). With ``inputs_checked``
     (the lab's twin catalogue and images were validated already: ``patchgate validate`` does) the child loads
-    them itself while the harness goes on starting, so this may run as early as pytest's configure."""
+    them itself while the harness goes on building the run's other components."""
     from patchgate.twin.lab import check_twin_inputs
     from patchgate.twin.process import TwinProcess
 
@@ -63,8 +63,8 @@ def start_twin_process(lab: Lab, twin_catalogs: list[Path], *, inputs_checked: b
 def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Event,
                      twin_inputs_checked: bool = False, twin_process: Any = None) -> LabComponents:
     """The run's hypervisor, remoting and secrets. ``twin_inputs_checked``: see ``start_twin_process``.
-    ``twin_process``: the twin's process started already for this lab (it is owned by the components from here
-    on); otherwise it is started here when the lab needs one."""
+    ``twin_process``: the twin's process handed over for this lab (``patchgate.twin.handoff``; the components
+    close it from here on); otherwise it is started here when the lab needs one."""
     from patchgate.remoting import build_remoting
     from patchgate.secrets import build_secrets
 

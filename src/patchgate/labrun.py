@@ -61,7 +61,7 @@ class LabRun:
                  twin_process: Any = None) -> None:
         self.lab = lab
         self.twin_inputs_checked = twin_inputs_checked  # build_components: the twin's process may load them
-        self.twin_process = twin_process  # started before the run (components.start_twin_process), or None
+        self.twin_process = twin_process  # the twin's process handed over for this run (patchgate.twin.handoff)
         self.candidate = candidate
         self.vms = (selection or RunSelection()).apply(lab)
         self.twin_catalogs = twin_catalogs or []

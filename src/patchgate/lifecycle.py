@@ -199,7 +199,9 @@ class VmLifecycle:
         assert self.session is not None
         script = compose_capture(since=since)
         session = self.session
-        run = lambda: session.run(script, timeout=self.ctx.lab.timeouts.capture)  # noqa: E731
+        def run() -> ScriptResult:
+            return session.run(script, timeout=self.ctx.lab.timeouts.capture)
+
         return self._retry("capture", run)  # type: ignore[return-value]
 
     def _read_capture(self, result: ScriptResult) -> tuple[object, str]:
