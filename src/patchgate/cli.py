@@ -92,7 +92,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     if created and out.is_dir() and not any(out.iterdir()):
                         out.rmdir()
                     raise
-            _offer_twin(handoff, args, *checked)
+            _offer_twin(handoff, args, lab=checked[0], catalog=checked[2])
             print(f"patchgate {__version__}: validating {checked[1].kb} on lab '{checked[0].name}' -> {out}",
                   flush=True)
             code = _wait(child)
@@ -124,7 +124,7 @@ def _check_inputs(args: argparse.Namespace, lab_path: Path, candidate_path: Path
     return lab, candidate, catalog
 
 
-def _offer_twin(handoff: TwinHandoff, args: argparse.Namespace, lab: Any, _candidate: Any, catalog: Any) -> None:
+def _offer_twin(handoff: TwinHandoff, args: argparse.Namespace, *, lab: Any, catalog: Any) -> None:
     """Start the twin's process for the suites when they would start one (docs/twin.md, "Where the twin runs"):
     not under pytest-xdist, whose workers start one each."""
     from patchgate.components import twin_in_own_process

@@ -199,6 +199,7 @@ class VmLifecycle:
         assert self.session is not None
         script = compose_capture(since=since)
         session = self.session
+
         def run() -> ScriptResult:
             return session.run(script, timeout=self.ctx.lab.timeouts.capture)
 

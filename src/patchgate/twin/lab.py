@@ -49,7 +49,7 @@ class TwinVm:
     lock: threading.RLock = field(default_factory=threading.RLock)
     dirty: bool = False  # changed since its last revert (what a reap must undo)
     unsaved: bool = False  # changed since its disk was last written (written when the twin closes)
-    disk_writes: int = 0
+    disk_writes: int = 0  # how often its disk was written (a revert checks nothing overtook its early write)
     revert_attempts: int = 0
 
 

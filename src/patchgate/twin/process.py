@@ -6,13 +6,14 @@ lab answers from other machines; so does the twin here: one child process per ru
 disks and their WinRM listeners, and the harness talks to it the way it talks to a hypervisor (a call per
 operation, over a ``multiprocessing`` manager) and to the hosts (WSMan over TCP, unchanged).
 
-Lifetime: the child is forked when the run builds its components (or earlier, while pytest collects, when
-``patchgate validate`` has checked the inputs: ``patchgate.components.start_twin_process``) and ends when they
-close. Forked, not spawned: it inherits the loaded lab and modules and serves within a fraction of a second (it
-loads what it lacks itself, on its own core, while the harness goes on starting); it uses only its own objects,
-gets fresh stdio and log handlers, and never returns into the harness's code. It ignores Ctrl-C
-and SIGTERM (the harness restores the VMs through it first), and it exits at once when the harness dies: a killed
-run leaves the twin's disks as a killed in-process twin would (marked changed), for ``patchgate reap``.
+Lifetime: ``patchgate validate`` forks the child once it has checked the inputs and hands it to the suites
+(``patchgate.twin.handoff``); otherwise the run forks it when it builds its components. It ends when the run has
+closed it (its disks written). Forked, not spawned: it inherits the loaded lab and modules and serves within a
+fraction of a second (it loads what it lacks itself, on its own core); it uses only its own objects, gets fresh
+stdio and log handlers, and never returns into the code of the process it was forked from. It ignores Ctrl-C
+and SIGTERM (the harness restores the VMs through it first), and it exits at once when the process that started
+it dies: a killed run leaves the twin's disks as a killed in-process twin would (marked changed), for
+``patchgate reap``.
 Its log records are relayed to the harness's logging.
 """
 
@@ -34,11 +35,11 @@ from patchgate.config.lab import Lab
 from patchgate.errors import HypervisorError, LabError
 from patchgate.heap import settle_the_heap
 from patchgate.remoting.logging_hygiene import quiet_transport_loggers
+from patchgate.secrets.base import credential_pair
 from patchgate.secrets.redact import RedactingFilter
 from patchgate.twin.faults import parse_faults
 from patchgate.twin.lab import snapshot_identifier
 from patchgate.twin.lease_fault import LeaseHeldFault
-from patchgate.secrets.base import credential_pair
 
 if TYPE_CHECKING:
     from patchgate.twin.catalog import Catalog
