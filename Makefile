@@ -25,9 +25,15 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # Byte-compile the harness once: each run's interpreters then load it instead of compiling it again (pip does this
-# for installed packages; the editable source and the suites are ours to do, even under PYTHONDONTWRITEBYTECODE)
+# for installed packages; the editable source and the suites are ours to do, even under PYTHONDONTWRITEBYTECODE).
+# The second command keeps pytest's assertion-rewritten suites, fixtures and conftest.py the same way: a collection
+# writes them (it checks nothing, so its verdict is inconclusive, exit 2); otherwise every `patchgate validate`
+# under PYTHONDONTWRITEBYTECODE rewrites them again.
 compile: $(STAMP)
 	@$(PY) -m compileall -q -x '/\.gopath/' src fixtures suites bench tools conftest.py
+	@out=$$(mktemp -d) && env -u PYTHONDONTWRITEBYTECODE PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(PY) -m pytest suites -q \
+	  --collect-only -p no:cacheprovider -p allure_pytest.plugin -p testinfra.plugin --lab twin \
+	  --candidate KB5070881 --out $$out >/dev/null; rc=$$?; rm -rf $$out; [ $$rc = 0 ] || [ $$rc = 2 ]
 
 # Debian packages the tests need: Go + govmomi (the vSphere simulator), Chromium (report checks), sshd (ssh remoting)
 $(APT_STAMP):
