@@ -23,7 +23,7 @@ LICENSING_OVERRIDE = "FeatureManagement override 4264695439"
 LICENSING_MUTEX = "DeviceLicensingServiceCommandMutex"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # once per VM, like obs: its checks share the answer (and its skip or lab fault)
 def enrolled(obs):
     """Only machines enrolled before the update; a hotpatch-member snapshot that is not enrolled is a lab fault."""
     if obs.baseline.area("hotpatch").enrolled:
