@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import fnmatch
+import functools
 import hashlib
 import importlib
 import json
@@ -80,7 +81,14 @@ def evidence_files(out_dir: Path) -> list[str]:
 # ------------------------------------------------------------------------------------------------ provenance
 
 def git_commit(root: Path | None) -> dict[str, Any] | None:
-    """The checkout's commit and whether it had local changes; None outside a git checkout or without git."""
+    """The checkout's commit and whether it had local changes; None outside a git checkout or without git. Read
+    once per process: the code a run loaded is the code of its start (the suites read it while the lab works)."""
+    found = _git_commit(root)
+    return dict(found) if found is not None else None
+
+
+@functools.cache
+def _git_commit(root: Path | None) -> dict[str, Any] | None:
     if root is None or not (root / ".git").exists():
         return None
     try:
@@ -94,6 +102,12 @@ def git_commit(root: Path | None) -> dict[str, Any] | None:
 
 
 def component_versions() -> dict[str, str | None]:
+    """The versions of patchgate and the components it talks through, read once per process."""
+    return dict(_component_versions())
+
+
+@functools.cache
+def _component_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {"python": platform.python_version(), "patchgate": __version__}
     for name in COMPONENT_PACKAGES:
         try:
