@@ -137,6 +137,7 @@ class LabRun:
                 lifecycle = VmLifecycle(self._ctx, vm, rank=self.vms.index(vm))
                 self.lifecycles[vm.name] = lifecycle
                 self._futures[vm.name] = self._pool.submit(lifecycle.prepare)
+            self._ctx.remoting.prepare()  # the transport loads while the lab reverts, not during the leases
 
     def _keep_counters(self) -> None:
         """WSMan request counters of the twin's endpoints, kept as evidence of one pipeline per capture."""

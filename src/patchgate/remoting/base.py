@@ -58,6 +58,9 @@ class Remoting(Protocol):
     kind: str
     cert_validation: bool
 
+    def prepare(self) -> None:
+        """Load what ``open`` will need, in the background: called once the run's VMs are in the lab."""
+
     def open(self, vm_name: str, endpoint: GuestEndpoint, credentials: Credentials) -> RemoteSession:
         """Connect (bounded by the lab's connect timeout)."""
 

@@ -54,6 +54,9 @@ class InProcessRemoting:
     def __init__(self, shell: ScriptHost) -> None:
         self.shell = shell
 
+    def prepare(self) -> None:
+        """Nothing to load: the shell is in this process."""
+
     def open(self, vm_name: str, endpoint: GuestEndpoint, credentials: Credentials) -> InProcessSession:
         return InProcessSession(self.shell, vm_name)
 

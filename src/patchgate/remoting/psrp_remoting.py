@@ -1,8 +1,10 @@
 """The psrp remoting as a run holds it: its settings and TLS posture at once, pypsrp loaded on a thread.
 
 Loading pypsrp (with requests, spnego and cryptography) takes about a fifth of a second, and a run needs it
-only when its first VM has reverted and booted. The load runs on a thread while the lab reverts, so the first
-revert does not wait for it; ``open`` waits for it if it is not done yet (Python's import lock does).
+only when its first VM has reverted and booted. The load runs on a thread once every VM's lifecycle has started
+(``prepare``), while the lab reverts: neither the leases nor the first reverts wait for it (a load beside them
+takes the interpreter lock from every file operation they make); ``open`` waits for it if it is not done yet
+(Python's import lock does).
 """
 
 from __future__ import annotations
@@ -38,7 +40,12 @@ class PsrpRemoting:
         self.settings = settings or PsrpSettings()
         self.cert_validation = bool(self.settings.ssl and self.settings.cert_validation)
         quiet_transport_loggers()
-        threading.Thread(target=_load_session_module, name="patchgate-load-pypsrp", daemon=True).start()
+        self._loading: threading.Thread | None = None
+
+    def prepare(self) -> None:
+        if self._loading is None:
+            self._loading = threading.Thread(target=_load_session_module, name="patchgate-load-pypsrp", daemon=True)
+            self._loading.start()
 
     def open(self, vm_name: str, endpoint: GuestEndpoint, credentials: Credentials) -> "PsrpSession":
         from patchgate.remoting.psrp import PsrpSession

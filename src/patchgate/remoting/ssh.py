@@ -152,6 +152,9 @@ class SshRemoting:
         self.cert_validation = bool(self.settings.host_key_checking)
         quiet_transport_loggers()
 
+    def prepare(self) -> None:
+        """Nothing to load ahead: paramiko is loaded with this module."""
+
     def open(self, vm_name: str, endpoint: GuestEndpoint, credentials: Credentials) -> "SshSession":
         session = SshSession(vm_name, endpoint, credentials, self.settings)
         session.connect()
