@@ -237,17 +237,20 @@ class LabRun:
             self._finished = True
         failed_vms = failed_vms or set()
         if self._pool is not None:
-            # prepare threads stop at their next step once stop is set; wait for them before restoring
-            for future in self._futures.values():
-                try:
+            # The caller may hold a turn (the last check's teardown ends the session): a VM still restoring
+            # after a failed step takes turns with its rank, so the wait gives the turn back.
+            with TURNS.released():
+                # prepare threads stop at their next step once stop is set; wait for them before restoring
+                for future in self._futures.values():
+                    try:
+                        future.result()
+                    except BaseException:  # noqa: BLE001 - recorded on the observation already
+                        pass
+                restores = [self._pool.submit(lc.restore, keep=self.keep_on_failure and (
+                    name in failed_vms or lc.obs.broken)) for name, lc in self.lifecycles.items()]
+                for future in restores:
                     future.result()
-                except BaseException:  # noqa: BLE001 - recorded on the observation already
-                    pass
-            restores = [self._pool.submit(lc.restore, keep=self.keep_on_failure and (
-                name in failed_vms or lc.obs.broken)) for name, lc in self.lifecycles.items()]
-            for future in restores:
-                future.result()
-            self._pool.shutdown(wait=True)
+                self._pool.shutdown(wait=True)
         for lease in self._leases:
             try:
                 lease.release()
