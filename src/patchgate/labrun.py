@@ -237,8 +237,9 @@ class LabRun:
             self._finished = True
         failed_vms = failed_vms or set()
         if self._pool is not None:
-            # The caller may hold a turn (the last check's teardown ends the session): a VM still restoring
-            # after a failed step takes turns with its rank, so the wait gives the turn back.
+            # The caller may hold a turn (the last check's teardown ends the session): a VM still in its
+            # lifecycle, or closing its session before its restore, takes turns with its rank, so the wait
+            # gives the turn back.
             with TURNS.released():
                 # prepare threads stop at their next step once stop is set; wait for them before restoring
                 for future in self._futures.values():
