@@ -88,6 +88,10 @@ class LeaseError(LabError):
     """A VM lease could not be taken, renewed or released."""
 
 
+class LeaseLost(LeaseError):
+    """This run no longer holds a VM's lease (it expired, or another run holds it now): hands off that VM."""
+
+
 class LabTimeout(LabError):
     """A lab operation ran past the timeout the lab file allows."""
 

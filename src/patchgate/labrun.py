@@ -13,7 +13,7 @@ from typing import Any
 
 from patchgate.components import LabComponents, build_components
 from patchgate.config import Candidate, Lab, VmSpec, load_candidate, load_lab
-from patchgate.errors import ConfigError, LabError
+from patchgate.errors import ConfigError, LabError, LeaseLost
 from patchgate.inputs import new_run_id
 from patchgate.ledger import Ledger
 from patchgate.lifecycle import LifecycleContext, ProgressCallback, VmLifecycle
@@ -107,7 +107,7 @@ class LabRun:
                                      remoting=self.components.remoting, secrets=self.components.secrets,
                                      run_id=self.run_id, ledger=self.ledger, stop=self.stop, progress=self.progress,
                                      restore_when_captured=self.restore_when_captured,
-                                     on_prepared=self._note_prepared)
+                                     on_prepared=self._note_prepared, confirm_lease=self.confirm_lease)
         self._pool = cf.ThreadPoolExecutor(max_workers=min(self.lab.limits.total, len(self.vms)),
                                            thread_name_prefix="patchgate-vm")
         self.ensure(vm_names if vm_names is not None else [vm.name for vm in self.vms])
@@ -172,7 +172,49 @@ class LabRun:
         twin = self.components.twin if self.components else None
         if twin is not None:
             twin.hold_leases(self._lease_manager, names)  # twin fault 'lease-held': another run got there first
-        return self._lease_manager.acquire(names, self.run_id, timeout=self.lab.timeouts.ready)
+        lease = self._lease_manager.new_lease(self.run_id)
+        self._leases.append(lease)  # before anything is taken: finish() gives back whatever it holds
+        taken: cf.Future = cf.Future()
+        taking = threading.Thread(target=self._take, args=(lease, names, taken), name="patchgate-leases",
+                                  daemon=True)
+        taking.start()
+        try:
+            return taken.result()
+        except KeyboardInterrupt:
+            self.stop.set()  # the thread stops waiting, gives back what it took, and ends
+            taking.join()
+            raise
+
+    def _take(self, lease: Any, names: list[str], taken: cf.Future) -> None:
+        """Take the leases on a thread of their own: an interrupt (which Python raises in the main thread) can
+        then never fall between a VM being taken and the lease knowing it."""
+        try:
+            lease.take(names, timeout=self.lab.timeouts.ready, stop=self.stop, on_wait=self._waiting_for)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            taken.set_exception(exc)
+        else:
+            taken.set_result(lease)
+
+    def _waiting_for(self, vm: str, holder: Any, waited: float) -> None:
+        who = holder.describe() if holder is not None else "another run"
+        log.warning("waiting for the lease of VM %s, held by %s (%.0fs so far, up to %gs: timeouts.ready)", vm, who,
+                    waited, self.lab.timeouts.ready)
+
+    def confirm_lease(self, vm_name: str) -> None:
+        """The fence of every mutating step (patchgate.leases.base): LeaseLost unless this run holds the VM."""
+        for lease in self._leases:
+            if lease.holds(vm_name) or vm_name in lease.lost:
+                lease.confirm(vm_name)
+                return
+        raise LeaseLost(f"run {self.run_id} holds no lease of VM {vm_name}", vm=vm_name)
+
+    def _note_lost_leases(self) -> None:
+        """Every VM whose lease this run lost is broken, whatever its checks said (docs/vault.md)."""
+        for lease in self._leases:
+            for name, reason in lease.lost.items():
+                lifecycle = self.lifecycles.get(name)
+                if lifecycle is not None:
+                    lifecycle.obs.lease_lost = reason
 
     # ------------------------------------------------------------ observe
 
@@ -252,6 +294,7 @@ class LabRun:
                 for future in restores:
                     future.result()
                 self._pool.shutdown(wait=True)
+        self._note_lost_leases()
         for lease in self._leases:
             try:
                 lease.release()

@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 from patchgate.config.candidate import Candidate
 from patchgate.config.lab import Lab, VmSpec
-from patchgate.errors import LabError, LabTimeout, PatchgateError
+from patchgate.errors import LabError, LabTimeout, LeaseError, LeaseLost, PatchgateError
 from patchgate.hypervisors.base import Hypervisor
 from patchgate.ledger import Ledger
 from patchgate.observations import InstallRecord, Step, VmObservation
@@ -53,6 +53,7 @@ class LifecycleContext:
     semaphores: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
     restore_when_captured: bool = False  # nothing will look at the live VMs after the post capture
     on_prepared: Callable[[str], object] | None = None  # told each VM's name once its observation is final
+    confirm_lease: Callable[[str], None] | None = None  # raises LeaseLost unless the run still holds the VM
 
     def __post_init__(self) -> None:
         limits = self.lab.limits
@@ -75,8 +76,28 @@ class VmLifecycle:
 
     # ------------------------------------------------------------ steps
 
+    def _fence(self, step: str) -> None:
+        """Before a step that changes the VM: prove the run still holds its lease (docs/vault.md, fencing)."""
+        if self.ctx.confirm_lease is None:
+            return
+        try:
+            self.ctx.confirm_lease(self.vm.name)
+        except LeaseError as exc:
+            raise exc.at(vm=self.vm.name, step=step)
+
+    def _fence_restore(self) -> None:
+        """A restore needs the lease too: a VM another run holds now is left to it (it reverts before use)."""
+        try:
+            self._fence("restore")
+        except LeaseLost as exc:
+            raise LeaseLost(f"not restored: {exc.detail}; the run that holds the VM now reverts it before use, "
+                            "'patchgate reap' restores it otherwise", vm=self.vm.name, step="restore") from None
+        except LeaseError as exc:  # not lost, only not provable this moment: within its TTL nobody else holds it
+            log.warning("%s: restoring although the lease could not be confirmed just now: %s", self.vm.name,
+                        exc.detail)
+
     @contextlib.contextmanager
-    def step(self, name: str, *, limit: str | None = None) -> Iterator[Step]:
+    def step(self, name: str, *, limit: str | None = None, mutates: bool = False) -> Iterator[Step]:
         if self.ctx.stop.is_set():
             raise LabError("run interrupted before this step", vm=self.vm.name, step=name)
         record = Step(name=name, started_at=_now())
@@ -85,10 +106,9 @@ class VmLifecycle:
         began = time.monotonic()
         semaphore = self.ctx.semaphores.get(limit) if limit else None
         try:
-            if semaphore:
-                with semaphore:
-                    yield record
-            else:
+            with semaphore or contextlib.nullcontext():
+                if mutates:
+                    self._fence(name)  # after the wait for the lab's limit: right before the change
                 yield record
         except PatchgateError as exc:
             record.ok = False
@@ -147,12 +167,12 @@ class VmLifecycle:
     def _prepare(self) -> None:
         ctx, vm, obs = self.ctx, self.vm, self.obs
         timeouts = ctx.lab.timeouts
-        with self.step("revert", limit="revert"):
+        with self.step("revert", limit="revert", mutates=True):
             ctx.ledger.record("revert", vm=vm.name, snapshot=vm.snapshot)
             self._touched = True
             obs.snapshot = self._retry("revert", lambda: ctx.hypervisor.revert(vm))  # type: ignore[assignment]
             ctx.hypervisor.mark_in_use(vm, ctx.run_id)
-        with self.step("power_on"):
+        with self.step("power_on", mutates=True):
             self._retry("power on", lambda: ctx.hypervisor.power_on(vm))
         with self.step("wait_ready"):
             obs.endpoint = ctx.hypervisor.wait_ready(vm, timeouts.ready)
@@ -175,6 +195,7 @@ class VmLifecycle:
         with self.step("capture_post", limit="capture"):
             since = obs.install.started_at if obs.install else None
             obs.post, obs.post_raw = self._capture(since=since)
+            self._fence("capture_post")  # the lease was still ours when the post capture ended
 
     def _connect(self, step: str = "connect") -> None:
         ctx, vm, obs = self.ctx, self.vm, self.obs
@@ -241,7 +262,7 @@ class VmLifecycle:
         from patchgate.remoting.staging import stage_and_install
 
         ctx, obs = self.ctx, self.obs
-        with self.step("install", limit="install") as record:
+        with self.step("install", limit="install", mutates=True) as record:
             assert self.session is not None
             ctx.ledger.record("install", vm=self.vm.name, kb=ctx.candidate.kb)
             started = _now()
@@ -254,7 +275,7 @@ class VmLifecycle:
 
     def _reboot(self) -> None:
         ctx, vm, obs = self.ctx, self.vm, self.obs
-        with self.step("reboot") as record:
+        with self.step("reboot", mutates=True) as record:
             record.detail = "the install demanded a restart (RestartNeeded / 3010)"
             if self.session is not None:
                 self.session.close()
@@ -274,7 +295,7 @@ class VmLifecycle:
         from patchgate.actions import action_script
         from patchgate.remoting.inprocess import result_json
 
-        with self.step("wsus_sync") as record:
+        with self.step("wsus_sync", mutates=True) as record:
             assert self.session is not None
             script = action_script("wsus-sync", TimeoutSeconds=int(self.ctx.lab.timeouts.install))
             result = self.session.run(script, timeout=self.ctx.lab.timeouts.install)
@@ -302,14 +323,15 @@ class VmLifecycle:
                         "or by hand", vm.name)
             ctx.ledger.record("kept", vm=vm.name)
             return
+        record = Step(name="restore", started_at=_now())
+        obs.steps.append(record)
+        began = time.monotonic()
+        self._emit("restore", "start")
         try:
-            if getattr(ctx.hypervisor, "keep_failure_snapshots", False) and obs.error is not None:
-                obs.failure_snapshot = ctx.hypervisor.keep_failure_snapshot(vm, ctx.run_id)
-            record = Step(name="restore", started_at=_now())
-            obs.steps.append(record)
-            began = time.monotonic()
-            self._emit("restore", "start")
             with ctx.semaphores["revert"]:  # a restore is a revert: the lab's revert limit holds for it too
+                self._fence_restore()
+                if getattr(ctx.hypervisor, "keep_failure_snapshots", False) and obs.error is not None:
+                    obs.failure_snapshot = ctx.hypervisor.keep_failure_snapshot(vm, ctx.run_id)
                 with_retries("restore", lambda: ctx.hypervisor.revert(vm), ctx.lab.retries, vm=vm.name)
             ctx.hypervisor.mark_in_use(vm, None)
             record.duration = time.monotonic() - began
@@ -317,10 +339,12 @@ class VmLifecycle:
             self._touched = False  # a later restore (at the end of the run) has nothing left to do
             ctx.ledger.record("restored", vm=vm.name)
             self._emit("restore", "ok", f"{record.duration:.2f}s")
-        except LabError as exc:
-            obs.restore_error = exc.at(vm=vm.name, step="restore")
-            self._emit("restore", "fail", str(exc))
         except Exception as exc:  # never let cleanup of one VM stop the others
-            obs.restore_error = LabError(f"unexpected {exc.__class__.__name__} during restore", vm=vm.name,
-                                         step="restore")
-            self._emit("restore", "fail", str(obs.restore_error))
+            error = exc.at(vm=vm.name, step="restore") if isinstance(exc, LabError) else LabError(
+                f"unexpected {exc.__class__.__name__} during restore", vm=vm.name, step="restore")
+            obs.restore_error = error
+            record.ok, record.detail = False, redactor.redact(str(error))
+            record.duration = time.monotonic() - began
+            if isinstance(exc, LeaseLost):
+                self._touched = False  # the VM is another run's now: nothing more this run may do to it
+            self._emit("restore", "fail", record.detail)

@@ -52,6 +52,7 @@ class VmObservation:
     steps: list[Step] = field(default_factory=list)
     error: LabError | None = None
     restore_error: LabError | None = None
+    lease_lost: str | None = None  # this run lost the VM's lease: nothing it saw of the VM can approve
     restored: bool = False
     kept: bool = False
     failure_snapshot: str | None = None

@@ -5,7 +5,8 @@ hypervisor the run builds (twin): at the lifecycle's first revert of a VM the ru
 VM with an ``O_EXCL`` marker file; finding one means two holders, recorded as a violation), and when the
 lifecycle marks the VM no longer in use after its restore revert the run *leaves*. Each stay is appended
 as one ``O_APPEND`` line ``vm run enter_ns leave_ns`` with CLOCK_MONOTONIC nanoseconds (one clock for
-every process on the machine), so the test can also check that no two stays on one VM overlap.
+every process on the machine), so the test can also check that no two stays on one VM overlap; ``walls.log``
+holds the same stays on the wall clock, which Vault's lease history (its versions' ``created_time``) uses too.
 
 This file imports only patchgate: it runs outside pytest.
 """
@@ -37,6 +38,7 @@ class RecordingHypervisor:
         self._run_id = run_id
         self._shared = shared
         self._entered: dict[str, int] = {}
+        self._entered_wall: dict[str, float] = {}  # the wall clock too, to compare with Vault's version history
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
@@ -47,6 +49,7 @@ class RecordingHypervisor:
             first = vm.name not in self._entered
             if first:
                 self._entered[vm.name] = time.monotonic_ns()
+                self._entered_wall[vm.name] = time.time()
         if first:
             try:
                 fd = os.open(self._shared / f"{vm.name}.holder", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -65,9 +68,12 @@ class RecordingHypervisor:
         marker = self._shared / f"{vm.name}.holder"
         if marker.is_file() and marker.read_text(errors="replace") == self._run_id:
             marker.unlink()
+        leave_wall = time.time()
         with self._lock:
             enter = self._entered.get(vm.name, leave)
+            enter_wall = self._entered_wall.get(vm.name, leave_wall)
         _append(self._shared / "intervals.log", f"{vm.name} {self._run_id} {enter} {leave}\n")
+        _append(self._shared / "walls.log", f"{vm.name} {self._run_id} {enter_wall:.6f} {leave_wall:.6f}\n")
 
 
 def main(spec: dict[str, Any]) -> int:

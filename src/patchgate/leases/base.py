@@ -1,14 +1,24 @@
 """VM leases: one run at a time may touch a VM, across threads, processes and machines.
 
-A run reverts snapshots and installs updates; two runs on one VM would corrupt both verdicts. So a
-run leases all its VMs before the first mutation. Acquisition is all-or-nothing and in sorted name
-order (every contender takes VMs in the same order, so no two can each hold what the other waits for),
-waits with jittered exponential backoff for a bounded time, and on timeout raises a LeaseError naming
-the VM and who holds it. A held lease is renewed by a background thread while the run is alive; a
-lease whose holder stopped renewing expires and may be taken over (logged as a takeover).
+A run reverts snapshots and installs updates; two runs on one VM would corrupt both verdicts. So a run leases
+all its VMs before the first mutation. Acquisition is all-or-nothing and in sorted name order (every contender
+takes VMs in the same order, so no two can each hold what the other waits for), waits with jittered exponential
+backoff for a bounded time, and on timeout raises a LeaseError naming the VM and who holds it.
 
-Backends only implement single-VM primitives (:class:`LeaseBackend`); the ordering, waiting,
-rollback and renewal live here once.
+A lease is renewed from the moment it is taken until it is released, by a background thread of its
+:class:`Lease`, also while the run still waits for its other VMs. Each VM is renewed on its own: losing one lease
+never stops the renewal of the others.
+
+The fencing rule (docs/vault.md): a holder may mutate a VM only while it can *prove* it still holds the lease.
+Before every mutating step the lifecycle calls :meth:`Lease.confirm`, which renews the VM's record with the
+backend's check-and-set (in Vault the CAS version is the lease's generation: a takeover writes a new version, so
+the old holder's next write fails). A holder also counts its lease as lost once its own view of the expiry has
+passed (``ttl`` after the start of its last successful renewal, less a safety margin), even when the backend is
+unreachable, while a contender takes over only after ``expires`` has passed on its clock. A run that loses a lease
+stops touching that VM, which is then broken: its verdict can only be inconclusive.
+
+Backends only implement single-VM primitives (:class:`LeaseBackend`); the ordering, waiting, rollback, renewal
+and fencing live here once.
 """
 
 from __future__ import annotations
@@ -20,18 +30,20 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
-from patchgate.errors import LeaseError
+from patchgate.errors import LeaseError, LeaseLost
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 900.0
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 2.0
+SAFETY = 0.8  # a holder trusts its lease for this share of the TTL after a renewal began (clock skew, latency)
+WAIT_REPORT_EVERY = 30.0  # seconds between "still waiting for VM ..." lines while a lease is busy
 
 
 @dataclass(frozen=True)
@@ -107,10 +119,13 @@ class LeaseBackend(Protocol):
         """Take the VM now or return Busy; never waits. The returned handle is opaque."""
 
     def renew_one(self, handle: Any) -> None:
-        """Extend a held lease; LeaseError if it was lost."""
+        """Extend a held lease; LeaseLost if someone else holds it now, LeaseError if the backend failed."""
 
     def release_one(self, handle: Any) -> None:
         """Give a lease back; must not disturb a lease someone else now holds."""
+
+
+WaitReport = Callable[[str, "LeaseInfo | None", float], None]  # (vm, current holder, seconds waited so far)
 
 
 @runtime_checkable
@@ -120,6 +135,9 @@ class LeaseManager(Protocol):
     def acquire(self, vms: Sequence[str], run_id: str, *, timeout: float) -> "Lease":
         """Lease every VM or none, waiting up to ``timeout`` seconds."""
 
+    def new_lease(self, run_id: str) -> "Lease":
+        """An empty, renewing lease for ``run_id`` that :meth:`Lease.take` fills."""
+
     def list_leases(self) -> list[LeaseInfo]:
         """Current leases of the lab, for ``patchgate leases``."""
 
@@ -128,27 +146,31 @@ class LeaseManager(Protocol):
 
 
 class Lease:
-    """A set of VMs held together. Release is idempotent; use as a context manager."""
+    """VMs held by one run, renewed from the moment each is taken until it is given back. ``take`` fills it (all or
+    nothing per call); ``confirm`` fences each mutating step; ``release`` is idempotent (a context manager too)."""
 
-    def __init__(self, backend: LeaseBackend, holder: Holder, handles: dict[str, Any], *,
-                 auto_renew: bool = True, renew_interval: float | None = None) -> None:
+    def __init__(self, backend: LeaseBackend, holder: Holder, *, auto_renew: bool = True,
+                 renew_interval: float | None = None) -> None:
         self.backend = backend
         self.holder = holder
-        self._handles = handles
-        self._lock = threading.Lock()
+        self._handles: dict[str, Any] = {}
+        self._trusted_until: dict[str, float] = {}  # monotonic: when our own view of each lease runs out
+        self._vm_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()  # guards the dictionaries and the released flag
         self._released = False
         self._stop = threading.Event()
         self.lost: dict[str, str] = {}
         self._renewer: threading.Thread | None = None
         if auto_renew:
-            interval = renew_interval if renew_interval is not None else max(0.5, backend.ttl / 3)
-            self._renewer = threading.Thread(target=self._renew_loop, args=(interval,), daemon=True,
+            self._interval = renew_interval if renew_interval is not None else max(0.5, backend.ttl / 3)
+            self._renewer = threading.Thread(target=self._renew_loop, daemon=True,
                                              name=f"lease-renewer-{holder.run_id}")
             self._renewer.start()
 
     @property
     def vms(self) -> list[str]:
-        return sorted(self._handles)
+        with self._lock:
+            return sorted(self._handles)
 
     @property
     def run_id(self) -> str:
@@ -158,30 +180,159 @@ class Lease:
     def released(self) -> bool:
         return self._released
 
+    def holds(self, vm: str) -> bool:
+        with self._lock:
+            return vm in self._handles
+
+    # ------------------------------------------------------------ take
+
+    def take(self, vms: Sequence[str], *, timeout: float, stop: threading.Event | None = None,
+             on_wait: WaitReport | None = None) -> None:
+        """Take every VM of ``vms`` in sorted order, or none of them (what this call took is given back when it
+        fails). Waits up to ``timeout`` seconds in all; ``stop`` ends the wait early (Ctrl-C); ``on_wait`` hears
+        who holds a busy VM when the wait starts and every ``WAIT_REPORT_EVERY`` seconds after."""
+        if timeout < 0:
+            raise ValueError("timeout must be >= 0")
+        names = sorted(set(vms))
+        if not names:
+            raise LeaseError("no VMs to lease")
+        began = time.monotonic()
+        deadline = began + timeout
+        taken: list[str] = []
+        try:
+            for vm in names:
+                self._take_one(vm, names, began, deadline, timeout, stop, on_wait)
+                taken.append(vm)
+        except BaseException:
+            for vm in reversed(taken):
+                self._give_back(vm)
+            raise
+        log.info("run %s leased %s (%s backend)", self.run_id, ", ".join(names), self.backend.kind)
+
+    def _take_one(self, vm: str, names: list[str], began: float, deadline: float, timeout: float,
+                  stop: threading.Event | None, on_wait: WaitReport | None) -> None:
+        delay = FIRST_BACKOFF
+        next_report = time.monotonic()
+        while True:
+            if self._released:
+                raise LeaseError(f"lease of run {self.run_id} was released while it was still being taken", vm=vm)
+            attempt = time.monotonic()
+            result = self.backend.try_take(vm, self.holder)
+            if not isinstance(result, Busy):
+                with self._lock:
+                    released = self._released
+                    if not released:
+                        self._handles[vm] = result
+                        self._trusted_until[vm] = attempt + self.backend.ttl * SAFETY
+                        self._vm_locks[vm] = threading.Lock()
+                if released:  # release() ran meanwhile and did not see this one: give it back at once
+                    self.backend.release_one(result)
+                    raise LeaseError(f"lease of run {self.run_id} was released while it was still being taken",
+                                     vm=vm)
+                return
+            now = time.monotonic()
+            if on_wait is not None and now >= next_report:
+                on_wait(vm, result.current, now - began)
+                next_report = now + WAIT_REPORT_EVERY
+            left = deadline - now
+            if left <= 0:
+                who = result.current.describe() if result.current else "another run (holder unknown)"
+                raise LeaseError(f"VM {vm} is leased by {who}; gave up after {timeout:g}s "
+                                 f"(run {self.run_id} wanted {', '.join(names)})", vm=vm, step="lease")
+            # jitter spreads contenders out so they do not retry in lockstep
+            pause = min(left, delay * random.uniform(0.5, 1.5))
+            if stop is not None:
+                if stop.wait(pause):
+                    raise LeaseError(f"the run stopped while waiting for the lease of VM {vm}", vm=vm,
+                                     step="lease")
+            else:
+                time.sleep(pause)
+            delay = min(delay * 2, MAX_BACKOFF)
+
+    # ------------------------------------------------------------ renew and fence
+
+    def confirm(self, vm: str) -> None:
+        """Prove, now, that this run still holds ``vm`` (a check-and-set renewal), before a step that changes it.
+        LeaseLost when it does not: the caller must not touch the VM."""
+        self._renew_vm(vm, strict=True)
+
     def renew(self) -> None:
-        """Extend every VM's lease now; LeaseError naming the VM when one was lost."""
+        """Renew every VM now; LeaseLost naming the first VM whose lease was lost."""
+        if self._released:
+            raise LeaseLost(f"lease of run {self.run_id} was already released")
+        first: LeaseLost | None = None
+        for vm in self.vms:
+            try:
+                self._renew_vm(vm, strict=True)
+            except LeaseLost as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+
+    def _renew_vm(self, vm: str, *, strict: bool) -> None:
         with self._lock:
             if self._released:
-                raise LeaseError(f"lease of run {self.run_id} was already released")
-            for vm in self.vms:
-                if vm in self.lost:
-                    raise LeaseError(self.lost[vm], vm=vm)
-                try:
-                    self.backend.renew_one(self._handles[vm])
-                except LeaseError as exc:
-                    self.lost[vm] = exc.detail
-                    raise exc.at(vm=vm) from None
-
-    def _renew_loop(self, interval: float) -> None:
-        while not self._stop.wait(interval):
+                raise LeaseLost(f"lease of run {self.run_id} was already released", vm=vm)
+            if vm in self.lost:
+                raise LeaseLost(self.lost[vm], vm=vm)
+            handle = self._handles.get(vm)
+            vm_lock = self._vm_locks.get(vm)
+        if handle is None or vm_lock is None:
+            raise LeaseLost(f"run {self.run_id} never held the lease of VM {vm}", vm=vm)
+        with vm_lock:
+            started = time.monotonic()
             try:
-                self.renew()
+                self.backend.renew_one(handle)
+            except LeaseLost as exc:
+                raise self._mark_lost(vm, exc.detail) from None
             except LeaseError as exc:
-                if self._released:
+                if time.monotonic() >= self._trusted_until.get(vm, 0.0):
+                    raise self._mark_lost(vm, f"it could not be renewed within its TTL of {self.backend.ttl:g}s "
+                                              f"({exc.detail})") from None
+                if strict:  # a step may not start on a lease we cannot prove right now
+                    raise LeaseError(f"cannot confirm the lease before changing the VM: {exc.detail}",
+                                     vm=vm) from None
+                log.warning("renewing the lease of VM %s failed (trying again; it is trusted for %.0fs more): %s",
+                            vm, self._trusted_until[vm] - time.monotonic(), exc.detail)
+                return
+            self._trusted_until[vm] = started + self.backend.ttl * SAFETY
+
+    def _mark_lost(self, vm: str, reason: str) -> LeaseLost:
+        with self._lock:
+            first = vm not in self.lost
+            self.lost.setdefault(vm, f"lease lost: {reason}")
+            message = self.lost[vm]
+        if first:
+            log.error("run %s: VM %s: %s; the run stops touching this VM and its verdict cannot be approve",
+                      self.run_id, vm, message)
+        return LeaseLost(message, vm=vm)
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            for vm in self.vms:
+                if self._stop.is_set():
                     return
-                log.error("lease renewal failed for run %s: %s", self.run_id, exc)
-                if self.lost:
-                    return  # a lost lease stays lost; the run must stop touching that VM
+                if vm in self.lost:
+                    continue
+                try:
+                    self._renew_vm(vm, strict=False)
+                except LeaseError:
+                    continue  # recorded in self.lost (and logged) by _mark_lost; the other VMs go on
+
+    # ------------------------------------------------------------ release
+
+    def _give_back(self, vm: str) -> None:
+        with self._lock:
+            handle = self._handles.pop(vm, None)
+            self._trusted_until.pop(vm, None)
+            vm_lock = self._vm_locks.pop(vm, None)
+        if handle is None or vm_lock is None:
+            return
+        with vm_lock:  # waits for a renewal of this VM that is under way
+            try:
+                self.backend.release_one(handle)
+            except LeaseError as exc:
+                log.warning("could not give back the lease of VM %s (it expires on its own): %s", vm, exc.detail)
 
     def release(self) -> None:
         """Give every VM back (reverse order); safe to call twice."""
@@ -192,15 +343,9 @@ class Lease:
             if self._released:
                 return
             self._released = True
-            errors: list[str] = []
-            for vm in reversed(self.vms):
-                try:
-                    self.backend.release_one(self._handles[vm])
-                except LeaseError as exc:
-                    errors.append(f"{vm}: {exc.detail}")
-        if errors:
-            log.warning("some leases of run %s could not be released cleanly (they expire on their own): %s",
-                        self.run_id, "; ".join(errors))
+            names = sorted(self._handles, reverse=True)
+        for vm in names:
+            self._give_back(vm)
 
     def __enter__(self) -> "Lease":
         return self
@@ -213,38 +358,14 @@ class Lease:
 
 
 def acquire_ordered(backend: LeaseBackend, vms: Sequence[str], run_id: str, *, timeout: float,
-                    auto_renew: bool = True, renew_interval: float | None = None) -> Lease:
-    """All-or-nothing acquisition in sorted order, bounded by ``timeout`` seconds overall."""
-    if timeout < 0:
-        raise ValueError("timeout must be >= 0")
-    names = sorted(set(vms))
-    if not names:
-        raise LeaseError("no VMs to lease")
-    holder = Holder(run_id=run_id)
-    deadline = time.monotonic() + timeout
-    handles: dict[str, Any] = {}
+                    auto_renew: bool = True, renew_interval: float | None = None,
+                    stop: threading.Event | None = None, on_wait: WaitReport | None = None) -> Lease:
+    """All-or-nothing acquisition in sorted order, bounded by ``timeout`` seconds overall; renewed from the first
+    VM taken."""
+    lease = Lease(backend, Holder(run_id=run_id), auto_renew=auto_renew, renew_interval=renew_interval)
     try:
-        for vm in names:
-            delay = FIRST_BACKOFF
-            while True:
-                result = backend.try_take(vm, holder)
-                if not isinstance(result, Busy):
-                    handles[vm] = result
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    who = result.current.describe() if result.current else "another run (holder unknown)"
-                    raise LeaseError(f"VM {vm} is leased by {who}; gave up after {timeout:g}s "
-                                     f"(run {run_id} wanted {', '.join(names)})", vm=vm, step="lease")
-                # jitter spreads contenders out so they do not retry in lockstep
-                time.sleep(min(left, delay * random.uniform(0.5, 1.5)))
-                delay = min(delay * 2, MAX_BACKOFF)
+        lease.take(vms, timeout=timeout, stop=stop, on_wait=on_wait)
     except BaseException:
-        for vm in reversed(list(handles)):
-            try:
-                backend.release_one(handles[vm])
-            except LeaseError as exc:
-                log.warning("could not roll back lease of VM %s: %s", vm, exc)
+        lease.release()
         raise
-    log.info("run %s leased %s (%s backend)", run_id, ", ".join(names), backend.kind)
-    return Lease(backend, holder, handles, auto_renew=auto_renew, renew_interval=renew_interval)
+    return lease

@@ -25,7 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from patchgate.errors import LeaseError
+from patchgate.errors import LeaseError, LeaseLost
 from patchgate.leases.base import DEFAULT_TTL, Busy, Holder, Lease, LeaseInfo, acquire_ordered, now_utc
 from patchgate.paths import state_dir
 
@@ -118,7 +118,7 @@ class LocalLeaseManager:
 
     def renew_one(self, handle: _Handle) -> None:
         if not handle.open:
-            raise LeaseError("lease was released", vm=handle.vm)
+            raise LeaseLost("lease was released", vm=handle.vm)
         handle.info = replace(handle.info, expires=now_utc() + timedelta(seconds=self.ttl))
         try:
             self._write_sidecar(handle.info)
@@ -141,6 +141,9 @@ class LocalLeaseManager:
 
     def acquire(self, vms: list[str], run_id: str, *, timeout: float, auto_renew: bool = True) -> Lease:
         return acquire_ordered(self, vms, run_id, timeout=timeout, auto_renew=auto_renew)
+
+    def new_lease(self, run_id: str) -> Lease:
+        return Lease(self, Holder(run_id=run_id))
 
     def list_leases(self) -> list[LeaseInfo]:
         """Held leases, plus 'stale' ones whose holder died without releasing (free to take)."""

@@ -26,7 +26,7 @@ from typing import Any
 import hvac.exceptions as hv
 
 from patchgate.config.lab import VaultSecretsSettings
-from patchgate.errors import LeaseError, SecretsError
+from patchgate.errors import LeaseError, LeaseLost, SecretsError
 from patchgate.leases.base import Busy, Holder, Lease, LeaseInfo, acquire_ordered
 from patchgate.secrets.vault_session import VaultSession, translate
 
@@ -150,13 +150,13 @@ class VaultLeaseManager:
 
     def renew_one(self, handle: _Handle) -> None:
         if not handle.open:
-            raise LeaseError("lease was released", vm=handle.vm)
+            raise LeaseLost("lease was released", vm=handle.vm)
         record = {**handle.record, "expires": time.time() + self.ttl}
         new_version = self._write(handle.vm, record, cas=handle.version)
         if new_version is None:
             _version, current = self._read(handle.vm)
             who = LeaseInfo.from_record(current, vm=handle.vm).describe() if current else "nobody"
-            raise LeaseError(f"lease lost: it expired and is now held by {who}", vm=handle.vm)
+            raise LeaseLost(f"it expired and is now held by {who}", vm=handle.vm)
         handle.version, handle.record = new_version, record
 
     def release_one(self, handle: _Handle) -> None:
@@ -173,6 +173,9 @@ class VaultLeaseManager:
 
     def acquire(self, vms: list[str], run_id: str, *, timeout: float, auto_renew: bool = True) -> Lease:
         return acquire_ordered(self, vms, run_id, timeout=timeout, auto_renew=auto_renew)
+
+    def new_lease(self, run_id: str) -> Lease:
+        return Lease(self, Holder(run_id=run_id))
 
     def list_leases(self) -> list[LeaseInfo]:
         try:
