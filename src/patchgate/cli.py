@@ -7,17 +7,17 @@ error, 130 interrupted before a verdict could be written.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from patchgate import __version__
 from patchgate.errors import EXIT_CONFIG, EXIT_INCONCLUSIVE, EXIT_INTERNAL, ConfigError, PatchgateError
 from patchgate.inputs import INPUTS_CHECKED_BY_PARENT
+from patchgate.interrupts import Forwarder, stop_signals_blocked
 from patchgate.twin.handoff import TwinHandoff
 
 if TYPE_CHECKING:
@@ -81,9 +81,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot create the output folder: {exc.strerror or exc}", file=str(out)) from None
     handoff = TwinHandoff()
     try:
-        child = _start_suites(_suite_command(args, root, lab_path, candidate_path, out, run_id), cwd=root,
-                              inputs_checked_here=early is not None, handoff=handoff)
-        with _forwarding_signals(child):
+        with Forwarder() as forwarder:
+            with stop_signals_blocked():  # the child unblocks them once it can stop cleanly (patchgate.interrupts)
+                child = _start_suites(_suite_command(args, root, lab_path, candidate_path, out, run_id), cwd=root,
+                                      inputs_checked_here=early is not None, handoff=handoff)
+            forwarder.attach(child)
             if checked is None:
                 try:
                     checked = _check_inputs(args, lab_path, candidate_path)
@@ -182,23 +184,6 @@ def _start_suites(command: list[str], *, cwd: Path, inputs_checked_here: bool,
     child = subprocess.Popen(command, cwd=cwd, env=env, pass_fds=handoff.pass_fds)
     handoff.child_started()
     return child
-
-
-@contextlib.contextmanager
-def _forwarding_signals(child: "subprocess.Popen[bytes]") -> Iterator[None]:
-    """Ctrl-C and SIGTERM are passed on to the child, so it restores the VMs, releases the leases and writes its
-    partial gate.json before we report."""
-
-    def forward(signum: int, _frame: object) -> None:
-        if child.poll() is None:
-            child.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _wait(child: "subprocess.Popen[bytes]") -> int:

@@ -1,0 +1,102 @@
+"""Ctrl-C and SIGTERM: one stop, however many signals arrive, and none lost while a run starts.
+
+A terminal's Ctrl-C reaches every process of the foreground group, so the suites' process hears it from the
+terminal and again from ``patchgate validate``, which forwards what it hears (a CI runner's SIGTERM often reaches
+it alone). The first signal stops the run (KeyboardInterrupt: pytest tears the lab run down, which restores the
+VMs, releases the leases and writes the ledger's end and a partial verdict); later ones must not break that
+cleanup, so they are ignored, with one line saying so.
+
+``patchgate validate`` starts the suites with SIGINT and SIGTERM *blocked*: a signal that arrives while the child
+interpreter is still importing stays pending instead of printing a traceback from the middle of an import, and is
+delivered the moment the suites unblock it (:func:`stop_once_on_signals`, at pytest's configure), before anything
+touched the lab.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+REPEAT_QUIET = 1.0  # seconds: the same Ctrl-C delivered twice (terminal and forwarder) is not worth a line
+
+
+class StopOnce:
+    """A signal handler: the first signal raises KeyboardInterrupt, later ones are ignored while the run cleans
+    up (to force an end: SIGKILL, then ``patchgate reap``)."""
+
+    def __init__(self) -> None:
+        self.first_at: float | None = None
+        self._told = False
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        now = time.monotonic()
+        if self.first_at is None:
+            self.first_at = now
+            raise KeyboardInterrupt(f"signal {signum}")
+        if not self._told and now - self.first_at > REPEAT_QUIET:
+            self._told = True
+            print("patchgate: already stopping: restoring the VMs and releasing the leases (SIGKILL then "
+                  "'patchgate reap' to force)", file=sys.stderr, flush=True)
+
+
+def stop_once_on_signals() -> StopOnce | None:
+    """Install :class:`StopOnce` for SIGINT and SIGTERM and unblock them (a signal pending since the process
+    started is delivered now). Only the main thread can do this; elsewhere it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    handler = StopOnce()
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    return handler
+
+
+@contextlib.contextmanager
+def stop_signals_blocked() -> Iterator[None]:
+    """Block SIGINT and SIGTERM around starting a child, which inherits the blocked mask; this process gets what
+    arrived meanwhile when the block ends."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class Forwarder:
+    """``patchgate validate``'s handler: every SIGINT/SIGTERM is passed on to the suites' process, which restores
+    the VMs and writes the verdict before validate reports. A signal that arrives before the child exists is kept
+    and passed on once it does."""
+
+    def __init__(self) -> None:
+        self.child: Any = None  # subprocess.Popen
+        self.pending: list[int] = []
+        self.received = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "Forwarder":
+        self._previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.received += 1
+        if self.child is None:
+            self.pending.append(signum)
+        elif self.child.poll() is None:
+            self.child.send_signal(signum)
+
+    def attach(self, child: Any) -> None:
+        self.child = child
+        for signum in self.pending:
+            if child.poll() is None:
+                child.send_signal(signum)
+        self.pending.clear()

@@ -1,0 +1,68 @@
+"""Ctrl-C at any moment, the first second included: a SIGINT to the run's whole process group (what a terminal
+sends) at fixed delays after the start, several trials each. Whatever the run was doing (starting its interpreters,
+checking files, taking leases, starting the suites, reverting), afterwards no lease is held or left stale, the
+ledger (if the run got that far) is ended with every VM it touched restored, each VM it touched has its
+``vms/<vm>.json``, and nothing printed a Python traceback.
+
+The delays are the point of this test (an interrupt at an arbitrary moment), so they are timed sends, not waits for
+readiness."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from support.reliability import ROOT, VMS, lab_data, make_run
+
+pytestmark = pytest.mark.slow
+
+DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0, 3.0)
+TRIALS = 5
+LATENCY = {"revert": 1.0, "boot": 1.0, "install": 3.0}  # a run lasts well past the last delay
+
+
+@pytest.mark.parametrize("delay", DELAYS, ids=[f"{d:g}s" for d in DELAYS])
+def test_sigint_to_the_process_group_at_any_moment_releases_everything(tmp_path: Path, delay: float) -> None:
+    problems: list[str] = []
+    for trial in range(TRIALS):
+        run = make_run(tmp_path, f"t{trial}", lab_data(f"early-{trial}", latency=LATENCY,
+                                                        timeouts={"ready": 30, "install": 60}))
+        proc = subprocess.Popen(run.command(), cwd=ROOT, env=run.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            time.sleep(delay)
+            os.killpg(proc.pid, signal.SIGINT)
+            output, _ = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+        where = f"trial {trial} (SIGINT at +{delay:g}s, exit {proc.returncode})"
+        if "Traceback" in output:
+            problems.append(f"{where}: a traceback was printed:\n{output[-2500:]}")
+        # 2: the suites wrote an inconclusive verdict; 130: interrupted before one could be written; -SIGINT: the
+        # signal ended the interpreter before patchgate's code ran (a shell reports that as 130 too)
+        if proc.returncode not in (2, 130, -signal.SIGINT):
+            problems.append(f"{where}: exit {proc.returncode}, expected 2 (inconclusive) or 130 (interrupted)")
+        leases = run.leases() if (run.state / "leases").is_dir() else []
+        if leases:
+            problems.append(f"{where}: leases left: {[(i.vm, i.state) for i in leases]}\n{output[-1500:]}")
+        ledgers = sorted((run.state / "runs").glob("*.jsonl")) if (run.state / "runs").is_dir() else []
+        if ledgers:
+            ledger = run.ledger()
+            if not ledger.ended:
+                problems.append(f"{where}: the ledger has no end entry\n{output[-1500:]}")
+            if ledger.dirty_vms:
+                problems.append(f"{where}: VMs left changed: {sorted(ledger.dirty_vms)}")
+            touched = {vm for vm in VMS if f'"vm": "{vm}"' in ledger.path.read_text(encoding="utf-8")}
+            missing = sorted(vm for vm in touched if not (run.out / "vms" / f"{vm}.json").is_file())
+            if missing:
+                problems.append(f"{where}: no vms/ file for {missing}")
+        for vm in VMS:
+            if run.disk_exists(vm) and not run.at_snapshot(vm):
+                problems.append(f"{where}: {vm} is not at its snapshot")
+    assert not problems, "\n\n".join(problems)
