@@ -79,3 +79,52 @@ def test_reap_restores_a_vm_a_killed_run_left_tagged(simulator: Vcsim, tmp_path:
     ledgers = list((tmp_path / "state" / "runs").rglob("*"))
     assert any("reaped" in p.read_text() for p in ledgers if p.is_file()), [p.name for p in ledgers]
     hv.close()
+
+
+def test_a_clean_rehearsal_lab_reads_clean_and_reap_converges(simulator: Vcsim, tmp_path: Path) -> None:
+    """After a finished validate on labs/vsphere-sim.example.yaml nothing is left to reap; after a SIGKILLed
+    run, one reap restores what it left and a second reap finds nothing."""
+    from .test_vsphere_validate import simulator_lab
+
+    lab_path = simulator_lab(simulator, tmp_path / "rehearsal.yaml")
+    env = clean_env(tmp_path / "state", PATCHGATE_USERNAME="Administrator", PATCHGATE_PASSWORD="twin-guest-pw-1",
+                    PATCHGATE_HYPERVISOR_USERNAME=simulator.username,
+                    PATCHGATE_HYPERVISOR_PASSWORD=simulator.password)
+    done = patchgate("validate", "--lab", str(lab_path), "--candidate", "KB5070893", "--out", str(tmp_path / "a"),
+                     env=env)
+    assert done.returncode == 0, explain(done)
+    dry = patchgate("reap", "--lab", str(lab_path), "--dry-run", env=env)
+    assert dry.returncode == 0 and "nothing to reap" in dry.stdout, explain(dry)
+
+    runs = tmp_path / "state" / "runs"
+    earlier = set(runs.glob("*.jsonl"))
+    run = subprocess.Popen([PATCHGATE, "validate", "--lab", str(lab_path), "--candidate", "KB5070893", "--out",
+                            str(tmp_path / "b")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + TAG_TIMEOUT
+        while not any('"install"' in p.read_text() for p in set(runs.glob("*.jsonl")) - earlier):  # mid-run: VMs changed
+            assert run.poll() is None, run.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the run never reached its install"
+            time.sleep(0.05)  # polling the ledger the run writes
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait(timeout=30)
+    from patchgate.ledger import read_ledger
+    from patchgate.liveness import process_alive
+
+    (ledger_path,) = set(runs.glob("*.jsonl")) - earlier
+    pid = read_ledger(ledger_path).pid
+    deadline = time.monotonic() + 30
+    while process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the suites' process dies with its group, maybe a moment after validate
+    assert not process_alive(pid)
+    first = patchgate("reap", "--lab", str(lab_path), env=env)
+    assert first.returncode == 0 and "restored" in first.stdout, explain(first)
+    second = patchgate("reap", "--lab", str(lab_path), env=env)
+    assert second.returncode == 0 and "nothing to reap" in second.stdout, explain(second)
+    dry_again = patchgate("reap", "--lab", str(lab_path), "--dry-run", env=env)
+    assert "nothing to reap" in dry_again.stdout, explain(dry_again)

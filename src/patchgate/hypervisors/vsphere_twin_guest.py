@@ -320,8 +320,16 @@ class TwinGuestHypervisor:
         return self.inner.snapshot(vm)
 
     def revert(self, vm: VmSpec) -> SnapshotRef:
+        """Revert in vSphere, then wait until the twin has played the revert on its guest: the watcher sees the
+        task after it finished, and a run that ends right after its restores would otherwise close the watcher
+        first and leave the twin's disk changed (a reap would then find a clean lab dirty)."""
         self._ensure()
-        return self.inner.revert(vm)
+        assert self.guest is not None
+        mark = len(self.guest.events)
+        snapshot = self.inner.revert(vm)
+        if not self.guest.wait_event(vm.name, "revert", after=mark, timeout=self.inner.settings.task_timeout):
+            raise HypervisorError("the twin never played the revert on its guest", vm=vm.name, step="revert")
+        return snapshot
 
     def power_on(self, vm: VmSpec) -> None:
         self._ensure()

@@ -309,7 +309,9 @@ class TwinLab:
             vm.powered_on = True
             vm.host.last_boot_up_time = self.clock()
             vm.ready_at = self._ready_time(vm)
-            self.persist(name, dirty=True)
+            # Booting changes nothing a restore must undo: a reverted VM that is powered on (a vSphere snapshot
+            # with memory comes back running) is still at its snapshot. What a run changes later marks it.
+            self.persist(name)
         self._notify()
 
     def _ready_time(self, vm: TwinVm) -> float | None:
