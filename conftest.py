@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "fixtures.options",
+    "fixtures.redaction",
     "fixtures.invariants",
     "fixtures.lab",
     "fixtures.progress",

@@ -190,11 +190,10 @@ class SshSession(SessionIdentity):
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
         else:
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        password = self._credentials.password.get_secret_value()
         try:
             client.connect(
                 self.address, port=self.port, username=self._credentials.username,
-                password=password or None,
+                password=self._credentials.password.get_secret_value() or None,
                 key_filename=str(s.identity_file) if s.identity_file else None,
                 timeout=s.connect_timeout, banner_timeout=s.connect_timeout, auth_timeout=s.connect_timeout,
                 look_for_keys=False, allow_agent=False,

@@ -151,8 +151,7 @@ def open_session(settings: VsphereSettings,
                  credentials: Credentials) -> tuple[vim.ServiceInstance, str | None]:
     """Log in once; returns the service instance and the server certificate fingerprint."""
     endpoint = parse_url(settings.url)
-    password = credentials.password.get_secret_value()
-    redactor.register(password)
+    redactor.register(credentials.password.get_secret_value())  # the secret stays wrapped: no plain local
     tls = build_tls(settings)
     if not settings.cert_validation:
         log.warning("vSphere %s: certificate validation is disabled by the lab file (cert_validation: false)",
@@ -160,7 +159,8 @@ def open_session(settings: VsphereSettings,
     server_fp = probe_tls(endpoint, tls)
     try:
         si = SmartConnect(protocol=endpoint.scheme, host=endpoint.host, port=endpoint.port,
-                          user=credentials.username, pwd=password, path=endpoint.path,
+                          user=credentials.username, pwd=credentials.password.get_secret_value(),
+                          path=endpoint.path,
                           sslContext=tls.context, disableSslCertValidation=False,
                           httpConnectionTimeout=60)
     except vim.fault.InvalidLogin:
