@@ -311,6 +311,19 @@ def build_parser() -> Parser:
     reap.add_argument("--dry-run", action="store_true", help="only say what would be restored")
     reap.set_defaults(func=_lazy("patchgate.reap", "cmd_reap"))
 
+    doctor = sub.add_parser("doctor", help="check a lab before trusting its verdicts: hypervisor, remoting, VMs",
+                            description="Boot each VM from its snapshot as a run does, read it (nothing is "
+                            "installed), restore it, and print one line per check with ok / warn / fail and what "
+                            "to do (docs/doctor.md). Exit 0 when nothing failed, 2 for lab trouble, 4 for bad "
+                            "input.")
+    doctor.add_argument("--lab", required=True, help="lab file, or a name under labs/ (e.g. twin)")
+    doctor.add_argument("--vm", action="append", default=[], metavar="NAME", help="only this VM (repeatable)")
+    doctor.add_argument("--candidate", help="candidate file or KB id: check free space for its packages (x3)")
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON (for CI)")
+    doctor.add_argument("--twin-catalog", action="append", default=[], metavar="DIR",
+                        help="add twin images and behaviours from DIR (repeatable)")
+    doctor.set_defaults(func=_lazy("patchgate.doctor.command", "cmd_doctor"))
+
     twin = sub.add_parser("twin", help="list the twin's images and update behaviours")
     twin.add_argument("--twin-catalog", action="append", default=[], metavar="DIR")
     twin.set_defaults(func=_lazy("patchgate.twin.listing", "cmd_list"))

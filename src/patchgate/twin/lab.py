@@ -279,6 +279,8 @@ class TwinLab:
         began = time.monotonic()
         snap = self.snapshot_state(name)
         fresh = snap.clone()
+        if "pending-reboot" in vm.faults:  # the snapshot itself carries the pending reboot
+            fresh.reboot.cbs_reboot_pending = True
         if self.disks is not None:
             self.disks.save(vm, reverted_to=fresh)
         written = vm.disk_writes
