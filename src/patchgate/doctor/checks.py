@@ -22,6 +22,7 @@ CLOCK_SKEW_WARN = 30.0
 MIN_SHELL_MEMORY_MB = 1024  # MS-WSMV schema default; what DISM needs inside a remote shell is [U]
 MIN_ENVELOPE_KB = 500  # the documented default of recent Windows [U]; smaller envelopes make staging slower
 SPACE_FACTOR = 3  # a package is copied, expanded and installed: three times its size on the system drive
+MIN_FREE_BYTES = 10 * 2**30  # servicing needs room beyond the package (component store, logs) [U] how much
 WS2025_BUILD = "26100"
 SERVER_EDITIONS = ("ServerStandard", "ServerDatacenter", "ServerTurbine", "ServerStandardCore",
                    "ServerDatacenterCore", "ServerTurbineCore")  # [U] EditionID of Azure Edition Core
@@ -59,12 +60,12 @@ def space_check(facts: GuestFacts, candidate_bytes: int | None) -> Check:
         return Check("vm", "free space", "warn", f"{drive}: free space unknown (Win32_LogicalDisk unreadable)",
                      "check that the lab account can read Win32_LogicalDisk")
     free_gb = facts.free_bytes / 2**30
-    if candidate_bytes is None:
-        return Check("vm", "free space", "ok", f"{drive} {free_gb:.1f} GiB free (no candidate given to size)")
-    needed = candidate_bytes * SPACE_FACTOR
+    needed = max(MIN_FREE_BYTES, (candidate_bytes or 0) * SPACE_FACTOR)
+    sized = f"candidate x{SPACE_FACTOR}" if candidate_bytes else "no candidate given to size"
     return _check("vm", "free space", facts.free_bytes < needed,
-                  f"{drive} {free_gb:.1f} GiB free, candidate needs {needed / 2**30:.2f} GiB ({SPACE_FACTOR}x)",
-                  f"free at least {needed / 2**30:.2f} GiB on {drive} in the snapshot (component store cleanup: "
+                  f"{drive} {free_gb:.1f} GiB free, needs {needed / 2**30:.1f} GiB ({sized}, at least "
+                  f"{MIN_FREE_BYTES / 2**30:.0f} GiB)",
+                  f"free at least {needed / 2**30:.1f} GiB on {drive} in the snapshot (component store cleanup: "
                   "Dism /Online /Cleanup-Image /StartComponentCleanup), then take the snapshot again")
 
 

@@ -114,10 +114,6 @@ class TwinShell:
     def _preflight(self, vm: str, host: WindowsHost, _stmt: Statement, _input: list[Any]) -> PipelineOutput:
         from patchgate.twin.render_preflight import render_preflight
 
-        if self.lab.has_fault(vm, "wsman-reset"):
-            raise TwinFault("connection-reset", "connection reset during the preflight")
-        if self.lab.has_fault(vm, "wsman-fault"):
-            raise TwinFault("wsman-fault", "The WS-Management service cannot process the request.")
         return PipelineOutput(output=[render_preflight(host, self.lab.vm(vm).faults, self.lab.clock())])
 
     def _install(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
