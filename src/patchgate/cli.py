@@ -324,6 +324,19 @@ def build_parser() -> Parser:
                         help="add twin images and behaviours from DIR (repeatable)")
     doctor.set_defaults(func=_lazy("patchgate.doctor.command", "cmd_doctor"))
 
+    capture = sub.add_parser("capture", help="save one VM's probe output as a transcript (docs/probes.md)",
+                             description="Boot the VM from its snapshot as a run does, run one posture capture and "
+                             "the preflight script (nothing is installed), restore it, and write each probe's raw "
+                             "output with the patchgate version and the VM's build to DIR. Secrets are always "
+                             "redacted; host names are replaced unless --keep-names.")
+    capture.add_argument("--lab", required=True, help="lab file, or a name under labs/ (e.g. twin)")
+    capture.add_argument("--vm", required=True, metavar="NAME", help="the VM to capture")
+    capture.add_argument("--out", required=True, metavar="DIR", help="the transcript folder to write")
+    capture.add_argument("--keep-names", action="store_true", help="keep the VM's host names in the files")
+    capture.add_argument("--twin-catalog", action="append", default=[], metavar="DIR",
+                         help="add twin images and behaviours from DIR (repeatable)")
+    capture.set_defaults(func=_lazy("patchgate.doctor.command", "cmd_capture"))
+
     twin = sub.add_parser("twin", help="list the twin's images and update behaviours")
     twin.add_argument("--twin-catalog", action="append", default=[], metavar="DIR")
     twin.set_defaults(func=_lazy("patchgate.twin.listing", "cmd_list"))

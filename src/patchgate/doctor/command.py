@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from patchgate.config.candidate import Candidate
+from patchgate.config.lab import Lab
 from patchgate.doctor.checks import Check, account_checks, assumption_checks, identity_checks, webadmin_check
 from patchgate.doctor.facts import GuestFacts, read_facts
 from patchgate.doctor.preflight import judge_preflight
@@ -45,6 +46,7 @@ class DoctorLifecycle(VmLifecycle):
     restores it as every run does)."""
 
     facts: GuestFacts | None = None
+    facts_raw: str | None = None  # what preflight.ps1 printed (transcripts)
     checks: list[Check]
 
     def _prepare(self) -> None:
@@ -63,7 +65,7 @@ class DoctorLifecycle(VmLifecycle):
         self._connect()
         with self.step("preflight"):
             assert self.session is not None
-            self.facts, _raw = read_facts(self.session, timeout=ctx.lab.timeouts.capture)
+            self.facts, self.facts_raw = read_facts(self.session, timeout=ctx.lab.timeouts.capture)
             self.checks += [*account_checks(self.facts), *judge_preflight(self.facts, ctx.candidate),
                             *identity_checks(self.facts)]
             if vm.role == "wsus-server":  # the WSUS probe is the one that reads IIS
@@ -139,21 +141,30 @@ def exit_code(results: dict[str, list[Check]]) -> int:
     return EXIT_INCONCLUSIVE if any(c.status == "fail" for checks in results.values() for c in checks) else EXIT_OK
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace) -> tuple[Lab, Candidate | None, list[Path]]:
+    """The lab (and candidate) the command names, checked as validate checks them: bad input is exit 4."""
     from patchgate.config import load_candidate, load_lab
     from patchgate.inputs import resolve_candidate, resolve_lab
 
     lab = load_lab(resolve_lab(args.lab))
     catalogs = [Path(folder) for folder in args.twin_catalog]
     RunSelection(vms=args.vm).apply(lab)
-    candidate: Candidate | None = load_candidate(resolve_candidate(args.candidate)) if args.candidate else None
+    candidate = load_candidate(resolve_candidate(args.candidate)) if getattr(args, "candidate", None) else None
     if lab.hypervisor.kind == "twin" or getattr(lab.hypervisor.settings, "twin_guest", False):
         from patchgate.twin.lab import check_twin_inputs
 
         check_twin_inputs(lab, catalogs)
-    run = LabRun(lab, candidate, selection=RunSelection(vms=args.vm), twin_catalogs=catalogs,  # type: ignore[arg-type]
-                 twin_inputs_checked=True, lifecycle_class=DoctorLifecycle)
-    results = diagnose(run)
+    return lab, candidate, catalogs
+
+
+def _run(lab: Lab, candidate: Candidate | None, catalogs: list[Path], vms: list[str]) -> LabRun:
+    return LabRun(lab, candidate, selection=RunSelection(vms=vms), twin_catalogs=catalogs,  # type: ignore[arg-type]
+                  twin_inputs_checked=True, lifecycle_class=DoctorLifecycle)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    lab, candidate, catalogs = _load(args)
+    results = diagnose(_run(lab, candidate, catalogs, args.vm))
     code = exit_code(results)
     if args.json:
         print(json.dumps({"lab": lab.name, "checked_at": dt.datetime.now(dt.timezone.utc).isoformat(),
@@ -162,3 +173,30 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     else:
         print_report(lab.name, results)
     return code
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    """One posture capture of one VM, saved as a transcript (redacted) in ``args.out``."""
+    from patchgate.doctor.transcript import write_transcript
+    from patchgate.probes.batch import parse_capture
+    from patchgate.remoting.base import ScriptResult
+
+    args.vm = [args.vm]
+    lab, _candidate, catalogs = _load(args)
+    run = _run(lab, None, catalogs, args.vm)
+    results = diagnose(run)
+    lifecycle = run.lifecycles[args.vm[0]]
+    obs = lifecycle.obs
+    if obs.baseline_raw is None or not isinstance(lifecycle, DoctorLifecycle) or lifecycle.facts_raw is None:
+        print_report(lab.name, results)
+        print("patchgate capture: no transcript written (the VM could not be captured)")
+        return EXIT_INCONCLUSIVE
+    raw = parse_capture(ScriptResult("capture", [obs.baseline_raw]), vm=obs.vm.name).raw
+    names = [obs.vm.name, lifecycle.facts.computer_name if lifecycle.facts else None,
+             obs.endpoint.hostname if obs.endpoint else None]
+    out = write_transcript(Path(args.out), raw=raw, preflight=lifecycle.facts_raw, role=obs.vm.role,
+                           source="twin" if lab.hypervisor.kind == "twin" else lab.hypervisor.kind,
+                           names=[n for n in names if n], keep_names=args.keep_names)
+    print(f"patchgate capture: {obs.vm.name}: {len(raw)} probe(s) and the preflight written to {out}"
+          f"{'' if args.keep_names else ' (host names replaced)'}")
+    return EXIT_OK
