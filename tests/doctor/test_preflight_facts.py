@@ -14,7 +14,7 @@ from patchgate.twin.faults import Fault
 from patchgate.twin.model import WindowsHost
 from patchgate.twin.render_preflight import render_preflight
 
-NOW = dt.datetime(2026, 12, 3, 6, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 12, 3, 6, 0, tzinfo=dt.UTC)
 
 
 def test_every_fact_is_printed_by_the_script_and_by_the_twin() -> None:

@@ -6,6 +6,7 @@ by being dropped in the folder."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -58,8 +59,8 @@ def test_capture_writes_a_redacted_transcript_that_replays(tmp_path: Path) -> No
     out = tmp_path / "t"
     env_dir = tmp_path / "state"
     proc = subprocess.run([PATCHGATE, "capture", "--lab", "twin", "--vm", "ws25-wsus-01", "--out", str(out)],
-                          capture_output=True, text=True, timeout=120,
-                          env={**__import__("os").environ, "PATCHGATE_STATE_DIR": str(env_dir)})
+                          check=False, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PATCHGATE_STATE_DIR": str(env_dir)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     meta = json.loads((out / META).read_text())
     assert meta["build"] == "26100.6899" and meta["source"] == "twin" and meta["role"] == "wsus-server"

@@ -28,11 +28,11 @@ STEP_CHECKS: dict[str, tuple[str, str, str]] = {
                "check the VM has no running task or pending question and the account may revert snapshots"),
     "power_on": ("hypervisor", "power on", "check the VM in the hypervisor console (host, licence, resources)"),
     "wait_ready": ("hypervisor", "guest ready",
-                   "the guest did not report ready: check VMware Tools (or the twin's fault), its IP address and "
-                   "its console"),
+                   ("the guest did not report ready: check VMware Tools (or the twin's fault), its IP address and "
+                    "its console")),
     "connect": ("remoting", "WinRM reachable and auth",
-                "check the WinRM listener (winrm enumerate winrm/config/listener), the firewall (5985/5986), the "
-                "lab file's remoting.auth and the VM's credentials"),
+                ("check the WinRM listener (winrm enumerate winrm/config/listener), the firewall (5985/5986), the "
+                 "lab file's remoting.auth and the VM's credentials")),
     "preflight": ("remoting", "preflight script",
                   "run src/patchgate/doctor/preflight.ps1 on the VM as the lab account and see what it says"),
     "capture": ("assumption", "posture capture",
@@ -167,7 +167,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     results = diagnose(_run(lab, candidate, catalogs, args.vm))
     code = exit_code(results)
     if args.json:
-        print(json.dumps({"lab": lab.name, "checked_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        print(json.dumps({"lab": lab.name, "checked_at": dt.datetime.now(dt.UTC).isoformat(),
                           "exit_code": code,
                           "vms": {vm: [c.to_dict() for c in checks] for vm, checks in results.items()}}, indent=2))
     else:

@@ -26,7 +26,7 @@ def run_preflight(session: RemoteSession, candidate: Candidate | None, *, timeou
 
 
 def judge_preflight(facts: GuestFacts, candidate: Candidate | None) -> list[Check]:
-    return preflight_checks(facts, controller_now=dt.datetime.now(dt.timezone.utc),
+    return preflight_checks(facts, controller_now=dt.datetime.now(dt.UTC),
                             candidate_bytes=candidate_bytes(candidate))
 
 

@@ -46,7 +46,7 @@ def redact_names(text: str, names: list[str]) -> str:
 def readings(raw: dict[str, str], preflight: str | None, role: str) -> dict[str, Any]:
     """What patchgate reads from the raw files: each area's posture, the facts, the doctor's conclusions."""
     areas = {area: parse_probe(area, text) for area, text in raw.items()}
-    posture = Posture(captured_at=dt.datetime.now(dt.timezone.utc), **areas)
+    posture = Posture(captured_at=dt.datetime.now(dt.UTC), **areas)
     conclusions = [[c.name, c.status] for c in assumption_checks(posture, role)]
     facts = dataclasses.asdict(parse_facts(preflight)) if preflight is not None else None
     return _plain({"posture": {area: value.to_dict() for area, value in areas.items()}, "preflight": facts,
@@ -71,7 +71,7 @@ def write_transcript(out: Path, *, raw: dict[str, str], preflight: str | None, r
     updates = read["posture"].get("updates") or {}
     meta = {"format": FORMAT, "patchgate": __version__, "source": source, "role": role,
             "build": f"{updates.get('current_build')}.{updates.get('ubr')}" if updates else None,
-            "captured_at": dt.datetime.now(dt.timezone.utc).isoformat(), "names_kept": keep_names,
+            "captured_at": dt.datetime.now(dt.UTC).isoformat(), "names_kept": keep_names,
             "areas": sorted(raw), "read": read}
     (out / META).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return out
