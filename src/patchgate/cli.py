@@ -257,6 +257,13 @@ def _lazy(module: str, function: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _add_lab_arguments(parser: argparse.ArgumentParser) -> None:
+    """--lab and --twin-catalog, for the commands that boot a lab's VMs without a candidate run."""
+    parser.add_argument("--lab", required=True, help="lab file, or a name under labs/ (e.g. twin)")
+    parser.add_argument("--twin-catalog", action="append", default=[], metavar="DIR",
+                        help="add twin images and behaviours from DIR (repeatable)")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="patchgate", description="Decide whether a Windows update may be released: restore lab "
                     "VMs from snapshots, install the candidate, check that hotpatch enrollment, WSUS sync, service "
@@ -316,12 +323,10 @@ def build_parser() -> Parser:
                             "installed), restore it, and print one line per check with ok / warn / fail and what "
                             "to do (docs/doctor.md). Exit 0 when nothing failed, 2 for lab trouble, 4 for bad "
                             "input.")
-    doctor.add_argument("--lab", required=True, help="lab file, or a name under labs/ (e.g. twin)")
+    _add_lab_arguments(doctor)
     doctor.add_argument("--vm", action="append", default=[], metavar="NAME", help="only this VM (repeatable)")
     doctor.add_argument("--candidate", help="candidate file or KB id: check free space for its packages (x3)")
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON (for CI)")
-    doctor.add_argument("--twin-catalog", action="append", default=[], metavar="DIR",
-                        help="add twin images and behaviours from DIR (repeatable)")
     doctor.set_defaults(func=_lazy("patchgate.doctor.command", "cmd_doctor"))
 
     capture = sub.add_parser("capture", help="save one VM's probe output as a transcript (docs/probes.md)",
@@ -329,12 +334,10 @@ def build_parser() -> Parser:
                              "the preflight script (nothing is installed), restore it, and write each probe's raw "
                              "output with the patchgate version and the VM's build to DIR. Secrets are always "
                              "redacted; host names are replaced unless --keep-names.")
-    capture.add_argument("--lab", required=True, help="lab file, or a name under labs/ (e.g. twin)")
+    _add_lab_arguments(capture)
     capture.add_argument("--vm", required=True, metavar="NAME", help="the VM to capture")
     capture.add_argument("--out", required=True, metavar="DIR", help="the transcript folder to write")
     capture.add_argument("--keep-names", action="store_true", help="keep the VM's host names in the files")
-    capture.add_argument("--twin-catalog", action="append", default=[], metavar="DIR",
-                         help="add twin images and behaviours from DIR (repeatable)")
     capture.set_defaults(func=_lazy("patchgate.doctor.command", "cmd_capture"))
 
     twin = sub.add_parser("twin", help="list the twin's images and update behaviours")
