@@ -31,6 +31,7 @@ examples:
   patchgate gate reports/<run>            # print the verdict of a finished run, exit with its code
   patchgate report reports/<run>          # single-file Allure report + one-page summary
   patchgate verify reports/<run>          # re-hash every output against the evidence manifest
+  patchgate doctor --lab labs/vsphere.yaml  # check a lab before trusting its verdicts (docs/first-day.md)
 """
 
 
