@@ -53,3 +53,12 @@ def test_a_one_element_pending_package_list_collapsed_by_ps51_is_still_a_list() 
     facts = parse_facts(json.dumps(doc))
     assert facts.pending_packages == ("Package_for_RollupFix~31bf3856ad364e35~amd64~~26100.6899.1.7",)
     assert [c.status for c in preflight_checks(facts, controller_now=NOW, candidate_bytes=None)][3] == "fail"
+
+
+def test_preflight_script_parses_as_powershell_and_is_in_the_evidence() -> None:
+    from probes.test_scripts import _syntax_errors
+
+    from patchgate.evidence import script_hashes
+
+    assert _syntax_errors(preflight_script().body.encode()) == []
+    assert set(script_hashes()["doctor"]) == {"preflight.ps1"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -24,6 +25,11 @@ FACT_KEYS = ("ComputerName", "LanguageMode", "UserName", "IsAdministrator", "Loc
 def preflight_script() -> Script:
     text = resources.files(__package__).joinpath("preflight.ps1").read_text(encoding="utf-8")
     return Script(name="preflight", body=text)
+
+
+def script_hashes() -> dict[str, str]:
+    """SHA-256 of the preflight script, for the evidence manifest (it runs on every VM before the install)."""
+    return {"preflight.ps1": hashlib.sha256(preflight_script().body.encode("utf-8")).hexdigest()}
 
 
 @dataclass(frozen=True)

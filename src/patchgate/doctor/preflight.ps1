@@ -27,8 +27,12 @@ function Try-Read([scriptblock]$Block) {
     try { return & $Block } catch { return $null }
 }
 
-$identity = [Security.Principal.WindowsIdentity]::GetCurrent()
-$principal = New-Object Security.Principal.WindowsPrincipal($identity)
+# In ConstrainedLanguage the .NET calls below are refused; each is read on its own so the document still prints
+# and the language mode check says why.
+$identity = Try-Read { [Security.Principal.WindowsIdentity]::GetCurrent() }
+$isAdmin = Try-Read {
+    (New-Object Security.Principal.WindowsPrincipal($identity)).IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
+}
 $nt = 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion'
 $cbs = 'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing'
 $drive = Try-Read { Get-CimInstance -ClassName Win32_LogicalDisk -Filter "DeviceID='$($env:SystemDrive)'" }
@@ -45,8 +49,8 @@ $webAdmin = try {
 $doc = [pscustomobject]@{
     ComputerName                  = $env:COMPUTERNAME
     LanguageMode                  = "$($ExecutionContext.SessionState.LanguageMode)"
-    UserName                      = $identity.Name
-    IsAdministrator               = $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
+    UserName                      = if ($identity) { $identity.Name } else { "$env:USERDOMAIN\$env:USERNAME" }
+    IsAdministrator               = $isAdmin
     LocalAccountTokenFilterPolicy = Get-Value 'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Policies\System' 'LocalAccountTokenFilterPolicy'
     MaxMemoryPerShellMB           = Try-Read { [long](Get-Item -Path 'WSMan:\localhost\Shell\MaxMemoryPerShellMB').Value }
     MaxEnvelopeSizekb             = Try-Read { [long](Get-Item -Path 'WSMan:\localhost\MaxEnvelopeSizekb').Value }
