@@ -31,6 +31,7 @@ examples:
   patchgate gate reports/<run>            # print the verdict of a finished run, exit with its code
   patchgate report reports/<run>          # single-file Allure report + one-page summary
   patchgate verify reports/<run>          # re-hash every output against the evidence manifest
+  patchgate doctor --lab labs/vsphere.yaml  # check a lab before trusting its verdicts (docs/first-day.md)
 """
 
 
@@ -242,6 +243,13 @@ def _lazy(module: str, function: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _add_lab_arguments(parser: argparse.ArgumentParser) -> None:
+    """--lab and --twin-catalog, for the commands that boot a lab's VMs without a candidate run."""
+    parser.add_argument("--lab", required=True, help="lab file, or a name under labs/ (e.g. twin)")
+    parser.add_argument("--twin-catalog", action="append", default=[], metavar="DIR",
+                        help="add twin images and behaviours from DIR (repeatable)")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="patchgate", description="Decide whether a Windows update may be released: restore lab "
                     "VMs from snapshots, install the candidate, check that hotpatch enrollment, WSUS sync, service "
@@ -295,6 +303,28 @@ def build_parser() -> Parser:
     reap.add_argument("--lab", required=True, help="lab file or name")
     reap.add_argument("--dry-run", action="store_true", help="only say what would be restored")
     reap.set_defaults(func=_lazy("patchgate.reap", "cmd_reap"))
+
+    doctor = sub.add_parser("doctor", help="check a lab before trusting its verdicts: hypervisor, remoting, VMs",
+                            description="Boot each VM from its snapshot as a run does, read it (nothing is "
+                            "installed), restore it, and print one line per check with ok / warn / fail and what "
+                            "to do (docs/doctor.md). Exit 0 when nothing failed, 2 for lab trouble, 4 for bad "
+                            "input.")
+    _add_lab_arguments(doctor)
+    doctor.add_argument("--vm", action="append", default=[], metavar="NAME", help="only this VM (repeatable)")
+    doctor.add_argument("--candidate", help="candidate file or KB id: check free space for its packages (x3)")
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON (for CI)")
+    doctor.set_defaults(func=_lazy("patchgate.doctor.command", "cmd_doctor"))
+
+    capture = sub.add_parser("capture", help="save one VM's probe output as a transcript (docs/probes.md)",
+                             description="Boot the VM from its snapshot as a run does, run one posture capture and "
+                             "the preflight script (nothing is installed), restore it, and write each probe's raw "
+                             "output with the patchgate version and the VM's build to DIR. Secrets are always "
+                             "redacted; host names are replaced unless --keep-names.")
+    _add_lab_arguments(capture)
+    capture.add_argument("--vm", required=True, metavar="NAME", help="the VM to capture")
+    capture.add_argument("--out", required=True, metavar="DIR", help="the transcript folder to write")
+    capture.add_argument("--keep-names", action="store_true", help="keep the VM's host names in the files")
+    capture.set_defaults(func=_lazy("patchgate.doctor.command", "cmd_capture"))
 
     twin = sub.add_parser("twin", help="list the twin's images and update behaviours")
     twin.add_argument("--twin-catalog", action="append", default=[], metavar="DIR")

@@ -121,7 +121,8 @@ def script_hashes() -> dict[str, dict[str, str]]:
     """sha256 of every script patchgate can run on a VM, by family; a family that cannot be listed is empty."""
     families: dict[str, dict[str, str]] = {}
     for family, module, function in (("probes", "patchgate.probes", "probe_hashes"),
-                                     ("actions", "patchgate.actions", "action_hashes")):
+                                     ("actions", "patchgate.actions", "action_hashes"),
+                                     ("doctor", "patchgate.doctor.facts", "script_hashes")):
         try:
             provider = getattr(importlib.import_module(module), function, None)
             if provider is None:

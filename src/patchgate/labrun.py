@@ -58,8 +58,9 @@ class LabRun:
                  twin_catalogs: list[Path] | None = None, run_id: str | None = None,
                  progress: ProgressCallback | None = None, keep_on_failure: bool = False,
                  restore_when_captured: bool = False, twin_inputs_checked: bool = False,
-                 twin_process: Any = None) -> None:
+                 twin_process: Any = None, lifecycle_class: type[VmLifecycle] = VmLifecycle) -> None:
         self.lab = lab
+        self.lifecycle_class = lifecycle_class  # what each VM goes through (patchgate doctor: no install)
         self.twin_inputs_checked = twin_inputs_checked  # build_components: the twin's process may load them
         self.twin_process = twin_process  # the twin's process handed over for this run (patchgate.twin.handoff)
         self.candidate = candidate
@@ -134,7 +135,7 @@ class LabRun:
                     self._broken_stub(vm, exc)
                 return
             for vm in wanted:
-                lifecycle = VmLifecycle(self._ctx, vm, rank=self.vms.index(vm))
+                lifecycle = self.lifecycle_class(self._ctx, vm, rank=self.vms.index(vm))
                 self.lifecycles[vm.name] = lifecycle
                 self._futures[vm.name] = self._pool.submit(lifecycle.prepare)
             self._ctx.remoting.prepare()  # the transport loads while the lab reverts, not during the leases

@@ -177,6 +177,7 @@ class VmLifecycle:
         with self.step("wait_ready"):
             obs.endpoint = ctx.hypervisor.wait_ready(vm, timeouts.ready)
         self._connect()
+        self._preflight()
         with self.step("capture_baseline", limit="capture") as baseline_step:
             baseline = self._take_capture(since=None)
         reading = self._read_while_installing(baseline, baseline_step)
@@ -208,6 +209,20 @@ class VmLifecycle:
                 return ctx.remoting.open(vm.name, endpoint, credentials)
 
             self.session = self._retry("connect", open_session)  # type: ignore[assignment]
+
+    def _preflight(self) -> None:
+        """The cheap doctor checks (docs/doctor.md) before anything is installed: a VM that fails one is lab
+        trouble with the check's reason and advice, and nothing is installed on it."""
+        from patchgate.doctor.preflight import blocking, run_preflight
+
+        with self.step("preflight") as record:
+            assert self.session is not None
+            checks = run_preflight(self.session, self.ctx.candidate, timeout=self.ctx.lab.timeouts.capture)
+            failed = blocking(checks)
+            record.detail = "; ".join(f"{c.name}: {c.status}" for c in checks)
+            if failed:
+                raise LabError("preflight failed, nothing installed: " + "; ".join(
+                    f"{c.name}: {c.detail} ({c.advice})" for c in failed), vm=self.vm.name, step="preflight")
 
     def _capture(self, since: dt.datetime | None) -> tuple[object, str]:
         result = self._take_capture(since)

@@ -88,9 +88,9 @@ def test_every_vm_is_restored_and_each_capture_is_one_pipeline(approved):
     for vm in gate(approved[1])["vms"]:
         assert vm["restored"] is True, vm["name"]
         counters = vm["remoting"]["counters"]
-        # baseline + post capture, stage-prepare, copy, install (which hashes what it installs) (+ wsus-sync on
-        # the WSUS server)
-        expected = 5 + (1 if vm["role"] == "wsus-server" else 0)
+        # preflight, baseline + post capture, stage-prepare, copy, install (which hashes what it installs)
+        # (+ wsus-sync on the WSUS server)
+        expected = 6 + (1 if vm["role"] == "wsus-server" else 0)
         assert counters["pipelines"] == expected, (vm["name"], counters)
         assert counters["Create"] == 1 + (1 if vm["rebooted"] else 0), (vm["name"], counters)
 

@@ -48,6 +48,10 @@ EXPECTED_STEP: dict[str, str] = {
     "vault-sealed": "connect",
     "lease-held": "lease",
     "worker-dies": "worker",
+    "pending-reboot": "preflight",
+    "disk-full": "preflight",
+    "constrained-language": "preflight",
+    "clock-skew": "preflight",
 }
 PYTEST_ARGS: dict[str, tuple[str, ...]] = {"worker-dies": ("-n", "2")}
 PARALLEL = 3

@@ -25,6 +25,10 @@ FAULTS: dict[str, str] = {
     "vault-sealed": "Vault is sealed in the middle of the run",
     "lease-held": "another live run holds this VM's lease",
     "worker-dies": "the pytest-xdist worker running this VM's checks dies",
+    "pending-reboot": "the snapshot was taken with a reboot pending (CBS RebootPending)",
+    "disk-full": "the system drive is full (argument: free MiB, default 100)",
+    "constrained-language": "the remoting endpoint runs ConstrainedLanguage (AppLocker/WDAC enforced)",
+    "clock-skew": "the guest's clock is off (argument: seconds, default 900)",
 }
 
 

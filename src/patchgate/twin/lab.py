@@ -167,6 +167,7 @@ class TwinLab:
             return False
         fresh.computer_name = snap.computer_name
         fresh.last_boot_up_time = snap.last_boot_up_time  # the one field an image build stamps with "now"
+        _snapshot_conditions(vm, fresh)
         return fresh == snap
 
     def persist(self, name: str, *, dirty: bool | None = None) -> None:
@@ -242,6 +243,7 @@ class TwinLab:
                 assert vm.spec.image, "lab validation guarantees an image on twin VMs"
                 snap = self.catalog.image(vm.spec.image)
                 snap.computer_name = vm.spec.name.upper()[:15]
+                _snapshot_conditions(vm, snap)
                 vm.snapshots[vm.spec.snapshot] = snap
             return snap
 
@@ -364,6 +366,12 @@ class TwinLab:
             vm.powered_on = False
             vm.ready_at = None
         self._notify()
+
+
+def _snapshot_conditions(vm: TwinVm, snap: WindowsHost) -> None:
+    """Faults that are part of the snapshot itself: 'pending-reboot' (taken with a reboot pending)."""
+    if "pending-reboot" in vm.faults:
+        snap.reboot.cbs_reboot_pending = True
 
 
 def snapshot_identifier(spec: VmSpec) -> str:

@@ -57,6 +57,7 @@ class TwinShell:
             "capture": self._capture,
             "install": self._install,
             "wsus-sync": self._wsus_sync,
+            "preflight": self._preflight,
         }
         self.pipelines: dict[str, int] = {}
         self._count_lock = threading.Lock()
@@ -89,7 +90,7 @@ class TwinShell:
                 finally:
                     # the op may have changed the host: write its disk, unless the VM was reverted meanwhile
                     # (an install that hung until the run restored the VM must not mark the fresh disk dirty)
-                    if name != "capture" and self.lab.vm(vm).host is host:
+                    if name not in ("capture", "preflight") and self.lab.vm(vm).host is host:
                         self.lab.persist(vm, dirty=True)
             if kind == "probe":
                 return self._capture(vm, host, first, input_data)
@@ -109,6 +110,11 @@ class TwinShell:
         if self.lab.has_fault(vm, "malformed-probe"):
             text = text.replace('"output":"{', '"output":"<html>{', 1)
         return PipelineOutput(output=[text])
+
+    def _preflight(self, vm: str, host: WindowsHost, _stmt: Statement, _input: list[Any]) -> PipelineOutput:
+        from patchgate.twin.render_preflight import render_preflight
+
+        return PipelineOutput(output=[render_preflight(host, self.lab.vm(vm).faults, self.lab.clock())])
 
     def _install(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
         """Add-WindowsPackage -Online -PackagePath <file|folder> -NoRestart on the twin. A folder holds a

@@ -1,0 +1,202 @@
+"""``patchgate doctor``: boot each VM from its snapshot as a run does, read it, install nothing, restore it,
+and say per VM what patchgate would trip over (docs/doctor.md)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+from patchgate.config.candidate import Candidate
+from patchgate.config.lab import Lab
+from patchgate.doctor.checks import Check, account_checks, assumption_checks, identity_checks, webadmin_check
+from patchgate.doctor.facts import GuestFacts, read_facts
+from patchgate.doctor.preflight import judge_preflight
+from patchgate.errors import EXIT_INCONCLUSIVE
+from patchgate.labrun import LabRun, RunSelection
+from patchgate.lifecycle import VmLifecycle
+from patchgate.observations import Step
+
+EXIT_OK = 0
+
+# A failed lifecycle step of doctor, as a check: (area, check name, what to do).
+STEP_CHECKS: dict[str, tuple[str, str, str]] = {
+    "snapshot": ("hypervisor", "VM and snapshot",
+                 "check the lab file's vms[].name and snapshot against the hypervisor's inventory"),
+    "revert": ("hypervisor", "revert to snapshot",
+               "check the VM has no running task or pending question and the account may revert snapshots"),
+    "power_on": ("hypervisor", "power on", "check the VM in the hypervisor console (host, licence, resources)"),
+    "wait_ready": ("hypervisor", "guest ready",
+                   ("the guest did not report ready: check VMware Tools (or the twin's fault), its IP address and "
+                    "its console")),
+    "connect": ("remoting", "WinRM reachable and auth",
+                ("check the WinRM listener (winrm enumerate winrm/config/listener), the firewall (5985/5986), the "
+                 "lab file's remoting.auth and the VM's credentials")),
+    "preflight": ("remoting", "preflight script",
+                  "run src/patchgate/doctor/preflight.ps1 on the VM as the lab account and see what it says"),
+    "capture": ("assumption", "posture capture",
+                "a probe could not be read: run the probes by hand (docs/probes.md) and report the output"),
+    "restore": ("hypervisor", "restore", "revert the VM by hand or with 'patchgate reap'"),
+}
+
+
+class DoctorLifecycle(VmLifecycle):
+    """A VM's lifecycle without install, reboot or sync: boot from the snapshot, read the VM, done (the run
+    restores it as every run does)."""
+
+    facts: GuestFacts | None = None
+    facts_raw: str | None = None  # what preflight.ps1 printed (transcripts)
+    checks: list[Check]
+
+    def _prepare(self) -> None:
+        ctx, vm, obs = self.ctx, self.vm, self.obs
+        self.checks = []
+        with self.step("snapshot"):
+            obs.snapshot = ctx.hypervisor.snapshot(vm)
+        with self.step("revert", limit="revert"):
+            ctx.ledger.record("revert", vm=vm.name, snapshot=vm.snapshot)
+            self._touched = True
+            self._retry("revert", lambda: ctx.hypervisor.revert(vm))
+        with self.step("power_on"):
+            self._retry("power on", lambda: ctx.hypervisor.power_on(vm))
+        with self.step("wait_ready"):
+            obs.endpoint = ctx.hypervisor.wait_ready(vm, ctx.lab.timeouts.ready)
+        self._connect()
+        with self.step("preflight"):
+            assert self.session is not None
+            self.facts, self.facts_raw = read_facts(self.session, timeout=ctx.lab.timeouts.capture)
+            self.checks += [*account_checks(self.facts), *judge_preflight(self.facts, ctx.candidate),
+                            *identity_checks(self.facts)]
+            if vm.role == "wsus-server":  # the WSUS probe is the one that reads IIS
+                self.checks.append(webadmin_check(self.facts, vm.role))
+        with self.step("capture", limit="capture"):
+            obs.baseline, obs.baseline_raw = self._capture(since=None)
+        self.checks += assumption_checks(obs.baseline, vm.role)  # type: ignore[arg-type]
+
+
+def _step_checks(steps: list[Step]) -> list[Check]:
+    out = []
+    for step in steps:
+        area, name, advice = STEP_CHECKS.get(step.name, ("lab", step.name, "see the detail"))
+        if step.ok:
+            if step.name in ("snapshot", "connect", "wait_ready"):
+                out.append(Check(area, name, "ok", f"{step.duration:.2f}s"))
+        else:
+            out.append(Check(area, name, "fail", step.detail or "failed", advice))
+    return out
+
+
+def vm_checks(run: LabRun, name: str) -> list[Check]:
+    """Every check of one VM, in the order a run meets them."""
+    lifecycle = run.lifecycles[name]
+    obs = lifecycle.obs
+    checks: list[Check] = []
+    if run.run_error is not None:
+        checks.append(Check("hypervisor", "reachable and credentials", "fail", str(run.run_error),
+                            "check the lab file's hypervisor block, its secrets and that the host answers"))
+    elif run.components is not None:
+        checks.append(Check("hypervisor", "reachable and credentials", "ok", run.lab.hypervisor.kind))
+        for part, validated in run.components.cert_validation.items():
+            if not validated:
+                checks.append(Check(part if part != "secrets" else "hypervisor", f"{part} TLS", "warn",
+                                    "certificate validation is off in the lab file",
+                                    "turn it on with the lab's CA bundle (docs/lab-file.md) before trusting "
+                                    "a verdict"))
+    checks += _step_checks(obs.steps)
+    checks += getattr(lifecycle, "checks", [])
+    if obs.error is not None and not any(c.status == "fail" for c in checks):
+        checks.append(Check("lab", "lease and start", "fail", str(obs.error),
+                            "see the detail (a lease held by another run: 'patchgate leases --lab ...')"))
+    if obs.restore_error is not None:
+        checks.append(Check("hypervisor", "restore", "fail", str(obs.restore_error), STEP_CHECKS["restore"][2]))
+    return checks
+
+
+def diagnose(run: LabRun) -> dict[str, list[Check]]:
+    """Run doctor's lifecycles to their end, restore every VM, and return each VM's checks."""
+    run.start()
+    try:
+        run.wait_all()
+    finally:
+        run.finish()
+    return {name: vm_checks(run, name) for name in run.lifecycles}
+
+
+def print_report(lab_name: str, results: dict[str, list[Check]]) -> None:
+    print(f"patchgate doctor: lab '{lab_name}'")
+    for vm, checks in results.items():
+        print(f"\n{vm}")
+        for check in checks:
+            print(f"  {check.status.upper():4}  {check.area:<10} {check.name:<28} {check.detail}")
+            if check.advice and check.status != "ok":
+                print(f"        -> {check.advice}")
+    failed = sum(c.status == "fail" for checks in results.values() for c in checks)
+    warned = sum(c.status == "warn" for checks in results.values() for c in checks)
+    print(f"\n{failed} failed, {warned} warning(s): " + ("lab trouble, fix it before a validate" if failed
+                                                          else "the lab is ready"))
+
+
+def exit_code(results: dict[str, list[Check]]) -> int:
+    return EXIT_INCONCLUSIVE if any(c.status == "fail" for checks in results.values() for c in checks) else EXIT_OK
+
+
+def _load(args: argparse.Namespace) -> tuple[Lab, Candidate | None, list[Path]]:
+    """The lab (and candidate) the command names, checked as validate checks them: bad input is exit 4."""
+    from patchgate.config import load_candidate, load_lab
+    from patchgate.inputs import resolve_candidate, resolve_lab
+
+    lab = load_lab(resolve_lab(args.lab))
+    catalogs = [Path(folder) for folder in args.twin_catalog]
+    RunSelection(vms=args.vm).apply(lab)
+    candidate = load_candidate(resolve_candidate(args.candidate)) if getattr(args, "candidate", None) else None
+    if lab.hypervisor.kind == "twin" or getattr(lab.hypervisor.settings, "twin_guest", False):
+        from patchgate.twin.lab import check_twin_inputs
+
+        check_twin_inputs(lab, catalogs)
+    return lab, candidate, catalogs
+
+
+def _run(lab: Lab, candidate: Candidate | None, catalogs: list[Path], vms: list[str]) -> LabRun:
+    return LabRun(lab, candidate, selection=RunSelection(vms=vms), twin_catalogs=catalogs,  # type: ignore[arg-type]
+                  twin_inputs_checked=True, lifecycle_class=DoctorLifecycle)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    lab, candidate, catalogs = _load(args)
+    results = diagnose(_run(lab, candidate, catalogs, args.vm))
+    code = exit_code(results)
+    if args.json:
+        print(json.dumps({"lab": lab.name, "checked_at": dt.datetime.now(dt.UTC).isoformat(),
+                          "exit_code": code,
+                          "vms": {vm: [c.to_dict() for c in checks] for vm, checks in results.items()}}, indent=2))
+    else:
+        print_report(lab.name, results)
+    return code
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    """One posture capture of one VM, saved as a transcript (redacted) in ``args.out``."""
+    from patchgate.doctor.transcript import write_transcript
+    from patchgate.probes.batch import parse_capture
+    from patchgate.remoting.base import ScriptResult
+
+    args.vm = [args.vm]
+    lab, _candidate, catalogs = _load(args)
+    run = _run(lab, None, catalogs, args.vm)
+    results = diagnose(run)
+    lifecycle = run.lifecycles[args.vm[0]]
+    obs = lifecycle.obs
+    if obs.baseline_raw is None or not isinstance(lifecycle, DoctorLifecycle) or lifecycle.facts_raw is None:
+        print_report(lab.name, results)
+        print("patchgate capture: no transcript written (the VM could not be captured)")
+        return EXIT_INCONCLUSIVE
+    raw = parse_capture(ScriptResult("capture", [obs.baseline_raw]), vm=obs.vm.name).raw
+    names = [obs.vm.name, lifecycle.facts.computer_name if lifecycle.facts else None,
+             obs.endpoint.hostname if obs.endpoint else None]
+    out = write_transcript(Path(args.out), raw=raw, preflight=lifecycle.facts_raw, role=obs.vm.role,
+                           source="twin" if lab.hypervisor.kind == "twin" else lab.hypervisor.kind,
+                           names=[n for n in names if n], keep_names=args.keep_names)
+    print(f"patchgate capture: {obs.vm.name}: {len(raw)} probe(s) and the preflight written to {out}"
+          f"{'' if args.keep_names else ' (host names replaced)'}")
+    return EXIT_OK
