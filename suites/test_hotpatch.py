@@ -13,7 +13,8 @@ import pytest
 
 from fixtures.invariants import applies_to, invariant
 from fixtures.messages import allowed, before_after, violation
-from patchgate.calendar import classify, track_status
+from patchgate.calendar import CalendarGap, classify
+from patchgate.config.candidate import NON_OS_CLASSIFICATIONS
 from patchgate.errors import LabError
 
 pytestmark = applies_to("hotpatch-member", "wsus-server", "member")
@@ -126,24 +127,38 @@ def test_build_is_the_candidates(enrolled, candidate):
 
 
 @invariant("hotpatch.track", severity="blocker")
-def test_stays_on_hotpatch_track(enrolled, policy):
+def test_stays_on_hotpatch_track(enrolled, policy, candidate, hotpatch_calendar):
+    """Judged on OS cumulative updates only: SSU and .NET updates (calendar ``non_os``, or a candidate classified
+    ``ssu``/``dotnet``) are outside hotpatch scope. A KB the calendar cannot judge, or a candidate newer than the
+    calendar's last month, is inconclusive: a stale calendar must neither block nor approve."""
+    cal = hotpatch_calendar
     extra = set(policy.allow.kbs)
+    outside_scope = {candidate.kb} if candidate.classification in NON_OS_CLASSIFICATIONS else set()
     before = enrolled.baseline.area("updates").kb_ids
     after = enrolled.post.area("updates").kb_ids
-    was = track_status(before - extra)
+    if not cal.covers(candidate.release_date) and not outside_scope:
+        raise CalendarGap(cal.stale_message(f"{candidate.kb} (released {candidate.release_date})"),
+                          vm=enrolled.vm.name, step="hotpatch.track")
+    was = cal.track_status(before - extra, ignore=outside_scope)
+    if was.unknown:
+        raise CalendarGap(cal.stale_message("installed at baseline: " + ", ".join(sorted(was.unknown))),
+                          vm=enrolled.vm.name, step="hotpatch.track")
     if not was.on_track:
         why = ", ".join(sorted(was.offending)) or "no known baseline installed"
         pytest.skip(f"already off the hotpatch track at baseline ({why}); Windows Update offers it LCUs until the "
                     "next baseline")
-    now = track_status(after - extra)
+    now = cal.track_status(after - extra, ignore=outside_scope)
+    if now.unknown - before:
+        raise CalendarGap(cal.stale_message("installed by the update: " + ", ".join(sorted(now.unknown - before))),
+                          vm=enrolled.vm.name, step="hotpatch.track")
     allowed(enrolled, "KBs outside the calendar accepted by policy.allow.kbs",
-            [(kb, classify(kb), "not installed", "installed") for kb in sorted((after - before) & extra)],
+            [(kb, cal.classify(kb), "not installed", "installed") for kb in sorted((after - before) & extra)],
             headers=("KB", "calendar class", "before", "after"))
-    offending = sorted(set(now.offending) - before) or sorted(after - before - extra)
+    offending = sorted(set(now.offending) - before) or sorted(after - before - extra - now.ignored)
     assert now.on_track, violation(
         enrolled, f"installed KB(s) outside the hotpatch track for {was.quarter}: the machine left the track and "
         "will take monthly restart LCUs until the next baseline",
-        [(kb, classify(kb), "not installed", "installed") for kb in offending],
+        [(kb, cal.classify(kb), "not installed", "installed") for kb in offending],
         headers=("KB", "calendar class", "before", "after"),
         hint="Allowed on this track: " + ", ".join(sorted(was.allowed | extra)))
 

@@ -9,7 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
-Classification = Literal["hotpatch", "baseline", "lcu", "oob", "wsus-security", "other"]
+Classification = Literal["hotpatch", "baseline", "lcu", "oob", "wsus-security", "ssu", "dotnet", "other"]
+# Outside hotpatch scope: servicing stack and .NET Framework updates never move a machine off the track.
+NON_OS_CLASSIFICATIONS = frozenset({"ssu", "dotnet"})
 
 
 class _Strict(BaseModel):
