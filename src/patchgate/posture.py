@@ -251,7 +251,7 @@ class FirewallRuleInfo(_ToDict):
 
 RULE_DIFF_FIELDS: tuple[str, ...] = (
     "enabled", "action", "direction", "profile", "protocol", "local_port", "remote_address", "program", "service",
-    "edge_traversal")
+    "edge_traversal", "group")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,34 @@
+"""Findings of a Windows review, each shown in a real run: a change that slipped past a check before its fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from patchgate.twin.catalog import Catalog
+from tests.invariants import catalogue_runs as cr
+from tests.invariants.catalogue_runs import Run, vm_name
+
+pytestmark = pytest.mark.slow
+
+IMAGE = "ws2025-dc-hotpatch-oct2025"
+VM = vm_name(IMAGE)
+RDP_GROUP = "@FirewallAPI.dll,-28752"  # Remote Desktop, the group a lab may allow an LCU to change
+
+
+def _run(root: Path, name: str, kb: str, policy: dict | None = None) -> Run:
+    catalog = Catalog.load()
+    behaviour = catalog.behaviour(kb)
+    folder = root / name
+    lab = cr.write_lab(folder, catalog, [IMAGE], name=f"review-{name}", policy=policy)
+    candidate = cr.write_candidate(folder / "candidate", behaviour, cr.target_build(catalog, behaviour, [IMAGE]))
+    return cr.run_validate(lab, candidate, folder / "out", pycache=root / "pycache")
+
+
+def test_moving_a_rule_into_an_allowlisted_group_does_not_escape_the_rule_check(tmp_path: Path) -> None:
+    run = _run(tmp_path, "regroup", "KB9900033", {"allow": {"firewall_rule_groups": [RDP_GROUP]}})
+    assert run.returncode == 1 and run.failed(VM) == {"firewall.rules"}, run.explain(VM)
+    message = run.message(VM, "firewall.rules")
+    for word in ("WINRM-HTTP-In-TCP-PUBLIC", "group", "@FirewallAPI.dll,-35001", RDP_GROUP, "remote_address"):
+        assert word in message, f"{word!r} missing:\n{message}"
