@@ -1,8 +1,10 @@
 """WSUS: a WSUS server must still serve and synchronize after the update, and show no sign of CVE-2025-59287.
 
 Sources: Get-WsusServer and ISynchronizationInfo (Microsoft Learn); WsusPool and the child-process IOC (Elastic
-detection rule "Windows Server Update Service Spawning Suspicious Processes"); event 7053 with
-InvalidCastException (SigmaHQ win_wsus_exploit_cve_2025_59287). ErrorText is never asserted on: after the CVE fix
+detection rule "Windows Server Update Service Spawning Suspicious Processes"); Application event 7053 of the provider
+"Windows Server Update Services" whose data holds ALL four deserialization markers (SigmaHQ
+rules-emerging-threats/2025/Exploits/CVE-2025-59287/win_wsus_exploit_cve_2025_59287.yml): 7053 alone is a generic
+console error. ErrorText is never asserted on: after the CVE fix
 WSUS stopped showing synchronization error details. The WID service name MSSQL$MICROSOFT##WID is [U].
 """
 
@@ -19,7 +21,10 @@ pytestmark = applies_to("wsus-server")
 WSUS_SERVICES = ("WsusService", "W3SVC", "WAS", "MSSQL$MICROSOFT##WID")
 WSUS_PORTS = (8530, 8531)
 WSUS_POOL = "WsusPool"
-EXPLOIT_MARKERS = ("InvalidCastException", "ObjectDataProvider")
+EXPLOIT_PROVIDER = "Windows Server Update Services"
+# SigmaHQ win_wsus_exploit_cve_2025_59287 (Data|contains|all), from ysoserial.net's ObjectDataProvider gadget
+EXPLOIT_MARKERS = ("System.InvalidCastException", "System.Windows.Data.ObjectDataProvider",
+                   "Unable to cast object of type", "System.Windows.Media.Brush")
 CLOCK_SLACK = dt.timedelta(seconds=1)  # the VM's clock (sync times) against the controller's (install end)
 
 
@@ -102,8 +107,7 @@ def test_no_cve_2025_59287_indicators(obs):
     processes = obs.post.area("processes")
     hits = [(f"event {e.id} ({e.provider_name})", "(none)",
              (f"{e.time_created:%H:%M:%S} " if e.time_created else "") + _excerpt(e.message or ""))
-            for e in events.with_ids([WSUS_EXPLOIT_EVENT_ID])
-            if any(marker in (e.message or "") for marker in EXPLOIT_MARKERS)]
+            for e in events.with_ids([WSUS_EXPLOIT_EVENT_ID]) if _sigma_cve_2025_59287(e)]
     hosts = _wsus_hosts(processes)
     hits += [(f"process {p.name} (pid {p.process_id})", "(none)",
               f"child of {hosts[p.parent_process_id]}: {(p.command_line or '')[:60]}") for p in processes.processes
@@ -111,6 +115,12 @@ def test_no_cve_2025_59287_indicators(obs):
     assert not hits, violation(obs, "indicators of CVE-2025-59287 exploitation found", hits,
                                headers=("indicator", "before", "after"),
                                hint="Isolate the server and follow CISA's guidance before anything else.")
+
+
+def _sigma_cve_2025_59287(event) -> bool:
+    """The Sigma rule: provider WSUS, id 7053 and every marker in the event's text."""
+    text = event.message or ""
+    return event.provider_name == EXPLOIT_PROVIDER and all(marker in text for marker in EXPLOIT_MARKERS)
 
 
 def _excerpt(message: str) -> str:

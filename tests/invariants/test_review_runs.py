@@ -32,3 +32,24 @@ def test_moving_a_rule_into_an_allowlisted_group_does_not_escape_the_rule_check(
     message = run.message(VM, "firewall.rules")
     for word in ("WINRM-HTTP-In-TCP-PUBLIC", "group", "@FirewallAPI.dll,-35001", RDP_GROUP, "remote_address"):
         assert word in message, f"{word!r} missing:\n{message}"
+
+
+WSUS_IMAGE = "ws2025-dc-wsus-oct2025"
+
+
+def _wsus_run(root: Path, kb: str) -> Run:
+    catalog = Catalog.load()
+    behaviour = catalog.behaviour(kb)
+    lab = cr.write_lab(root / kb, catalog, [WSUS_IMAGE], name=f"review-{kb.lower()}")
+    candidate = cr.write_candidate(root / kb / "candidate", behaviour,
+                                   cr.target_build(catalog, behaviour, [WSUS_IMAGE]))
+    return cr.run_validate(lab, candidate, root / kb / "out", pycache=root / "pycache")
+
+
+def test_wsus_7053_needs_every_sigma_marker_to_be_an_exploitation_indicator(tmp_path: Path) -> None:
+    vm = vm_name(WSUS_IMAGE)
+    generic = _wsus_run(tmp_path, "KB9900034")  # one marker: an ordinary console error
+    assert generic.returncode == 0 and generic.verdict(vm) == "approve", generic.explain(vm)
+    exploit = _wsus_run(tmp_path, "KB9900023")  # all four markers of the Sigma rule
+    assert exploit.failed(vm) == {"wsus.exploitation_indicators"}, exploit.explain(vm)
+    assert "event 7053" in exploit.message(vm, "wsus.exploitation_indicators"), exploit.explain(vm)
