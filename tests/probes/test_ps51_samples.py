@@ -151,3 +151,12 @@ def test_nonsense_names_area_and_field(text: str, match: str) -> None:
     with pytest.raises(ProbeError, match=match) as exc:
         parse_probe("services", text)
     assert "probe 'services'" in str(exc.value) and exc.value.step == "probe:services"
+
+
+def test_firewall_records_policy_stores_newer_than_its_table() -> None:
+    """MS-FASP keeps adding policy stores (MDM = 6, host stores): an informational field never fails the area."""
+    fw = load("firewall", "new-store")
+    assert fw.rules["MDM-Pushed-In-TCP"].policy_store_source_type == "MDM"
+    assert fw.rules["Host-Store-In-TCP"].policy_store_source_type == "Unknown(9)"
+    assert fw.rules["Host-Store-Named-In-TCP"].policy_store_source_type == "HostFirewall"
+    assert fw.rules["WINRM-HTTP-In-TCP"].policy_store_source_type == "Local"

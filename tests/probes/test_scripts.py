@@ -116,3 +116,19 @@ def test_probe_parses_as_powershell(area: str) -> None:
 
 def test_composed_capture_parses_as_powershell() -> None:
     assert _syntax_errors(compose_capture(AREAS).body.encode()) == []
+
+
+# SCM message templates (netevent.dll): which %n names the service. 7009/7011 open with the timeout.
+SCM_SERVICE_INSERT = {7000: 1, 7001: 1, 7009: 2, 7011: 2, 7022: 1, 7023: 1, 7024: 1, 7031: 1, 7032: 3, 7034: 1,
+                      7040: 1, 7045: 1, 7026: None}
+
+
+def test_events_probe_takes_the_service_from_each_ids_own_insertion_string() -> None:
+    text = probe_text("events")
+    table = re.search(r"\$serviceIndex = @\{([^}]*)\}", text)
+    assert table, "events.ps1 must map event ids to the insertion string naming the service"
+    mapping = {int(k): int(v) for k, v in re.findall(r"(\d{4})\s*=\s*(-?\d+)", table.group(1))}
+    for event_id, insert in SCM_SERVICE_INSERT.items():
+        expected = -1 if insert is None else insert - 1
+        assert mapping.get(event_id, 0) == expected, event_id
+    assert "Properties[0].Value" not in text  # no id reads a fixed position
