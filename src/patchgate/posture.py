@@ -320,7 +320,7 @@ class RebootPosture(_ToDict):
     cbs_reboot_in_progress: bool = False  # [U]
     cbs_packages_pending: bool = False  # [U]
     wu_reboot_required: bool = False
-    wua_reboot_required: bool | None = None  # ISystemInformation.RebootRequired; None if the COM call failed
+    wua_reboot_required: bool | None = None  # always None: ISystemInformation is not usable remotely (docs/probes.md)
     pending_file_rename_operations: tuple[str, ...] | None = None  # the VALUE; None when absent
 
     @property

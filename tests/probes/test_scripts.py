@@ -132,3 +132,12 @@ def test_events_probe_takes_the_service_from_each_ids_own_insertion_string() -> 
         expected = -1 if insert is None else insert - 1
         assert mapping.get(event_id, 0) == expected, event_id
     assert "Properties[0].Value" not in text  # no id reads a fixed position
+
+
+def test_reboot_probe_does_not_ask_wua_what_it_cannot_answer_remotely() -> None:
+    """ISystemInformation is not usable from a remote computer (WUA docs): over WinRM it was always null."""
+    text = probe_text("reboot")
+    assert "Microsoft.Update.SystemInfo" not in text.split("#>", 1)[1]  # no COM call, only the explanation
+    assert "using-wua-from-a-remote-computer" in text
+    doc = render_document("reboot", wsus_hotpatch_host(), {})
+    assert doc["WuaRebootRequired"] is None  # the twin answers as a real VM over WinRM

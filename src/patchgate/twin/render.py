@@ -170,7 +170,7 @@ def _reboot(host: WindowsHost, params: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "CbsRebootPending": r.cbs_reboot_pending, "CbsRebootInProgress": r.cbs_reboot_in_progress,
         "CbsPackagesPending": r.cbs_packages_pending, "WuRebootRequired": r.wu_reboot_required,
-        "WuaRebootRequired": r.wua_reboot_required,
+        "WuaRebootRequired": None,  # as the real probe: ISystemInformation is not usable remotely (docs/probes.md)
         # the value is absent (not empty) when nothing is pending
         "PendingFileRenameOperations": list(r.pending_file_rename_operations) or None,
     }
