@@ -14,6 +14,7 @@ import datetime as dt
 
 from fixtures.invariants import applies_to, invariant
 from fixtures.messages import before_after, violation
+from patchgate.errors import ProbeError
 from patchgate.posture import SUSPICIOUS_CHILDREN, WSUS_EXPLOIT_EVENT_ID
 
 pytestmark = applies_to("wsus-server")
@@ -50,6 +51,10 @@ def test_wsus_services_running(obs):
 @invariant("wsus.app_pool", severity="blocker")
 def test_wsus_pool_started(obs):
     before, after = obs.baseline.area("wsus"), obs.post.area("wsus")
+    for when, state in (("baseline", before), ("post", after)):
+        if state.app_pool_error:  # a failed read says nothing about the pool: inconclusive, with the error
+            raise ProbeError(f"WsusPool state could not be read at {when}: {state.app_pool_error}",
+                             vm=obs.vm.name, step=f"capture_{when}")
     assert after.app_pool_state == "Started", before_after(
         obs, "the IIS application pool WsusPool is not started", [("WsusPool", before.app_pool_state,
                                                                    after.app_pool_state)])

@@ -183,6 +183,7 @@ class WsusPosture(_ToDict):
     api_available: bool = False  # Get-WsusServer answered
     api_error: str | None = None
     app_pool_state: str | None = None  # WsusPool: Started | Stopped | ...
+    app_pool_error: str | None = None  # the app pool could not be read (WebAdministration and appcmd failed)
     port_number: int | None = None
     using_ssl: bool | None = None
     content_dir: str | None = None

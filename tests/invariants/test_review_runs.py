@@ -53,3 +53,12 @@ def test_wsus_7053_needs_every_sigma_marker_to_be_an_exploitation_indicator(tmp_
     exploit = _wsus_run(tmp_path, "KB9900023")  # all four markers of the Sigma rule
     assert exploit.failed(vm) == {"wsus.exploitation_indicators"}, exploit.explain(vm)
     assert "event 7053" in exploit.message(vm, "wsus.exploitation_indicators"), exploit.explain(vm)
+
+
+def test_an_app_pool_that_cannot_be_read_is_inconclusive_not_a_stopped_pool(tmp_path: Path) -> None:
+    vm = vm_name(WSUS_IMAGE)
+    run = _wsus_run(tmp_path, "KB9900035")
+    assert run.returncode == 2 and run.verdict(vm) == "inconclusive", run.explain(vm)
+    check = next(c for c in run.checks(vm) if c["invariant"] == "wsus.app_pool")
+    assert check["status"] == "broken" and "WebAdministration" in check["message"], run.explain(vm)
+    assert "wsus.app_pool" not in run.failed(vm)

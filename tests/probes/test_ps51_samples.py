@@ -160,3 +160,9 @@ def test_firewall_records_policy_stores_newer_than_its_table() -> None:
     assert fw.rules["Host-Store-In-TCP"].policy_store_source_type == "Unknown(9)"
     assert fw.rules["Host-Store-Named-In-TCP"].policy_store_source_type == "HostFirewall"
     assert fw.rules["WINRM-HTTP-In-TCP"].policy_store_source_type == "Local"
+
+
+def test_wsus_app_pool_read_failure_is_kept_as_an_error_not_a_state() -> None:
+    w = load("wsus", "pool-error")
+    assert w.app_pool_state is None and "WebAdministration" in (w.app_pool_error or "")
+    assert load("wsus").app_pool_error is None

@@ -368,6 +368,7 @@ def parse_wsus(root: Node) -> WsusPosture:
         api_available=bool(api.bool("Available")) if api else False,
         api_error=api.str("Error") if api else None,
         app_pool_state=root.enum("AppPoolState", APP_POOL_STATE),
+        app_pool_error=root.str("AppPoolError") or None,
         port_number=setup.int("PortNumber") if setup else None,
         using_ssl=setup.bool("UsingSSL") if setup else None,
         content_dir=setup.str("ContentDir") if setup else None,

@@ -169,6 +169,7 @@ class SyncInfo:
 class WsusState:
     role_installed: bool = False
     app_pool_state: Literal["Started", "Stopped", "Starting", "Stopping", "Unknown"] = "Started"
+    app_pool_read_error: str | None = None  # WebAdministration and appcmd both failed to read WsusPool
     port_number: int = 8530
     using_ssl: bool = False
     content_dir: str = r"D:\WSUS"

@@ -107,7 +107,8 @@ def _wsus(host: WindowsHost, params: Mapping[str, Any]) -> dict[str, Any]:
         api = {"Available": False, "Error": WSUS_UNAVAILABLE, "MUUrl": None, "SyncStatus": None,
                "LastSynchronizationTime": None, "LastSync": None}
     return {
-        "RoleInstalled": True, "Features": features, "AppPoolState": w.app_pool_state,
+        "RoleInstalled": True, "Features": features,
+        "AppPoolState": None if w.app_pool_read_error else w.app_pool_state, "AppPoolError": w.app_pool_read_error,
         "Setup": {"PortNumber": w.port_number, "UsingSSL": w.using_ssl, "ContentDir": w.content_dir},
         "Api": api,
     }
