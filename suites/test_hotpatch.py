@@ -19,7 +19,6 @@ from patchgate.errors import LabError
 
 pytestmark = applies_to("hotpatch-member", "wsus-server", "member")
 
-AZURE_EDITION = "ServerTurbine"  # EditionID of Datacenter: Azure Edition (hotpatch without Arc)
 LICENSING_OVERRIDE = "FeatureManagement override 4264695439"
 LICENSING_MUTEX = "DeviceLicensingServiceCommandMutex"
 
@@ -37,7 +36,7 @@ def enrolled(obs):
 
 def _arc_route(obs) -> bool:
     """Standard/Datacenter enrolled through Azure Arc (Azure Edition hotpatches without Arc)."""
-    return (obs.baseline.area("updates").edition_id != AZURE_EDITION
+    return (not obs.baseline.area("updates").azure_edition
             and obs.baseline.area("hotpatch").arc_agent_installed)
 
 
@@ -76,7 +75,7 @@ def test_enrollment_kept(enrolled):
 @invariant("hotpatch.arc_agent", severity="critical")
 def test_arc_agent_running(enrolled):
     before, after = enrolled.baseline.area("hotpatch"), enrolled.post.area("hotpatch")
-    if enrolled.baseline.area("updates").edition_id == AZURE_EDITION:
+    if enrolled.baseline.area("updates").azure_edition:
         pytest.skip("Datacenter: Azure Edition hotpatches without Azure Arc")
     himds_before = before.arc_services.get("himds")
     if himds_before is None or himds_before.status != "Running":

@@ -298,6 +298,12 @@ class UpdatesPosture(_ToDict):
     last_boot_up_time: dt.datetime | None = None
 
     @property
+    def azure_edition(self) -> bool:
+        """Datacenter: Azure Edition (hotpatch without Arc). EditionID ServerTurbine; the Core installation may read
+        ServerTurbineCor [U], so the prefix decides."""
+        return (self.edition_id or "").startswith("ServerTurbine")
+
+    @property
     def build(self) -> str | None:
         """``CurrentBuild.UBR`` such as ``26100.6905``."""
         if self.current_build is None or self.ubr is None:

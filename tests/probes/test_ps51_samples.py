@@ -166,3 +166,8 @@ def test_wsus_app_pool_read_failure_is_kept_as_an_error_not_a_state() -> None:
     w = load("wsus", "pool-error")
     assert w.app_pool_state is None and "WebAdministration" in (w.app_pool_error or "")
     assert load("wsus").app_pool_error is None
+
+
+def test_azure_edition_is_recognised_by_its_edition_prefix() -> None:
+    assert load("updates", "azure-core").azure_edition  # Azure Edition Core may read ServerTurbineCor [U]
+    assert not load("updates").azure_edition  # ServerDatacenter

@@ -141,3 +141,11 @@ def test_reboot_probe_does_not_ask_wua_what_it_cannot_answer_remotely() -> None:
     assert "using-wua-from-a-remote-computer" in text
     doc = render_document("reboot", wsus_hotpatch_host(), {})
     assert doc["WuaRebootRequired"] is None  # the twin answers as a real VM over WinRM
+
+
+def test_hotpatch_probe_watches_every_arc_agent_service() -> None:
+    text = probe_text("hotpatch")
+    services = re.search(r"Get-Service -Name ([^|]*?) -ErrorAction", text)
+    assert services is not None
+    names = set(re.findall(r"'([A-Za-z]+)'", services.group(1)))
+    assert {"himds", "GCArcService", "ExtensionService", "arcproxy"} <= names

@@ -242,7 +242,7 @@ class WindowsHost:
 
     @property
     def is_azure_edition(self) -> bool:
-        return self.edition_id == "ServerTurbine"
+        return self.edition_id.startswith("ServerTurbine")  # Azure Edition Core: ServerTurbineCor [U]
 
     def has_kb(self, kb: str) -> bool:
         return any(h.hotfix_id.upper() == kb.upper() for h in self.hotfixes)
