@@ -149,3 +149,11 @@ def test_hotpatch_probe_watches_every_arc_agent_service() -> None:
     assert services is not None
     names = set(re.findall(r"'([A-Za-z]+)'", services.group(1)))
     assert {"himds", "GCArcService", "ExtensionService", "arcproxy"} <= names
+
+
+def test_capture_refuses_a_restricted_endpoint_with_a_clear_message_first() -> None:
+    """JEA/ConstrainedLanguage endpoints cannot run the probes: the capture says so before its first .NET call."""
+    body = compose_capture().body
+    check = body.index("$ExecutionContext.SessionState.LanguageMode -ne 'FullLanguage'")
+    assert check < body.index("New-Object") and check < body.index("#region patchgate-probe:")
+    assert "JEA and ConstrainedLanguage endpoints are not supported: docs/remoting.md" in body

@@ -32,7 +32,7 @@ _SERVICE_STATUS = {"Running": "Running", "Stopped": "Stopped", "Start Pending": 
                    "Pause Pending": "PausePending"}
 _START_TYPE = {"Auto": "Automatic", "Manual": "Manual", "Disabled": "Disabled", "Boot": "Boot", "System": "System"}
 _EVENT_LEVEL = {"Critical": 1, "Error": 2, "Warning": 3, "Information": 4}
-ARC_SERVICES = ("himds", "GCArcService", "ExtensionService", "hpatchmon")
+ARC_SERVICES = ("himds", "GCArcService", "ExtensionService", "arcproxy", "hpatchmon")
 WSUS_FEATURES = ("UpdateServices", "UpdateServices-WidDB", "UpdateServices-Services", "UpdateServices-DB",
                  "UpdateServices-RSAT", "UpdateServices-API", "UpdateServices-UI")  # [U] exact WS2025 list
 WSUS_UNAVAILABLE = "The request failed with HTTP status 503: Service Unavailable."  # [U] exact text
