@@ -62,3 +62,20 @@ def test_an_app_pool_that_cannot_be_read_is_inconclusive_not_a_stopped_pool(tmp_
     check = next(c for c in run.checks(vm) if c["invariant"] == "wsus.app_pool")
     assert check["status"] == "broken" and "WebAdministration" in check["message"], run.explain(vm)
     assert "wsus.app_pool" not in run.failed(vm)
+
+
+def test_the_licence_mutex_is_evidence_and_the_documented_consequence_blocks(tmp_path: Path) -> None:
+    """KB5066835 on an Arc machine without Microsoft's workaround: the licence signals change (evidence, the
+    baseline itself approves); the next hotpatch then installs with a restart, and that blocks."""
+    catalog = Catalog.load()
+    runs = {}
+    for kb, image in (("KB5066835", "ws2025-dc-hotpatch-jul2025"), ("KB5068966", "ws2025-dc-hotpatch-oct2025-unlicensed")):
+        behaviour = catalog.behaviour(kb)
+        folder = tmp_path / kb
+        lab = cr.write_lab(folder, catalog, [image], name=f"review-licence-{kb.lower()}")
+        candidate = cr.write_candidate(folder / "candidate", behaviour, cr.target_build(catalog, behaviour, [image]))
+        runs[kb] = (cr.run_validate(lab, candidate, folder / "out", pycache=tmp_path / "pycache"), vm_name(image))
+    baseline, vm = runs["KB5066835"]
+    assert baseline.verdict(vm) == "approve", baseline.explain(vm)
+    hotpatch, vm = runs["KB5068966"]
+    assert hotpatch.failed(vm) == {"hotpatch.no_restart"}, hotpatch.explain(vm)
