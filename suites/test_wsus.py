@@ -14,7 +14,7 @@ import datetime as dt
 
 from fixtures.invariants import applies_to, invariant
 from fixtures.messages import before_after, violation
-from patchgate.errors import ProbeError
+from patchgate.errors import LabError, ProbeError
 from patchgate.posture import SUSPICIOUS_CHILDREN, WSUS_EXPLOIT_EVENT_ID
 
 pytestmark = applies_to("wsus-server")
@@ -77,8 +77,23 @@ def _listening(binding) -> str:
     return f"listening on {', '.join(binding.local_addresses)} ({', '.join(binding.process_names)})"
 
 
+def _sync_startable_at_baseline(obs) -> None:
+    """A synchronization that could not work before the update (WSUS API unavailable, e.g. missing on Core, or no
+    successful sync: no upstream from the lab) says nothing about the update: that is lab trouble, not a regression."""
+    base = obs.baseline.area("wsus")
+    if not base.api_available:
+        raise LabError(f"the WSUS API was not available before the update ({base.api_error or 'Get-WsusServer failed'})"
+                       ": a synchronization cannot be judged; fix the snapshot", vm=obs.vm.name, step="wsus_sync")
+    if base.last_sync is None or base.last_sync.result != "Succeeded":
+        result = base.last_sync.result if base.last_sync else "no synchronization"
+        raise LabError(f"the last WSUS synchronization before the update was {result}: the upstream is not usable "
+                       "from the lab, so a synchronization after the update cannot be judged", vm=obs.vm.name,
+                       step="wsus_sync")
+
+
 @invariant("wsus.sync", severity="blocker")
 def test_sync_succeeds_after_update(obs):
+    _sync_startable_at_baseline(obs)
     last = obs.baseline.area("wsus").last_sync
     sync = obs.wsus_sync or {}
     finished = obs.install.finished_at if obs.install else None

@@ -79,3 +79,19 @@ def test_the_licence_mutex_is_evidence_and_the_documented_consequence_blocks(tmp
     assert baseline.verdict(vm) == "approve", baseline.explain(vm)
     hotpatch, vm = runs["KB5068966"]
     assert hotpatch.failed(vm) == {"hotpatch.no_restart"}, hotpatch.explain(vm)
+
+
+def test_a_sync_that_could_not_work_before_the_update_is_lab_trouble(tmp_path: Path) -> None:
+    """No upstream from the lab (the baseline's last sync failed): the failed sync after the update is not the
+    update's fault, so wsus.sync is broken (inconclusive), not failed."""
+    image = "ws2025-std-wsus-oct2025-no-upstream"
+    catalog = Catalog.load()
+    behaviour = catalog.behaviour("KB5070881")
+    lab = cr.write_lab(tmp_path / "run", catalog, [image], name="review-no-upstream")
+    candidate = cr.write_candidate(tmp_path / "run" / "candidate", behaviour,
+                                   cr.target_build(catalog, behaviour, [image]))
+    run = cr.run_validate(lab, candidate, tmp_path / "run" / "out", pycache=tmp_path / "pycache")
+    vm = vm_name(image)
+    check = next(c for c in run.checks(vm) if c["invariant"] == "wsus.sync")
+    assert check["status"] == "broken" and "before the update was Failed" in check["message"], run.explain(vm)
+    assert run.returncode == 2 and "wsus.sync" not in run.failed(vm), run.explain(vm)

@@ -157,3 +157,17 @@ def test_capture_refuses_a_restricted_endpoint_with_a_clear_message_first() -> N
     check = body.index("$ExecutionContext.SessionState.LanguageMode -ne 'FullLanguage'")
     assert check < body.index("New-Object") and check < body.index("#region patchgate-probe:")
     assert "JEA and ConstrainedLanguage endpoints are not supported: docs/remoting.md" in body
+
+
+def test_wsus_sync_waits_for_a_new_synchronization_and_converts_times_as_the_probe_does() -> None:
+    from patchgate.actions import action_script
+
+    body = action_script("wsus-sync").body
+    assert body.index("$previousId =") < body.index("$subscription.StartSynchronization()")  # last Id first
+    loop = body[body.index("do {"):body.index("} while")]
+    assert '"$($info.Id)" -ne $previousId' in loop  # the wait ends only on a new sync Id ...
+    assert "$deadline" in loop  # ... and is bounded
+    assert "-not $isNew" in body[body.index("} while"):]
+    assert ".ToUniversalTime().ToString('o')" not in body.split("function ConvertTo-IsoUtc", 1)[0]
+    probe = probe_text("wsus")
+    assert "SpecifyKind($d, [DateTimeKind]::Utc)" in body and "SpecifyKind($d, [DateTimeKind]::Utc)" in probe

@@ -182,6 +182,7 @@ class TwinShell:
         if not host.wsus.role_installed:
             return PipelineOutput(errors=["Get-WsusServer : The term 'Get-WsusServer' is not recognized as the "
                                           "name of a cmdlet (the WSUS role is not installed)"], failed=True)
+        previous = host.wsus.last_sync.id if host.wsus.last_sync else None
         run_wsus_sync(host, self.lab.clock())
         info = host.wsus.last_sync
         assert info is not None
@@ -190,7 +191,7 @@ class TwinShell:
             "EndTime": info.end_time.astimezone(dt.timezone.utc).isoformat(),
             "Result": info.result, "Error": info.error, "ErrorText": info.error_text,
             "StartedManually": info.started_manually, "UpdateErrorCount": info.update_error_count,
-            "Id": info.id})])
+            "Id": info.id, "PreviousId": previous})])
 
     # ------------------------------------------------------------ everyday commands
 
