@@ -205,12 +205,14 @@ def install(session: RemoteSession, package_path: str, *, kb: str, expected: dic
 
 def stage_and_install(session: RemoteSession, candidate: Candidate, timeout: float | None = None, *,
                       staging_dir: str | None = None) -> InstallResult:
-    """Stage, verify, install; one deadline for all of it. A single package is installed by file path;
-    several (a checkpoint cumulative update and its prerequisites) by their folder, as DISM expects."""
+    """Stage, verify, install; one deadline for all of it. DISM is given the target cumulative update's file even
+    when checkpoint cumulative updates come with it: it finds them in the same folder ("pass the target", Microsoft,
+    https://learn.microsoft.com/windows/deployment/update/catalog-checkpoint-cumulative-updates)."""
     vm = _vm(session)
     budget = _Budget(timeout, vm, candidate.kb)
     staged = stage(session, candidate, staging_dir=staging_dir, _budget=budget)
-    package_path = staged[0] if len(staged) == 1 else ntpath.dirname(staged[0])
+    target = candidate.package_path(candidate.target_package).name
+    package_path = next(path for path in staged if ntpath.basename(path) == target)
     expected = {candidate.package_path(package).name: package.sha256 for package in candidate.packages}
     result = install(session, package_path, kb=candidate.kb, expected=expected, timeout=budget.left("install"))
     return InstallResult(kb=result.kb, package_path=result.package_path, exit_code=result.exit_code,

@@ -168,13 +168,18 @@ class TwinShell:
 
     @staticmethod
     def _packages_at(host: WindowsHost, path: str) -> list[tuple[str, bytes]]:
-        """The staged file at ``path``, or every staged file directly inside the folder ``path``."""
+        """What DISM installs for ``path``: a target file with the other packages of its folder (its checkpoint
+        cumulative updates, which DISM finds beside it) first, in name order; or every file of the folder ``path``."""
         key = filecopy.key(path)
+
+        def folder(prefix: str) -> list[tuple[str, bytes]]:
+            return sorted((name, data) for name, data in host.files.items()
+                          if name.startswith(prefix) and "\\" not in name[len(prefix):])
+
         if key in host.files:
-            return [(path, host.files[key])]
-        prefix = key.rstrip("\\") + "\\"
-        return sorted((name, data) for name, data in host.files.items()
-                      if name.startswith(prefix) and "\\" not in name[len(prefix):])
+            beside = [(n, d) for n, d in folder(key.rsplit("\\", 1)[0] + "\\") if n != key]
+            return [*beside, (path, host.files[key])]
+        return folder(key.rstrip("\\") + "\\")
 
     def _wsus_sync(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
         from patchgate.twin.behaviour import run_wsus_sync

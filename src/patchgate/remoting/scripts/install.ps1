@@ -1,6 +1,8 @@
 # patchgate-op: install
-# Installs a staged .msu/.cab (or a folder holding a checkpoint cumulative update and its prerequisites)
-# with DISM's PowerShell cmdlet, which works over WinRM where wusa.exe and the WUA installer do not.
+# Installs a staged .msu/.cab with DISM's PowerShell cmdlet. With checkpoint cumulative updates, PackagePath is the
+# TARGET cumulative update: DISM finds its checkpoints in the same folder (Microsoft, "Catalog checkpoint cumulative
+# updates": https://learn.microsoft.com/windows/deployment/update/catalog-checkpoint-cumulative-updates). A folder
+# still works but installs every package in it. Uses DISM's PowerShell cmdlet, which works over WinRM where wusa.exe and the WUA installer do not.
 # First hashes every staged file ON THE VM and installs nothing unless each one is the approved file, so what
 # is installed is what the candidate names, checked in the same pipeline that installs it.
 # Never restarts: patchgate restarts the VM itself when RestartNeeded says so, and records it.
