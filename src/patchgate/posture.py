@@ -219,7 +219,8 @@ class FirewallProfileInfo(_ToDict):
 
 PROFILE_DIFF_FIELDS: tuple[str, ...] = (
     "enabled", "default_inbound_action", "default_outbound_action", "allow_inbound_rules",
-    "allow_local_firewall_rules", "log_allowed", "log_blocked", "log_file_name", "log_max_size_kilobytes")
+    "allow_local_firewall_rules", "allow_local_ipsec_rules", "allow_user_apps", "allow_user_ports", "notify_on_listen",
+    "log_allowed", "log_blocked", "log_ignored", "log_file_name", "log_max_size_kilobytes", "disabled_interface_aliases")
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,11 @@ class FirewallRuleInfo(_ToDict):
     remote_address: tuple[str, ...] = ()
     program: str | None = None
     service: str | None = None
+    icmp_type: tuple[str, ...] = ()  # port filter IcmpType ("8" or "8:0"; Any)
+    interface_type: str | None = None  # Any | Wired | Wireless | RemoteAccess
+    interface_alias: tuple[str, ...] = ()  # interface filter
+    authentication: str | None = None  # security filter: NotRequired | Required | NoEncap
+    encryption: str | None = None  # NotRequired | Required | Dynamic
     edge_traversal: str | None = None  # Block | Allow | DeferToUser | DeferToApp
     policy_store_source_type: str | None = None  # Local | GroupPolicy | Dynamic | Generated | Hardcoded
 
@@ -252,7 +258,7 @@ class FirewallRuleInfo(_ToDict):
 
 RULE_DIFF_FIELDS: tuple[str, ...] = (
     "enabled", "action", "direction", "profile", "protocol", "local_port", "remote_address", "program", "service",
-    "edge_traversal", "group")
+    "edge_traversal", "group", "icmp_type", "interface_type", "interface_alias", "authentication", "encryption")
 
 
 @dataclass(frozen=True)

@@ -95,3 +95,11 @@ def test_a_sync_that_could_not_work_before_the_update_is_lab_trouble(tmp_path: P
     check = next(c for c in run.checks(vm) if c["invariant"] == "wsus.sync")
     assert check["status"] == "broken" and "before the update was Failed" in check["message"], run.explain(vm)
     assert run.returncode == 2 and "wsus.sync" not in run.failed(vm), run.explain(vm)
+
+
+def test_interface_type_and_security_conditions_are_captured_and_compared(tmp_path: Path) -> None:
+    run = _run(tmp_path, "conditions", "KB9900036")
+    assert run.returncode == 1 and run.failed(VM) == {"firewall.rules"}, run.explain(VM)
+    message = run.message(VM, "firewall.rules")
+    for word in ("RemoteDesktop-UserMode-In-TCP", "interface_type", "RemoteAccess", "encryption", "Dynamic"):
+        assert word in message, f"{word!r} missing:\n{message}"

@@ -171,3 +171,14 @@ def test_wsus_app_pool_read_failure_is_kept_as_an_error_not_a_state() -> None:
 def test_azure_edition_is_recognised_by_its_edition_prefix() -> None:
     assert load("updates", "azure-core").azure_edition  # Azure Edition Core may read ServerTurbineCor [U]
     assert not load("updates").azure_edition  # ServerDatacenter
+
+
+def test_firewall_rules_carry_interface_security_and_icmp_conditions() -> None:
+    rule = load("firewall", "conditions").rules["WINRM-HTTP-In-TCP"]
+    assert rule.interface_type == "RemoteAccess" and rule.interface_alias == ("Ethernet 2",)
+    assert rule.authentication == "Required" and rule.encryption == "Dynamic" and rule.icmp_type == ("8",)
+    from patchgate.posture import PROFILE_DIFF_FIELDS, RULE_DIFF_FIELDS
+
+    assert {"interface_type", "interface_alias", "authentication", "encryption", "icmp_type"} <= set(RULE_DIFF_FIELDS)
+    assert {"disabled_interface_aliases", "allow_local_ipsec_rules", "allow_user_apps", "allow_user_ports",
+            "notify_on_listen", "log_ignored"} <= set(PROFILE_DIFF_FIELDS)

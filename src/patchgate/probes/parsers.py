@@ -421,6 +421,9 @@ def parse_firewall(root: Node) -> FirewallPosture:
             local_port=r.strs("LocalPort"), remote_port=r.strs("RemotePort"),
             local_address=r.strs("LocalAddress"), remote_address=r.strs("RemoteAddress"),
             program=r.str("Program"), service=r.str("Service"),
+            icmp_type=r.strs("IcmpType"), interface_type=r.str("InterfaceType"),
+            interface_alias=r.strs("InterfaceAlias"), authentication=r.str("Authentication"),
+            encryption=r.str("Encryption"),
             edge_traversal=r.enum("EdgeTraversal", EDGE_TRAVERSAL),
             policy_store_source_type=r.enum("PolicyStoreSourceType", POLICY_STORE_SOURCE, record_unknown=True))
     conns = tuple(ConnectionProfileInfo(interface_alias=c.str("InterfaceAlias", required=True) or "",

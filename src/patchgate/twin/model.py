@@ -76,6 +76,11 @@ class FirewallRule:
     remote_address: list[str] = field(default_factory=lambda: ["Any"])
     program: str = "Any"
     service: str = "Any"
+    icmp_type: list[str] = field(default_factory=lambda: ["Any"])
+    interface_type: str = "Any"  # Any | Wired | Wireless | RemoteAccess
+    interface_alias: list[str] = field(default_factory=lambda: ["Any"])
+    authentication: str = "NotRequired"
+    encryption: str = "NotRequired"
     edge_traversal: Literal["Block", "Allow", "DeferToUser", "DeferToApp"] = "Block"
     policy_store_source_type: Literal["Local", "GroupPolicy", "Dynamic", "Generated", "Hardcoded"] = "Local"
 

@@ -147,6 +147,8 @@ def _firewall(host: WindowsHost, params: Mapping[str, Any]) -> dict[str, Any]:
         "Profile": r.profile, "Protocol": r.protocol, "LocalPort": list(r.local_port),
         "RemotePort": list(r.remote_port), "LocalAddress": list(r.local_address),
         "RemoteAddress": list(r.remote_address), "Program": r.program, "Service": r.service,
+        "IcmpType": r.icmp_type, "InterfaceType": r.interface_type, "InterfaceAlias": r.interface_alias,
+        "Authentication": r.authentication, "Encryption": r.encryption,
         "EdgeTraversal": r.edge_traversal, "PolicyStoreSourceType": r.policy_store_source_type,
     } for r in sorted(host.firewall_rules.values(), key=lambda r: r.name)]
     conns = [{"InterfaceAlias": c.interface_alias, "NetworkCategory": c.network_category}
