@@ -103,3 +103,15 @@ def test_interface_type_and_security_conditions_are_captured_and_compared(tmp_pa
     message = run.message(VM, "firewall.rules")
     for word in ("RemoteDesktop-UserMode-In-TCP", "interface_type", "RemoteAccess", "encryption", "Dynamic"):
         assert word in message, f"{word!r} missing:\n{message}"
+
+
+def test_the_evidence_records_whether_the_package_went_in_hot(tmp_path: Path) -> None:
+    """Get-WindowsPackage -Online after the install: Installed (in effect now) or InstallPending (after a restart)."""
+    import json
+
+    states = {}
+    for kb in ("KB5070893", "KB5070881"):  # hotpatch-compatible on a non-WSUS machine; an OOB LCU that restarts
+        run = _run(tmp_path, kb.lower(), kb)
+        summary = json.loads((run.out_dir / "vms" / f"{VM}.json").read_text())
+        states[kb] = {p["PackageState"] for p in summary["install"]["packages"]}
+    assert states == {"KB5070893": {"Installed"}, "KB5070881": {"InstallPending"}}

@@ -61,6 +61,7 @@ class InstallResult:
     output: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     staged_paths: list[str] = field(default_factory=list)
+    packages: list[dict[str, Any]] = field(default_factory=list)  # Get-WindowsPackage -Online state after install
 
 
 @functools.cache
@@ -198,9 +199,11 @@ def install(session: RemoteSession, package_path: str, *, kb: str, expected: dic
         detail = "; ".join(result.errors) or (log_lines[-1] if log_lines else "no detail")
         raise InstallError(f"installing {kb} from {package_path} failed on VM {vm}: exit code {code} "
                            f"(0x{code & 0xFFFFFFFF:08X}): {detail}", vm=vm, step="install")
+    raw = doc.get("Packages") or []
+    packages = [p for p in (raw if isinstance(raw, list) else [raw]) if isinstance(p, dict)]  # 5.1 collapses one
     return InstallResult(kb=kb, package_path=str(doc["PackagePath"]), exit_code=code,
                          restart_needed=bool(doc["RestartNeeded"]) or SUCCESS_CODES[code],
-                         output=list(result.output), log=log_lines)
+                         output=list(result.output), log=log_lines, packages=packages)
 
 
 def stage_and_install(session: RemoteSession, candidate: Candidate, timeout: float | None = None, *,
@@ -217,4 +220,4 @@ def stage_and_install(session: RemoteSession, candidate: Candidate, timeout: flo
     result = install(session, package_path, kb=candidate.kb, expected=expected, timeout=budget.left("install"))
     return InstallResult(kb=result.kb, package_path=result.package_path, exit_code=result.exit_code,
                          restart_needed=result.restart_needed, output=result.output, log=result.log,
-                         staged_paths=staged)
+                         staged_paths=staged, packages=result.packages)

@@ -163,8 +163,11 @@ class TwinShell:
                 message = outcome.log[-1] if outcome.log else f"install of {kb} failed"
                 return PipelineOutput(output=[_json(result)], errors=[f"Add-WindowsPackage : {message}"],
                                       failed=True)
+        state = "InstallPending" if restart else "Installed"  # as Get-WindowsPackage -Online reports it
+        packages = [{"PackageName": f"Package_for_RollupFix (twin stand-in for {kb})", "PackageState": state,
+                     "ReleaseType": "Update"} for kb in kbs]
         return PipelineOutput(output=[_json({"PackagePath": path, "RestartNeeded": restart, "ExitCode": exit_code,
-                                             "Log": log, "Staged": staged})])
+                                             "Log": log, "Staged": staged, "Packages": packages})])
 
     @staticmethod
     def _packages_at(host: WindowsHost, path: str) -> list[tuple[str, bytes]]:
