@@ -2,9 +2,10 @@
 
 Profiles are compared setting by setting (Enabled, default actions, AllowInboundRules, AllowLocalFirewallRules,
 logging) together with the network category of each interface, which decides the profile in force. Rules are keyed
-by Name (DisplayName is localized) and compared on every condition; a new inbound Allow rule is exposure, called out
-when RemoteAddress is Any. Listening ports are compared with their owning processes. Built-in rule groups an LCU may
-legitimately change are allowlisted per lab (policy.allow.firewall_rule_groups) and listed with the passing check.
+by Name (DisplayName is localized) and compared on every condition and on their Group; a new inbound Allow rule is
+exposure, called out when RemoteAddress is Any. Listening ports are compared with their owning processes. Built-in rule groups an LCU may
+legitimately change are allowlisted per lab (policy.allow.firewall_rule_groups, judged by the group a rule had
+before the update) and listed with the passing check.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ FIREWALL_SERVICES = ("mpssvc", "BFE")
 
 
 def _rule_allowed(policy, name, before, after) -> bool:
-    rule = after or before
+    """A group allowlist judges a rule by the group it had BEFORE the update (a new rule: its group after): an
+    update must not escape the firewall check by moving a rule into an allowlisted group."""
+    rule = before or after
     return name in policy.allow.firewall_rules or (rule is not None and rule.group in
                                                    policy.allow.firewall_rule_groups)
 

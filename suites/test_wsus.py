@@ -1,8 +1,10 @@
 """WSUS: a WSUS server must still serve and synchronize after the update, and show no sign of CVE-2025-59287.
 
 Sources: Get-WsusServer and ISynchronizationInfo (Microsoft Learn); WsusPool and the child-process IOC (Elastic
-detection rule "Windows Server Update Service Spawning Suspicious Processes"); event 7053 with
-InvalidCastException (SigmaHQ win_wsus_exploit_cve_2025_59287). ErrorText is never asserted on: after the CVE fix
+detection rule "Windows Server Update Service Spawning Suspicious Processes"); Application event 7053 of the provider
+"Windows Server Update Services" whose data holds ALL four deserialization markers (SigmaHQ
+rules-emerging-threats/2025/Exploits/CVE-2025-59287/win_wsus_exploit_cve_2025_59287.yml): 7053 alone is a generic
+console error. ErrorText is never asserted on: after the CVE fix
 WSUS stopped showing synchronization error details. The WID service name MSSQL$MICROSOFT##WID is [U].
 """
 
@@ -12,6 +14,7 @@ import datetime as dt
 
 from fixtures.invariants import applies_to, invariant
 from fixtures.messages import before_after, violation
+from patchgate.errors import LabError, ProbeError
 from patchgate.posture import SUSPICIOUS_CHILDREN, WSUS_EXPLOIT_EVENT_ID
 
 pytestmark = applies_to("wsus-server")
@@ -19,7 +22,10 @@ pytestmark = applies_to("wsus-server")
 WSUS_SERVICES = ("WsusService", "W3SVC", "WAS", "MSSQL$MICROSOFT##WID")
 WSUS_PORTS = (8530, 8531)
 WSUS_POOL = "WsusPool"
-EXPLOIT_MARKERS = ("InvalidCastException", "ObjectDataProvider")
+EXPLOIT_PROVIDER = "Windows Server Update Services"
+# SigmaHQ win_wsus_exploit_cve_2025_59287 (Data|contains|all), from ysoserial.net's ObjectDataProvider gadget
+EXPLOIT_MARKERS = ("System.InvalidCastException", "System.Windows.Data.ObjectDataProvider",
+                   "Unable to cast object of type", "System.Windows.Media.Brush")
 CLOCK_SLACK = dt.timedelta(seconds=1)  # the VM's clock (sync times) against the controller's (install end)
 
 
@@ -45,6 +51,10 @@ def test_wsus_services_running(obs):
 @invariant("wsus.app_pool", severity="blocker")
 def test_wsus_pool_started(obs):
     before, after = obs.baseline.area("wsus"), obs.post.area("wsus")
+    for when, state in (("baseline", before), ("post", after)):
+        if state.app_pool_error:  # a failed read says nothing about the pool: inconclusive, with the error
+            raise ProbeError(f"WsusPool state could not be read at {when}: {state.app_pool_error}",
+                             vm=obs.vm.name, step=f"capture_{when}")
     assert after.app_pool_state == "Started", before_after(
         obs, "the IIS application pool WsusPool is not started", [("WsusPool", before.app_pool_state,
                                                                    after.app_pool_state)])
@@ -67,8 +77,23 @@ def _listening(binding) -> str:
     return f"listening on {', '.join(binding.local_addresses)} ({', '.join(binding.process_names)})"
 
 
+def _sync_startable_at_baseline(obs) -> None:
+    """A synchronization that could not work before the update (WSUS API unavailable, e.g. missing on Core, or no
+    successful sync: no upstream from the lab) says nothing about the update: that is lab trouble, not a regression."""
+    base = obs.baseline.area("wsus")
+    if not base.api_available:
+        raise LabError(f"the WSUS API was not available before the update ({base.api_error or 'Get-WsusServer failed'})"
+                       ": a synchronization cannot be judged; fix the snapshot", vm=obs.vm.name, step="wsus_sync")
+    if base.last_sync is None or base.last_sync.result != "Succeeded":
+        result = base.last_sync.result if base.last_sync else "no synchronization"
+        raise LabError(f"the last WSUS synchronization before the update was {result}: the upstream is not usable "
+                       "from the lab, so a synchronization after the update cannot be judged", vm=obs.vm.name,
+                       step="wsus_sync")
+
+
 @invariant("wsus.sync", severity="blocker")
 def test_sync_succeeds_after_update(obs):
+    _sync_startable_at_baseline(obs)
     last = obs.baseline.area("wsus").last_sync
     sync = obs.wsus_sync or {}
     finished = obs.install.finished_at if obs.install else None
@@ -102,8 +127,7 @@ def test_no_cve_2025_59287_indicators(obs):
     processes = obs.post.area("processes")
     hits = [(f"event {e.id} ({e.provider_name})", "(none)",
              (f"{e.time_created:%H:%M:%S} " if e.time_created else "") + _excerpt(e.message or ""))
-            for e in events.with_ids([WSUS_EXPLOIT_EVENT_ID])
-            if any(marker in (e.message or "") for marker in EXPLOIT_MARKERS)]
+            for e in events.with_ids([WSUS_EXPLOIT_EVENT_ID]) if _sigma_cve_2025_59287(e)]
     hosts = _wsus_hosts(processes)
     hits += [(f"process {p.name} (pid {p.process_id})", "(none)",
               f"child of {hosts[p.parent_process_id]}: {(p.command_line or '')[:60]}") for p in processes.processes
@@ -111,6 +135,12 @@ def test_no_cve_2025_59287_indicators(obs):
     assert not hits, violation(obs, "indicators of CVE-2025-59287 exploitation found", hits,
                                headers=("indicator", "before", "after"),
                                hint="Isolate the server and follow CISA's guidance before anything else.")
+
+
+def _sigma_cve_2025_59287(event) -> bool:
+    """The Sigma rule: provider WSUS, id 7053 and every marker in the event's text."""
+    text = event.message or ""
+    return event.provider_name == EXPLOIT_PROVIDER and all(marker in text for marker in EXPLOIT_MARKERS)
 
 
 def _excerpt(message: str) -> str:

@@ -326,6 +326,19 @@ def build_parser() -> Parser:
     capture.add_argument("--keep-names", action="store_true", help="keep the VM's host names in the files")
     capture.set_defaults(func=_lazy("patchgate.doctor.command", "cmd_capture"))
 
+    calendar = sub.add_parser("calendar", help="show the hotpatch calendar (months, KBs, builds, kinds, sources)",
+                              description="Show the Windows Server 2025 hotpatch calendar the track check uses: the "
+                              "built-in one, a lab's ('calendar:' in the lab file) or a file. 'calendar import "
+                              "PAGE' turns a saved copy of Microsoft's release information page (HTML or markdown) "
+                              "into the calendar format (docs/calendar.md).")
+    calendar.add_argument("--lab", help="show the calendar this lab file (or name) uses")
+    calendar.add_argument("--file", help="show this calendar file")
+    calendar_sub = calendar.add_subparsers(dest="calendar_command", metavar="import", parser_class=Parser)
+    calendar_import = calendar_sub.add_parser("import", help="saved release information page -> calendar file")
+    calendar_import.add_argument("page", help="the saved page (.html or .md)")
+    calendar_import.add_argument("--out", help="write the calendar file here (default: standard output)")
+    calendar.set_defaults(func=_lazy("patchgate.calendar_cli", "cmd_calendar"))
+
     twin = sub.add_parser("twin", help="list the twin's images and update behaviours")
     twin.add_argument("--twin-catalog", action="append", default=[], metavar="DIR")
     twin.set_defaults(func=_lazy("patchgate.twin.listing", "cmd_list"))

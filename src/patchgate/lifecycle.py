@@ -284,7 +284,7 @@ class VmLifecycle:
             result = stage_and_install(self.session, ctx.candidate, timeout=ctx.lab.timeouts.install)
             obs.install = InstallRecord(kb=ctx.candidate.kb, exit_code=result.exit_code,
                                         restart_needed=result.restart_needed, output=list(result.output),
-                                        started_at=started, finished_at=_now())
+                                        started_at=started, finished_at=_now(), packages=list(result.packages))
             record.detail = (f"exit {result.exit_code}, restart "
                              f"{'required' if result.restart_needed else 'not required'}")
 

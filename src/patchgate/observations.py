@@ -35,6 +35,7 @@ class InstallRecord:
     output: list[str]
     started_at: dt.datetime
     finished_at: dt.datetime
+    packages: list[dict] = field(default_factory=list)  # Get-WindowsPackage -Online: Installed vs InstallPending
 
 
 @dataclass

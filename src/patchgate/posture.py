@@ -183,6 +183,7 @@ class WsusPosture(_ToDict):
     api_available: bool = False  # Get-WsusServer answered
     api_error: str | None = None
     app_pool_state: str | None = None  # WsusPool: Started | Stopped | ...
+    app_pool_error: str | None = None  # the app pool could not be read (WebAdministration and appcmd failed)
     port_number: int | None = None
     using_ssl: bool | None = None
     content_dir: str | None = None
@@ -218,7 +219,8 @@ class FirewallProfileInfo(_ToDict):
 
 PROFILE_DIFF_FIELDS: tuple[str, ...] = (
     "enabled", "default_inbound_action", "default_outbound_action", "allow_inbound_rules",
-    "allow_local_firewall_rules", "log_allowed", "log_blocked", "log_file_name", "log_max_size_kilobytes")
+    "allow_local_firewall_rules", "allow_local_ipsec_rules", "allow_user_apps", "allow_user_ports", "notify_on_listen",
+    "log_allowed", "log_blocked", "log_ignored", "log_file_name", "log_max_size_kilobytes", "disabled_interface_aliases")
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,11 @@ class FirewallRuleInfo(_ToDict):
     remote_address: tuple[str, ...] = ()
     program: str | None = None
     service: str | None = None
+    icmp_type: tuple[str, ...] = ()  # port filter IcmpType ("8" or "8:0"; Any)
+    interface_type: str | None = None  # Any | Wired | Wireless | RemoteAccess
+    interface_alias: tuple[str, ...] = ()  # interface filter
+    authentication: str | None = None  # security filter: NotRequired | Required | NoEncap
+    encryption: str | None = None  # NotRequired | Required | Dynamic
     edge_traversal: str | None = None  # Block | Allow | DeferToUser | DeferToApp
     policy_store_source_type: str | None = None  # Local | GroupPolicy | Dynamic | Generated | Hardcoded
 
@@ -251,7 +258,7 @@ class FirewallRuleInfo(_ToDict):
 
 RULE_DIFF_FIELDS: tuple[str, ...] = (
     "enabled", "action", "direction", "profile", "protocol", "local_port", "remote_address", "program", "service",
-    "edge_traversal")
+    "edge_traversal", "group", "icmp_type", "interface_type", "interface_alias", "authentication", "encryption")
 
 
 @dataclass(frozen=True)
@@ -297,6 +304,12 @@ class UpdatesPosture(_ToDict):
     last_boot_up_time: dt.datetime | None = None
 
     @property
+    def azure_edition(self) -> bool:
+        """Datacenter: Azure Edition (hotpatch without Arc). EditionID ServerTurbine; the Core installation may read
+        ServerTurbineCor [U], so the prefix decides."""
+        return (self.edition_id or "").startswith("ServerTurbine")
+
+    @property
     def build(self) -> str | None:
         """``CurrentBuild.UBR`` such as ``26100.6905``."""
         if self.current_build is None or self.ubr is None:
@@ -320,7 +333,7 @@ class RebootPosture(_ToDict):
     cbs_reboot_in_progress: bool = False  # [U]
     cbs_packages_pending: bool = False  # [U]
     wu_reboot_required: bool = False
-    wua_reboot_required: bool | None = None  # ISystemInformation.RebootRequired; None if the COM call failed
+    wua_reboot_required: bool | None = None  # always None: ISystemInformation is not usable remotely (docs/probes.md)
     pending_file_rename_operations: tuple[str, ...] | None = None  # the VALUE; None when absent
 
     @property

@@ -151,3 +151,34 @@ def test_nonsense_names_area_and_field(text: str, match: str) -> None:
     with pytest.raises(ProbeError, match=match) as exc:
         parse_probe("services", text)
     assert "probe 'services'" in str(exc.value) and exc.value.step == "probe:services"
+
+
+def test_firewall_records_policy_stores_newer_than_its_table() -> None:
+    """MS-FASP keeps adding policy stores (MDM = 6, host stores): an informational field never fails the area."""
+    fw = load("firewall", "new-store")
+    assert fw.rules["MDM-Pushed-In-TCP"].policy_store_source_type == "MDM"
+    assert fw.rules["Host-Store-In-TCP"].policy_store_source_type == "Unknown(9)"
+    assert fw.rules["Host-Store-Named-In-TCP"].policy_store_source_type == "HostFirewall"
+    assert fw.rules["WINRM-HTTP-In-TCP"].policy_store_source_type == "Local"
+
+
+def test_wsus_app_pool_read_failure_is_kept_as_an_error_not_a_state() -> None:
+    w = load("wsus", "pool-error")
+    assert w.app_pool_state is None and "WebAdministration" in (w.app_pool_error or "")
+    assert load("wsus").app_pool_error is None
+
+
+def test_azure_edition_is_recognised_by_its_edition_prefix() -> None:
+    assert load("updates", "azure-core").azure_edition  # Azure Edition Core may read ServerTurbineCor [U]
+    assert not load("updates").azure_edition  # ServerDatacenter
+
+
+def test_firewall_rules_carry_interface_security_and_icmp_conditions() -> None:
+    rule = load("firewall", "conditions").rules["WINRM-HTTP-In-TCP"]
+    assert rule.interface_type == "RemoteAccess" and rule.interface_alias == ("Ethernet 2",)
+    assert rule.authentication == "Required" and rule.encryption == "Dynamic" and rule.icmp_type == ("8",)
+    from patchgate.posture import PROFILE_DIFF_FIELDS, RULE_DIFF_FIELDS
+
+    assert {"interface_type", "interface_alias", "authentication", "encryption", "icmp_type"} <= set(RULE_DIFF_FIELDS)
+    assert {"disabled_interface_aliases", "allow_local_ipsec_rules", "allow_user_apps", "allow_user_ports",
+            "notify_on_listen", "log_ignored"} <= set(PROFILE_DIFF_FIELDS)

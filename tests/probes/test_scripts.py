@@ -116,3 +116,58 @@ def test_probe_parses_as_powershell(area: str) -> None:
 
 def test_composed_capture_parses_as_powershell() -> None:
     assert _syntax_errors(compose_capture(AREAS).body.encode()) == []
+
+
+# SCM message templates (netevent.dll): which %n names the service. 7009/7011 open with the timeout.
+SCM_SERVICE_INSERT = {7000: 1, 7001: 1, 7009: 2, 7011: 2, 7022: 1, 7023: 1, 7024: 1, 7031: 1, 7032: 3, 7034: 1,
+                      7040: 1, 7045: 1, 7026: None}
+
+
+def test_events_probe_takes_the_service_from_each_ids_own_insertion_string() -> None:
+    text = probe_text("events")
+    table = re.search(r"\$serviceIndex = @\{([^}]*)\}", text)
+    assert table, "events.ps1 must map event ids to the insertion string naming the service"
+    mapping = {int(k): int(v) for k, v in re.findall(r"(\d{4})\s*=\s*(-?\d+)", table.group(1))}
+    for event_id, insert in SCM_SERVICE_INSERT.items():
+        expected = -1 if insert is None else insert - 1
+        assert mapping.get(event_id, 0) == expected, event_id
+    assert "Properties[0].Value" not in text  # no id reads a fixed position
+
+
+def test_reboot_probe_does_not_ask_wua_what_it_cannot_answer_remotely() -> None:
+    """ISystemInformation is not usable from a remote computer (WUA docs): over WinRM it was always null."""
+    text = probe_text("reboot")
+    assert "Microsoft.Update.SystemInfo" not in text.split("#>", 1)[1]  # no COM call, only the explanation
+    assert "using-wua-from-a-remote-computer" in text
+    doc = render_document("reboot", wsus_hotpatch_host(), {})
+    assert doc["WuaRebootRequired"] is None  # the twin answers as a real VM over WinRM
+
+
+def test_hotpatch_probe_watches_every_arc_agent_service() -> None:
+    text = probe_text("hotpatch")
+    services = re.search(r"Get-Service -Name ([^|]*?) -ErrorAction", text)
+    assert services is not None
+    names = set(re.findall(r"'([A-Za-z]+)'", services.group(1)))
+    assert {"himds", "GCArcService", "ExtensionService", "arcproxy"} <= names
+
+
+def test_capture_refuses_a_restricted_endpoint_with_a_clear_message_first() -> None:
+    """JEA/ConstrainedLanguage endpoints cannot run the probes: the capture says so before its first .NET call."""
+    body = compose_capture().body
+    check = body.index("$ExecutionContext.SessionState.LanguageMode -ne 'FullLanguage'")
+    assert check < body.index("New-Object") and check < body.index("#region patchgate-probe:")
+    assert "JEA and ConstrainedLanguage endpoints are not supported: docs/remoting.md" in body
+
+
+def test_wsus_sync_waits_for_a_new_synchronization_and_converts_times_as_the_probe_does() -> None:
+    from patchgate.actions import action_script
+
+    body = action_script("wsus-sync").body
+    assert body.index("$previousId =") < body.index("$subscription.StartSynchronization()")  # last Id first
+    loop = body[body.index("do {"):body.index("} while")]
+    assert '"$($info.Id)" -ne $previousId' in loop  # the wait ends only on a new sync Id ...
+    assert "$deadline" in loop  # ... and is bounded
+    assert "-not $isNew" in body[body.index("} while"):]
+    assert ".ToUniversalTime().ToString('o')" not in body.split("function ConvertTo-IsoUtc", 1)[0]
+    probe = probe_text("wsus")
+    assert "SpecifyKind($d, [DateTimeKind]::Utc)" in body and "SpecifyKind($d, [DateTimeKind]::Utc)" in probe

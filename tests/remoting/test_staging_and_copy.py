@@ -80,14 +80,24 @@ def test_stage_and_install_happy_path(open_session, lab_host, tmp_path):
     assert [filecopy.op_name(c[1][0].script) or "copy" for c in lab_host.calls] == ["stage-prepare", "copy", "install"]
 
 
-def test_several_packages_install_by_folder(open_session, lab_host, tmp_path):
+def test_several_packages_install_by_the_target_file(open_session, lab_host, tmp_path):
+    """Microsoft: pass DISM the target cumulative update; it finds the checkpoints in the same folder."""
     session = open_session()
     lab_host.install_doc = {"RestartNeeded": False, "ExitCode": 0, "Log": []}
-    candidate = _candidate(tmp_path, {"a-checkpoint.msu": b"first", "b-target.msu": b"second"})
+    candidate = _candidate(tmp_path, {"windows11.0-kb5043080-x64.msu": b"checkpoint",
+                                      "windows11.0-kb5070881-x64.msu": b"target"})
     result = staging.stage_and_install(session, candidate, timeout=60)
     assert len(result.staged_paths) == 2
-    assert result.package_path == r"C:\ProgramData\patchgate\staging\KB5070881"
+    folder = r"C:\ProgramData\patchgate\staging\KB5070881"
+    assert result.package_path == folder + r"\windows11.0-kb5070881-x64.msu"
+    assert lab_host.calls[-1][1][0].parameters["PackagePath"] == result.package_path
+    assert {p.rsplit("\\", 1)[0] for p in result.staged_paths} == {folder}  # the checkpoint sits beside it
     assert result.restart_needed is False and result.exit_code == 0
+
+
+def test_several_packages_must_name_one_target(tmp_path):
+    with pytest.raises(ValueError, match="exactly one must name KB5070881"):
+        _candidate(tmp_path, {"a-checkpoint.msu": b"first", "b-other.msu": b"second"})
 
 
 def test_sha256_mismatch_on_the_vm_is_refused(open_session, lab_host, tmp_path):

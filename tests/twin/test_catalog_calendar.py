@@ -17,7 +17,7 @@ OCT = ["KB5043080", "KB5066835"]
 
 def test_quarters_and_builds() -> None:
     cal = calendar.default_calendar()
-    assert [q.id for q in cal.quarters] == ["2025Q3", "2025Q4", "2026Q1", "2026Q2"]
+    assert [q.id for q in cal.quarters] == ["2025Q3", "2025Q4", "2026Q1", "2026Q2", "2026Q3"]
     q4 = calendar.quarter_for_baseline("KB5066835")
     assert q4 is not None and q4.baseline.build == "26100.6899"
     assert [h.build for h in q4.hotpatches] == ["26100.7092", "26100.7392"]
@@ -61,7 +61,7 @@ def test_every_calendar_kb_has_a_behaviour_with_the_same_build() -> None:
     catalog = Catalog.load()
     cal = calendar.default_calendar()
     for q in cal.quarters:
-        for release in [q.baseline, *q.hotpatches, *q.allowed_extras, *q.off_track]:
+        for release in q.releases:
             b = catalog.behaviour(release.kb)
             assert b.build == release.build, release.kb
     hotpatch_kbs = {h.kb for q in cal.quarters for h in q.hotpatches}
@@ -85,3 +85,50 @@ def test_a_lab_calendar_with_an_unplanned_baseline(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("2025Q5", "2026Q1"))
     cal = HotpatchCalendar.load(path)
     assert cal.track_status(["KB5066835", "KB5099999"]).quarter == "2026Q1"
+
+
+def test_the_calendar_reaches_december_2026_and_every_month_has_a_source() -> None:
+    cal = calendar.default_calendar()
+    assert cal.last_month == "2026-12"
+    listed = {r.month or r.released.strftime("%Y-%m") for q in cal.quarters for r in q.releases}
+    listed |= {p.month for p in cal.data.pending}
+    assert {f"2026-{m:02d}" for m in range(1, 13)} <= listed
+    assert all(p.source or "[U]" in p.note for p in cal.data.pending)
+    assert all(r.source or r.confidence == "microsoft" or "[3P]" in r.note for q in cal.quarters for r in q.releases)
+
+
+@pytest.mark.parametrize(("kb", "kind"), [
+    ("KB5099536", "baseline"), ("KB5091157", "oob-unverified"), ("KB5067035", "ssu"), ("KB5064531", "ssu"),
+])
+def test_classify_2026_and_non_os(kb: str, kind: str) -> None:
+    assert calendar.classify(kb) == kind
+
+
+def test_ssu_and_ignored_kbs_never_move_a_machine_off_the_track() -> None:
+    status = calendar.track_status(OCT + ["KB5067035"])
+    assert status.on_track and status.ignored == {"KB5067035"} and not status.unknown
+    assert calendar.track_status(OCT + ["KB5070881", "KB5067035"]).offending == {"KB5070881"}
+    assert calendar.track_status(OCT + ["KB5999998"], ignore=["KB5999998"]).on_track  # e.g. a .NET candidate
+    assert not calendar.track_status(OCT + ["KB5999998"]).on_track
+
+
+def test_unknown_and_unverified_kbs_are_reported_apart_from_known_off_track_ones() -> None:
+    status = calendar.track_status(OCT + ["KB5999999", "KB5070881"])
+    assert status.unknown == {"KB5999999"} and status.offending == {"KB5999999", "KB5070881"}
+    april = ["KB5043080", "KB5082063", "KB5091157"]
+    assert calendar.track_status(april).unknown == {"KB5091157"}  # hotpatch compatibility [U]
+
+
+def test_any_later_baseline_moves_the_track_forward() -> None:
+    jan = ["KB5043080", "KB5073379"]
+    assert "KB5099536" in calendar.allowed_kbs_for(jan)
+    assert calendar.track_status(jan + ["KB5099536"]).quarter == "2026Q3"
+
+
+def test_covers_and_the_stale_message_name_the_end_and_the_fix() -> None:
+    import datetime as dt
+
+    cal = calendar.default_calendar()
+    assert cal.covers(dt.date(2026, 12, 9)) and not cal.covers(dt.date(2027, 1, 12))
+    message = cal.stale_message("KB5999999")
+    assert "ends at 2026-12" in message and "patchgate calendar import" in message and "calendar:" in message

@@ -18,8 +18,19 @@ __all__ = ["Allowlists", "Candidate", "Classification", "Lab", "PackageFile", "P
 
 def load_lab(path: Path) -> Lab:
     doc = load_yaml(path, what="lab")
-    lab = validate_document(Lab, doc)
-    return lab.model_copy(update={"source": path.resolve()})
+    lab = validate_document(Lab, doc).model_copy(update={"source": path.resolve()})
+    if lab.calendar_path is not None:
+        _check_calendar(lab.calendar_path, doc.line_of(("calendar",)), str(path))
+    return lab
+
+
+def _check_calendar(real: Path, line: int | None, shown: str) -> None:
+    """Load the lab's calendar now, so a missing or broken file is bad input (exit 4), not a broken check."""
+    from patchgate.calendar import HotpatchCalendar
+
+    if not real.is_file():
+        raise ConfigError(f"calendar file not found (looked at {real})", file=shown, field="calendar", line=line)
+    HotpatchCalendar.load(real)
 
 
 def load_candidate(path: Path, *, check_packages: bool = True) -> Candidate:

@@ -7,9 +7,11 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
-Classification = Literal["hotpatch", "baseline", "lcu", "oob", "wsus-security", "other"]
+Classification = Literal["hotpatch", "baseline", "lcu", "oob", "wsus-security", "ssu", "dotnet", "other"]
+# Outside hotpatch scope: servicing stack and .NET Framework updates never move a machine off the track.
+NON_OS_CLASSIFICATIONS = frozenset({"ssu", "dotnet"})
 
 
 class _Strict(BaseModel):
@@ -67,6 +69,26 @@ class Candidate(_Strict):
         if not re.fullmatch(r"\d{5}\.\d{1,6}", value):
             raise ValueError("must be CurrentBuild.UBR such as 26100.6905")
         return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "Candidate":
+        """Several packages (a target cumulative update and its checkpoints): exactly one file must name the KB,
+        because DISM is given the target and finds the checkpoints beside it (docs/candidate.md)."""
+        if len(self.packages) > 1 and len(self.target_packages) != 1:
+            names = ", ".join(str(p.file) for p in self.packages)
+            raise ValueError(f"packages: with several files exactly one must name {self.kb} (the target cumulative "
+                             f"update; the others are its checkpoints), got {names}")
+        return self
+
+    @property
+    def target_packages(self) -> list[PackageFile]:
+        digits = self.kb[2:]
+        return [p for p in self.packages if f"kb{digits}" in p.file.name.lower()]
+
+    @property
+    def target_package(self) -> PackageFile:
+        """The package DISM installs: the only one, or the one whose file name names the candidate's KB."""
+        return self.packages[0] if len(self.packages) == 1 else self.target_packages[0]
 
     @property
     def target_ubr(self) -> int:

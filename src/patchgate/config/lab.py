@@ -266,6 +266,8 @@ class Lab(Strict):
     timeouts: Timeouts = Timeouts()
     retries: Retries = Retries()
     policy: Policy = Policy()
+    calendar: Path | None = Field(None, description="the lab's own hotpatch calendar file (relative to the lab file); "
+                                                     "default: the built-in calendar (docs/calendar.md)")
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -290,6 +292,14 @@ class Lab(Strict):
     def signs_verdicts(self) -> bool:
         """Verdicts are signed with a Vault transit key (secrets.settings.signing_key)."""
         return self.secrets.kind == "vault" and bool(getattr(self.secrets.settings, "signing_key", None))
+
+    @property
+    def calendar_path(self) -> Path | None:
+        """The lab's calendar file, resolved against the lab file's folder."""
+        if self.calendar is None:
+            return None
+        base = self.source.parent if self.source else Path.cwd()
+        return (base / self.calendar).resolve()
 
     def vm(self, name: str) -> VmSpec:
         for vm in self.vms:

@@ -55,6 +55,13 @@ def _since_text(since: dt.datetime) -> str:
     return since.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# The probes need a FullLanguage endpoint: JEA and ConstrainedLanguage sessions cannot run them, and would fail with
+# an obscure error on the first .NET call. Say so plainly instead (docs/remoting.md).
+LANGUAGE_CHECK = ("if ($ExecutionContext.SessionState.LanguageMode -ne 'FullLanguage') { throw \"patchgate needs a "
+                  "FullLanguage PowerShell endpoint; this one runs $($ExecutionContext.SessionState.LanguageMode) "
+                  "(JEA and ConstrainedLanguage endpoints are not supported: docs/remoting.md)\" }")
+
+
 def compose_capture(areas: Iterable[str] = AREAS, since: dt.datetime | None = None) -> Script:
     """One script that runs the probes of ``areas`` (in the given order) and prints one JSON envelope."""
     chosen = list(dict.fromkeys(areas))
@@ -68,6 +75,7 @@ def compose_capture(areas: Iterable[str] = AREAS, since: dt.datetime | None = No
         "[CmdletBinding()]",
         "param([string]$Since)",
         "$ErrorActionPreference = 'Stop'",
+        LANGUAGE_CHECK,
         "$__pgResults = New-Object -TypeName 'System.Collections.Generic.List[object]'",
     ]
     for area in chosen:

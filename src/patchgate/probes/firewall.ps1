@@ -11,6 +11,8 @@
   - Get-NetFirewallRule -PolicyStore ActiveStore, filters as separate objects:
     https://learn.microsoft.com/powershell/module/netsecurity/get-netfirewallrule
   - Get-NetFirewallProfile: https://learn.microsoft.com/powershell/module/netsecurity/get-netfirewallprofile
+  - Interface-type, interface and security filters (Get-NetFirewallInterfaceTypeFilter, -InterfaceFilter,
+    -SecurityFilter) and the port filter's IcmpType: https://learn.microsoft.com/powershell/module/netsecurity/
   - Get-NetConnectionProfile: https://learn.microsoft.com/powershell/module/netconnection/get-netconnectionprofile
   - Whether ActiveStore still reports NotConfigured for GpoBoolean values is [U].
 #>
@@ -44,9 +46,13 @@ $pf = @{}; Get-NetFirewallPortFilter -PolicyStore $store | ForEach-Object { $pf[
 $af = @{}; Get-NetFirewallAddressFilter -PolicyStore $store | ForEach-Object { $af[$_.InstanceID] = $_ }
 $ap = @{}; Get-NetFirewallApplicationFilter -PolicyStore $store | ForEach-Object { $ap[$_.InstanceID] = $_ }
 $sv = @{}; Get-NetFirewallServiceFilter -PolicyStore $store | ForEach-Object { $sv[$_.InstanceID] = $_ }
+$it = @{}; Get-NetFirewallInterfaceTypeFilter -PolicyStore $store | ForEach-Object { $it[$_.InstanceID] = $_ }
+$nf = @{}; Get-NetFirewallInterfaceFilter -PolicyStore $store | ForEach-Object { $nf[$_.InstanceID] = $_ }
+$sf = @{}; Get-NetFirewallSecurityFilter -PolicyStore $store | ForEach-Object { $sf[$_.InstanceID] = $_ }
 
 $rules = @(Get-NetFirewallRule -PolicyStore $store | Sort-Object -Property Name | ForEach-Object {
         $id = $_.InstanceID; $p = $pf[$id]; $a = $af[$id]; $app = $ap[$id]; $svc = $sv[$id]
+        $itf = $it[$id]; $nif = $nf[$id]; $sec = $sf[$id]
         [pscustomobject]@{
             Name                  = $_.Name
             DisplayName           = $_.DisplayName
@@ -62,6 +68,11 @@ $rules = @(Get-NetFirewallRule -PolicyStore $store | Sort-Object -Property Name 
             RemoteAddress         = $(if ($a) { [string[]]@($a.RemoteAddress) } else { [string[]]@() })
             Program               = $(if ($app) { $app.Program } else { $null })
             Service               = $(if ($svc) { $svc.Service } else { $null })
+            IcmpType              = $(if ($p) { [string[]]@($p.IcmpType) } else { [string[]]@() })
+            InterfaceType         = $(if ($itf) { "$($itf.InterfaceType)" } else { $null })
+            InterfaceAlias        = $(if ($nif) { [string[]]@($nif.InterfaceAlias) } else { [string[]]@() })
+            Authentication        = $(if ($sec) { "$($sec.Authentication)" } else { $null })
+            Encryption            = $(if ($sec) { "$($sec.Encryption)" } else { $null })
             EdgeTraversal         = "$($_.EdgeTraversalPolicy)"
             PolicyStoreSourceType = "$($_.PolicyStoreSourceType)"
         }

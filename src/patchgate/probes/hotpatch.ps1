@@ -44,8 +44,9 @@ if ($null -ne $pkg) {
     $package = [pscustomobject]@{ Name = [string]$pkg.Name; Version = [string]$pkg.Version }
 }
 
-# 3. Arc agent and its services (hpatchmon presence on WS2025 is [U]; GCArcService name is [U])
-$arcServices = @(Get-Service -Name 'himds', 'GCArcService', 'ExtensionService', 'hpatchmon' -ErrorAction SilentlyContinue |
+# 3. Arc agent and its services (hpatchmon presence on WS2025 is [U]; GCArcService name is [U]; newer agents also
+#    run arcproxy [U, reported by a review of the agent's services])
+$arcServices = @(Get-Service -Name 'himds', 'GCArcService', 'ExtensionService', 'arcproxy', 'hpatchmon' -ErrorAction SilentlyContinue |
     ForEach-Object { [pscustomobject]@{ Name = $_.Name; Status = "$($_.Status)"; StartType = "$($_.StartType)" } })
 $azcm = Join-Path $env:ProgramFiles 'AzureConnectedMachineAgent\azcmagent.exe'
 $arcInstalled = Test-Path -LiteralPath $azcm

@@ -55,7 +55,8 @@ ACTION = {0: "NotConfigured", 2: "Allow", 4: "Block"}
 RULE_ENABLED = {1: "True", 2: "False"}
 GPO_BOOLEAN = {0: "False", 1: "True", 2: "NotConfigured"}
 EDGE_TRAVERSAL = {0: "Block", 1: "Allow", 2: "DeferToUser", 3: "DeferToApp"}
-POLICY_STORE_SOURCE = {0: "None", 1: "Local", 2: "GroupPolicy", 3: "Dynamic", 4: "Generated", 5: "Hardcoded"}
+POLICY_STORE_SOURCE = {0: "None", 1: "Local", 2: "GroupPolicy", 3: "Dynamic", 4: "Generated", 5: "Hardcoded",
+                       6: "MDM"}  # MS-FASP also defines newer (HOST_*) stores [U names]: recorded, never fatal
 NETWORK_CATEGORY = {0: "Public", 1: "Private", 2: "DomainAuthenticated"}
 PROFILE_FLAGS = {1: "Domain", 2: "Private", 4: "Public"}
 SERVICE_STATUS = {1: "Stopped", 2: "StartPending", 3: "StopPending", 4: "Running", 5: "ContinuePending",
@@ -159,12 +160,16 @@ class Node:
         return None if name in (None, "NotConfigured") else name == "True"
 
     def enum(self, key: str, table: Mapping[int, str], required: bool = False,
-             allowed: set[str] | None = None) -> str | None:
+             allowed: set[str] | None = None, record_unknown: bool = False) -> str | None:
+        """``record_unknown``: for fields only recorded as evidence (never judged), a value Windows added after
+        this table was written is kept as ``Unknown(<n>)`` or its own name instead of failing the whole area."""
         v = self.raw(key, required)
         if not self._need(key, v, required, "an enum name"):
             return None
         if isinstance(v, int) and not isinstance(v, bool):
             if v not in table:
+                if record_unknown:
+                    return f"Unknown({v})"
                 raise self.fail(key, f"one of {sorted(table)}", v)
             return table[v]
         if isinstance(v, str):
@@ -175,6 +180,8 @@ class Node:
                 return None
             match = next((n for n in names if n.lower() == v.lower()), None)
             if match is None:
+                if record_unknown and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", v):
+                    return v
                 raise self.fail(key, f"one of {sorted(names)}", v)
             return match
         raise self.fail(key, "an enum name", v)
@@ -361,6 +368,7 @@ def parse_wsus(root: Node) -> WsusPosture:
         api_available=bool(api.bool("Available")) if api else False,
         api_error=api.str("Error") if api else None,
         app_pool_state=root.enum("AppPoolState", APP_POOL_STATE),
+        app_pool_error=root.str("AppPoolError") or None,
         port_number=setup.int("PortNumber") if setup else None,
         using_ssl=setup.bool("UsingSSL") if setup else None,
         content_dir=setup.str("ContentDir") if setup else None,
@@ -413,8 +421,11 @@ def parse_firewall(root: Node) -> FirewallPosture:
             local_port=r.strs("LocalPort"), remote_port=r.strs("RemotePort"),
             local_address=r.strs("LocalAddress"), remote_address=r.strs("RemoteAddress"),
             program=r.str("Program"), service=r.str("Service"),
+            icmp_type=r.strs("IcmpType"), interface_type=r.str("InterfaceType"),
+            interface_alias=r.strs("InterfaceAlias"), authentication=r.str("Authentication"),
+            encryption=r.str("Encryption"),
             edge_traversal=r.enum("EdgeTraversal", EDGE_TRAVERSAL),
-            policy_store_source_type=r.enum("PolicyStoreSourceType", POLICY_STORE_SOURCE))
+            policy_store_source_type=r.enum("PolicyStoreSourceType", POLICY_STORE_SOURCE, record_unknown=True))
     conns = tuple(ConnectionProfileInfo(interface_alias=c.str("InterfaceAlias", required=True) or "",
                                         network_category=c.enum("NetworkCategory", NETWORK_CATEGORY))
                   for c in root.objs("ConnectionProfiles"))

@@ -4,8 +4,12 @@
   PendingFileRenameOperations is a VALUE of Session Manager, not a key (Test-Path on it is a common bug); it is
   noisy (AV, installers), so it is reported as its value for comparison with the baseline, never required empty.
 
+  WuaRebootRequired is always null: ISystemInformation (Microsoft.Update.SystemInfo) is not among the WUA
+  interfaces that can be used from a remote computer, so over WinRM it never answers; the probe no longer asks.
+  Reading it would need a scheduled task running as SYSTEM on the VM, which patchgate does not install.
+
   Sources:
-  - ISystemInformation.RebootRequired: https://learn.microsoft.com/windows/win32/api/wuapi/nf-wuapi-isysteminformation-get_rebootrequired
+  - Using WUA from a remote computer: https://learn.microsoft.com/windows/win32/wua_sdk/using-wua-from-a-remote-computer
   - CBS RebootPending / WU Auto Update\RebootRequired keys as used by common scripts (Exchange HealthChecker
     "ServerPendingRebootCheck"); CBS RebootInProgress and PackagesPending are [U].
 #>
@@ -14,8 +18,6 @@ param()
 $ErrorActionPreference = 'Stop'
 
 $cbs = 'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing'
-$wua = $null
-try { $wua = [bool](New-Object -ComObject 'Microsoft.Update.SystemInfo').RebootRequired } catch { $wua = $null }
 
 $pfro = $null
 $value = Get-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Session Manager' `
@@ -27,7 +29,7 @@ $doc = [pscustomobject]@{
     CbsRebootInProgress         = Test-Path -LiteralPath "$cbs\RebootInProgress"
     CbsPackagesPending          = Test-Path -LiteralPath "$cbs\PackagesPending"
     WuRebootRequired            = Test-Path -LiteralPath 'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\WindowsUpdate\Auto Update\RebootRequired'
-    WuaRebootRequired           = $wua
+    WuaRebootRequired           = $null  # not readable remotely (see above)
     PendingFileRenameOperations = $pfro
 }
 ConvertTo-Json -InputObject $doc -Depth 3 -Compress

@@ -8,6 +8,7 @@
   - Get-WsusServer: https://learn.microsoft.com/powershell/module/updateservices/get-wsusserver
   - ISynchronizationInfo / SynchronizationResult / SynchronizationStatus:
     https://learn.microsoft.com/previous-versions/windows/desktop/aa354313(v=vs.85)
+  - appcmd list apppool /text:state (fallback): https://learn.microsoft.com/iis/get-started/getting-started-with-iis/getting-started-with-appcmdexe
   - WsusPool app pool (WebAdministration Get-WebAppPoolState), MUUrl:
     https://learn.microsoft.com/troubleshoot/mem/configmgr/update-management/troubleshoot-wsus-import-sync-issues
   - HKLM:\SOFTWARE\Microsoft\Update Services\Server\Setup PortNumber/UsingSSL/ContentDir [U]
@@ -43,10 +44,20 @@ if ($roleInstalled) {
         $ssl = $null; if ($null -ne $s.UsingSSL) { $ssl = [bool][int]$s.UsingSSL }
         $setup = [pscustomobject]@{ PortNumber = $port; UsingSSL = $ssl; ContentDir = $s.ContentDir }
     }
+    # WebAdministration is known to fail over remoting; appcmd reads the same IIS configuration. A read that
+    # fails both ways is reported with its error (a probe error, inconclusive), never as "WsusPool not started".
+    $appPoolError = $null
     try {
         Import-Module WebAdministration -ErrorAction Stop
         $appPool = [string](Get-WebAppPoolState -Name 'WsusPool').Value
-    } catch { $appPool = $null }
+    } catch {
+        $moduleError = $_.Exception.Message
+        $appcmd = Join-Path $env:windir 'System32\inetsrv\appcmd.exe'
+        $state = $null
+        if (Test-Path -LiteralPath $appcmd) { $state = & $appcmd list apppool 'WsusPool' '/text:state' 2>$null }
+        if ($LASTEXITCODE -eq 0 -and $state) { $appPool = [string]$state }
+        else { $appPoolError = "WebAdministration: $moduleError; appcmd: exit $LASTEXITCODE" }
+    }
 
     $available = $false; $apiError = $null; $muUrl = $null; $status = $null; $lastTime = $null; $last = $null
     try {
@@ -83,6 +94,7 @@ $doc = [pscustomobject]@{
     RoleInstalled = $roleInstalled
     Features      = $features
     AppPoolState  = $appPool
+    AppPoolError  = $appPoolError
     Setup         = $setup
     Api           = $api
 }

@@ -61,6 +61,7 @@ class InstallResult:
     output: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     staged_paths: list[str] = field(default_factory=list)
+    packages: list[dict[str, Any]] = field(default_factory=list)  # Get-WindowsPackage -Online state after install
 
 
 @functools.cache
@@ -198,21 +199,25 @@ def install(session: RemoteSession, package_path: str, *, kb: str, expected: dic
         detail = "; ".join(result.errors) or (log_lines[-1] if log_lines else "no detail")
         raise InstallError(f"installing {kb} from {package_path} failed on VM {vm}: exit code {code} "
                            f"(0x{code & 0xFFFFFFFF:08X}): {detail}", vm=vm, step="install")
+    raw = doc.get("Packages") or []
+    packages = [p for p in (raw if isinstance(raw, list) else [raw]) if isinstance(p, dict)]  # 5.1 collapses one
     return InstallResult(kb=kb, package_path=str(doc["PackagePath"]), exit_code=code,
                          restart_needed=bool(doc["RestartNeeded"]) or SUCCESS_CODES[code],
-                         output=list(result.output), log=log_lines)
+                         output=list(result.output), log=log_lines, packages=packages)
 
 
 def stage_and_install(session: RemoteSession, candidate: Candidate, timeout: float | None = None, *,
                       staging_dir: str | None = None) -> InstallResult:
-    """Stage, verify, install; one deadline for all of it. A single package is installed by file path;
-    several (a checkpoint cumulative update and its prerequisites) by their folder, as DISM expects."""
+    """Stage, verify, install; one deadline for all of it. DISM is given the target cumulative update's file even
+    when checkpoint cumulative updates come with it: it finds them in the same folder ("pass the target", Microsoft,
+    https://learn.microsoft.com/windows/deployment/update/catalog-checkpoint-cumulative-updates)."""
     vm = _vm(session)
     budget = _Budget(timeout, vm, candidate.kb)
     staged = stage(session, candidate, staging_dir=staging_dir, _budget=budget)
-    package_path = staged[0] if len(staged) == 1 else ntpath.dirname(staged[0])
+    target = candidate.package_path(candidate.target_package).name
+    package_path = next(path for path in staged if ntpath.basename(path) == target)
     expected = {candidate.package_path(package).name: package.sha256 for package in candidate.packages}
     result = install(session, package_path, kb=candidate.kb, expected=expected, timeout=budget.left("install"))
     return InstallResult(kb=result.kb, package_path=result.package_path, exit_code=result.exit_code,
                          restart_needed=result.restart_needed, output=result.output, log=result.log,
-                         staged_paths=staged)
+                         staged_paths=staged, packages=result.packages)

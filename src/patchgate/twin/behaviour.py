@@ -444,7 +444,8 @@ class Behaviour(_Strict):
 
     kb: str
     title: str = Field(..., min_length=3)
-    classification: Literal["baseline", "hotpatch", "lcu", "oob", "wsus-security", "synthetic", "other"]
+    classification: Literal["baseline", "hotpatch", "lcu", "oob", "wsus-security", "ssu", "dotnet", "synthetic",
+                            "other"]
     build: str | None = Field(None, pattern=r"^\d{5}\.\d{1,6}$")
     released: dt.date | None = None
     synthetic: bool = False

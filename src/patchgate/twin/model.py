@@ -76,6 +76,11 @@ class FirewallRule:
     remote_address: list[str] = field(default_factory=lambda: ["Any"])
     program: str = "Any"
     service: str = "Any"
+    icmp_type: list[str] = field(default_factory=lambda: ["Any"])
+    interface_type: str = "Any"  # Any | Wired | Wireless | RemoteAccess
+    interface_alias: list[str] = field(default_factory=lambda: ["Any"])
+    authentication: str = "NotRequired"
+    encryption: str = "NotRequired"
     edge_traversal: Literal["Block", "Allow", "DeferToUser", "DeferToApp"] = "Block"
     policy_store_source_type: Literal["Local", "GroupPolicy", "Dynamic", "Generated", "Hardcoded"] = "Local"
 
@@ -169,6 +174,7 @@ class SyncInfo:
 class WsusState:
     role_installed: bool = False
     app_pool_state: Literal["Started", "Stopped", "Starting", "Stopping", "Unknown"] = "Started"
+    app_pool_read_error: str | None = None  # WebAdministration and appcmd both failed to read WsusPool
     port_number: int = 8530
     using_ssl: bool = False
     content_dir: str = r"D:\WSUS"
@@ -241,7 +247,7 @@ class WindowsHost:
 
     @property
     def is_azure_edition(self) -> bool:
-        return self.edition_id == "ServerTurbine"
+        return self.edition_id.startswith("ServerTurbine")  # Azure Edition Core: ServerTurbineCor [U]
 
     def has_kb(self, kb: str) -> bool:
         return any(h.hotfix_id.upper() == kb.upper() for h in self.hotfixes)

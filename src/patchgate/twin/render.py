@@ -32,7 +32,7 @@ _SERVICE_STATUS = {"Running": "Running", "Stopped": "Stopped", "Start Pending": 
                    "Pause Pending": "PausePending"}
 _START_TYPE = {"Auto": "Automatic", "Manual": "Manual", "Disabled": "Disabled", "Boot": "Boot", "System": "System"}
 _EVENT_LEVEL = {"Critical": 1, "Error": 2, "Warning": 3, "Information": 4}
-ARC_SERVICES = ("himds", "GCArcService", "ExtensionService", "hpatchmon")
+ARC_SERVICES = ("himds", "GCArcService", "ExtensionService", "arcproxy", "hpatchmon")
 WSUS_FEATURES = ("UpdateServices", "UpdateServices-WidDB", "UpdateServices-Services", "UpdateServices-DB",
                  "UpdateServices-RSAT", "UpdateServices-API", "UpdateServices-UI")  # [U] exact WS2025 list
 WSUS_UNAVAILABLE = "The request failed with HTTP status 503: Service Unavailable."  # [U] exact text
@@ -107,7 +107,8 @@ def _wsus(host: WindowsHost, params: Mapping[str, Any]) -> dict[str, Any]:
         api = {"Available": False, "Error": WSUS_UNAVAILABLE, "MUUrl": None, "SyncStatus": None,
                "LastSynchronizationTime": None, "LastSync": None}
     return {
-        "RoleInstalled": True, "Features": features, "AppPoolState": w.app_pool_state,
+        "RoleInstalled": True, "Features": features,
+        "AppPoolState": None if w.app_pool_read_error else w.app_pool_state, "AppPoolError": w.app_pool_read_error,
         "Setup": {"PortNumber": w.port_number, "UsingSSL": w.using_ssl, "ContentDir": w.content_dir},
         "Api": api,
     }
@@ -146,6 +147,8 @@ def _firewall(host: WindowsHost, params: Mapping[str, Any]) -> dict[str, Any]:
         "Profile": r.profile, "Protocol": r.protocol, "LocalPort": list(r.local_port),
         "RemotePort": list(r.remote_port), "LocalAddress": list(r.local_address),
         "RemoteAddress": list(r.remote_address), "Program": r.program, "Service": r.service,
+        "IcmpType": r.icmp_type, "InterfaceType": r.interface_type, "InterfaceAlias": r.interface_alias,
+        "Authentication": r.authentication, "Encryption": r.encryption,
         "EdgeTraversal": r.edge_traversal, "PolicyStoreSourceType": r.policy_store_source_type,
     } for r in sorted(host.firewall_rules.values(), key=lambda r: r.name)]
     conns = [{"InterfaceAlias": c.interface_alias, "NetworkCategory": c.network_category}
@@ -170,7 +173,7 @@ def _reboot(host: WindowsHost, params: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "CbsRebootPending": r.cbs_reboot_pending, "CbsRebootInProgress": r.cbs_reboot_in_progress,
         "CbsPackagesPending": r.cbs_packages_pending, "WuRebootRequired": r.wu_reboot_required,
-        "WuaRebootRequired": r.wua_reboot_required,
+        "WuaRebootRequired": None,  # as the real probe: ISystemInformation is not usable remotely (docs/probes.md)
         # the value is absent (not empty) when nothing is pending
         "PendingFileRenameOperations": list(r.pending_file_rename_operations) or None,
     }

@@ -169,18 +169,26 @@ class TwinShell:
                 message = outcome.log[-1] if outcome.log else f"install of {kb} failed"
                 return PipelineOutput(output=[_json(result)], errors=[f"Add-WindowsPackage : {message}"],
                                       failed=True)
+        state = "InstallPending" if restart else "Installed"  # as Get-WindowsPackage -Online reports it
+        packages = [{"PackageName": f"Package_for_RollupFix (twin stand-in for {kb})", "PackageState": state,
+                     "ReleaseType": "Update"} for kb in kbs]
         return PipelineOutput(output=[_json({"PackagePath": path, "RestartNeeded": restart, "ExitCode": exit_code,
-                                             "Log": log, "Staged": staged})])
+                                             "Log": log, "Staged": staged, "Packages": packages})])
 
     @staticmethod
     def _packages_at(host: WindowsHost, path: str) -> list[tuple[str, bytes]]:
-        """The staged file at ``path``, or every staged file directly inside the folder ``path``."""
+        """What DISM installs for ``path``: a target file with the other packages of its folder (its checkpoint
+        cumulative updates, which DISM finds beside it) first, in name order; or every file of the folder ``path``."""
         key = filecopy.key(path)
+
+        def folder(prefix: str) -> list[tuple[str, bytes]]:
+            return sorted((name, data) for name, data in host.files.items()
+                          if name.startswith(prefix) and "\\" not in name[len(prefix):])
+
         if key in host.files:
-            return [(path, host.files[key])]
-        prefix = key.rstrip("\\") + "\\"
-        return sorted((name, data) for name, data in host.files.items()
-                      if name.startswith(prefix) and "\\" not in name[len(prefix):])
+            beside = [(n, d) for n, d in folder(key.rsplit("\\", 1)[0] + "\\") if n != key]
+            return [*beside, (path, host.files[key])]
+        return folder(key.rstrip("\\") + "\\")
 
     def _wsus_sync(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
         from patchgate.twin.behaviour import run_wsus_sync
@@ -188,6 +196,7 @@ class TwinShell:
         if not host.wsus.role_installed:
             return PipelineOutput(errors=["Get-WsusServer : The term 'Get-WsusServer' is not recognized as the "
                                           "name of a cmdlet (the WSUS role is not installed)"], failed=True)
+        previous = host.wsus.last_sync.id if host.wsus.last_sync else None
         run_wsus_sync(host, self.lab.clock())
         info = host.wsus.last_sync
         assert info is not None
@@ -196,7 +205,7 @@ class TwinShell:
             "EndTime": info.end_time.astimezone(dt.timezone.utc).isoformat(),
             "Result": info.result, "Error": info.error, "ErrorText": info.error_text,
             "StartedManually": info.started_manually, "UpdateErrorCount": info.update_error_count,
-            "Id": info.id})])
+            "Id": info.id, "PreviousId": previous})])
 
     # ------------------------------------------------------------ everyday commands
 
