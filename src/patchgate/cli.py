@@ -55,6 +55,7 @@ def _one_line(text: str) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from patchgate.inputs import new_run_id, peek_names, resolve_candidate, resolve_lab
+    from patchgate.outdir import require_fresh_out_dir
     from patchgate.paths import project_root, state_dir
 
     lab_path = resolve_lab(args.lab)
@@ -74,6 +75,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     kb, lab_name = early or (checked[1].kb, checked[0].name)  # type: ignore[index]
     run_id = new_run_id()
     out = Path(args.out) if args.out else root / "reports" / f"{run_id}-{kb}-{lab_name}"
+    require_fresh_out_dir(out)
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -275,7 +277,8 @@ def build_parser() -> Parser:
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     validate.add_argument("--lab", required=True, help="lab file, or a name under labs/ (e.g. twin)")
     validate.add_argument("--candidate", required=True, help="candidate file, or a KB id under candidates/")
-    validate.add_argument("--out", help="output folder (default: a new folder under reports/)")
+    validate.add_argument("--out", help="output folder, new or empty: a folder holding files (e.g. an "
+                          "earlier run) is refused with exit 4 (default: a new folder under reports/)")
     validate.add_argument("--twin-catalog", action="append", default=[], metavar="DIR",
                           help="add twin images and behaviours from DIR (repeatable)")
     validate.add_argument("--vm", action="append", default=[], metavar="NAME", help="only this VM (repeatable)")

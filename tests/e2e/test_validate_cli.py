@@ -190,3 +190,24 @@ def test_the_suites_run_with_the_gates_plugins_and_no_others(tmp_path):
     third_party = {name for name in registered if not name.startswith(("_pytest.", "fixtures.", "conftest"))}
     assert third_party == {"xdist.plugin", "allure_pytest.plugin", "testinfra.plugin"}, proc.stdout[-3000:]
     assert "hypothesis" not in proc.stdout
+
+
+def test_a_second_run_into_a_used_output_folder_is_refused_and_leaves_it_as_it_was(blocked):
+    out = blocked[1]
+    before = {p.relative_to(out): p.stat().st_mtime_ns for p in out.rglob("*")}
+    proc = run("validate", "--lab", "twin", "--candidate", "KB5070893", "--out", str(out))
+    assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert str(out) in proc.stderr and "another run's evidence" in proc.stderr and "--out" in proc.stderr
+    assert {p.relative_to(out): p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    assert gate(out)["verdict"] == "block"
+
+
+def test_the_pytest_entry_point_refuses_a_folder_with_a_stray_file(tmp_path):
+    (tmp_path / "notes.txt").write_text("not evidence of this run\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "suites", "--lab", "twin", "--candidate", "KB5070893",
+                           "--out", str(tmp_path), "-q", "-p", "no:cacheprovider"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "notes.txt" in proc.stderr and str(tmp_path) in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
