@@ -241,6 +241,12 @@ def cmd_gate(args: argparse.Namespace) -> int:
         gate = read_gate(gate_file)
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"not a valid gate file: {exc}", file=str(gate_file)) from None
+    from patchgate.verdicts import run_problems
+
+    problems = run_problems(Path(args.dir), gate)
+    if problems:
+        raise ConfigError("the run's outputs contradict each other, no verdict can be trusted: "
+                          + "; ".join(problems) + " (patchgate verify checks the whole folder)", file=str(args.dir))
     if args.json:
         print(json.dumps({k: gate[k] for k in ("verdict", "reason", "candidate", "lab", "run_id")}, indent=2))
     else:
@@ -289,7 +295,11 @@ def build_parser() -> Parser:
     validate.add_argument("pytest_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     validate.set_defaults(func=cmd_validate)
 
-    gate = sub.add_parser("gate", help="print the verdict of a finished run and exit with its code (0/1/2)")
+    gate = sub.add_parser("gate", help="print the verdict of a finished run and exit with its code (0/1/2)",
+                          description="Print the verdict of a finished run and exit with its code. The verdict "
+                          "is recomputed from the checks in gate.json and compared with run-manifest.json and "
+                          "junit.xml: outputs that contradict each other are refused (exit 4).",
+                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     gate.add_argument("dir", help="a run's output folder")
     gate.add_argument("--json", action="store_true", help="print the verdict as JSON")
     gate.set_defaults(func=cmd_gate)
@@ -298,11 +308,21 @@ def build_parser() -> Parser:
     report.add_argument("dir", help="a run's output folder")
     report.set_defaults(func=_lazy("patchgate.report", "cmd_report"))
 
-    verify = sub.add_parser("verify", help="re-hash a run's outputs against its evidence manifest (and signature)")
+    verify = sub.add_parser("verify", help="re-hash a run's outputs against its evidence manifest (and signature)",
+                            description="Re-hash every output of a run against evidence-manifest.json, check that "
+                            "gate.json, run-manifest.json and junit.xml give the same verdict and that it follows "
+                            "from the checks, and check the signatures; a run whose lab signs verdicts fails "
+                            "without them. Exit 0 all good, 1 something differs (each problem is named), "
+                            "4 not a run folder.", formatter_class=argparse.RawDescriptionHelpFormatter)
     verify.add_argument("dir", help="a run's output folder")
     verify.add_argument("--public-key", help="verify the signature offline with this exported public key")
     verify.add_argument("--lab", help="lab file whose Vault verifies the signature online (default: the lab file "
                         "the run recorded in run-manifest.json)")
+    verify.add_argument("--print-digest", action="store_true",
+                        help="only print the sha256 of evidence-manifest.json, to store outside the folder (CI log, "
+                        "release ticket); exit 0")
+    verify.add_argument("--digest", metavar="SHA256",
+                        help="also require evidence-manifest.json to have this sha256 (from --print-digest)")
     verify.set_defaults(func=_lazy("patchgate.evidence", "cmd_verify"))
 
     leases = sub.add_parser("leases", help="list the VM leases of a lab")

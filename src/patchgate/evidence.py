@@ -203,6 +203,7 @@ def build_run_manifest(facts: RunFacts) -> dict[str, Any]:
         "candidate": {"kb": facts.candidate.kb, **_file_entry(facts.candidate_path),
                       "target_build": facts.candidate.target_build, "packages": _packages(facts.candidate)},
         "selection": facts.selection,
+        "signing": signing_of(facts.lab),
         "scripts": script_hashes(),
         "cert_validation": cert_validation_of(vms),
         "vms": [{"name": vm.get("name"), "role": vm.get("role"), "ring": vm.get("ring"),
@@ -211,6 +212,15 @@ def build_run_manifest(facts: RunFacts) -> dict[str, Any]:
                  "steps": [{k: s.get(k) for k in ("name", "started_at", "duration_s", "ok", "attempts")}
                            for s in vm.get("steps", [])]} for vm in vms],
     }
+
+
+def signing_of(lab: Any) -> dict[str, Any]:
+    """Whether the lab asks for signed verdicts and with which transit key: ``verify`` fails a run that should
+    carry signatures and does not."""
+    if not getattr(lab, "signs_verdicts", False):
+        return {"required": False}
+    settings = lab.secrets.settings
+    return {"required": True, "key": settings.signing_key, "mount": settings.transit_mount}
 
 
 def _argv() -> list[str]:
@@ -386,11 +396,41 @@ def verify_report(out_dir: Path, evidence_sha: str, result: VerifyResult) -> Non
     result.notes.append(f"report: {len(entries)} file(s) checked against {REPORT_MANIFEST}")
 
 
+def signing_required(out_dir: Path, lab: str | None = None) -> str | None:
+    """Why this run must carry signatures (run-manifest.json records it; the lab file, --lab or the one the run
+    recorded, says so too when it can be read), or None."""
+    try:
+        recorded = json.loads((out_dir / RUN_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = {}
+    signing = recorded.get("signing") or {}
+    if signing.get("required"):
+        return f"run-manifest.json records that lab '{recorded.get('lab', {}).get('name')}' signs verdicts " \
+               f"with transit key {signing.get('mount')}/{signing.get('key')}"
+    lab_file = lab or (recorded.get("lab") or {}).get("file")
+    if not lab_file:
+        return None
+    try:
+        from patchgate.config import load_lab, resolve_lab
+
+        model = load_lab(resolve_lab(str(lab_file)))
+    except Exception:  # noqa: BLE001 - an unreadable lab file cannot say more than the manifest did
+        return None
+    if model.signs_verdicts:
+        return f"lab file {lab_file} signs verdicts with transit key {model.secrets.settings.signing_key}"
+    return None
+
+
 def verify_signatures(out_dir: Path, public_key: str | None, result: VerifyResult, *, lab: str | None = None) -> None:
     sigs = sorted(out_dir.glob("*.sig"))
     if not sigs:
-        if public_key:
+        required = signing_required(out_dir, lab)
+        if required:
+            result.problems.append(f"no signature (gate.json.sig, evidence-manifest.json.sig) although {required}")
+        elif public_key:
             result.problems.append("--public-key given but the run has no signature (*.sig)")
+        else:
+            result.notes.append("signatures: none (unsigned run: its lab does not sign verdicts)")
         return
     try:
         signing = importlib.import_module("patchgate.signing")
@@ -429,13 +469,41 @@ def verify_dir(out_dir: Path, *, public_key: str | None = None, lab: str | None 
     result.evidence_checked = result.checked
     result.extra = [p for p in evidence_files(out_dir) if p not in listed]
     verify_report(out_dir, sha256_file(out_dir / EVIDENCE_MANIFEST), result)
+    verify_verdicts(out_dir, result)
     verify_signatures(out_dir, public_key, result, lab=lab)
     return result
+
+
+def verify_verdicts(out_dir: Path, result: VerifyResult) -> None:
+    """gate.json's verdict follows from its checks, and run-manifest.json and junit.xml say the same."""
+    from patchgate.verdicts import run_problems
+
+    try:
+        gate = json.loads((out_dir / "gate.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        result.problems.append(f"gate.json: unreadable ({exc.__class__.__name__})")
+        return
+    result.problems.extend(run_problems(out_dir, gate))
+
+
+def manifest_digest(out_dir: Path) -> str:
+    """The sha256 of the evidence manifest: stored outside the folder (CI log, release ticket), it vouches for
+    every file the manifest lists."""
+    load_manifest(out_dir)
+    return sha256_file(out_dir / EVIDENCE_MANIFEST)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     out_dir = Path(args.dir)
     try:
+        if getattr(args, "print_digest", False):
+            print(f"sha256:{manifest_digest(out_dir)}  {out_dir / EVIDENCE_MANIFEST}")
+            return EXIT_OK
+        expected = getattr(args, "digest", None)
+        if expected and expected.lower().removeprefix("sha256:") != manifest_digest(out_dir):
+            print(f"CHANGED  {EVIDENCE_MANIFEST} (its sha256 is not the --digest given)")
+            print(f"FAILED: the evidence manifest is not the one recorded in {out_dir}", file=sys.stderr)
+            return EXIT_MISMATCH
         result = verify_dir(out_dir, public_key=getattr(args, "public_key", None), lab=getattr(args, "lab", None))
     except ConfigError as exc:
         print(f"patchgate: {exc}", file=sys.stderr)
