@@ -222,8 +222,13 @@ def render_markdown(data: dict[str, Any], report_href: str | None) -> str:
                 lines += ["", "  ```", *[f"  {b}" for b in body], "  ```"]
         lines.append("")
     lines += ["## Waivers applied", ""]
-    lines += [f"- `{w['invariant']}` on {w['vm']}: {_first_line(w.get('waiver', ''))}" for w in data["waivers"]] \
-        or ["None."]
+    for waiver in data["waivers"]:
+        lines.append(f"- `{waiver['invariant']}` on {waiver['vm']}: {_first_line(waiver.get('waiver', ''))}")
+        body = (waiver.get("waiver") or "").strip().splitlines()[1:]  # the failure the waiver covers
+        if body:
+            lines += ["", "  ```", *[f"  {b}" for b in body], "  ```"]
+    if not data["waivers"]:
+        lines.append("None.")
     return redactor.redact("\n".join(lines) + "\n")
 
 
@@ -274,7 +279,7 @@ def render_html(data: dict[str, Any], report_href: str | None) -> str:
     parts.append("<h2>Waivers applied</h2>")
     if data["waivers"]:
         parts.append("<table><tr><th>VM</th><th>invariant</th><th>waiver</th></tr>")
-        parts += [f"<tr><td>{e(w['vm'])}</td><td>{e(w['invariant'])}</td><td>{e(w.get('waiver', ''))}</td></tr>"
+        parts += [f"<tr><td>{e(w['vm'])}</td><td>{e(w['invariant'])}</td><td><pre>{e(w.get('waiver', ''))}</pre></td></tr>"
                   for w in data["waivers"]]
         parts.append("</table>")
     else:

@@ -160,3 +160,21 @@ def test_run_manifest_records_what_was_tested(blocked_run):
         assert any(step["name"] == "install" and step["duration_s"] >= 0 for step in vm["steps"])
     assert manifest["cert_validation"] == blocked_run.gate()["cert_validation"]
     assert manifest["verdict"] == "block"
+
+
+def test_a_waived_failure_keeps_its_before_and_after_table_everywhere(waived_run):
+    """The waiver line once, then the failure message with its table: in gate.json, junit.xml and Allure."""
+    import xml.etree.ElementTree as ET
+
+    [check] = [c for c in waived_run.gate()["checks"] if c["status"] == "waived"]
+    lines = check["message"].splitlines()
+    assert lines[0].startswith("waived by jdoe until 2030-01-31: accepted until")
+    assert sum(line.startswith("waived by") for line in lines) == 1, check["message"]
+    table = "\n".join(lines[1:])
+    assert "before" in table and "after" in table and "KB5070881" in table, check["message"]
+    [skipped] = [s for case in ET.parse(waived_run.out / "junit.xml").getroot().iter("testcase")
+                 if "hotpatch_track" in case.get("name", "") or "track" in case.get("name", "")
+                 for s in case.iter("skipped")]
+    assert table.splitlines()[0] in skipped.get("message", ""), skipped.attrib
+    [result] = [r for r in waived_run.allure_results() if r["name"] == "hotpatch.track on ws25-hp-01"]
+    assert table.splitlines()[0] in result["statusDetails"]["message"]

@@ -19,7 +19,8 @@ from report.runs import ROOT
 def make_run(folder: Path) -> Path:
     (folder / "allure-results").mkdir(parents=True)
     (folder / "vms").mkdir()
-    (folder / "gate.json").write_text('{"verdict": "block"}\n')
+    check = {"vm": "vm1", "area": "services", "invariant": "services.configuration", "status": "failed"}
+    (folder / "gate.json").write_text(json.dumps({"verdict": "block", "exit_code": 1, "checks": [check]}))
     (folder / "allure-results" / "a-result.json").write_text("{}")
     (folder / "allure-results" / "b-attachment.txt").write_text("install output\n")
     (folder / "vms" / "vm1.json").write_text("{}")
@@ -125,3 +126,13 @@ def test_summary_escapes_messages_and_redacts_secrets():
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
     assert "S3cr3t-Pa55word!" not in page and "S3cr3t-Pa55word!" not in md
     assert "services.configuration" in md and "### vm1 (member)" in md
+
+
+def test_summary_shows_the_failure_a_waiver_covers():
+    waiver = "waived by jdoe until 2030-01-31: accepted\nvm1 (member): changed\n  KB  before  after\n  KB1  no  yes"
+    gate = gate_doc("unused")
+    gate["waivers_applied"] = [{"vm": "vm1", "invariant": "hotpatch.track", "waiver": waiver}]
+    data = summary_data(gate, None)
+    assert "<pre>waived by jdoe until 2030-01-31: accepted\nvm1 (member): changed\n  KB  before  after" in \
+        render_html(data, None)
+    assert "  KB1  no  yes" in render_markdown(data, None)
