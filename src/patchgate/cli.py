@@ -226,6 +226,10 @@ def _print_verdict(gate: dict, gate_file: Path) -> None:
             print(f"  BROKEN  {vm:<16} {len(details)} check(s): {what}")
         else:
             print(f"  {status.upper():7} {vm:<16} {what:<32} {details[0]}")
+    for waiver in gate.get("waivers_expired", []):
+        scope = ", ".join(waiver.get("vms", []) + waiver.get("roles", []))
+        print(f"  EXPIRED waiver for {waiver['invariant']} on {scope} by {waiver['owner']}: expired on "
+              f"{waiver['expires']}, no longer applies")
     print(f"gate file: {gate_file}")
 
 

@@ -74,6 +74,7 @@ class GateReport:
     remoting: dict[str, Any] = field(default_factory=dict)
     cert_validation: dict[str, bool] = field(default_factory=dict)
     waivers: list[dict[str, Any]] = field(default_factory=list)
+    waivers_expired: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
     patchgate_version: str = ""
 
@@ -102,6 +103,7 @@ class GateReport:
             "counts": counts,
             "checks": [c.to_dict() for c in self.checks],
             "waivers_applied": self.waivers,
+            "waivers_expired": self.waivers_expired,
             "vms": self.vms,
             "patchgate_version": self.patchgate_version,
         }

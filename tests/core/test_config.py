@@ -114,3 +114,39 @@ def test_names_resolve_to_repository_files():
     assert resolve_candidate("5070881").name == "KB5070881.yaml"
     with pytest.raises(ConfigError, match="unknown candidate 'KB1234567'.*known: .*KB5070881"):
         resolve_candidate("KB1234567")
+
+
+WAIVER_LINES = """  waivers:
+    - invariant: {invariant}
+      {scope}
+      owner: jane.doe@example.com
+      expires: 2030-01-31
+      justification: accepted while the vendor fixes it
+"""
+
+
+@pytest.mark.parametrize("invariant, scope, field, words", [
+    ("firewall.rule", "vms: [ws25-hp-01]", "policy.waivers[0].invariant",
+     "unknown invariant 'firewall.rule', so the waiver could never apply (did you mean 'firewall.rules'?)"),
+    ("hotpatch.track", "roles: [hotpatch]", "policy.waivers[0].roles[0]",
+     "no role 'hotpatch' in lab 'twin', so the waiver could never apply (the lab's roles: hotpatch-member, "
+     "member, wsus-server)"),
+    ("hotpatch.track", "vms: [ws25-hp-99]", "policy.waivers[0].vms[0]", "no VM 'ws25-hp-99' in lab 'twin'"),
+])
+def test_a_waiver_that_could_never_match_is_refused_on_its_line(tmp_path, invariant, scope, field, words):
+    text = _lab_text().replace("  waivers: []\n", WAIVER_LINES.format(invariant=invariant, scope=scope))
+    path = tmp_path / "lab.yaml"
+    path.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1)
+                if (t.strip().startswith("- invariant") if field.endswith("invariant") else scope in t))
+    with pytest.raises(ConfigError) as caught:
+        load_lab(path)
+    assert str(caught.value).startswith(f"{path}:{line}: field '{field}': "), str(caught.value)
+    assert words in str(caught.value)
+
+
+def test_a_waiver_for_a_known_invariant_and_vm_loads(tmp_path):
+    path = tmp_path / "lab.yaml"
+    path.write_text(_lab_text().replace("  waivers: []\n", WAIVER_LINES.format(invariant="hotpatch.track",
+                                                                               scope="roles: [hotpatch-member]")))
+    assert load_lab(path).policy.waivers[0].roles == ["hotpatch-member"]
