@@ -230,6 +230,9 @@ def _print_verdict(gate: dict, gate_file: Path) -> None:
         scope = ", ".join(waiver.get("vms", []) + waiver.get("roles", []))
         print(f"  EXPIRED waiver for {waiver['invariant']} on {scope} by {waiver['owner']}: expired on "
               f"{waiver['expires']}, no longer applies")
+    from patchgate.signing_status import signing_status
+
+    print(f"signature: {signing_status(gate_file.parent).text}")
     print(f"gate file: {gate_file}")
 
 

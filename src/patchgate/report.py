@@ -148,8 +148,9 @@ def build_allure_report(run_dir: Path, gate: dict[str, Any], *, allure: Path | N
     with tempfile.TemporaryDirectory(prefix="patchgate-allure-") as work:
         # a private working directory: no allurerc.* or history from wherever the command was started
         config = Path(work) / "allurerc.json"
-        config.write_text(json.dumps({"name": name, "categories": {"rules": allure_categories(
-            _read_categories(run_dir))}}, indent=2), encoding="utf-8")
+        config.write_text(json.dumps({"name": name, "variables": report_variables(run_dir, gate),
+                                      "categories": {"rules": allure_categories(_read_categories(run_dir))}},
+                                     indent=2), encoding="utf-8")
         command = [str(allure), "awesome", str(results.resolve()), "--config", str(config), "--cwd", work,
                    "-o", str(output.resolve()), "--single-file", "--report-name", name,
                    "--group-by", "parentSuite,suite,subSuite"]
@@ -167,6 +168,14 @@ def build_allure_report(run_dir: Path, gate: dict[str, Any], *, allure: Path | N
     return index
 
 
+def report_variables(run_dir: Path, gate: dict[str, Any]) -> dict[str, str]:
+    """What Allure 3 shows above the overview (its report ``variables``): the verdict and the signature first."""
+    from patchgate.signing_status import signing_status
+
+    return {"Verdict": f"{gate['verdict'].upper()}: {gate.get('reason', '')}",
+            "Signature": signing_status(run_dir).text}
+
+
 def strip_analytics(page: str) -> str:
     """Remove the Google Analytics tag Allure 3 always adds: an evidence report must open offline and must not
     tell a third party that (or when) it was opened."""
@@ -179,8 +188,10 @@ def _first_line(text: str) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
 
-def summary_data(gate: dict[str, Any], run_manifest: dict[str, Any] | None) -> dict[str, Any]:
-    """What the one-page summary shows, in one structure both renderings use."""
+def summary_data(gate: dict[str, Any], run_manifest: dict[str, Any] | None, *,
+                 signature: str = "unknown") -> dict[str, Any]:
+    """What the one-page summary shows, in one structure both renderings use; ``signature``: the run folder's
+    signing status (patchgate.signing_status)."""
     by_vm: dict[str, list[dict[str, Any]]] = {}
     for check in gate.get("checks", []):
         if check.get("status") in ("failed", "broken"):
@@ -192,13 +203,14 @@ def summary_data(gate: dict[str, Any], run_manifest: dict[str, Any] | None) -> d
             "waivers": gate.get("waivers_applied", []), "cert_validation": gate.get("cert_validation", {}),
             "remoting": gate.get("remoting", {}), "interrupted": gate.get("interrupted", False),
             "commit": ((run_manifest or {}).get("patchgate", {}).get("git") or {}).get("commit"),
-            "version": gate.get("patchgate_version")}
+            "version": gate.get("patchgate_version"), "signature": signature}
 
 
 def render_markdown(data: dict[str, Any], report_href: str | None) -> str:
     c = data["candidate"]
     lines = [f"# patchgate: {data['verdict'].upper()} for {c['kb']} on lab {data['lab']['name']}", "",
              f"**Verdict:** {data['verdict'].upper()}: {data['reason']}", "",
+             f"- Signature: {data.get('signature', 'unknown')}",
              f"- Candidate: {c['kb']} ({c.get('classification', '')}): {c.get('title', '')}",
              (f"- Lab: {data['lab']['name']} ({data['lab'].get('hypervisor', '')}, remoting "
              f"{data['remoting'].get('kind', '')})"),
@@ -250,7 +262,8 @@ def render_html(data: dict[str, Any], report_href: str | None) -> str:
              f"<div class=\"verdict {e(verdict)}\" id=\"verdict\">{e(verdict.upper())}</div>",
              f"<p>{e(data['reason'])}</p><table>"]
     cves = ", ".join(f"<a href=\"https://www.cve.org/CVERecord?id={e(x)}\">{e(x)}</a>" for x in c.get("cves", []))
-    rows = [("Candidate", f"{e(c['kb'])} ({e(c.get('classification', ''))}): {e(c.get('title', ''))}"),
+    rows = [("Signature", e(data.get("signature", "unknown"))),
+            ("Candidate", f"{e(c['kb'])} ({e(c.get('classification', ''))}): {e(c.get('title', ''))}"),
             ("KB article", f"<a href=\"{e(c.get('kb_article', ''))}\">{e(c.get('kb_article', ''))}</a>"),
             ("CVEs", cves or "-"), ("Target build", e(c.get("target_build", ""))),
             ("Lab", (f"{e(data['lab']['name'])} ({e(data['lab'].get('hypervisor', ''))}, remoting "
@@ -311,7 +324,9 @@ def _load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
 
 def write_summary(run_dir: Path, gate: dict[str, Any], manifest: dict[str, Any] | None,
                   report_href: str | None) -> list[Path]:
-    data = summary_data(gate, manifest)
+    from patchgate.signing_status import signing_status
+
+    data = summary_data(gate, manifest, signature=signing_status(run_dir).text)
     md, page = run_dir / "summary.md", run_dir / "summary.html"
     md.write_text(render_markdown(data, report_href), encoding="utf-8")
     page.write_text(render_html(data, report_href), encoding="utf-8")

@@ -42,6 +42,7 @@ def test_kb5070881_is_blocked_for_leaving_the_hotpatch_track(blocked):
     assert ("ws25-hp-01", "hotpatch.track") in failed
     assert all(inv == "hotpatch.track" for _, inv in failed), failed
     assert "hotpatch.track" in proc.stdout and "ws25-hp-01" in proc.stdout
+    assert "signature: unsigned (the lab does not sign verdicts)" in proc.stdout
     message = next(c["message"] for c in data["checks"] if c["vm"] == "ws25-hp-01" and c["status"] == "failed")
     assert "KB5070881" in message and "not installed" in message and "installed" in message
 

@@ -58,6 +58,9 @@ def test_summary_shows_verdict_and_failed_invariants_per_vm(reported):
     assert "hotpatch.track" in md and "FAILED" in md
     assert 'href="report/index.html"' in page
     assert "Certificate checking" in page and "remoting <span class=\"off\">OFF</span>" in page
+    signature = "<tr><th>Signature</th><td>unsigned (the lab does not sign verdicts)</td></tr>"
+    assert signature in page and page.index(signature) < page.index("<tr><th>Candidate</th>")
+    assert "- Signature: unsigned (the lab does not sign verdicts)" in md
 
 
 def test_report_keeps_the_evidence_verifiable(reported):
@@ -137,6 +140,7 @@ def test_report_renders_the_blocked_candidate_and_failed_invariant_in_chromium(s
     assert "patchgate KB5070881 on twin: BLOCK" in text
     assert "hotpatch.track on ws25-hp-01" in text
     assert "Failed 3" in text
+    assert "Signature unsigned (the lab does not sign verdicts)" in text, text[:3000]
 
 
 def test_failed_test_page_shows_the_vm_lifecycle_and_category(served, reported, tmp_path):

@@ -136,3 +136,18 @@ def test_summary_shows_the_failure_a_waiver_covers():
     assert "<pre>waived by jdoe until 2030-01-31: accepted\nvm1 (member): changed\n  KB  before  after" in \
         render_html(data, None)
     assert "  KB1  no  yes" in render_markdown(data, None)
+
+
+def test_signing_status_names_the_key_or_says_what_is_missing(tmp_path):
+    from patchgate.signing_status import signing_status
+
+    assert signing_status(tmp_path).state == "unsigned"
+    (tmp_path / "run-manifest.json").write_text(json.dumps(
+        {"signing": {"required": True, "key": "patchgate-verdicts", "mount": "transit"}}))
+    missing = signing_status(tmp_path)
+    assert missing.state == "missing" and "transit/patchgate-verdicts" in missing.text
+    for name in ("gate.json", "evidence-manifest.json"):
+        (tmp_path / f"{name}.sig").write_text(json.dumps({"file": name, "key": "patchgate-verdicts",
+                                                          "key_version": 2, "mount": "transit"}))
+    signed = signing_status(tmp_path)
+    assert signed.state == "signed" and "transit/patchgate-verdicts v2" in signed.text
