@@ -23,10 +23,12 @@ import argparse
 import datetime as dt
 import fnmatch
 import functools
+import getpass
 import hashlib
 import importlib
 import json
 import logging
+import os
 import platform
 import subprocess
 import sys
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from patchgate import __version__
+from patchgate.ci import ci_context
 from patchgate.errors import EXIT_CONFIG, ConfigError
 from patchgate.hashing import sha256_file
 from patchgate.secrets.redact import redactor
@@ -195,12 +198,16 @@ def build_run_manifest(facts: RunFacts) -> dict[str, Any]:
         "finished_at": facts.finished_at.isoformat(),
         "verdict": facts.verdict,
         "patchgate": {"version": __version__, "git": git_commit(facts.project_root)},
-        "runner": {"host": platform.node(), "platform": platform.platform(), "argv": _argv()},
+        "runner": {"host": platform.node(), "platform": platform.platform(), "argv": _argv(), "user": _os_user(),
+                   "ci": ci_context(os.environ)},
+        "suites": {"folder": str(facts.project_root / "suites") if facts.project_root else None,
+                   "git": git_commit(facts.project_root)},
         "components": component_versions(),
-        "lab": {"name": facts.lab.name, **_file_entry(facts.lab_path),
+        "lab": {"name": facts.lab.name, **_file_entry(facts.lab_path), "git": file_commit(facts.lab_path),
                 "hypervisor": facts.lab.hypervisor.kind, "remoting": facts.lab.remoting.kind,
                 "secrets": facts.lab.secrets.kind},
         "candidate": {"kb": facts.candidate.kb, **_file_entry(facts.candidate_path),
+                      "git": file_commit(facts.candidate_path),
                       "target_build": facts.candidate.target_build, "packages": _packages(facts.candidate)},
         "selection": facts.selection,
         "signing": signing_of(facts.lab),
@@ -221,6 +228,29 @@ def signing_of(lab: Any) -> dict[str, Any]:
         return {"required": False}
     settings = lab.secrets.settings
     return {"required": True, "key": settings.signing_key, "mount": settings.transit_mount}
+
+
+def _os_user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        return None
+
+
+def file_commit(path: Path | None) -> dict[str, Any] | None:
+    """The commit of the git checkout holding ``path`` (the lab file carries the policy) and whether that file
+    differs from it or is not tracked at all; None outside a git checkout."""
+    if path is None or not Path(path).is_file():
+        return None
+    folder = str(Path(path).resolve().parent)
+    try:
+        head = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "-C", folder, "status", "--porcelain", "--", Path(path).name],
+                                capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head, "dirty": bool(status.strip()), "untracked": status.startswith("??")}
 
 
 def _argv() -> list[str]:

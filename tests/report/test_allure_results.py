@@ -178,3 +178,16 @@ def test_a_waived_failure_keeps_its_before_and_after_table_everywhere(waived_run
     assert table.splitlines()[0] in skipped.get("message", ""), skipped.attrib
     [result] = [r for r in waived_run.allure_results() if r["name"] == "hotpatch.track on ws25-hp-01"]
     assert table.splitlines()[0] in result["statusDetails"]["message"]
+
+
+def test_the_run_manifest_says_who_ran_it_and_from_which_commits(xdist_run):
+    import getpass
+
+    manifest = json.loads((xdist_run.out / "run-manifest.json").read_text(encoding="utf-8"))
+    runner = manifest["runner"]
+    assert runner["user"] == getpass.getuser()
+    assert runner["ci"] == {"system": "github", "actor": "jdoe-ci", "build": "nightly gate #17",
+                            "run_url": "https://github.example/infra/patchgate/actions/runs/4242"}
+    assert len(manifest["suites"]["git"]["commit"]) == 40 and manifest["suites"]["folder"].endswith("suites")
+    assert manifest["lab"]["git"]["commit"] == manifest["suites"]["git"]["commit"]  # labs/twin.yaml is in the checkout
+    assert manifest["lab"]["git"]["untracked"] is False

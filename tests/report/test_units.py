@@ -151,3 +151,23 @@ def test_signing_status_names_the_key_or_says_what_is_missing(tmp_path):
                                                           "key_version": 2, "mount": "transit"}))
     signed = signing_status(tmp_path)
     assert signed.state == "signed" and "transit/patchgate-verdicts v2" in signed.text
+
+
+def test_executor_and_ci_context_from_jenkins_and_azure_pipelines_variables():
+    from patchgate.ci import ci_context
+
+    jenkins_env = {"JENKINS_URL": "https://ci.example/", "BUILD_NUMBER": "42", "JOB_NAME": "patch-gate",
+                   "BUILD_URL": "https://ci.example/job/patch-gate/42/"}
+    jenkins = executor_from_env(jenkins_env)
+    assert jenkins["type"] == "jenkins" and jenkins["buildOrder"] == 42
+    assert jenkins["buildUrl"] == "https://ci.example/job/patch-gate/42/" and jenkins["buildName"] == "patch-gate #42"
+    assert ci_context(jenkins_env)["actor"] is None  # Jenkins names no user without a plugin: never guessed
+    assert ci_context({**jenkins_env, "BUILD_USER_ID": "jdoe"})["actor"] == "jdoe"
+    azure_env = {"TF_BUILD": "True", "BUILD_BUILDID": "1234", "BUILD_BUILDNUMBER": "20261203.1",
+                 "BUILD_DEFINITIONNAME": "nightly", "BUILD_REQUESTEDFOR": "Jane Doe",
+                 "SYSTEM_COLLECTIONURI": "https://dev.azure.com/fabrikam/", "SYSTEM_TEAMPROJECT": "Patch Gate"}
+    azure = executor_from_env(azure_env)
+    assert azure["type"] == "azure" and azure["buildOrder"] == 1234
+    assert azure["buildUrl"] == "https://dev.azure.com/fabrikam/Patch%20Gate/_build/results?buildId=1234"
+    assert ci_context(azure_env)["actor"] == "Jane Doe"
+    assert ci_context({"PATH": "/usr/bin"}) is None
