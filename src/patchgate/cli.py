@@ -212,8 +212,8 @@ def _wait(child: "subprocess.Popen[bytes]") -> int:
 
 
 def _print_verdict(gate: dict, gate_file: Path) -> None:
-    print(f"\nverdict: {gate['verdict'].upper()} for {gate['candidate']['kb']} on lab {gate['lab']['name']}: "
-          f"{gate['reason']}")
+    shown = gate["verdict"].upper() + (" (partial)" if gate.get("partial") else "")
+    print(f"\nverdict: {shown} for {gate['candidate']['kb']} on lab {gate['lab']['name']}: {gate['reason']}")
     shown: dict[tuple[str, str, str], list[str]] = {}
     for check in gate["checks"]:
         if check["status"] in ("failed", "broken", "waived"):
@@ -255,9 +255,15 @@ def cmd_gate(args: argparse.Namespace) -> int:
         raise ConfigError("the run's outputs contradict each other, no verdict can be trusted: "
                           + "; ".join(problems) + " (patchgate verify checks the whole folder)", file=str(args.dir))
     if args.json:
-        print(json.dumps({k: gate[k] for k in ("verdict", "reason", "candidate", "lab", "run_id")}, indent=2))
+        print(json.dumps({k: gate.get(k) for k in ("verdict", "reason", "candidate", "lab", "run_id", "partial",
+                                                   "selection")}, indent=2))
     else:
         _print_verdict(gate, gate_file)
+    if args.require_full and gate.get("partial") and gate["verdict"] == "approve":
+        narrowed = (gate.get("selection") or {}).get("narrowed_by", "")
+        print(f"patchgate: --require-full: the run checked only part of the lab ({narrowed}): inconclusive "
+              "for a release", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
     return int(gate["exit_code"])
 
 
@@ -309,6 +315,9 @@ def build_parser() -> Parser:
                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     gate.add_argument("dir", help="a run's output folder")
     gate.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    gate.add_argument("--require-full", action="store_true",
+                      help="exit 2 (inconclusive) when an approving run was narrowed (--vm/--role/--ring, -k, -m "
+                      "or paths): for release gates, which must judge the whole lab")
     gate.set_defaults(func=cmd_gate)
 
     report = sub.add_parser("report", help="build the single-file Allure report and a one-page summary")

@@ -186,7 +186,7 @@ class RunFacts:
     finished_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     project_root: Path | None = None
     verdict: str | None = None
-    selection: dict[str, list[str]] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)
 
 
 def build_run_manifest(facts: RunFacts) -> dict[str, Any]:

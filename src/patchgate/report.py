@@ -144,7 +144,8 @@ def build_allure_report(run_dir: Path, gate: dict[str, Any], *, allure: Path | N
     output = run_dir / REPORT_FOLDER
     if output.exists():
         shutil.rmtree(output)
-    name = f"patchgate {gate['candidate']['kb']} on {gate['lab']['name']}: {gate['verdict'].upper()}"
+    partial = " (partial)" if gate.get("partial") else ""
+    name = f"patchgate {gate['candidate']['kb']} on {gate['lab']['name']}: {gate['verdict'].upper()}{partial}"
     with tempfile.TemporaryDirectory(prefix="patchgate-allure-") as work:
         # a private working directory: no allurerc.* or history from wherever the command was started
         config = Path(work) / "allurerc.json"
@@ -173,7 +174,13 @@ def report_variables(run_dir: Path, gate: dict[str, Any]) -> dict[str, str]:
     from patchgate.signing_status import signing_status
 
     return {"Verdict": f"{gate['verdict'].upper()}: {gate.get('reason', '')}",
-            "Signature": signing_status(run_dir).text}
+            "Signature": signing_status(run_dir).text, "Selection": selection_text(gate)}
+
+
+def selection_text(gate: dict[str, Any]) -> str:
+    """What part of the lab and the suites the run checked, in words."""
+    selection = gate.get("selection") or {}
+    return f"partial: {selection.get('narrowed_by')}" if gate.get("partial") else "the whole lab, every suite"
 
 
 def strip_analytics(page: str) -> str:
@@ -203,7 +210,7 @@ def summary_data(gate: dict[str, Any], run_manifest: dict[str, Any] | None, *,
             "waivers": gate.get("waivers_applied", []), "cert_validation": gate.get("cert_validation", {}),
             "remoting": gate.get("remoting", {}), "interrupted": gate.get("interrupted", False),
             "commit": ((run_manifest or {}).get("patchgate", {}).get("git") or {}).get("commit"),
-            "version": gate.get("patchgate_version"), "signature": signature}
+            "version": gate.get("patchgate_version"), "signature": signature, "selection": selection_text(gate)}
 
 
 def render_markdown(data: dict[str, Any], report_href: str | None) -> str:
@@ -211,6 +218,7 @@ def render_markdown(data: dict[str, Any], report_href: str | None) -> str:
     lines = [f"# patchgate: {data['verdict'].upper()} for {c['kb']} on lab {data['lab']['name']}", "",
              f"**Verdict:** {data['verdict'].upper()}: {data['reason']}", "",
              f"- Signature: {data.get('signature', 'unknown')}",
+             f"- Selection: {data['selection']}",
              f"- Candidate: {c['kb']} ({c.get('classification', '')}): {c.get('title', '')}",
              (f"- Lab: {data['lab']['name']} ({data['lab'].get('hypervisor', '')}, remoting "
              f"{data['remoting'].get('kind', '')})"),
@@ -262,7 +270,7 @@ def render_html(data: dict[str, Any], report_href: str | None) -> str:
              f"<div class=\"verdict {e(verdict)}\" id=\"verdict\">{e(verdict.upper())}</div>",
              f"<p>{e(data['reason'])}</p><table>"]
     cves = ", ".join(f"<a href=\"https://www.cve.org/CVERecord?id={e(x)}\">{e(x)}</a>" for x in c.get("cves", []))
-    rows = [("Signature", e(data.get("signature", "unknown"))),
+    rows = [("Signature", e(data.get("signature", "unknown"))), ("Selection", e(data["selection"])),
             ("Candidate", f"{e(c['kb'])} ({e(c.get('classification', ''))}): {e(c.get('title', ''))}"),
             ("KB article", f"<a href=\"{e(c.get('kb_article', ''))}\">{e(c.get('kb_article', ''))}</a>"),
             ("CVEs", cves or "-"), ("Target build", e(c.get("target_build", ""))),

@@ -212,3 +212,29 @@ def test_the_pytest_entry_point_refuses_a_folder_with_a_stray_file(tmp_path):
     assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "notes.txt" in proc.stderr and str(tmp_path) in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_narrowed_approve_says_partial_everywhere_and_fails_require_full(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    out = tmp_path / "out"
+    proc = run("validate", "--lab", "twin", "--candidate", "KB5070893", "--role", "wsus-server", "--out", str(out),
+               "--", "-k", "sync")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    data = gate(out)
+    assert data["verdict"] == "approve" and data["partial"] is True
+    assert data["selection"]["roles"] == ["wsus-server"] and data["selection"]["keyword"] == "sync"
+    assert data["reason"].startswith("approve (partial: role wsus-server; -k sync): all 1 checks passed")
+    assert "verdict: APPROVE (partial) for KB5070893" in proc.stdout
+    props = {p.get("name"): p.get("value") for p in ET.parse(out / "junit.xml").getroot().iter("property")}
+    assert props["patchgate.partial"] == "true" and props["patchgate.selection"] == "role wsus-server; -k sync"
+    assert json.loads((out / "run-manifest.json").read_text())["selection"]["partial"] is True
+    assert run("gate", str(out)).returncode == 0
+    strict = run("gate", str(out), "--require-full")
+    assert strict.returncode == 2 and "--require-full" in strict.stderr and "-k sync" in strict.stderr
+
+
+def test_a_whole_lab_approve_is_not_partial_and_passes_require_full(approved):
+    proc, out = approved
+    assert gate(out)["partial"] is False and "(partial" not in gate(out)["reason"]
+    assert run("gate", str(out), "--require-full").returncode == 0
