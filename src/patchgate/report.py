@@ -138,7 +138,13 @@ def _read_categories(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def build_allure_report(run_dir: Path, gate: dict[str, Any], *, allure: Path | None = None) -> Path:
-    """Run ``allure awesome --single-file`` into ``run_dir/report``; return the index.html it wrote."""
+    """Run ``allure generate`` (the awesome plugin, one file) into ``run_dir/report``; return its index.html.
+
+    The verdict is the first thing the report shows, whatever the pass rate: it is in the report's name, it is
+    the first of the report's variables (above the metadata), a block or inconclusive verdict is a global error
+    (the red *Global Errors* tab), and the test tree lists failed and broken checks first. The global error lives in
+    a results folder of its own, outside the run folder: the report is derived, the evidence stays as written.
+    """
     allure = allure or find_allure()
     results = run_dir / "allure-results"
     output = run_dir / REPORT_FOLDER
@@ -149,32 +155,54 @@ def build_allure_report(run_dir: Path, gate: dict[str, Any], *, allure: Path | N
     with tempfile.TemporaryDirectory(prefix="patchgate-allure-") as work:
         # a private working directory: no allurerc.* or history from wherever the command was started
         config = Path(work) / "allurerc.json"
-        config.write_text(json.dumps({"name": name, "variables": report_variables(run_dir, gate),
-                                      "categories": {"rules": allure_categories(_read_categories(run_dir))}},
-                                     indent=2), encoding="utf-8")
-        command = [str(allure), "awesome", str(results.resolve()), "--config", str(config), "--cwd", work,
-                   "-o", str(output.resolve()), "--single-file", "--report-name", name,
-                   "--group-by", "parentSuite,suite,subSuite"]
+        config.write_text(json.dumps(allure_config(run_dir, gate, name), indent=2), encoding="utf-8")
+        verdict_results = write_verdict_globals(Path(work) / "verdict-results", gate)
+        command = [str(allure), "generate", str(results.resolve()), str(verdict_results), "--config", str(config),
+                   "--cwd", work, "-o", str(output.resolve()), "--report-name", name]
         env = {**os.environ, "NO_COLOR": "1", "FORCE_COLOR": "0"}
         try:
             done = subprocess.run(command, check=False, cwd=work, capture_output=True, text=True, timeout=ALLURE_TIMEOUT,
                                   env=env)
         except subprocess.TimeoutExpired:
-            raise RuntimeError(f"allure awesome did not finish within {ALLURE_TIMEOUT}s") from None
+            raise RuntimeError(f"allure generate did not finish within {ALLURE_TIMEOUT}s") from None
     index = output / "index.html"
     if done.returncode != 0 or not index.is_file():
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-        raise RuntimeError(f"allure awesome failed (exit {done.returncode}):\n{redactor.redact(tail)}")
+        raise RuntimeError(f"allure generate failed (exit {done.returncode}):\n{redactor.redact(tail)}")
     index.write_text(strip_analytics(index.read_text(encoding="utf-8")), encoding="utf-8")
     return index
+
+
+def allure_config(run_dir: Path, gate: dict[str, Any], name: str) -> dict[str, Any]:
+    """Allure 3's configuration for one run (https://allurereport.org/docs/v3/configure/ and the awesome plugin's
+    README: ``singleFile``, ``groupBy``, ``defaultSortBy``)."""
+    return {"name": name, "variables": report_variables(run_dir, gate),
+            "categories": {"rules": allure_categories(_read_categories(run_dir))},
+            "plugins": {"awesome": {"options": {"reportName": name, "singleFile": True,
+                                                "groupBy": ["parentSuite", "suite", "subSuite"],
+                                                "defaultSortBy": "status,asc"}}}}
+
+
+def write_verdict_globals(folder: Path, gate: dict[str, Any]) -> Path:
+    """A results folder holding one Allure ``*-globals.json`` whose error is the verdict, unless it approves."""
+    import time
+    import uuid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if gate["verdict"] != "approve":
+        errors = [{"message": redactor.redact(f"patchgate verdict: {gate['verdict'].upper()}: {gate.get('reason', '')}"),
+                   "timestamp": int(time.time() * 1000)}]
+        (folder / f"{uuid.uuid4()}-globals.json").write_text(json.dumps({"errors": errors}), encoding="utf-8")
+    return folder
 
 
 def report_variables(run_dir: Path, gate: dict[str, Any]) -> dict[str, str]:
     """What Allure 3 shows above the overview (its report ``variables``): the verdict and the signature first."""
     from patchgate.signing_status import signing_status
 
-    return {"Verdict": f"{gate['verdict'].upper()}: {gate.get('reason', '')}",
-            "Signature": signing_status(run_dir).text, "Selection": selection_text(gate)}
+    return {"Verdict": gate["verdict"].upper() + (" (partial)" if gate.get("partial") else ""),
+            "Reason": gate.get("reason", ""), "Signature": signing_status(run_dir).text,
+            "Selection": selection_text(gate)}
 
 
 def selection_text(gate: dict[str, Any]) -> str:

@@ -143,6 +143,19 @@ def test_report_renders_the_blocked_candidate_and_failed_invariant_in_chromium(s
     assert "Signature unsigned (the lab does not sign verdicts)" in text, text[:3000]
 
 
+def test_the_report_of_a_block_shows_the_verdict_first_and_failed_checks_first(served, reported, tmp_path):
+    """The overview of a mostly green BLOCK: the verdict is the first variable and a global error, and the
+    test tree starts each VM with its failed checks."""
+    url = f"{served}/report/index.html"
+    shot = tmp_path / "overview.png"
+    assert chromium(f"--screenshot={shot}", url, profile=tmp_path / "p1").returncode == 0 and shot.is_file()
+    text = visible_text(chromium("--dump-dom", url, profile=tmp_path / "p2").stdout)
+    assert "Global Errors 1" in text, text[:3000]
+    variables = text[text.index("Variables"):]
+    assert variables.split()[2:4] == ["Verdict", "BLOCK"], variables[:200]
+    assert text.index("hotpatch.track on ws25-wsus-01") < text.index("firewall.core_services on ws25-wsus-01")
+
+
 def test_failed_test_page_shows_the_vm_lifecycle_and_category(served, reported, tmp_path):
     """The failed hotpatch invariant's own page: its category, severity and the VM's lifecycle setup fixture."""
     results = json.loads((reported / "report" / "test-results.json").read_text(encoding="utf-8"))["byId"]

@@ -171,3 +171,17 @@ def test_executor_and_ci_context_from_jenkins_and_azure_pipelines_variables():
     assert azure["buildUrl"] == "https://dev.azure.com/fabrikam/Patch%20Gate/_build/results?buildId=1234"
     assert ci_context(azure_env)["actor"] == "Jane Doe"
     assert ci_context({"PATH": "/usr/bin"}) is None
+
+
+def test_only_a_verdict_that_does_not_approve_becomes_an_allure_global_error(tmp_path):
+    from patchgate.report import allure_config, write_verdict_globals
+
+    block = {"verdict": "block", "reason": "1 invariant(s) failed: hotpatch.track on vm1", "candidate": {"kb": "KB1"},
+             "lab": {"name": "lab"}}
+    [globals_file] = write_verdict_globals(tmp_path / "block", block).glob("*-globals.json")
+    [error] = json.loads(globals_file.read_text())["errors"]
+    assert error["message"] == "patchgate verdict: BLOCK: 1 invariant(s) failed: hotpatch.track on vm1"
+    assert not list(write_verdict_globals(tmp_path / "approve", {**block, "verdict": "approve"}).iterdir())
+    config = allure_config(tmp_path, block, "name")
+    assert list(config["variables"])[:2] == ["Verdict", "Reason"] and config["variables"]["Verdict"] == "BLOCK"
+    assert config["plugins"]["awesome"]["options"]["defaultSortBy"] == "status,asc"
