@@ -191,3 +191,16 @@ def test_the_run_manifest_says_who_ran_it_and_from_which_commits(xdist_run):
     assert len(manifest["suites"]["git"]["commit"]) == 40 and manifest["suites"]["folder"].endswith("suites")
     assert manifest["lab"]["git"]["commit"] == manifest["suites"]["git"]["commit"]  # labs/twin.yaml is in the checkout
     assert manifest["lab"]["git"]["untracked"] is False
+
+
+def test_no_pytest_internals_in_set_up_and_tear_down(blocked_run):
+    fixtures = {f["name"] for c in blocked_run.allure_containers() for f in c.get("befores", []) + c.get("afters", [])}
+    assert "pytestconfig" not in fixtures and not any(name.endswith("::<lambda>") for name in fixtures), fixtures
+    assert "lifecycle of ws25-hp-01 (hotpatch-member)" in fixtures and "obs" in fixtures
+
+
+def test_the_posture_diff_says_what_changed_at_its_top(blocked_run):
+    [diff] = [p for p in blocked_run.results.glob("*-attachment.html")
+              if "ws25-hp-01: baseline" in p.read_text(encoding="utf-8")]
+    page = diff.read_text(encoding="utf-8")
+    assert page.index('<p class="summary">') < page.index("installed KBs: 1 added") < page.index("<table>"), page[:600]
