@@ -285,7 +285,8 @@ _CSS = ("body{font-family:Segoe UI,Arial,sans-serif;max-width:1100px;margin:24px
         ".block{background:#fde2e1;color:#a4000f}.approve{background:#dff5e3;color:#11632a}"
         ".inconclusive{background:#fff3cd;color:#7a5a00}table{border-collapse:collapse;margin:8px 0}"
         "th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f3f3f3}"
-        "pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}.off{color:#a4000f;font-weight:bold}")
+        "pre{background:#f7f7f7;padding:8px;font-size:12px;white-space:pre-wrap;overflow-wrap:anywhere;margin:0}"
+        "td,p{overflow-wrap:break-word}table{max-width:100%}.off{color:#a4000f;font-weight:bold}")
 
 
 def render_html(data: dict[str, Any], report_href: str | None) -> str:

@@ -185,3 +185,12 @@ def test_only_a_verdict_that_does_not_approve_becomes_an_allure_global_error(tmp
     config = allure_config(tmp_path, block, "name")
     assert list(config["variables"])[:2] == ["Verdict", "Reason"] and config["variables"]["Verdict"] == "BLOCK"
     assert config["plugins"]["awesome"]["options"]["defaultSortBy"] == "status,asc"
+
+
+def test_summary_wraps_long_messages_instead_of_running_off_the_page():
+    data = summary_data(gate_doc("vm1 (member): " + "x" * 400), None, signature="unsigned")
+    page = render_html(data, None)
+    style = page[page.index("<style>"):page.index("</style>")]
+    assert "white-space:pre-wrap" in style and "overflow-wrap:anywhere" in style
+    assert "overflow:auto" not in style  # a scrolling box hides the end of the message
+    assert page.index("<th>Signature</th>") < page.index("<th>Selection</th>") < page.index("<th>Candidate</th>")
