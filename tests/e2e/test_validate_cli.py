@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
@@ -238,3 +240,38 @@ def test_a_whole_lab_approve_is_not_partial_and_passes_require_full(approved):
     proc, out = approved
     assert gate(out)["partial"] is False and "(partial" not in gate(out)["reason"]
     assert run("gate", str(out), "--require-full").returncode == 0
+
+
+TRANSITION = re.compile(r"^\[\s*\d+\.\ds\] \S+\s+\S+\s+(ok|FAILED|retrying)")
+
+
+def test_without_a_terminal_the_output_is_one_ordered_stream(blocked):
+    """The lifecycle lines (the restores too) come before the verdict, the verdict before the failures, and the
+    failures before pytest's closing lines."""
+    out = blocked[0].stdout.splitlines()
+    last_transition = max(i for i, line in enumerate(out) if TRANSITION.match(line))
+    verdict = next(i for i, line in enumerate(out) if "patchgate verdict: BLOCK" in line)
+    failures = next(i for i, line in enumerate(out) if re.match(r"^=+ FAILURES =+$", line))
+    junit = next(i for i, line in enumerate(out) if "generated xml file" in line)
+    assert last_transition < verdict < failures < junit, "\n".join(out[last_transition - 3:junit + 1])
+    assert any(re.match(r"^\[\s*\d+\.\ds\] ws25-hp-01\s+restore\s+ok", line) for line in out[:verdict])
+
+
+def test_a_step_that_needed_a_retry_says_so_and_quiet_mode_keeps_the_verdict_on_its_own_line(tmp_path):
+    lab = (ROOT / "labs" / "twin.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(lab)
+    data["name"] = "twin-retry"
+    for vm in data["vms"]:
+        if vm["name"] == "ws25-hp-01":
+            vm["faults"] = ["revert-fails:1"]
+    path = tmp_path / "twin-retry.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    proc = run("validate", "--lab", str(path), "--candidate", "KB5070893", "--vm", "ws25-hp-01",
+               "--out", str(tmp_path / "out"), "--", "-q")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert any(re.match(r"^\[\s*\d+\.\ds\] ws25-hp-01\s+revert\s+retrying \(attempt 2\)$", line) for line in lines)
+    assert any(re.match(r"^\[\s*\d+\.\ds\] ws25-hp-01\s+revert\s+ok after 2 attempts \(\d+\.\d\ds\)$", line)
+               for line in lines), proc.stdout[-3000:]
+    banner = next(line for line in lines if "patchgate verdict: APPROVE" in line)
+    assert banner.startswith("="), banner

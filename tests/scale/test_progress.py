@@ -168,3 +168,15 @@ def test_follower_reads_whole_lines_only() -> None:
 def test_progress_is_a_plugin_of_the_suites() -> None:
     text = (ROOT / "conftest.py").read_text(encoding="utf-8")
     assert "fixtures.progress" in text and sys.executable
+
+
+def test_a_retried_step_is_shown_as_retried() -> None:
+    board = Board(origin=100.0)
+    board.update("vm1", "revert", "start", at=101.0)
+    record, _ = board.update("vm1", "revert", "retry", at=102.0)
+    assert format_line(board, "vm1", "revert", "retry", 0.0, 102.0, record.retries).endswith("retrying (attempt 2)")
+    record, took = board.update("vm1", "revert", "ok", at=104.0)
+    assert format_line(board, "vm1", "revert", "ok", took, 104.0, record.retries).endswith(
+        "ok after 2 attempts (3.00s)")
+    record, _ = board.update("vm1", "install", "start", at=105.0)
+    assert record.retries == 0
