@@ -119,6 +119,9 @@ def _check_inputs(args: argparse.Namespace, lab_path: Path, candidate_path: Path
 
     lab, candidate = load_inputs(lab_path, candidate_path)
     RunSelection(vms=args.vm, roles=args.role, rings=args.ring).apply(lab)
+    from patchgate.secrets.env import require_env_credentials
+
+    require_env_credentials(lab)
     catalog = None
     if lab.hypervisor.kind == "twin" or getattr(lab.hypervisor.settings, "twin_guest", False):
         from patchgate.twin.lab import check_twin_inputs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -275,3 +276,53 @@ def test_a_step_that_needed_a_retry_says_so_and_quiet_mode_keeps_the_verdict_on_
                for line in lines), proc.stdout[-3000:]
     banner = next(line for line in lines if "patchgate verdict: APPROVE" in line)
     assert banner.startswith("="), banner
+
+
+def unreachable_vsphere_lab(tmp_path: Path) -> Path:
+    """The vSphere rehearsal lab pointed at a local port nobody listens on."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    text = (ROOT / "labs" / "vsphere-sim.example.yaml").read_text(encoding="utf-8")
+    text = re.sub(r"    ca_bundle: .*\n", "    cert_validation: false\n", text).replace("8989", str(port))
+    path = tmp_path / "vsphere-down.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+CREDENTIALS = {"PATCHGATE_HYPERVISOR_USERNAME": "patchgate", "PATCHGATE_HYPERVISOR_PASSWORD": "not-a-real-pw-1",
+               "PATCHGATE_USERNAME": "Administrator", "PATCHGATE_PASSWORD": "not-a-real-pw-2"}
+
+
+def run_env(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in CREDENTIALS}
+    return subprocess.run([PATCHGATE, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**clean, **env})
+
+
+def test_a_missing_credential_variable_is_one_line_of_bad_input(tmp_path):
+    lab = unreachable_vsphere_lab(tmp_path)
+    env = {k: v for k, v in CREDENTIALS.items() if k != "PATCHGATE_HYPERVISOR_USERNAME"}
+    proc = run_env({**env, "PATCHGATE_STATE_DIR": str(tmp_path / "state")}, "validate", "--lab", str(lab),
+                   "--candidate", "KB5070881", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"patchgate: {lab}: secrets.kind is env but PATCHGATE_HYPERVISOR_USERNAME is not set: export "
+        "PATCHGATE_HYPERVISOR_USERNAME (docs/lab-file.md, secrets)"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_vcenter_is_one_line_per_vm_without_tracebacks(tmp_path):
+    lab = unreachable_vsphere_lab(tmp_path)
+    env = {**CREDENTIALS, "PATCHGATE_STATE_DIR": str(tmp_path / "state")}
+    proc = run_env(env, "validate", "--lab", str(lab), "--candidate", "KB5070881", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert "ERROR at setup" not in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+    broken = [line for line in proc.stdout.splitlines() if line.startswith("  BROKEN  ")]
+    assert len(broken) == 4 and all("cannot reach https://127.0.0.1:" in line for line in broken), broken
+    assert len(proc.stdout.splitlines()) < 60, proc.stdout
+    debug = run_env(env, "validate", "--lab", str(lab), "--candidate", "KB5070881", "--vm", "ws25-hp-01",
+                    "--out", str(tmp_path / "out-debug"), "--", "--log-level=DEBUG")
+    assert debug.returncode == 2 and "ERROR at setup of" in debug.stdout, debug.stdout[-2000:]
