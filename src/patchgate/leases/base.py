@@ -13,6 +13,7 @@ rollback and renewal live here once.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import random
@@ -20,7 +21,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
@@ -32,6 +33,12 @@ log = logging.getLogger(__name__)
 DEFAULT_TTL = 900.0
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 2.0
+
+LeaseWaitCallback = Callable[[str, str, float, float], None]
+"""(vm, who holds it, seconds waited so far, timeout): called on every retry while a VM is busy."""
+lease_waits: contextvars.ContextVar[LeaseWaitCallback | None] = contextvars.ContextVar("patchgate_lease_waits",
+                                                                                         default=None)
+"""Set by whoever shows progress (the pytest wiring) around a run's start; ``acquire_ordered`` reports to it."""
 
 
 @dataclass(frozen=True)
@@ -221,8 +228,10 @@ def acquire_ordered(backend: LeaseBackend, vms: Sequence[str], run_id: str, *, t
     if not names:
         raise LeaseError("no VMs to lease")
     holder = Holder(run_id=run_id)
-    deadline = time.monotonic() + timeout
+    began = time.monotonic()
+    deadline = began + timeout
     handles: dict[str, Any] = {}
+    report_wait = lease_waits.get()
     try:
         for vm in names:
             delay = FIRST_BACKOFF
@@ -236,6 +245,9 @@ def acquire_ordered(backend: LeaseBackend, vms: Sequence[str], run_id: str, *, t
                     who = result.current.describe() if result.current else "another run (holder unknown)"
                     raise LeaseError(f"VM {vm} is leased by {who}; gave up after {timeout:g}s "
                                      f"(run {run_id} wanted {', '.join(names)})", vm=vm, step="lease")
+                if report_wait is not None:
+                    report_wait(vm, result.current.describe() if result.current else "another run (holder unknown)",
+                                time.monotonic() - began, timeout)
                 # jitter spreads contenders out so they do not retry in lockstep
                 time.sleep(min(left, delay * random.uniform(0.5, 1.5)))
                 delay = min(delay * 2, MAX_BACKOFF)
