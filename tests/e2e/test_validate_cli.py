@@ -182,6 +182,11 @@ def test_keep_on_failure_skips_the_final_revert_and_says_so(tmp_path):
     assert proc.returncode == 1
     vm = gate(tmp_path)["vms"][0]
     assert vm["kept"] is True and vm["restored"] is False
+    kept = [line for line in proc.stdout.splitlines() if line.startswith("  KEPT    ws25-hp-01")]
+    assert kept and "not restored" in kept[0] and "restore it with: patchgate reap --lab " in kept[0], proc.stdout
+    lab_file = kept[0].rsplit("--lab ", 1)[1]
+    reap = run("reap", "--lab", lab_file)
+    assert reap.returncode == 0 and "ws25-hp-01" in reap.stdout, reap.stdout + reap.stderr
 
 
 def test_the_suites_run_with_the_gates_plugins_and_no_others(tmp_path):
