@@ -23,11 +23,14 @@ from patchgate.twin.handoff import TwinHandoff
 if TYPE_CHECKING:
     import subprocess
 
+ROLES = ("hotpatch-member", "wsus-server", "member", "domain-controller", "hyperv-host")
+"""VM roles a lab may use (patchgate.config.lab.Role; kept here so --help needs no pydantic)."""
+
 EPILOG = """exit codes: 0 approve, 1 block, 2 inconclusive, 3 internal error, 4 usage or configuration error
 
 examples:
   patchgate validate --lab twin --candidate KB5070881
-  patchgate validate --lab labs/vsphere.yaml --candidate candidates/KB5070893.yaml --role wsus-server -- -k sync
+  patchgate validate --lab labs/vsphere-sim.example.yaml --candidate candidates/KB5070893.yaml --role wsus-server -- -k sync
   patchgate gate reports/<run>            # print the verdict of a finished run, exit with its code
   patchgate report reports/<run>          # single-file Allure report + one-page summary
   patchgate verify reports/<run>          # re-hash every output against the evidence manifest
@@ -318,9 +321,12 @@ def build_parser() -> Parser:
                           "earlier run) is refused with exit 4 (default: a new folder under reports/)")
     validate.add_argument("--twin-catalog", action="append", default=[], metavar="DIR",
                           help="add twin images and behaviours from DIR (repeatable)")
-    validate.add_argument("--vm", action="append", default=[], metavar="NAME", help="only this VM (repeatable)")
-    validate.add_argument("--role", action="append", default=[], metavar="ROLE", help="only VMs with this role")
-    validate.add_argument("--ring", action="append", default=[], metavar="RING", help="only VMs in this ring")
+    validate.add_argument("--vm", action="append", default=[], metavar="NAME",
+                          help="only this VM of the lab (repeatable)")
+    validate.add_argument("--role", action="append", default=[], metavar="ROLE",
+                          help="only VMs with this role (repeatable): " + ", ".join(ROLES))
+    validate.add_argument("--ring", action="append", default=[], metavar="RING",
+                          help="only VMs in this ring, as the lab file names them, e.g. ring0 (repeatable)")
     validate.add_argument("--keep-on-failure", action="store_true",
                           help="leave VMs whose checks failed as they are, for debugging (says so in the output)")
     validate.add_argument("pytest_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -330,7 +336,8 @@ def build_parser() -> Parser:
                           description="Print the verdict of a finished run and exit with its code. The verdict "
                           "is recomputed from the checks in gate.json and compared with run-manifest.json and "
                           "junit.xml: outputs that contradict each other are refused (exit 4).",
-                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                          epilog="exit codes: 0 approve, 1 block, 2 inconclusive (or a partial approve with "
+                          "--require-full), 4 not a run folder or contradicting outputs")
     gate.add_argument("dir", help="a run's output folder")
     gate.add_argument("--json", action="store_true", help="print the verdict as JSON")
     gate.add_argument("--require-full", action="store_true",
@@ -338,7 +345,12 @@ def build_parser() -> Parser:
                       "or paths): for release gates, which must judge the whole lab")
     gate.set_defaults(func=cmd_gate)
 
-    report = sub.add_parser("report", help="build the single-file Allure report and a one-page summary")
+    report = sub.add_parser("report", help="build the single-file Allure report and a one-page summary",
+                            description="Build DIR/report/index.html (Allure 3, one self-contained file), "
+                            "DIR/summary.html and DIR/summary.md from a finished run's evidence, and "
+                            "report-manifest.json over them; the evidence itself is never changed.",
+                            epilog="exit codes: 0 built, 3 Allure failed, 4 not a run folder or Allure not "
+                            "installed (npm install)")
     report.add_argument("dir", help="a run's output folder")
     report.set_defaults(func=_lazy("patchgate.report", "cmd_report"))
 
@@ -346,8 +358,8 @@ def build_parser() -> Parser:
                             description="Re-hash every output of a run against evidence-manifest.json, check that "
                             "gate.json, run-manifest.json and junit.xml give the same verdict and that it follows "
                             "from the checks, and check the signatures; a run whose lab signs verdicts fails "
-                            "without them. Exit 0 all good, 1 something differs (each problem is named), "
-                            "4 not a run folder.", formatter_class=argparse.RawDescriptionHelpFormatter)
+                            "without them.", epilog="exit codes: 0 all good, 1 something differs (each problem "
+                            "is named), 4 not a run folder")
     verify.add_argument("dir", help="a run's output folder")
     verify.add_argument("--public-key", help="verify the signature offline with this exported public key")
     verify.add_argument("--lab", help="lab file whose Vault verifies the signature online (default: the lab file "
@@ -359,16 +371,25 @@ def build_parser() -> Parser:
                         help="also require evidence-manifest.json to have this sha256 (from --print-digest)")
     verify.set_defaults(func=_lazy("patchgate.evidence", "cmd_verify"))
 
-    leases = sub.add_parser("leases", help="list the VM leases of a lab")
+    leases = sub.add_parser("leases", help="list the VM leases of a lab",
+                            description="List who holds which VM of the lab (run, process, host, since), and "
+                            "stale leases whose holder died.", epilog="exit codes: 0 listed, 2 lease backend "
+                            "unreachable, 4 bad lab file")
     leases.add_argument("--lab", required=True, help="lab file or name")
     leases.set_defaults(func=_lazy("patchgate.leases.cli", "cmd_leases"))
 
-    reap = sub.add_parser("reap", help="restore VMs left behind by runs that are no longer alive")
+    reap = sub.add_parser("reap", help="restore VMs left behind by runs that are no longer alive",
+                          description="Restore VMs that runs no longer alive left changed (killed runs, "
+                          "--keep-on-failure) to their snapshot and release their stale leases.",
+                          epilog="exit codes: 0 nothing left behind or all restored, 2 a VM could not be "
+                          "restored, 4 bad lab file")
     reap.add_argument("--lab", required=True, help="lab file or name")
     reap.add_argument("--dry-run", action="store_true", help="only say what would be restored")
     reap.set_defaults(func=_lazy("patchgate.reap", "cmd_reap"))
 
-    twin = sub.add_parser("twin", help="list the twin's images and update behaviours")
+    twin = sub.add_parser("twin", help="list the twin's images and update behaviours",
+                          description="List the twin's starting images and the updates (KBs) it knows how to "
+                          "install, with what each does.", epilog="exit codes: 0 listed, 4 bad catalogue folder")
     twin.add_argument("--twin-catalog", action="append", default=[], metavar="DIR")
     twin.set_defaults(func=_lazy("patchgate.twin.listing", "cmd_list"))
     return parser

@@ -38,6 +38,12 @@ class RunSelection:
             if name not in names:
                 raise ConfigError(f"--vm {name}: no such VM in lab '{lab.name}' (VMs: {', '.join(sorted(names))})",
                                   file=str(lab.source))
+        for flag, wanted, known in (("--role", self.roles, {vm.role for vm in lab.vms}),
+                                    ("--ring", self.rings, {vm.ring for vm in lab.vms})):
+            for value in wanted:
+                if value not in known:
+                    raise ConfigError(f"{flag} {value}: no VM of lab '{lab.name}' has it (the lab's "
+                                      f"{flag[2:]}s: {', '.join(sorted(known))})", file=str(lab.source))
         chosen = [vm for vm in lab.vms
                   if (not self.vms or vm.name in self.vms)
                   and (not self.roles or vm.role in self.roles)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -150,3 +151,47 @@ def test_a_waiver_for_a_known_invariant_and_vm_loads(tmp_path):
     path.write_text(_lab_text().replace("  waivers: []\n", WAIVER_LINES.format(invariant="hotpatch.track",
                                                                                scope="roles: [hotpatch-member]")))
     assert load_lab(path).policy.waivers[0].roles == ["hotpatch-member"]
+
+
+@pytest.mark.parametrize("old, new, field", [
+    ('target_build: "26100.6905"', "target_build: 26100.7400", "target_build"),
+    ("kb: KB5070893", "kb: 5070893", "kb"),
+    ("sha256: 980d862e0f65574a7bb793f859053f41d2b9b1d731fd63b300840d7c46f89b05", "sha256: " + "1" * 64,
+     "packages[0].sha256"),
+])
+def test_an_unquoted_number_says_quote_it(tmp_path, old, new, field):
+    shutil.copytree(ROOT / "candidates", tmp_path / "candidates")
+    path = tmp_path / "candidates" / "KB5070893.yaml"
+    path.write_text(path.read_text().replace(old, new))
+    with pytest.raises(ConfigError) as info:
+        load_candidate(path)
+    assert info.value.field == field
+    assert "YAML read the unquoted value as a number" in str(info.value) and "put it in quotes" in str(info.value)
+
+
+def test_a_role_or_ring_no_vm_has_lists_the_labs_roles_and_rings():
+    from patchgate.labrun import RunSelection
+
+    lab = load_lab(ROOT / "labs" / "twin.yaml")
+    with pytest.raises(ConfigError, match=r"--role hotpatch: no VM of lab 'twin' has it \(the lab's roles: "
+                                          r"hotpatch-member, member, wsus-server\)"):
+        RunSelection(roles=["hotpatch"]).apply(lab)
+    with pytest.raises(ConfigError, match=r"--ring ring9: .*the lab's rings: ring0"):
+        RunSelection(rings=["ring9"]).apply(lab)
+
+
+def test_help_names_every_role_and_gives_every_command_a_description_and_exit_codes():
+    import typing
+
+    from patchgate.cli import ROLES, build_parser
+    from patchgate.config.lab import Role
+
+    assert ROLES == typing.get_args(Role)
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse keeps them nowhere else
+    for name, sub in commands.items():
+        assert sub.description and "exit codes" in (sub.epilog or sub.description), name
+    validate_help = commands["validate"].format_help()
+    assert "(repeatable): hotpatch-member, wsus-server" in " ".join(validate_help.split())
+    for example in re.findall(r"--lab (labs/\S+)", parser.format_help()):
+        assert (ROOT / example).is_file(), example
