@@ -23,6 +23,8 @@ from patchgate.twin.handoff import TwinHandoff
 if TYPE_CHECKING:
     import subprocess
 
+CLASSIFICATIONS = ("hotpatch", "baseline", "lcu", "oob", "wsus-security", "other")
+"""Candidate classifications (patchgate.config.candidate.Classification), for --help without pydantic."""
 ROLES = ("hotpatch-member", "wsus-server", "member", "domain-controller", "hyperv-host")
 """VM roles a lab may use (patchgate.config.lab.Role; kept here so --help needs no pydantic)."""
 
@@ -370,6 +372,27 @@ def build_parser() -> Parser:
     verify.add_argument("--digest", metavar="SHA256",
                         help="also require evidence-manifest.json to have this sha256 (from --print-digest)")
     verify.set_defaults(func=_lazy("patchgate.evidence", "cmd_verify"))
+
+    candidate = sub.add_parser("candidate", help="write a candidate file to complete (candidate new PACKAGE...)",
+                               description="Candidate files (docs/candidate.md).",
+                               epilog="exit codes: 0 written, 4 bad input (no package, KB not in the file "
+                               "name, file exists)")
+    candidate_sub = candidate.add_subparsers(dest="candidate_command", metavar="new", parser_class=Parser,
+                                             required=True)
+    new = candidate_sub.add_parser("new", help="write a candidate file from the update's package files",
+                                   description="Write candidates/<KB>.yaml: the KB from the package file name, "
+                                   "each package's sha256, the classification (given or asked); title, target "
+                                   "build, release date and KB article as placeholders that loading the file "
+                                   "refuses until they are filled in.",
+                                   epilog="exit codes: 0 written, 4 bad input (no package, KB not in the file "
+                                   "name, the candidate file exists, no --classification without a terminal)")
+    new.add_argument("packages", nargs="+", metavar="PACKAGE", help="the update's .msu (or .cab) files, in "
+                     "install order")
+    new.add_argument("--classification", choices=CLASSIFICATIONS,
+                     help="the update's kind (asked on a terminal when not given)")
+    new.add_argument("--kb", help="the KB id, when the package file name does not carry it")
+    new.add_argument("--out", help="the candidate file to write (default: candidates/<KB>.yaml)")
+    new.set_defaults(func=_lazy("patchgate.candidate_scaffold", "cmd_candidate_new"))
 
     leases = sub.add_parser("leases", help="list the VM leases of a lab",
                             description="List who holds which VM of the lab (run, process, host, since), and "

@@ -195,3 +195,33 @@ def test_help_names_every_role_and_gives_every_command_a_description_and_exit_co
     assert "(repeatable): hotpatch-member, wsus-server" in " ".join(validate_help.split())
     for example in re.findall(r"--lab (labs/\S+)", parser.format_help()):
         assert (ROOT / example).is_file(), example
+
+
+def test_candidate_new_fills_in_what_the_package_tells_and_insists_on_the_rest(tmp_path, capsys):
+    from patchgate.cli import CLASSIFICATIONS, main
+    from patchgate.config.candidate import Classification
+
+    assert CLASSIFICATIONS == __import__("typing").get_args(Classification)
+    package = tmp_path / "packages" / "windows11.0-kb5072033-x64.msu"
+    package.parent.mkdir()
+    package.write_bytes(b"a stand-in for the update package\n")
+    out = tmp_path / "KB5072033.yaml"
+    assert main(["candidate", "new", str(package), "--classification", "lcu", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "kb: KB5072033" in text and "file: \"packages/windows11.0-kb5072033-x64.msu\"" in text
+    with pytest.raises(ConfigError) as info:
+        load_candidate(out)
+    assert info.value.field == "title" and "placeholder" in str(info.value)
+    filled = (text.replace('"TODO: the title of KB5072033 as its KB article gives it"', '"December 2026 LCU"')
+              .replace('target_build: "TODO"', 'target_build: "26100.7400"')
+              .replace("release_date: TODO", "release_date: 2026-12-09")
+              .replace('"TODO: https://support.microsoft.com/... (the KB article of KB5072033)"',
+                       "https://support.microsoft.com/help/5072033"))
+    out.write_text(filled)
+    candidate = load_candidate(out)  # the package's sha256 was computed right
+    assert candidate.kb == "KB5072033" and candidate.classification == "lcu"
+    assert main(["candidate", "new", str(package), "--classification", "lcu", "--out", str(out)]) == 4
+    nameless = tmp_path / "update.msu"
+    nameless.write_bytes(b"x")
+    assert main(["candidate", "new", str(nameless), "--classification", "lcu", "--out", str(tmp_path / "n.yaml")]) == 4
+    assert "pass --kb" in capsys.readouterr().err
