@@ -7,6 +7,7 @@ off the hotpatch track; KB5070893 approved), so the demo itself is a check.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ def main() -> int:
     rows = []
     for kb, expected in EXPECTED.items():
         out = ROOT / "reports" / f"demo-{kb}"
+        shutil.rmtree(out, ignore_errors=True)  # the demo's own folder: a run only writes into a new one
         began = time.monotonic()
         code = subprocess.call([PATCHGATE, "validate", "--lab", "twin", "--candidate", kb, "--out", str(out),
                                 "--", "-q", "--no-header", "-rN"], cwd=ROOT)

@@ -23,11 +23,16 @@ from patchgate.twin.handoff import TwinHandoff
 if TYPE_CHECKING:
     import subprocess
 
+CLASSIFICATIONS = ("hotpatch", "baseline", "lcu", "oob", "wsus-security", "other")
+"""Candidate classifications (patchgate.config.candidate.Classification), for --help without pydantic."""
+ROLES = ("hotpatch-member", "wsus-server", "member", "domain-controller", "hyperv-host")
+"""VM roles a lab may use (patchgate.config.lab.Role; kept here so --help needs no pydantic)."""
+
 EPILOG = """exit codes: 0 approve, 1 block, 2 inconclusive, 3 internal error, 4 usage or configuration error
 
 examples:
   patchgate validate --lab twin --candidate KB5070881
-  patchgate validate --lab labs/vsphere.yaml --candidate candidates/KB5070893.yaml --role wsus-server -- -k sync
+  patchgate validate --lab labs/vsphere-sim.example.yaml --candidate candidates/KB5070893.yaml --role wsus-server -- -k sync
   patchgate gate reports/<run>            # print the verdict of a finished run, exit with its code
   patchgate report reports/<run>          # single-file Allure report + one-page summary
   patchgate verify reports/<run>          # re-hash every output against the evidence manifest
@@ -56,6 +61,7 @@ def _one_line(text: str) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from patchgate.inputs import new_run_id, peek_names, resolve_candidate, resolve_lab
+    from patchgate.outdir import require_fresh_out_dir
     from patchgate.paths import project_root, state_dir
 
     lab_path = resolve_lab(args.lab)
@@ -75,6 +81,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     kb, lab_name = early or (checked[1].kb, checked[0].name)  # type: ignore[index]
     run_id = new_run_id()
     out = Path(args.out) if args.out else root / "reports" / f"{run_id}-{kb}-{lab_name}"
+    require_fresh_out_dir(out)
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -120,6 +127,9 @@ def _check_inputs(args: argparse.Namespace, lab_path: Path, candidate_path: Path
 
     lab, candidate = load_inputs(lab_path, candidate_path)
     RunSelection(vms=args.vm, roles=args.role, rings=args.ring).apply(lab)
+    from patchgate.secrets.env import require_env_credentials
+
+    require_env_credentials(lab)
     catalog = None
     if lab.hypervisor.kind == "twin" or getattr(lab.hypervisor.settings, "twin_guest", False):
         from patchgate.twin.lab import check_twin_inputs
@@ -196,8 +206,8 @@ def _wait(child: "subprocess.Popen[bytes]") -> int:
 
 
 def _print_verdict(gate: dict, gate_file: Path) -> None:
-    print(f"\nverdict: {gate['verdict'].upper()} for {gate['candidate']['kb']} on lab {gate['lab']['name']}: "
-          f"{gate['reason']}")
+    shown = gate["verdict"].upper() + (" (partial)" if gate.get("partial") else "")
+    print(f"\nverdict: {shown} for {gate['candidate']['kb']} on lab {gate['lab']['name']}: {gate['reason']}")
     shown: dict[tuple[str, str, str], list[str]] = {}
     for check in gate["checks"]:
         if check["status"] in ("failed", "broken", "waived"):
@@ -210,7 +220,29 @@ def _print_verdict(gate: dict, gate_file: Path) -> None:
             print(f"  BROKEN  {vm:<16} {len(details)} check(s): {what}")
         else:
             print(f"  {status.upper():7} {vm:<16} {what:<32} {details[0]}")
+    for vm in gate.get("vms", []):
+        if vm.get("kept"):
+            print(f"  KEPT    {vm['name']:<16} {_how_to_reach(gate, vm)}; restore it with: patchgate reap --lab "
+                  f"{gate['lab'].get('file') or gate['lab']['name']}")
+    for waiver in gate.get("waivers_expired", []):
+        scope = ", ".join(waiver.get("vms", []) + waiver.get("roles", []))
+        print(f"  EXPIRED waiver for {waiver['invariant']} on {scope} by {waiver['owner']}: expired on "
+              f"{waiver['expires']}, no longer applies")
+    from patchgate.signing_status import signing_status
+
+    print(f"signature: {signing_status(gate_file.parent).text}")
     print(f"gate file: {gate_file}")
+
+
+def _how_to_reach(gate: dict, vm: dict) -> str:
+    """Where a VM left as it is (--keep-on-failure) can be looked at."""
+    if gate["lab"].get("hypervisor") == "twin":
+        return "left changed (not restored), its twin disk is kept in the state folder (PATCHGATE_STATE_DIR)"
+    endpoint = vm.get("endpoint") or {}
+    where = endpoint.get("hostname") or endpoint.get("address")
+    port = f":{endpoint['port']}" if endpoint.get("port") else ""
+    return f"left changed (not restored), reach it at {where}{port}" if where else \
+        "left changed (not restored), find it in the hypervisor by its name"
 
 
 # ------------------------------------------------------------------ gate
@@ -225,10 +257,22 @@ def cmd_gate(args: argparse.Namespace) -> int:
         gate = read_gate(gate_file)
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"not a valid gate file: {exc}", file=str(gate_file)) from None
+    from patchgate.verdicts import run_problems
+
+    problems = run_problems(Path(args.dir), gate)
+    if problems:
+        raise ConfigError("the run's outputs contradict each other, no verdict can be trusted: "
+                          + "; ".join(problems) + " (patchgate verify checks the whole folder)", file=str(args.dir))
     if args.json:
-        print(json.dumps({k: gate[k] for k in ("verdict", "reason", "candidate", "lab", "run_id")}, indent=2))
+        print(json.dumps({k: gate.get(k) for k in ("verdict", "reason", "candidate", "lab", "run_id", "partial",
+                                                   "selection")}, indent=2))
     else:
         _print_verdict(gate, gate_file)
+    if args.require_full and gate.get("partial") and gate["verdict"] == "approve":
+        narrowed = (gate.get("selection") or {}).get("narrowed_by", "")
+        print(f"patchgate: --require-full: the run checked only part of the lab ({narrowed}): inconclusive "
+              "for a release", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
     return int(gate["exit_code"])
 
 
@@ -268,38 +312,93 @@ def build_parser() -> Parser:
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     validate.add_argument("--lab", required=True, help="lab file, or a name under labs/ (e.g. twin)")
     validate.add_argument("--candidate", required=True, help="candidate file, or a KB id under candidates/")
-    validate.add_argument("--out", help="output folder (default: a new folder under reports/)")
+    validate.add_argument("--out", help="output folder, new or empty: a folder holding files (e.g. an "
+                          "earlier run) is refused with exit 4 (default: a new folder under reports/)")
     validate.add_argument("--twin-catalog", action="append", default=[], metavar="DIR",
                           help="add twin images and behaviours from DIR (repeatable)")
-    validate.add_argument("--vm", action="append", default=[], metavar="NAME", help="only this VM (repeatable)")
-    validate.add_argument("--role", action="append", default=[], metavar="ROLE", help="only VMs with this role")
-    validate.add_argument("--ring", action="append", default=[], metavar="RING", help="only VMs in this ring")
+    validate.add_argument("--vm", action="append", default=[], metavar="NAME",
+                          help="only this VM of the lab (repeatable)")
+    validate.add_argument("--role", action="append", default=[], metavar="ROLE",
+                          help="only VMs with this role (repeatable): " + ", ".join(ROLES))
+    validate.add_argument("--ring", action="append", default=[], metavar="RING",
+                          help="only VMs in this ring, as the lab file names them, e.g. ring0 (repeatable)")
     validate.add_argument("--keep-on-failure", action="store_true",
                           help="leave VMs whose checks failed as they are, for debugging (says so in the output)")
     validate.add_argument("pytest_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     validate.set_defaults(func=cmd_validate)
 
-    gate = sub.add_parser("gate", help="print the verdict of a finished run and exit with its code (0/1/2)")
+    gate = sub.add_parser("gate", help="print the verdict of a finished run and exit with its code (0/1/2)",
+                          description="Print the verdict of a finished run and exit with its code. The verdict "
+                          "is recomputed from the checks in gate.json and compared with run-manifest.json and "
+                          "junit.xml: outputs that contradict each other are refused (exit 4).",
+                          epilog="exit codes: 0 approve, 1 block, 2 inconclusive (or a partial approve with "
+                          "--require-full), 4 not a run folder or contradicting outputs")
     gate.add_argument("dir", help="a run's output folder")
     gate.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    gate.add_argument("--require-full", action="store_true",
+                      help="exit 2 (inconclusive) when an approving run was narrowed (--vm/--role/--ring, -k, -m "
+                      "or paths): for release gates, which must judge the whole lab")
     gate.set_defaults(func=cmd_gate)
 
-    report = sub.add_parser("report", help="build the single-file Allure report and a one-page summary")
+    report = sub.add_parser("report", help="build the single-file Allure report and a one-page summary",
+                            description="Build DIR/report/index.html (Allure 3, one self-contained file), "
+                            "DIR/summary.html and DIR/summary.md from a finished run's evidence, and "
+                            "report-manifest.json over them; the evidence itself is never changed.",
+                            epilog="exit codes: 0 built, 3 Allure failed, 4 not a run folder or Allure not "
+                            "installed (npm install)")
     report.add_argument("dir", help="a run's output folder")
     report.set_defaults(func=_lazy("patchgate.report", "cmd_report"))
 
-    verify = sub.add_parser("verify", help="re-hash a run's outputs against its evidence manifest (and signature)")
+    verify = sub.add_parser("verify", help="re-hash a run's outputs against its evidence manifest (and signature)",
+                            description="Re-hash every output of a run against evidence-manifest.json, check that "
+                            "gate.json, run-manifest.json and junit.xml give the same verdict and that it follows "
+                            "from the checks, and check the signatures; a run whose lab signs verdicts fails "
+                            "without them.", epilog="exit codes: 0 all good, 1 something differs (each problem "
+                            "is named), 4 not a run folder")
     verify.add_argument("dir", help="a run's output folder")
     verify.add_argument("--public-key", help="verify the signature offline with this exported public key")
     verify.add_argument("--lab", help="lab file whose Vault verifies the signature online (default: the lab file "
                         "the run recorded in run-manifest.json)")
+    verify.add_argument("--print-digest", action="store_true",
+                        help="only print the sha256 of evidence-manifest.json, to store outside the folder (CI log, "
+                        "release ticket); exit 0")
+    verify.add_argument("--digest", metavar="SHA256",
+                        help="also require evidence-manifest.json to have this sha256 (from --print-digest)")
     verify.set_defaults(func=_lazy("patchgate.evidence", "cmd_verify"))
 
-    leases = sub.add_parser("leases", help="list the VM leases of a lab")
+    candidate = sub.add_parser("candidate", help="write a candidate file to complete (candidate new PACKAGE...)",
+                               description="Candidate files (docs/candidate.md).",
+                               epilog="exit codes: 0 written, 4 bad input (no package, KB not in the file "
+                               "name, file exists)")
+    candidate_sub = candidate.add_subparsers(dest="candidate_command", metavar="new", parser_class=Parser,
+                                             required=True)
+    new = candidate_sub.add_parser("new", help="write a candidate file from the update's package files",
+                                   description="Write candidates/<KB>.yaml: the KB from the package file name, "
+                                   "each package's sha256, the classification (given or asked); title, target "
+                                   "build, release date and KB article as placeholders that loading the file "
+                                   "refuses until they are filled in.",
+                                   epilog="exit codes: 0 written, 4 bad input (no package, KB not in the file "
+                                   "name, the candidate file exists, no --classification without a terminal)")
+    new.add_argument("packages", nargs="+", metavar="PACKAGE", help="the update's .msu (or .cab) files, in "
+                     "install order")
+    new.add_argument("--classification", choices=CLASSIFICATIONS,
+                     help="the update's kind (asked on a terminal when not given)")
+    new.add_argument("--kb", help="the KB id, when the package file name does not carry it")
+    new.add_argument("--out", help="the candidate file to write (default: candidates/<KB>.yaml)")
+    new.set_defaults(func=_lazy("patchgate.candidate_scaffold", "cmd_candidate_new"))
+
+    leases = sub.add_parser("leases", help="list the VM leases of a lab",
+                            description="List who holds which VM of the lab (run, process, host, since), and "
+                            "stale leases whose holder died.", epilog="exit codes: 0 listed, 2 lease backend "
+                            "unreachable, 4 bad lab file")
     leases.add_argument("--lab", required=True, help="lab file or name")
     leases.set_defaults(func=_lazy("patchgate.leases.cli", "cmd_leases"))
 
-    reap = sub.add_parser("reap", help="restore VMs left behind by runs that are no longer alive")
+    reap = sub.add_parser("reap", help="restore VMs left behind by runs that are no longer alive",
+                          description="Restore VMs that runs no longer alive left changed (killed runs, "
+                          "--keep-on-failure) to their snapshot and release their stale leases.",
+                          epilog="exit codes: 0 nothing left behind or all restored, 2 a VM could not be "
+                          "restored, 4 bad lab file")
     reap.add_argument("--lab", required=True, help="lab file or name")
     reap.add_argument("--dry-run", action="store_true", help="only say what would be restored")
     reap.set_defaults(func=_lazy("patchgate.reap", "cmd_reap"))
@@ -339,7 +438,9 @@ def build_parser() -> Parser:
     calendar_import.add_argument("--out", help="write the calendar file here (default: standard output)")
     calendar.set_defaults(func=_lazy("patchgate.calendar_cli", "cmd_calendar"))
 
-    twin = sub.add_parser("twin", help="list the twin's images and update behaviours")
+    twin = sub.add_parser("twin", help="list the twin's images and update behaviours",
+                          description="List the twin's starting images and the updates (KBs) it knows how to "
+                          "install, with what each does.", epilog="exit codes: 0 listed, 4 bad catalogue folder")
     twin.add_argument("--twin-catalog", action="append", default=[], metavar="DIR")
     twin.set_defaults(func=_lazy("patchgate.twin.listing", "cmd_list"))
     return parser

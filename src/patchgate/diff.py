@@ -187,27 +187,37 @@ def render_table(rows: Iterable[Sequence[Any]], headers: Sequence[str] = ("key",
 _CSS = ("body{font-family:Segoe UI,Arial,sans-serif;font-size:13px}table{border-collapse:collapse}"
         "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}"
         "th{background:#f0f0f0}tr.added td{background:#e6ffed}tr.removed td{background:#ffeef0}"
-        "td.before{color:#b31d28}td.after{color:#22863a}h2{font-size:15px}")
+        "td.before{color:#b31d28}td.after{color:#22863a}h1{font-size:15px;margin:4px 0}h2{font-size:14px;margin:8px 0 4px}"
+        "p.summary{font-weight:bold;margin:4px 0}")
+
+
+def _counts(d: KeyedDiff[Any, Any]) -> str:
+    return ", ".join(f"{n} {what}" for n, what in ((len(d.added), "added"), (len(d.removed), "removed"),
+                                                  (len(d.changed), "changed")) if n) or "no differences"
 
 
 def render_html(diffs: Mapping[str, KeyedDiff[Any, Any]] | KeyedDiff[Any, Any], title: str = "Posture diff") -> str:
-    """A self-contained HTML page with one table per named diff (for a report attachment). All text escaped."""
+    """A self-contained HTML page with one table per named diff (for a report attachment). All text escaped.
+
+    Allure shows an HTML attachment in a small frame: the first lines say what changed (``installed KBs: 1
+    added``), the changed sections come first, and the sections without differences share one closing line."""
     sections = diffs if isinstance(diffs, Mapping) else {title: diffs}
+    changed = {name: d for name, d in sections.items() if d.rows()}
+    unchanged = [str(name) for name in sections if name not in changed]
     parts = [f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
-    for name, d in sections.items():
-        parts.append(f"<h2>{html.escape(str(name))}: {len(d.added)} added, {len(d.removed)} removed, "
-                     f"{len(d.changed)} changed</h2>")
-        rows = d.rows()
-        if not rows:
-            parts.append("<p>No differences.</p>")
-            continue
+    summary = "; ".join(f"{name}: {_counts(d)}" for name, d in changed.items()) or "no differences"
+    parts.append(f"<p class=\"summary\">{html.escape(summary)}</p>")
+    for name, d in changed.items():
+        parts.append(f"<h2>{html.escape(str(name))}: {_counts(d)}</h2>")
         parts.append("<table><tr><th>key</th><th>field</th><th>before</th><th>after</th></tr>")
-        for key, fname, before, after in rows:
+        for key, fname, before, after in d.rows():
             cls = " class=\"added\"" if fname == "(added)" else " class=\"removed\"" if fname == "(removed)" else ""
             parts.append(f"<tr{cls}><td>{html.escape(key)}</td><td>{html.escape(fname)}</td>"
                          f"<td class=\"before\">{html.escape(before)}</td>"
                          f"<td class=\"after\">{html.escape(after)}</td></tr>")
         parts.append("</table>")
+    if unchanged:
+        parts.append(f"<p>No differences: {html.escape(', '.join(unchanged))}.</p>")
     parts.append("</body></html>")
     return "".join(parts)

@@ -23,10 +23,12 @@ import argparse
 import datetime as dt
 import fnmatch
 import functools
+import getpass
 import hashlib
 import importlib
 import json
 import logging
+import os
 import platform
 import subprocess
 import sys
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from patchgate import __version__
+from patchgate.ci import ci_context
 from patchgate.errors import EXIT_CONFIG, ConfigError
 from patchgate.hashing import sha256_file
 from patchgate.secrets.redact import redactor
@@ -184,7 +187,7 @@ class RunFacts:
     finished_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     project_root: Path | None = None
     verdict: str | None = None
-    selection: dict[str, list[str]] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)
 
 
 def build_run_manifest(facts: RunFacts) -> dict[str, Any]:
@@ -196,14 +199,19 @@ def build_run_manifest(facts: RunFacts) -> dict[str, Any]:
         "finished_at": facts.finished_at.isoformat(),
         "verdict": facts.verdict,
         "patchgate": {"version": __version__, "git": git_commit(facts.project_root)},
-        "runner": {"host": platform.node(), "platform": platform.platform(), "argv": _argv()},
+        "runner": {"host": platform.node(), "platform": platform.platform(), "argv": _argv(), "user": _os_user(),
+                   "ci": ci_context(os.environ)},
+        "suites": {"folder": str(facts.project_root / "suites") if facts.project_root else None,
+                   "git": git_commit(facts.project_root)},
         "components": component_versions(),
-        "lab": {"name": facts.lab.name, **_file_entry(facts.lab_path),
+        "lab": {"name": facts.lab.name, **_file_entry(facts.lab_path), "git": file_commit(facts.lab_path),
                 "hypervisor": facts.lab.hypervisor.kind, "remoting": facts.lab.remoting.kind,
                 "secrets": facts.lab.secrets.kind},
         "candidate": {"kb": facts.candidate.kb, **_file_entry(facts.candidate_path),
+                      "git": file_commit(facts.candidate_path),
                       "target_build": facts.candidate.target_build, "packages": _packages(facts.candidate)},
         "selection": facts.selection,
+        "signing": signing_of(facts.lab),
         "scripts": script_hashes(),
         "cert_validation": cert_validation_of(vms),
         "vms": [{"name": vm.get("name"), "role": vm.get("role"), "ring": vm.get("ring"),
@@ -212,6 +220,38 @@ def build_run_manifest(facts: RunFacts) -> dict[str, Any]:
                  "steps": [{k: s.get(k) for k in ("name", "started_at", "duration_s", "ok", "attempts")}
                            for s in vm.get("steps", [])]} for vm in vms],
     }
+
+
+def signing_of(lab: Any) -> dict[str, Any]:
+    """Whether the lab asks for signed verdicts and with which transit key: ``verify`` fails a run that should
+    carry signatures and does not."""
+    if not getattr(lab, "signs_verdicts", False):
+        return {"required": False}
+    settings = lab.secrets.settings
+    return {"required": True, "key": settings.signing_key, "mount": settings.transit_mount}
+
+
+def _os_user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        return None
+
+
+def file_commit(path: Path | None) -> dict[str, Any] | None:
+    """The commit of the git checkout holding ``path`` (the lab file carries the policy) and whether that file
+    differs from it or is not tracked at all; None outside a git checkout."""
+    if path is None or not Path(path).is_file():
+        return None
+    folder = str(Path(path).resolve().parent)
+    try:
+        head = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "-C", folder, "status", "--porcelain", "--", Path(path).name],
+                                capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head, "dirty": bool(status.strip()), "untracked": status.startswith("??")}
 
 
 def _argv() -> list[str]:
@@ -387,11 +427,41 @@ def verify_report(out_dir: Path, evidence_sha: str, result: VerifyResult) -> Non
     result.notes.append(f"report: {len(entries)} file(s) checked against {REPORT_MANIFEST}")
 
 
+def signing_required(out_dir: Path, lab: str | None = None) -> str | None:
+    """Why this run must carry signatures (run-manifest.json records it; the lab file, --lab or the one the run
+    recorded, says so too when it can be read), or None."""
+    try:
+        recorded = json.loads((out_dir / RUN_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = {}
+    signing = recorded.get("signing") or {}
+    if signing.get("required"):
+        return f"run-manifest.json records that lab '{recorded.get('lab', {}).get('name')}' signs verdicts " \
+               f"with transit key {signing.get('mount')}/{signing.get('key')}"
+    lab_file = lab or (recorded.get("lab") or {}).get("file")
+    if not lab_file:
+        return None
+    try:
+        from patchgate.config import load_lab, resolve_lab
+
+        model = load_lab(resolve_lab(str(lab_file)))
+    except Exception:  # noqa: BLE001 - an unreadable lab file cannot say more than the manifest did
+        return None
+    if model.signs_verdicts:
+        return f"lab file {lab_file} signs verdicts with transit key {model.secrets.settings.signing_key}"
+    return None
+
+
 def verify_signatures(out_dir: Path, public_key: str | None, result: VerifyResult, *, lab: str | None = None) -> None:
     sigs = sorted(out_dir.glob("*.sig"))
     if not sigs:
-        if public_key:
+        required = signing_required(out_dir, lab)
+        if required:
+            result.problems.append(f"no signature (gate.json.sig, evidence-manifest.json.sig) although {required}")
+        elif public_key:
             result.problems.append("--public-key given but the run has no signature (*.sig)")
+        else:
+            result.notes.append("signatures: none (unsigned run: its lab does not sign verdicts)")
         return
     try:
         signing = importlib.import_module("patchgate.signing")
@@ -430,13 +500,41 @@ def verify_dir(out_dir: Path, *, public_key: str | None = None, lab: str | None 
     result.evidence_checked = result.checked
     result.extra = [p for p in evidence_files(out_dir) if p not in listed]
     verify_report(out_dir, sha256_file(out_dir / EVIDENCE_MANIFEST), result)
+    verify_verdicts(out_dir, result)
     verify_signatures(out_dir, public_key, result, lab=lab)
     return result
+
+
+def verify_verdicts(out_dir: Path, result: VerifyResult) -> None:
+    """gate.json's verdict follows from its checks, and run-manifest.json and junit.xml say the same."""
+    from patchgate.verdicts import run_problems
+
+    try:
+        gate = json.loads((out_dir / "gate.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        result.problems.append(f"gate.json: unreadable ({exc.__class__.__name__})")
+        return
+    result.problems.extend(run_problems(out_dir, gate))
+
+
+def manifest_digest(out_dir: Path) -> str:
+    """The sha256 of the evidence manifest: stored outside the folder (CI log, release ticket), it vouches for
+    every file the manifest lists."""
+    load_manifest(out_dir)
+    return sha256_file(out_dir / EVIDENCE_MANIFEST)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     out_dir = Path(args.dir)
     try:
+        if getattr(args, "print_digest", False):
+            print(f"sha256:{manifest_digest(out_dir)}  {out_dir / EVIDENCE_MANIFEST}")
+            return EXIT_OK
+        expected = getattr(args, "digest", None)
+        if expected and expected.lower().removeprefix("sha256:") != manifest_digest(out_dir):
+            print(f"CHANGED  {EVIDENCE_MANIFEST} (its sha256 is not the --digest given)")
+            print(f"FAILED: the evidence manifest is not the one recorded in {out_dir}", file=sys.stderr)
+            return EXIT_MISMATCH
         result = verify_dir(out_dir, public_key=getattr(args, "public_key", None), lab=getattr(args, "lab", None))
     except ConfigError as exc:
         print(f"patchgate: {exc}", file=sys.stderr)

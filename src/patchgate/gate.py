@@ -74,6 +74,8 @@ class GateReport:
     remoting: dict[str, Any] = field(default_factory=dict)
     cert_validation: dict[str, bool] = field(default_factory=dict)
     waivers: list[dict[str, Any]] = field(default_factory=list)
+    waivers_expired: list[dict[str, Any]] = field(default_factory=list)
+    selection: dict[str, Any] = field(default_factory=dict)  # fixtures/selection.py: what the run checked
     interrupted: bool = False
     patchgate_version: str = ""
 
@@ -102,6 +104,9 @@ class GateReport:
             "counts": counts,
             "checks": [c.to_dict() for c in self.checks],
             "waivers_applied": self.waivers,
+            "waivers_expired": self.waivers_expired,
+            "selection": self.selection,
+            "partial": bool(self.selection.get("partial")),
             "vms": self.vms,
             "patchgate_version": self.patchgate_version,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextvars
 import datetime as dt
 import logging
 import threading
@@ -38,6 +39,12 @@ class RunSelection:
             if name not in names:
                 raise ConfigError(f"--vm {name}: no such VM in lab '{lab.name}' (VMs: {', '.join(sorted(names))})",
                                   file=str(lab.source))
+        for flag, wanted, known in (("--role", self.roles, {vm.role for vm in lab.vms}),
+                                    ("--ring", self.rings, {vm.ring for vm in lab.vms})):
+            for value in wanted:
+                if value not in known:
+                    raise ConfigError(f"{flag} {value}: no VM of lab '{lab.name}' has it (the lab's "
+                                      f"{flag[2:]}s: {', '.join(sorted(known))})", file=str(lab.source))
         chosen = [vm for vm in lab.vms
                   if (not self.vms or vm.name in self.vms)
                   and (not self.roles or vm.role in self.roles)
@@ -176,8 +183,9 @@ class LabRun:
         lease = self._lease_manager.new_lease(self.run_id)
         self._leases.append(lease)  # before anything is taken: finish() gives back whatever it holds
         taken: cf.Future = cf.Future()
-        taking = threading.Thread(target=self._take, args=(lease, names, taken), name="patchgate-leases",
-                                  daemon=True)
+        context = contextvars.copy_context()  # the progress view's lease_waits hook goes along
+        taking = threading.Thread(target=context.run, args=(self._take, lease, names, taken),
+                                  name="patchgate-leases", daemon=True)
         taking.start()
         try:
             return taken.result()
@@ -190,16 +198,11 @@ class LabRun:
         """Take the leases on a thread of their own: an interrupt (which Python raises in the main thread) can
         then never fall between a VM being taken and the lease knowing it."""
         try:
-            lease.take(names, timeout=self.lab.timeouts.ready, stop=self.stop, on_wait=self._waiting_for)
+            lease.take(names, timeout=self.lab.timeouts.ready, stop=self.stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             taken.set_exception(exc)
         else:
             taken.set_result(lease)
-
-    def _waiting_for(self, vm: str, holder: Any, waited: float) -> None:
-        who = holder.describe() if holder is not None else "another run"
-        log.warning("waiting for the lease of VM %s, held by %s (%.0fs so far, up to %gs: timeouts.ready)", vm, who,
-                    waited, self.lab.timeouts.ready)
 
     def confirm_lease(self, vm_name: str) -> None:
         """The fence of every mutating step (patchgate.leases.base): LeaseLost unless this run holds the VM."""

@@ -140,6 +140,7 @@ class VmLifecycle:
         def note(attempt: int, exc: LabError) -> None:
             if self.obs.steps:
                 self.obs.steps[-1].attempts = attempt + 1
+                self._emit(self.obs.steps[-1].name, "retry")  # progress shows the retry, not a plain "ok"
 
         return with_retries(operation, func, self.ctx.lab.retries, vm=self.vm.name, stop=self.ctx.stop,
                             on_retry=note)

@@ -138,33 +138,77 @@ def _read_categories(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def build_allure_report(run_dir: Path, gate: dict[str, Any], *, allure: Path | None = None) -> Path:
-    """Run ``allure awesome --single-file`` into ``run_dir/report``; return the index.html it wrote."""
+    """Run ``allure generate`` (the awesome plugin, one file) into ``run_dir/report``; return its index.html.
+
+    The verdict is the first thing the report shows, whatever the pass rate: it is in the report's name, it is
+    the first of the report's variables (above the metadata), a block or inconclusive verdict is a global error
+    (the red *Global Errors* tab), and the test tree lists failed and broken checks first. The global error lives in
+    a results folder of its own, outside the run folder: the report is derived, the evidence stays as written.
+    """
     allure = allure or find_allure()
     results = run_dir / "allure-results"
     output = run_dir / REPORT_FOLDER
     if output.exists():
         shutil.rmtree(output)
-    name = f"patchgate {gate['candidate']['kb']} on {gate['lab']['name']}: {gate['verdict'].upper()}"
+    partial = " (partial)" if gate.get("partial") else ""
+    name = f"patchgate {gate['candidate']['kb']} on {gate['lab']['name']}: {gate['verdict'].upper()}{partial}"
     with tempfile.TemporaryDirectory(prefix="patchgate-allure-") as work:
         # a private working directory: no allurerc.* or history from wherever the command was started
         config = Path(work) / "allurerc.json"
-        config.write_text(json.dumps({"name": name, "categories": {"rules": allure_categories(
-            _read_categories(run_dir))}}, indent=2), encoding="utf-8")
-        command = [str(allure), "awesome", str(results.resolve()), "--config", str(config), "--cwd", work,
-                   "-o", str(output.resolve()), "--single-file", "--report-name", name,
-                   "--group-by", "parentSuite,suite,subSuite"]
+        config.write_text(json.dumps(allure_config(run_dir, gate, name), indent=2), encoding="utf-8")
+        verdict_results = write_verdict_globals(Path(work) / "verdict-results", gate)
+        command = [str(allure), "generate", str(results.resolve()), str(verdict_results), "--config", str(config),
+                   "--cwd", work, "-o", str(output.resolve()), "--report-name", name]
         env = {**os.environ, "NO_COLOR": "1", "FORCE_COLOR": "0"}
         try:
             done = subprocess.run(command, check=False, cwd=work, capture_output=True, text=True, timeout=ALLURE_TIMEOUT,
                                   env=env)
         except subprocess.TimeoutExpired:
-            raise RuntimeError(f"allure awesome did not finish within {ALLURE_TIMEOUT}s") from None
+            raise RuntimeError(f"allure generate did not finish within {ALLURE_TIMEOUT}s") from None
     index = output / "index.html"
     if done.returncode != 0 or not index.is_file():
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-        raise RuntimeError(f"allure awesome failed (exit {done.returncode}):\n{redactor.redact(tail)}")
+        raise RuntimeError(f"allure generate failed (exit {done.returncode}):\n{redactor.redact(tail)}")
     index.write_text(strip_analytics(index.read_text(encoding="utf-8")), encoding="utf-8")
     return index
+
+
+def allure_config(run_dir: Path, gate: dict[str, Any], name: str) -> dict[str, Any]:
+    """Allure 3's configuration for one run (https://allurereport.org/docs/v3/configure/ and the awesome plugin's
+    README: ``singleFile``, ``groupBy``, ``defaultSortBy``)."""
+    return {"name": name, "variables": report_variables(run_dir, gate),
+            "categories": {"rules": allure_categories(_read_categories(run_dir))},
+            "plugins": {"awesome": {"options": {"reportName": name, "singleFile": True,
+                                                "groupBy": ["parentSuite", "suite", "subSuite"],
+                                                "defaultSortBy": "status,asc"}}}}
+
+
+def write_verdict_globals(folder: Path, gate: dict[str, Any]) -> Path:
+    """A results folder holding one Allure ``*-globals.json`` whose error is the verdict, unless it approves."""
+    import time
+    import uuid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if gate["verdict"] != "approve":
+        errors = [{"message": redactor.redact(f"patchgate verdict: {gate['verdict'].upper()}: {gate.get('reason', '')}"),
+                   "timestamp": int(time.time() * 1000)}]
+        (folder / f"{uuid.uuid4()}-globals.json").write_text(json.dumps({"errors": errors}), encoding="utf-8")
+    return folder
+
+
+def report_variables(run_dir: Path, gate: dict[str, Any]) -> dict[str, str]:
+    """What Allure 3 shows above the overview (its report ``variables``): the verdict and the signature first."""
+    from patchgate.signing_status import signing_status
+
+    return {"Verdict": gate["verdict"].upper() + (" (partial)" if gate.get("partial") else ""),
+            "Reason": gate.get("reason", ""), "Signature": signing_status(run_dir).text,
+            "Selection": selection_text(gate)}
+
+
+def selection_text(gate: dict[str, Any]) -> str:
+    """What part of the lab and the suites the run checked, in words."""
+    selection = gate.get("selection") or {}
+    return f"partial: {selection.get('narrowed_by')}" if gate.get("partial") else "the whole lab, every suite"
 
 
 def strip_analytics(page: str) -> str:
@@ -179,8 +223,10 @@ def _first_line(text: str) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
 
-def summary_data(gate: dict[str, Any], run_manifest: dict[str, Any] | None) -> dict[str, Any]:
-    """What the one-page summary shows, in one structure both renderings use."""
+def summary_data(gate: dict[str, Any], run_manifest: dict[str, Any] | None, *,
+                 signature: str = "unknown") -> dict[str, Any]:
+    """What the one-page summary shows, in one structure both renderings use; ``signature``: the run folder's
+    signing status (patchgate.signing_status)."""
     by_vm: dict[str, list[dict[str, Any]]] = {}
     for check in gate.get("checks", []):
         if check.get("status") in ("failed", "broken"):
@@ -192,13 +238,15 @@ def summary_data(gate: dict[str, Any], run_manifest: dict[str, Any] | None) -> d
             "waivers": gate.get("waivers_applied", []), "cert_validation": gate.get("cert_validation", {}),
             "remoting": gate.get("remoting", {}), "interrupted": gate.get("interrupted", False),
             "commit": ((run_manifest or {}).get("patchgate", {}).get("git") or {}).get("commit"),
-            "version": gate.get("patchgate_version")}
+            "version": gate.get("patchgate_version"), "signature": signature, "selection": selection_text(gate)}
 
 
 def render_markdown(data: dict[str, Any], report_href: str | None) -> str:
     c = data["candidate"]
     lines = [f"# patchgate: {data['verdict'].upper()} for {c['kb']} on lab {data['lab']['name']}", "",
              f"**Verdict:** {data['verdict'].upper()}: {data['reason']}", "",
+             f"- Signature: {data.get('signature', 'unknown')}",
+             f"- Selection: {data['selection']}",
              f"- Candidate: {c['kb']} ({c.get('classification', '')}): {c.get('title', '')}",
              (f"- Lab: {data['lab']['name']} ({data['lab'].get('hypervisor', '')}, remoting "
              f"{data['remoting'].get('kind', '')})"),
@@ -222,8 +270,13 @@ def render_markdown(data: dict[str, Any], report_href: str | None) -> str:
                 lines += ["", "  ```", *[f"  {b}" for b in body], "  ```"]
         lines.append("")
     lines += ["## Waivers applied", ""]
-    lines += [f"- `{w['invariant']}` on {w['vm']}: {_first_line(w.get('waiver', ''))}" for w in data["waivers"]] \
-        or ["None."]
+    for waiver in data["waivers"]:
+        lines.append(f"- `{waiver['invariant']}` on {waiver['vm']}: {_first_line(waiver.get('waiver', ''))}")
+        body = (waiver.get("waiver") or "").strip().splitlines()[1:]  # the failure the waiver covers
+        if body:
+            lines += ["", "  ```", *[f"  {b}" for b in body], "  ```"]
+    if not data["waivers"]:
+        lines.append("None.")
     return redactor.redact("\n".join(lines) + "\n")
 
 
@@ -232,7 +285,8 @@ _CSS = ("body{font-family:Segoe UI,Arial,sans-serif;max-width:1100px;margin:24px
         ".block{background:#fde2e1;color:#a4000f}.approve{background:#dff5e3;color:#11632a}"
         ".inconclusive{background:#fff3cd;color:#7a5a00}table{border-collapse:collapse;margin:8px 0}"
         "th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f3f3f3}"
-        "pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}.off{color:#a4000f;font-weight:bold}")
+        "pre{background:#f7f7f7;padding:8px;font-size:12px;white-space:pre-wrap;overflow-wrap:anywhere;margin:0}"
+        "td,p{overflow-wrap:break-word}table{max-width:100%}.off{color:#a4000f;font-weight:bold}")
 
 
 def render_html(data: dict[str, Any], report_href: str | None) -> str:
@@ -245,7 +299,8 @@ def render_html(data: dict[str, Any], report_href: str | None) -> str:
              f"<div class=\"verdict {e(verdict)}\" id=\"verdict\">{e(verdict.upper())}</div>",
              f"<p>{e(data['reason'])}</p><table>"]
     cves = ", ".join(f"<a href=\"https://www.cve.org/CVERecord?id={e(x)}\">{e(x)}</a>" for x in c.get("cves", []))
-    rows = [("Candidate", f"{e(c['kb'])} ({e(c.get('classification', ''))}): {e(c.get('title', ''))}"),
+    rows = [("Signature", e(data.get("signature", "unknown"))), ("Selection", e(data["selection"])),
+            ("Candidate", f"{e(c['kb'])} ({e(c.get('classification', ''))}): {e(c.get('title', ''))}"),
             ("KB article", f"<a href=\"{e(c.get('kb_article', ''))}\">{e(c.get('kb_article', ''))}</a>"),
             ("CVEs", cves or "-"), ("Target build", e(c.get("target_build", ""))),
             ("Lab", (f"{e(data['lab']['name'])} ({e(data['lab'].get('hypervisor', ''))}, remoting "
@@ -274,7 +329,7 @@ def render_html(data: dict[str, Any], report_href: str | None) -> str:
     parts.append("<h2>Waivers applied</h2>")
     if data["waivers"]:
         parts.append("<table><tr><th>VM</th><th>invariant</th><th>waiver</th></tr>")
-        parts += [f"<tr><td>{e(w['vm'])}</td><td>{e(w['invariant'])}</td><td>{e(w.get('waiver', ''))}</td></tr>"
+        parts += [f"<tr><td>{e(w['vm'])}</td><td>{e(w['invariant'])}</td><td><pre>{e(w.get('waiver', ''))}</pre></td></tr>"
                   for w in data["waivers"]]
         parts.append("</table>")
     else:
@@ -306,7 +361,9 @@ def _load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
 
 def write_summary(run_dir: Path, gate: dict[str, Any], manifest: dict[str, Any] | None,
                   report_href: str | None) -> list[Path]:
-    data = summary_data(gate, manifest)
+    from patchgate.signing_status import signing_status
+
+    data = summary_data(gate, manifest, signature=signing_status(run_dir).text)
     md, page = run_dir / "summary.md", run_dir / "summary.html"
     md.write_text(render_markdown(data, report_href), encoding="utf-8")
     page.write_text(render_html(data, report_href), encoding="utf-8")

@@ -265,7 +265,8 @@ class VerdictSigner:
 
 # ---------------------------------------------------------------- a run folder (evidence hooks and `patchgate verify`)
 
-SIGNED_FILES = ("gate.json", "evidence-manifest.json")
+from patchgate.signing_status import SIGNED_FILES  # noqa: E402 - beside the run-folder code it serves
+
 """What a signed run signs: the verdict, and the manifest whose hashes cover every other output file."""
 
 

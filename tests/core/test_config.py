@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -114,3 +115,113 @@ def test_names_resolve_to_repository_files():
     assert resolve_candidate("5070881").name == "KB5070881.yaml"
     with pytest.raises(ConfigError, match="unknown candidate 'KB1234567'.*known: .*KB5070881"):
         resolve_candidate("KB1234567")
+
+
+WAIVER_LINES = """  waivers:
+    - invariant: {invariant}
+      {scope}
+      owner: jane.doe@example.com
+      expires: 2030-01-31
+      justification: accepted while the vendor fixes it
+"""
+
+
+@pytest.mark.parametrize("invariant, scope, field, words", [
+    ("firewall.rule", "vms: [ws25-hp-01]", "policy.waivers[0].invariant",
+     "unknown invariant 'firewall.rule', so the waiver could never apply (did you mean 'firewall.rules'?)"),
+    ("hotpatch.track", "roles: [hotpatch]", "policy.waivers[0].roles[0]",
+     "no role 'hotpatch' in lab 'twin', so the waiver could never apply (the lab's roles: hotpatch-member, "
+     "member, wsus-server)"),
+    ("hotpatch.track", "vms: [ws25-hp-99]", "policy.waivers[0].vms[0]", "no VM 'ws25-hp-99' in lab 'twin'"),
+])
+def test_a_waiver_that_could_never_match_is_refused_on_its_line(tmp_path, invariant, scope, field, words):
+    text = _lab_text().replace("  waivers: []\n", WAIVER_LINES.format(invariant=invariant, scope=scope))
+    path = tmp_path / "lab.yaml"
+    path.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1)
+                if (t.strip().startswith("- invariant") if field.endswith("invariant") else scope in t))
+    with pytest.raises(ConfigError) as caught:
+        load_lab(path)
+    assert str(caught.value).startswith(f"{path}:{line}: field '{field}': "), str(caught.value)
+    assert words in str(caught.value)
+
+
+def test_a_waiver_for_a_known_invariant_and_vm_loads(tmp_path):
+    path = tmp_path / "lab.yaml"
+    path.write_text(_lab_text().replace("  waivers: []\n", WAIVER_LINES.format(invariant="hotpatch.track",
+                                                                               scope="roles: [hotpatch-member]")))
+    assert load_lab(path).policy.waivers[0].roles == ["hotpatch-member"]
+
+
+@pytest.mark.parametrize("old, new, field", [
+    ('target_build: "26100.6905"', "target_build: 26100.7400", "target_build"),
+    ("kb: KB5070893", "kb: 5070893", "kb"),
+    ("sha256: 980d862e0f65574a7bb793f859053f41d2b9b1d731fd63b300840d7c46f89b05", "sha256: " + "1" * 64,
+     "packages[0].sha256"),
+])
+def test_an_unquoted_number_says_quote_it(tmp_path, old, new, field):
+    shutil.copytree(ROOT / "candidates", tmp_path / "candidates")
+    path = tmp_path / "candidates" / "KB5070893.yaml"
+    path.write_text(path.read_text().replace(old, new))
+    with pytest.raises(ConfigError) as info:
+        load_candidate(path)
+    assert info.value.field == field
+    assert "YAML read the unquoted value as a number" in str(info.value) and "put it in quotes" in str(info.value)
+
+
+def test_a_role_or_ring_no_vm_has_lists_the_labs_roles_and_rings():
+    from patchgate.labrun import RunSelection
+
+    lab = load_lab(ROOT / "labs" / "twin.yaml")
+    with pytest.raises(ConfigError, match=r"--role hotpatch: no VM of lab 'twin' has it \(the lab's roles: "
+                                          r"hotpatch-member, member, wsus-server\)"):
+        RunSelection(roles=["hotpatch"]).apply(lab)
+    with pytest.raises(ConfigError, match=r"--ring ring9: .*the lab's rings: ring0"):
+        RunSelection(rings=["ring9"]).apply(lab)
+
+
+def test_help_names_every_role_and_gives_every_command_a_description_and_exit_codes():
+    import typing
+
+    from patchgate.cli import ROLES, build_parser
+    from patchgate.config.lab import Role
+
+    assert ROLES == typing.get_args(Role)
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse keeps them nowhere else
+    for name, sub in commands.items():
+        assert sub.description and "exit codes" in (sub.epilog or sub.description), name
+    validate_help = commands["validate"].format_help()
+    assert "(repeatable): hotpatch-member, wsus-server" in " ".join(validate_help.split())
+    for example in re.findall(r"--lab (labs/\S+)", parser.format_help()):
+        assert (ROOT / example).is_file(), example
+
+
+def test_candidate_new_fills_in_what_the_package_tells_and_insists_on_the_rest(tmp_path, capsys):
+    from patchgate.cli import CLASSIFICATIONS, main
+    from patchgate.config.candidate import Classification
+
+    assert CLASSIFICATIONS == __import__("typing").get_args(Classification)
+    package = tmp_path / "packages" / "windows11.0-kb5072033-x64.msu"
+    package.parent.mkdir()
+    package.write_bytes(b"a stand-in for the update package\n")
+    out = tmp_path / "KB5072033.yaml"
+    assert main(["candidate", "new", str(package), "--classification", "lcu", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "kb: KB5072033" in text and "file: \"packages/windows11.0-kb5072033-x64.msu\"" in text
+    with pytest.raises(ConfigError) as info:
+        load_candidate(out)
+    assert info.value.field == "title" and "placeholder" in str(info.value)
+    filled = (text.replace('"TODO: the title of KB5072033 as its KB article gives it"', '"December 2026 LCU"')
+              .replace('target_build: "TODO"', 'target_build: "26100.7400"')
+              .replace("release_date: TODO", "release_date: 2026-12-09")
+              .replace('"TODO: https://support.microsoft.com/... (the KB article of KB5072033)"',
+                       "https://support.microsoft.com/help/5072033"))
+    out.write_text(filled)
+    candidate = load_candidate(out)  # the package's sha256 was computed right
+    assert candidate.kb == "KB5072033" and candidate.classification == "lcu"
+    assert main(["candidate", "new", str(package), "--classification", "lcu", "--out", str(out)]) == 4
+    nameless = tmp_path / "update.msu"
+    nameless.write_bytes(b"x")
+    assert main(["candidate", "new", str(nameless), "--classification", "lcu", "--out", str(tmp_path / "n.yaml")]) == 4
+    assert "pass --kb" in capsys.readouterr().err

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
@@ -42,6 +45,7 @@ def test_kb5070881_is_blocked_for_leaving_the_hotpatch_track(blocked):
     assert ("ws25-hp-01", "hotpatch.track") in failed
     assert all(inv == "hotpatch.track" for _, inv in failed), failed
     assert "hotpatch.track" in proc.stdout and "ws25-hp-01" in proc.stdout
+    assert "signature: unsigned (the lab does not sign verdicts)" in proc.stdout
     message = next(c["message"] for c in data["checks"] if c["vm"] == "ws25-hp-01" and c["status"] == "failed")
     assert "KB5070881" in message and "not installed" in message and "installed" in message
 
@@ -178,6 +182,11 @@ def test_keep_on_failure_skips_the_final_revert_and_says_so(tmp_path):
     assert proc.returncode == 1
     vm = gate(tmp_path)["vms"][0]
     assert vm["kept"] is True and vm["restored"] is False
+    kept = [line for line in proc.stdout.splitlines() if line.startswith("  KEPT    ws25-hp-01")]
+    assert kept and "not restored" in kept[0] and "restore it with: patchgate reap --lab " in kept[0], proc.stdout
+    lab_file = kept[0].rsplit("--lab ", 1)[1]
+    reap = run("reap", "--lab", lab_file)
+    assert reap.returncode == 0 and "ws25-hp-01" in reap.stdout, reap.stdout + reap.stderr
 
 
 def test_the_suites_run_with_the_gates_plugins_and_no_others(tmp_path):
@@ -190,3 +199,135 @@ def test_the_suites_run_with_the_gates_plugins_and_no_others(tmp_path):
     third_party = {name for name in registered if not name.startswith(("_pytest.", "fixtures.", "conftest"))}
     assert third_party == {"xdist.plugin", "allure_pytest.plugin", "testinfra.plugin"}, proc.stdout[-3000:]
     assert "hypothesis" not in proc.stdout
+
+
+def test_a_second_run_into_a_used_output_folder_is_refused_and_leaves_it_as_it_was(blocked):
+    out = blocked[1]
+    before = {p.relative_to(out): p.stat().st_mtime_ns for p in out.rglob("*")}
+    proc = run("validate", "--lab", "twin", "--candidate", "KB5070893", "--out", str(out))
+    assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert str(out) in proc.stderr and "another run's evidence" in proc.stderr and "--out" in proc.stderr
+    assert {p.relative_to(out): p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    assert gate(out)["verdict"] == "block"
+
+
+def test_the_pytest_entry_point_refuses_a_folder_with_a_stray_file(tmp_path):
+    (tmp_path / "notes.txt").write_text("not evidence of this run\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "suites", "--lab", "twin", "--candidate", "KB5070893",
+                           "--out", str(tmp_path), "-q", "-p", "no:cacheprovider"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "notes.txt" in proc.stderr and str(tmp_path) in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_narrowed_approve_says_partial_everywhere_and_fails_require_full(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    out = tmp_path / "out"
+    proc = run("validate", "--lab", "twin", "--candidate", "KB5070893", "--role", "wsus-server", "--out", str(out),
+               "--", "-k", "sync")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    data = gate(out)
+    assert data["verdict"] == "approve" and data["partial"] is True
+    assert data["selection"]["roles"] == ["wsus-server"] and data["selection"]["keyword"] == "sync"
+    assert data["reason"].startswith("approve (partial: role wsus-server; -k sync): all 1 checks passed")
+    assert "verdict: APPROVE (partial) for KB5070893" in proc.stdout
+    props = {p.get("name"): p.get("value") for p in ET.parse(out / "junit.xml").getroot().iter("property")}
+    assert props["patchgate.partial"] == "true" and props["patchgate.selection"] == "role wsus-server; -k sync"
+    assert json.loads((out / "run-manifest.json").read_text())["selection"]["partial"] is True
+    assert run("gate", str(out)).returncode == 0
+    strict = run("gate", str(out), "--require-full")
+    assert strict.returncode == 2 and "--require-full" in strict.stderr and "-k sync" in strict.stderr
+
+
+def test_a_whole_lab_approve_is_not_partial_and_passes_require_full(approved):
+    proc, out = approved
+    assert gate(out)["partial"] is False and "(partial" not in gate(out)["reason"]
+    assert run("gate", str(out), "--require-full").returncode == 0
+
+
+TRANSITION = re.compile(r"^\[\s*\d+\.\ds\] \S+\s+\S+\s+(ok|FAILED|retrying)")
+
+
+def test_without_a_terminal_the_output_is_one_ordered_stream(blocked):
+    """The lifecycle lines (the restores too) come before the verdict, the verdict before the failures, and the
+    failures before pytest's closing lines."""
+    out = blocked[0].stdout.splitlines()
+    last_transition = max(i for i, line in enumerate(out) if TRANSITION.match(line))
+    verdict = next(i for i, line in enumerate(out) if "patchgate verdict: BLOCK" in line)
+    failures = next(i for i, line in enumerate(out) if re.match(r"^=+ FAILURES =+$", line))
+    junit = next(i for i, line in enumerate(out) if "generated xml file" in line)
+    assert last_transition < verdict < failures < junit, "\n".join(out[last_transition - 3:junit + 1])
+    assert any(re.match(r"^\[\s*\d+\.\ds\] ws25-hp-01\s+restore\s+ok", line) for line in out[:verdict])
+
+
+def test_a_step_that_needed_a_retry_says_so_and_quiet_mode_keeps_the_verdict_on_its_own_line(tmp_path):
+    lab = (ROOT / "labs" / "twin.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(lab)
+    data["name"] = "twin-retry"
+    for vm in data["vms"]:
+        if vm["name"] == "ws25-hp-01":
+            vm["faults"] = ["revert-fails:1"]
+    path = tmp_path / "twin-retry.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    proc = run("validate", "--lab", str(path), "--candidate", "KB5070893", "--vm", "ws25-hp-01",
+               "--out", str(tmp_path / "out"), "--", "-q")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert any(re.match(r"^\[\s*\d+\.\ds\] ws25-hp-01\s+revert\s+retrying \(attempt 2\)$", line) for line in lines)
+    assert any(re.match(r"^\[\s*\d+\.\ds\] ws25-hp-01\s+revert\s+ok after 2 attempts \(\d+\.\d\ds\)$", line)
+               for line in lines), proc.stdout[-3000:]
+    banner = next(line for line in lines if "patchgate verdict: APPROVE" in line)
+    assert banner.startswith("="), banner
+
+
+def unreachable_vsphere_lab(tmp_path: Path) -> Path:
+    """The vSphere rehearsal lab pointed at a local port nobody listens on."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    text = (ROOT / "labs" / "vsphere-sim.example.yaml").read_text(encoding="utf-8")
+    text = re.sub(r"    ca_bundle: .*\n", "    cert_validation: false\n", text).replace("8989", str(port))
+    path = tmp_path / "vsphere-down.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+CREDENTIALS = {"PATCHGATE_HYPERVISOR_USERNAME": "patchgate", "PATCHGATE_HYPERVISOR_PASSWORD": "not-a-real-pw-1",
+               "PATCHGATE_USERNAME": "Administrator", "PATCHGATE_PASSWORD": "not-a-real-pw-2"}
+
+
+def run_env(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in CREDENTIALS}
+    return subprocess.run([PATCHGATE, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**clean, **env})
+
+
+def test_a_missing_credential_variable_is_one_line_of_bad_input(tmp_path):
+    lab = unreachable_vsphere_lab(tmp_path)
+    env = {k: v for k, v in CREDENTIALS.items() if k != "PATCHGATE_HYPERVISOR_USERNAME"}
+    proc = run_env({**env, "PATCHGATE_STATE_DIR": str(tmp_path / "state")}, "validate", "--lab", str(lab),
+                   "--candidate", "KB5070881", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"patchgate: {lab}: secrets.kind is env but PATCHGATE_HYPERVISOR_USERNAME is not set: export "
+        "PATCHGATE_HYPERVISOR_USERNAME (docs/lab-file.md, secrets)"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_vcenter_is_one_line_per_vm_without_tracebacks(tmp_path):
+    lab = unreachable_vsphere_lab(tmp_path)
+    env = {**CREDENTIALS, "PATCHGATE_STATE_DIR": str(tmp_path / "state")}
+    proc = run_env(env, "validate", "--lab", str(lab), "--candidate", "KB5070881", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert "ERROR at setup" not in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+    broken = [line for line in proc.stdout.splitlines() if line.startswith("  BROKEN  ")]
+    assert len(broken) == 4 and all("cannot reach https://127.0.0.1:" in line for line in broken), broken
+    assert len(proc.stdout.splitlines()) < 60, proc.stdout
+    debug = run_env(env, "validate", "--lab", str(lab), "--candidate", "KB5070881", "--vm", "ws25-hp-01",
+                    "--out", str(tmp_path / "out-debug"), "--", "--log-level=DEBUG")
+    assert debug.returncode == 2 and "ERROR at setup of" in debug.stdout, debug.stdout[-2000:]

@@ -21,8 +21,11 @@ from .vaultlab import VaultLab
 def run_folder(base: Path, lab_file: Path | str) -> Path:
     out = base / "run"
     out.mkdir()
-    (out / "gate.json").write_text(json.dumps({"verdict": "approve", "run_id": "r1"}, indent=2))
-    (out / "run-manifest.json").write_text(json.dumps({"lab": {"name": "vault-twin", "file": str(lab_file)}}))
+    check = {"vm": "ws25-hp-01", "area": "hotpatch", "invariant": "hotpatch.track", "status": "passed"}
+    (out / "gate.json").write_text(json.dumps({"verdict": "approve", "exit_code": 0, "run_id": "r1",
+                                               "checks": [check]}, indent=2))
+    (out / "run-manifest.json").write_text(json.dumps({"verdict": "approve",
+                                                       "lab": {"name": "vault-twin", "file": str(lab_file)}}))
     manifest = build_evidence_manifest(out, "r1")  # what the evidence hooks write last, over every file
     (out / "evidence-manifest.json").write_text(json.dumps(manifest, indent=2))
     return out
@@ -101,3 +104,15 @@ def test_signing_with_a_token_that_may_not_sign_is_a_clear_error(vault_lab: Vaul
     with pytest.raises(SecretsError, match="permission denied") as caught:
         sign_run(out, load_lab(lab_file))
     assert weak not in str(caught.value)
+
+
+def test_verify_fails_a_run_of_a_signing_lab_whose_signatures_were_removed(lab_file: Path, tmp_path: Path,
+                                                                           token_env: None) -> None:
+    """run-manifest.json of this folder predates the signing record: the recorded lab file says it signs."""
+    out = run_folder(tmp_path, lab_file)
+    sign_run(out, load_lab(lab_file))
+    for sig in out.glob("*.sig"):
+        sig.unlink()
+    proc = patchgate("verify", str(out), env=clean_env(tmp_path / "state"))
+    assert proc.returncode == 1, explain(proc)
+    assert f"no signature (gate.json.sig, evidence-manifest.json.sig) although lab file {lab_file}" in proc.stdout

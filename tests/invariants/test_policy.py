@@ -77,6 +77,10 @@ def test_after_its_expiry_the_waiver_no_longer_applies_and_says_so(runs: dict[st
     assert failed["status"] == "failed"
     assert f"waiver by {WAIVER['owner']} expired on 2026-01-31 and no longer applies" in failed["message"]
     assert "Spooler" in failed["message"] and run.gate["waivers_applied"] == []
+    assert [w["expires"] for w in run.gate["waivers_expired"]] == ["2026-01-31"]
+    closing = run.output[run.output.rindex("verdict: BLOCK"):]
+    assert (f"EXPIRED waiver for services.configuration on {VM} by {WAIVER['owner']}: expired on 2026-01-31, "
+            "no longer applies") in closing, closing
 
 
 # allowlist kind -> (the invariant it relaxes, words naming the allowed change in the passing check's message)

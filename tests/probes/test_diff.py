@@ -84,7 +84,17 @@ def test_html_escapes_and_marks_rows() -> None:
     d = diff_keyed({}, {"<b>evil</b>": svc("x", path_name="C:\\a&b.exe")}, ["path_name"])
     page = render_html({"services": d}, title="VM lab-01")
     assert "<b>evil</b>" not in page and "&lt;b&gt;evil&lt;/b&gt;" in page
-    assert 'class="added"' in page and "1 added, 0 removed, 0 changed" in page
+    assert 'class="added"' in page and "<h2>services: 1 added</h2>" in page
+
+
+def test_html_says_what_changed_first_and_lists_changed_sections_before_the_rest() -> None:
+    """Allure frames an HTML attachment small: the change that matters must be at the top."""
+    same = diff_keyed({"a": svc("a")}, {"a": svc("a")}, ["start_mode"])
+    kbs = diff_keyed({}, {"KB5070881": svc("KB5070881")}, ["start_mode"])
+    page = render_html({"services": same, "firewall rules": same, "installed KBs": kbs}, title="vm")
+    assert page.index('<p class="summary">installed KBs: 1 added</p>') < page.index("<table>")
+    assert page.index("<h2>installed KBs: 1 added</h2>") < page.index("No differences: services, firewall rules.")
+    assert "<h2>services" not in page
 
 
 def test_to_dict_is_json_ready() -> None:

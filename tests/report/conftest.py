@@ -31,7 +31,7 @@ def xdist_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     return validate(tmp_path_factory, "kb5070881-xdist", "--lab", "twin", "--candidate", "KB5070881", "--", "-n", "2",
                     GITHUB_ACTIONS="true", GITHUB_RUN_ID="4242", GITHUB_RUN_NUMBER="17",
                     GITHUB_SERVER_URL="https://github.example", GITHUB_REPOSITORY="infra/patchgate",
-                    GITHUB_WORKFLOW="nightly gate", GITHUB_JOB="validate")
+                    GITHUB_WORKFLOW="nightly gate", GITHUB_JOB="validate", GITHUB_ACTOR="jdoe-ci")
 
 
 @pytest.fixture(scope="session")

@@ -160,3 +160,47 @@ def test_run_manifest_records_what_was_tested(blocked_run):
         assert any(step["name"] == "install" and step["duration_s"] >= 0 for step in vm["steps"])
     assert manifest["cert_validation"] == blocked_run.gate()["cert_validation"]
     assert manifest["verdict"] == "block"
+
+
+def test_a_waived_failure_keeps_its_before_and_after_table_everywhere(waived_run):
+    """The waiver line once, then the failure message with its table: in gate.json, junit.xml and Allure."""
+    import xml.etree.ElementTree as ET
+
+    [check] = [c for c in waived_run.gate()["checks"] if c["status"] == "waived"]
+    lines = check["message"].splitlines()
+    assert lines[0].startswith("waived by jdoe until 2030-01-31: accepted until")
+    assert sum(line.startswith("waived by") for line in lines) == 1, check["message"]
+    table = "\n".join(lines[1:])
+    assert "before" in table and "after" in table and "KB5070881" in table, check["message"]
+    [skipped] = [s for case in ET.parse(waived_run.out / "junit.xml").getroot().iter("testcase")
+                 if "hotpatch_track" in case.get("name", "") or "track" in case.get("name", "")
+                 for s in case.iter("skipped")]
+    assert table.splitlines()[0] in skipped.get("message", ""), skipped.attrib
+    [result] = [r for r in waived_run.allure_results() if r["name"] == "hotpatch.track on ws25-hp-01"]
+    assert table.splitlines()[0] in result["statusDetails"]["message"]
+
+
+def test_the_run_manifest_says_who_ran_it_and_from_which_commits(xdist_run):
+    import getpass
+
+    manifest = json.loads((xdist_run.out / "run-manifest.json").read_text(encoding="utf-8"))
+    runner = manifest["runner"]
+    assert runner["user"] == getpass.getuser()
+    assert runner["ci"] == {"system": "github", "actor": "jdoe-ci", "build": "nightly gate #17",
+                            "run_url": "https://github.example/infra/patchgate/actions/runs/4242"}
+    assert len(manifest["suites"]["git"]["commit"]) == 40 and manifest["suites"]["folder"].endswith("suites")
+    assert manifest["lab"]["git"]["commit"] == manifest["suites"]["git"]["commit"]  # labs/twin.yaml is in the checkout
+    assert manifest["lab"]["git"]["untracked"] is False
+
+
+def test_no_pytest_internals_in_set_up_and_tear_down(blocked_run):
+    fixtures = {f["name"] for c in blocked_run.allure_containers() for f in c.get("befores", []) + c.get("afters", [])}
+    assert "pytestconfig" not in fixtures and not any(name.endswith("::<lambda>") for name in fixtures), fixtures
+    assert "lifecycle of ws25-hp-01 (hotpatch-member)" in fixtures and "obs" in fixtures
+
+
+def test_the_posture_diff_says_what_changed_at_its_top(blocked_run):
+    [diff] = [p for p in blocked_run.results.glob("*-attachment.html")
+              if "ws25-hp-01: baseline" in p.read_text(encoding="utf-8")]
+    page = diff.read_text(encoding="utf-8")
+    assert page.index('<p class="summary">') < page.index("installed KBs: 1 added") < page.index("<table>"), page[:600]

@@ -58,6 +58,9 @@ def test_summary_shows_verdict_and_failed_invariants_per_vm(reported):
     assert "hotpatch.track" in md and "FAILED" in md
     assert 'href="report/index.html"' in page
     assert "Certificate checking" in page and "remoting <span class=\"off\">OFF</span>" in page
+    signature = "<tr><th>Signature</th><td>unsigned (the lab does not sign verdicts)</td></tr>"
+    assert signature in page and page.index(signature) < page.index("<tr><th>Candidate</th>")
+    assert "- Signature: unsigned (the lab does not sign verdicts)" in md
 
 
 def test_report_keeps_the_evidence_verifiable(reported):
@@ -137,6 +140,20 @@ def test_report_renders_the_blocked_candidate_and_failed_invariant_in_chromium(s
     assert "patchgate KB5070881 on twin: BLOCK" in text
     assert "hotpatch.track on ws25-hp-01" in text
     assert "Failed 3" in text
+    assert "Signature unsigned (the lab does not sign verdicts)" in text, text[:3000]
+
+
+def test_the_report_of_a_block_shows_the_verdict_first_and_failed_checks_first(served, reported, tmp_path):
+    """The overview of a mostly green BLOCK: the verdict is the first variable and a global error, and the
+    test tree starts each VM with its failed checks."""
+    url = f"{served}/report/index.html"
+    shot = tmp_path / "overview.png"
+    assert chromium(f"--screenshot={shot}", url, profile=tmp_path / "p1").returncode == 0 and shot.is_file()
+    text = visible_text(chromium("--dump-dom", url, profile=tmp_path / "p2").stdout)
+    assert "Global Errors 1" in text, text[:3000]
+    variables = text[text.index("Variables"):]
+    assert variables.split()[2:4] == ["Verdict", "BLOCK"], variables[:200]
+    assert text.index("hotpatch.track on ws25-wsus-01") < text.index("firewall.core_services on ws25-wsus-01")
 
 
 def test_failed_test_page_shows_the_vm_lifecycle_and_category(served, reported, tmp_path):

@@ -19,7 +19,8 @@ from report.runs import ROOT
 def make_run(folder: Path) -> Path:
     (folder / "allure-results").mkdir(parents=True)
     (folder / "vms").mkdir()
-    (folder / "gate.json").write_text('{"verdict": "block"}\n')
+    check = {"vm": "vm1", "area": "services", "invariant": "services.configuration", "status": "failed"}
+    (folder / "gate.json").write_text(json.dumps({"verdict": "block", "exit_code": 1, "checks": [check]}))
     (folder / "allure-results" / "a-result.json").write_text("{}")
     (folder / "allure-results" / "b-attachment.txt").write_text("install output\n")
     (folder / "vms" / "vm1.json").write_text("{}")
@@ -125,3 +126,71 @@ def test_summary_escapes_messages_and_redacts_secrets():
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
     assert "S3cr3t-Pa55word!" not in page and "S3cr3t-Pa55word!" not in md
     assert "services.configuration" in md and "### vm1 (member)" in md
+
+
+def test_summary_shows_the_failure_a_waiver_covers():
+    waiver = "waived by jdoe until 2030-01-31: accepted\nvm1 (member): changed\n  KB  before  after\n  KB1  no  yes"
+    gate = gate_doc("unused")
+    gate["waivers_applied"] = [{"vm": "vm1", "invariant": "hotpatch.track", "waiver": waiver}]
+    data = summary_data(gate, None)
+    assert "<pre>waived by jdoe until 2030-01-31: accepted\nvm1 (member): changed\n  KB  before  after" in \
+        render_html(data, None)
+    assert "  KB1  no  yes" in render_markdown(data, None)
+
+
+def test_signing_status_names_the_key_or_says_what_is_missing(tmp_path):
+    from patchgate.signing_status import signing_status
+
+    assert signing_status(tmp_path).state == "unsigned"
+    (tmp_path / "run-manifest.json").write_text(json.dumps(
+        {"signing": {"required": True, "key": "patchgate-verdicts", "mount": "transit"}}))
+    missing = signing_status(tmp_path)
+    assert missing.state == "missing" and "transit/patchgate-verdicts" in missing.text
+    for name in ("gate.json", "evidence-manifest.json"):
+        (tmp_path / f"{name}.sig").write_text(json.dumps({"file": name, "key": "patchgate-verdicts",
+                                                          "key_version": 2, "mount": "transit"}))
+    signed = signing_status(tmp_path)
+    assert signed.state == "signed" and "transit/patchgate-verdicts v2" in signed.text
+
+
+def test_executor_and_ci_context_from_jenkins_and_azure_pipelines_variables():
+    from patchgate.ci import ci_context
+
+    jenkins_env = {"JENKINS_URL": "https://ci.example/", "BUILD_NUMBER": "42", "JOB_NAME": "patch-gate",
+                   "BUILD_URL": "https://ci.example/job/patch-gate/42/"}
+    jenkins = executor_from_env(jenkins_env)
+    assert jenkins["type"] == "jenkins" and jenkins["buildOrder"] == 42
+    assert jenkins["buildUrl"] == "https://ci.example/job/patch-gate/42/" and jenkins["buildName"] == "patch-gate #42"
+    assert ci_context(jenkins_env)["actor"] is None  # Jenkins names no user without a plugin: never guessed
+    assert ci_context({**jenkins_env, "BUILD_USER_ID": "jdoe"})["actor"] == "jdoe"
+    azure_env = {"TF_BUILD": "True", "BUILD_BUILDID": "1234", "BUILD_BUILDNUMBER": "20261203.1",
+                 "BUILD_DEFINITIONNAME": "nightly", "BUILD_REQUESTEDFOR": "Jane Doe",
+                 "SYSTEM_COLLECTIONURI": "https://dev.azure.com/fabrikam/", "SYSTEM_TEAMPROJECT": "Patch Gate"}
+    azure = executor_from_env(azure_env)
+    assert azure["type"] == "azure" and azure["buildOrder"] == 1234
+    assert azure["buildUrl"] == "https://dev.azure.com/fabrikam/Patch%20Gate/_build/results?buildId=1234"
+    assert ci_context(azure_env)["actor"] == "Jane Doe"
+    assert ci_context({"PATH": "/usr/bin"}) is None
+
+
+def test_only_a_verdict_that_does_not_approve_becomes_an_allure_global_error(tmp_path):
+    from patchgate.report import allure_config, write_verdict_globals
+
+    block = {"verdict": "block", "reason": "1 invariant(s) failed: hotpatch.track on vm1", "candidate": {"kb": "KB1"},
+             "lab": {"name": "lab"}}
+    [globals_file] = write_verdict_globals(tmp_path / "block", block).glob("*-globals.json")
+    [error] = json.loads(globals_file.read_text())["errors"]
+    assert error["message"] == "patchgate verdict: BLOCK: 1 invariant(s) failed: hotpatch.track on vm1"
+    assert not list(write_verdict_globals(tmp_path / "approve", {**block, "verdict": "approve"}).iterdir())
+    config = allure_config(tmp_path, block, "name")
+    assert list(config["variables"])[:2] == ["Verdict", "Reason"] and config["variables"]["Verdict"] == "BLOCK"
+    assert config["plugins"]["awesome"]["options"]["defaultSortBy"] == "status,asc"
+
+
+def test_summary_wraps_long_messages_instead_of_running_off_the_page():
+    data = summary_data(gate_doc("vm1 (member): " + "x" * 400), None, signature="unsigned")
+    page = render_html(data, None)
+    style = page[page.index("<style>"):page.index("</style>")]
+    assert "white-space:pre-wrap" in style and "overflow-wrap:anywhere" in style
+    assert "overflow:auto" not in style  # a scrolling box hides the end of the message
+    assert page.index("<th>Signature</th>") < page.index("<th>Selection</th>") < page.index("<th>Candidate</th>")

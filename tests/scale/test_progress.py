@@ -168,3 +168,72 @@ def test_follower_reads_whole_lines_only() -> None:
 def test_progress_is_a_plugin_of_the_suites() -> None:
     text = (ROOT / "conftest.py").read_text(encoding="utf-8")
     assert "fixtures.progress" in text and sys.executable
+
+
+def test_a_retried_step_is_shown_as_retried() -> None:
+    board = Board(origin=100.0)
+    board.update("vm1", "revert", "start", at=101.0)
+    record, _ = board.update("vm1", "revert", "retry", at=102.0)
+    assert format_line(board, "vm1", "revert", "retry", 0.0, 102.0, record.retries).endswith("retrying (attempt 2)")
+    record, took = board.update("vm1", "revert", "ok", at=104.0)
+    assert format_line(board, "vm1", "revert", "ok", took, 104.0, record.retries).endswith(
+        "ok after 2 attempts (3.00s)")
+    record, _ = board.update("vm1", "install", "start", at=105.0)
+    assert record.retries == 0
+
+
+class _Lines(Progress):
+    def __init__(self) -> None:  # noqa: D107 - no pytest config: lines mode, written lines kept
+        self.mode, self.live, self.board, self.lines = "lines", None, Board(), []
+        import threading
+
+        self._write_lock = threading.Lock()
+
+    def write_line(self, line: str) -> None:
+        self.lines.append(line)
+
+
+def test_a_lease_wait_is_said_at_once_and_then_every_30_seconds_without_a_terminal() -> None:
+    progress = _Lines()
+    progress.lease_wait("vm1", "run r-1 (pid 42 on host ci-7)", 0.1, 600)
+    assert len(progress.lines) == 1 and progress.lines[0].endswith(
+        "vm1                      lease                    waiting: leased by run r-1 (pid 42 on host ci-7); "
+        "waited 0s of 600s")
+    progress.lease_wait("vm1", "run r-1 (pid 42 on host ci-7)", 2.0, 600)
+    assert len(progress.lines) == 1  # not every retry: CI logs get one line per 30 s
+    progress.board.vms["vm1"].updated -= 31  # as if the last line was shown 31 s ago
+    progress.lease_wait("vm1", "run r-1 (pid 42 on host ci-7)", 31.0, 600)
+    assert len(progress.lines) == 2 and "waited 31s of 600s" in progress.lines[1]
+
+
+def test_the_live_table_shows_who_holds_a_vm_the_run_waits_for() -> None:
+    progress = _Lines()
+    progress.mode = "live"
+    progress.live = object()  # the table is on screen: no lines
+    progress.lease_wait("ws25-hp-01", "run r-1 (pid 42 on host ci-7)", 12.0, 600)
+    assert progress.lines == []
+    console = Console(record=True, width=160)
+    console.print(render_table(progress.board))
+    assert re.search(r"ws25-hp-01\s+│\s+lease\s+│\s+waiting: leased by run r-1", console.export_text())
+
+
+def test_a_second_run_on_a_busy_lab_says_who_holds_the_vm(tmp_path: Path) -> None:
+    import yaml
+
+    data = yaml.safe_load((ROOT / "labs" / "twin.yaml").read_text(encoding="utf-8"))
+    data["name"] = "twin-busy"
+    data["timeouts"]["ready"] = 3
+    for vm in data["vms"]:
+        if vm["name"] == "ws25-hp-01":
+            vm["faults"] = ["lease-held"]
+    lab = tmp_path / "twin-busy.yaml"
+    lab.write_text(yaml.safe_dump(data), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PATCHGATE_PROGRESS"}
+    env["PATCHGATE_STATE_DIR"] = str(tmp_path / "state")
+    proc = subprocess.run([PATCHGATE, "validate", "--lab", str(lab), "--candidate", "KB5070893", "--vm", "ws25-hp-01",
+                           "--out", str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    waits = [line for line in proc.stdout.splitlines()
+             if re.match(r"^\[\s*\d+\.\ds\] ws25-hp-01\s+lease\s+waiting: leased by ", line)]
+    assert waits and "of 3s" in waits[0], proc.stdout[-3000:]

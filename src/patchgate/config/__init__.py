@@ -8,7 +8,7 @@ from patchgate.config.candidate import Candidate, Classification, PackageFile
 from patchgate.config.lab import Lab, VmSpec
 from patchgate.config.policy import Allowlists, Policy, Waiver
 from patchgate.config.validation import validate_document
-from patchgate.config.yamlfile import load_yaml
+from patchgate.config.yamlfile import YamlDocument, load_yaml
 from patchgate.errors import ConfigError
 from patchgate.hashing import sha256_file
 from patchgate.inputs import resolve_candidate, resolve_lab
@@ -18,7 +18,9 @@ __all__ = ["Allowlists", "Candidate", "Classification", "Lab", "PackageFile", "P
 
 def load_lab(path: Path) -> Lab:
     doc = load_yaml(path, what="lab")
-    lab = validate_document(Lab, doc).model_copy(update={"source": path.resolve()})
+    lab = validate_document(Lab, doc)
+    _check_waiver_scopes(lab, doc, str(path))
+    lab = lab.model_copy(update={"source": path.resolve()})
     if lab.calendar_path is not None:
         _check_calendar(lab.calendar_path, doc.line_of(("calendar",)), str(path))
     return lab
@@ -31,6 +33,21 @@ def _check_calendar(real: Path, line: int | None, shown: str) -> None:
     if not real.is_file():
         raise ConfigError(f"calendar file not found (looked at {real})", file=shown, field="calendar", line=line)
     HotpatchCalendar.load(real)
+
+
+def _check_waiver_scopes(lab: Lab, doc: YamlDocument, shown: str) -> None:
+    """A waiver naming a VM or role this lab does not have could never apply: exit 4 on its line."""
+    names = [vm.name for vm in lab.vms]
+    roles = sorted({vm.role for vm in lab.vms})
+    for index, waiver in enumerate(lab.policy.waivers):
+        for key, values, known in (("vms", waiver.vms, names), ("roles", waiver.roles, roles)):
+            for position, value in enumerate(values):
+                if value not in known:
+                    what = "VM" if key == "vms" else "role"
+                    raise ConfigError(f"no {what} '{value}' in lab '{lab.name}', so the waiver could never apply "
+                                      f"(the lab's {key}: {', '.join(known)})", file=shown,
+                                      field=f"policy.waivers[{index}].{key}[{position}]",
+                                      line=doc.line_of(("policy", "waivers", index, key, position)))
 
 
 def load_candidate(path: Path, *, check_packages: bool = True) -> Candidate:

@@ -63,6 +63,14 @@ class Candidate(_Strict):
             raise ValueError("must be a KB id such as KB5070881")
         return norm
 
+    @field_validator("title")
+    @classmethod
+    def _filled_in(cls, value: str) -> str:
+        if value.strip().upper().startswith("TODO"):
+            raise ValueError("still the placeholder 'patchgate candidate new' wrote: fill in the title from the "
+                             "KB article")
+        return value
+
     @field_validator("target_build")
     @classmethod
     def _build(cls, value: str) -> str:

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 INVARIANT_ID = r"^(hotpatch|wsus|services|firewall)\.[a-z0-9_]+$"
+INVARIANTS = frozenset({
+    "hotpatch.enrollment", "hotpatch.arc_agent", "hotpatch.no_restart", "hotpatch.build", "hotpatch.track",
+    "hotpatch.reboot_pending", "wsus.role", "wsus.services", "wsus.app_pool", "wsus.ports", "wsus.sync",
+    "wsus.exploitation_indicators", "services.auto_start_running", "services.configuration",
+    "services.scm_failures", "services.new_services", "firewall.profiles", "firewall.rules", "firewall.exposure",
+    "firewall.listening_ports", "firewall.core_services",
+})
+"""Every invariant the suites check (docs/invariants.md): a waiver naming another one could never apply."""
 
 
 class _Strict(BaseModel):
@@ -47,6 +56,15 @@ class Waiver(_Strict):
     owner: str = Field(..., min_length=1)
     expires: dt.date
     candidate: str | None = Field(None, description="only for this KB; every candidate when absent")
+
+    @field_validator("invariant")
+    @classmethod
+    def _known_invariant(cls, value: str) -> str:
+        if value not in INVARIANTS:
+            close = difflib.get_close_matches(value, sorted(INVARIANTS), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(sorted(INVARIANTS))}"
+            raise ValueError(f"unknown invariant '{value}', so the waiver could never apply ({hint})")
+        return value
 
     @model_validator(mode="after")
     def _scope(self) -> "Waiver":

@@ -52,6 +52,11 @@ def validate_document(model: type[ModelT], doc: YamlDocument, *, context: dict |
         message = str(first.get("msg", "invalid value"))
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]
+        value = first.get("input")
+        if first.get("type") == "string_type" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            key = str(loc[-1]) if loc else "value"
+            message = (f"YAML read the unquoted value as a number ({value!r}), which can lose digits: put it in "
+                       f"quotes, e.g. {key}: \"...\" exactly as written")
         extra = len(exc.errors()) - 1
         if extra:
             message += f" (and {extra} more problem{'s' if extra > 1 else ''})"

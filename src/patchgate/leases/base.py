@@ -23,6 +23,7 @@ and fencing live here once.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import random
@@ -44,6 +45,12 @@ FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 2.0
 SAFETY = 0.8  # a holder trusts its lease for this share of the TTL after a renewal began (clock skew, latency)
 WAIT_REPORT_EVERY = 30.0  # seconds between "still waiting for VM ..." lines while a lease is busy
+
+LeaseWaitCallback = Callable[[str, str, float, float], None]
+"""(vm, who holds it, seconds waited so far, timeout): called on every retry while a VM is busy."""
+lease_waits: contextvars.ContextVar[LeaseWaitCallback | None] = contextvars.ContextVar("patchgate_lease_waits",
+                                                                                         default=None)
+"""Set by whoever shows progress (the pytest wiring) around a run's start; ``acquire_ordered`` reports to it."""
 
 
 @dataclass(frozen=True)
@@ -199,9 +206,10 @@ class Lease:
         began = time.monotonic()
         deadline = began + timeout
         taken: list[str] = []
+        progress = lease_waits.get()
         try:
             for vm in names:
-                self._take_one(vm, names, began, deadline, timeout, stop, on_wait)
+                self._take_one(vm, names, began, deadline, timeout, stop, on_wait, progress)
                 taken.append(vm)
         except BaseException:
             for vm in reversed(taken):
@@ -210,7 +218,8 @@ class Lease:
         log.info("run %s leased %s (%s backend)", self.run_id, ", ".join(names), self.backend.kind)
 
     def _take_one(self, vm: str, names: list[str], began: float, deadline: float, timeout: float,
-                  stop: threading.Event | None, on_wait: WaitReport | None) -> None:
+                  stop: threading.Event | None, on_wait: WaitReport | None,
+                  progress: LeaseWaitCallback | None) -> None:
         delay = FIRST_BACKOFF
         next_report = time.monotonic()
         while True:
@@ -231,6 +240,9 @@ class Lease:
                                      vm=vm)
                 return
             now = time.monotonic()
+            if progress is not None:
+                progress(vm, result.current.describe() if result.current else "another run (holder unknown)",
+                         now - began, timeout)
             if on_wait is not None and now >= next_report:
                 on_wait(vm, result.current, now - began)
                 next_report = now + WAIT_REPORT_EVERY

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 
 from pydantic import SecretStr
 
-from patchgate.config.lab import EnvSecretsSettings, VmSpec
-from patchgate.errors import SecretsError
+from patchgate.config.lab import EnvSecretsSettings, Lab, VmSpec
+from patchgate.errors import ConfigError, SecretsError
 from patchgate.secrets.base import Credentials
 from patchgate.secrets.redact import MIN_SECRET_LENGTH, redactor
 
@@ -48,3 +48,28 @@ class EnvSecretsProvider:
 
     def close(self) -> None:
         """Nothing to revoke."""
+
+
+def missing_env_credentials(lab: Lab, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The variables an env-secrets lab needs that are unset or empty: the hypervisor login (not for the twin
+    hypervisor) and the guests' login (not for in-process remoting)."""
+    if lab.secrets.kind != "env":
+        return []
+    environ = environ if environ is not None else os.environ
+    s = lab.secrets.settings or EnvSecretsSettings()
+    needed = []
+    if lab.hypervisor.kind != "twin":
+        needed += [s.hypervisor_username_var, s.hypervisor_password_var]
+    if lab.remoting.kind != "inprocess":
+        needed += [s.username_var, s.password_var]
+    return [name for name in needed if not environ.get(name)]
+
+
+def require_env_credentials(lab: Lab) -> None:
+    """A credential the lab reads from the environment and nobody set is bad input (exit 4), said once before
+    the run starts, not lab trouble repeated by every check."""
+    missing = missing_env_credentials(lab)
+    if missing:
+        raise ConfigError(f"secrets.kind is env but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                          f"not set: export {' '.join(missing)} (docs/lab-file.md, secrets)",
+                          file=str(lab.source) if lab.source else None)

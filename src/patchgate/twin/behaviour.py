@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from patchgate.config.policy import INVARIANTS
 from patchgate.twin import specs
 from patchgate.twin.model import (
     EventRecord,
@@ -62,13 +63,7 @@ CBS_E_INSTALLERS_FAILED = -2146498270  # 0x800F0922
 WU_S_ALREADY_INSTALLED = 2359302  # 0x00240006
 TWIN_E_UNKNOWN_KB = -2145124329  # 0x80240017 WU_E_NOT_APPLICABLE: the twin has no behaviour for the KB
 
-INVARIANT_IDS = frozenset({
-    "hotpatch.enrollment", "hotpatch.arc_agent", "hotpatch.no_restart", "hotpatch.build", "hotpatch.track",
-    "hotpatch.reboot_pending", "wsus.role", "wsus.services", "wsus.app_pool", "wsus.ports", "wsus.sync",
-    "wsus.exploitation_indicators", "services.auto_start_running", "services.configuration",
-    "services.scm_failures", "services.new_services", "firewall.profiles", "firewall.rules", "firewall.exposure",
-    "firewall.listening_ports", "firewall.core_services",
-})
+INVARIANT_IDS = INVARIANTS  # the suites' catalogue, which waivers are checked against too
 
 
 def hresult(code: int) -> str:
