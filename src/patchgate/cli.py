@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import gc
 import json
+import secrets
 import signal
 import sys
 from pathlib import Path
@@ -73,6 +74,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     checked = None if early else _check_inputs(args, lab_path, candidate_path)
     kb, lab_name = early or (checked[1].kb, checked[0].name)  # type: ignore[index]
     run_id = new_run_id()
+    args.fresh_seed = secrets.randbelow(2**31)  # used when neither --seed nor the lab file names one
     out = Path(args.out) if args.out else root / "reports" / f"{run_id}-{kb}-{lab_name}"
     created = not out.exists()
     try:
@@ -115,7 +117,10 @@ def _check_inputs(args: argparse.Namespace, lab_path: Path, candidate_path: Path
     the candidate and, for a twin lab, its loaded catalogue (else None)."""
     from patchgate.labrun import RunSelection, load_inputs
 
+    from patchgate.twin.noise import seeded
+
     lab, candidate = load_inputs(lab_path, candidate_path)
+    lab = seeded(lab, explicit=getattr(args, "seed", None), fresh=getattr(args, "fresh_seed", None))
     RunSelection(vms=args.vm, roles=args.role, rings=args.ring).apply(lab)
     catalog = None
     if lab.hypervisor.kind == "twin" or getattr(lab.hypervisor.settings, "twin_guest", False):
@@ -162,6 +167,10 @@ def _suite_command(args: argparse.Namespace, root: Path, lab_path: Path, candida
             command += [flag, value]
     if args.keep_on_failure:
         command.append("--keep-on-failure")
+    if getattr(args, "seed", None) is not None:
+        command += ["--seed", str(args.seed)]
+    if getattr(args, "fresh_seed", None) is not None:
+        command += ["--fresh-seed", str(args.fresh_seed)]
     if not any(a.startswith("--tb") for a in args.pytest_args):
         command.append("--tb=short")  # the failure message and its table, without the test's source
     return command + list(args.pytest_args)
@@ -281,6 +290,9 @@ def build_parser() -> Parser:
     validate.add_argument("--vm", action="append", default=[], metavar="NAME", help="only this VM (repeatable)")
     validate.add_argument("--role", action="append", default=[], metavar="ROLE", help="only VMs with this role")
     validate.add_argument("--ring", action="append", default=[], metavar="RING", help="only VMs in this ring")
+    validate.add_argument("--seed", type=int, default=None, metavar="N",
+                          help="seed of the twin's real-world noise (hypervisor.settings.noise: realistic); default: "
+                               "the lab file's seed, else a fresh one, recorded in run-manifest.json")
     validate.add_argument("--keep-on-failure", action="store_true",
                           help="leave VMs whose checks failed as they are, for debugging (says so in the output)")
     validate.add_argument("pytest_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

@@ -37,6 +37,15 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def _offset(posture: object, sent: dt.datetime, answered: dt.datetime) -> float | None:
+    """The guest's clock minus the controller's, in seconds, measured at one capture: the capture's own time
+    (capturedAt, the guest's clock) against the middle of the round trip that fetched it."""
+    captured = getattr(posture, "captured_at", None)
+    if captured is None:
+        return None
+    return round((captured - (sent + (answered - sent) / 2)).total_seconds(), 3)
+
+
 @dataclass
 class LifecycleContext:
     """Everything the per-VM lifecycles of one run share."""
@@ -157,8 +166,11 @@ class VmLifecycle:
         with self.step("wait_ready"):
             obs.endpoint = ctx.hypervisor.wait_ready(vm, timeouts.ready)
         self._connect()
+        self._settle(before_baseline=True)
         with self.step("capture_baseline", limit="capture") as baseline_step:
+            taken = _now()
             baseline = self._take_capture(since=None)
+            baseline_window = (taken, _now())
         reading = self._read_while_installing(baseline, baseline_step)
         try:
             self._install()
@@ -168,13 +180,17 @@ class VmLifecycle:
             raise
         with TURNS.released():
             obs.baseline, obs.baseline_raw = reading.result()  # a capture nobody can read: lab trouble, raised
+        obs.clock_offsets["baseline"] = _offset(obs.baseline, *baseline_window)
         if obs.install and obs.install.restart_needed:
             self._reboot()
+        self._settle()
         if vm.role == "wsus-server":
             self._wsus_sync()
         with self.step("capture_post", limit="capture"):
             since = obs.install.started_at if obs.install else None
+            taken = _now()
             obs.post, obs.post_raw = self._capture(since=since)
+            obs.clock_offsets["post"] = _offset(obs.post, taken, _now())
 
     def _connect(self, step: str = "connect") -> None:
         ctx, vm, obs = self.ctx, self.vm, self.obs
@@ -269,6 +285,28 @@ class VmLifecycle:
                 raise LabTimeout(f"guest did not come back after the restart within "
                                  f"{ctx.lab.timeouts.reboot:g}s ({exc.detail})", vm=vm.name) from None
         self._connect("reconnect")
+
+    def _settle(self, *, before_baseline: bool = False) -> None:
+        """Wait (bounded by timeouts.settle) until the guest has settled, before the baseline (the guest has just
+        booted from its snapshot) and before the post capture; see patchgate.settle."""
+        from patchgate.probes.batch import compose_capture
+        from patchgate.settle import awaited, wait_settled
+
+        ctx = self.ctx
+        with self.step("settle_baseline" if before_baseline else "settle") as record:
+            assert self.session is not None
+            script = compose_capture(areas=["services"])
+
+            def look() -> dict[str, object]:
+                result = self.session.run(script, timeout=ctx.lab.timeouts.capture)  # type: ignore[union-attr]
+                posture, _text = self._read_capture(result)
+                return posture.area("services").services  # type: ignore[attr-defined]
+
+            try:
+                wanted = None if before_baseline else awaited(self.obs.baseline.area("services").services)
+                record.detail = wait_settled(look, wanted, ctx.lab.timeouts.settle, ctx.stop).detail
+            except LabError as exc:  # the post capture and the checks still say what they see
+                record.detail = f"could not look at the guest's services: {exc}"
 
     def _wsus_sync(self) -> None:
         from patchgate.actions import action_script

@@ -49,6 +49,9 @@ class VmObservation:
     install: InstallRecord | None = None
     rebooted: bool = False
     wsus_sync: dict[str, Any] | None = None
+    # the guest's clock minus the controller's (seconds) at each capture ("baseline", "post"): times the guest
+    # reports are compared on its own clock (docs/invariants.md, wsus.sync)
+    clock_offsets: dict[str, float | None] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
     error: LabError | None = None
     restore_error: LabError | None = None

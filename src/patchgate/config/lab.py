@@ -33,6 +33,10 @@ class TwinLatency(Strict):
 
 class TwinHypervisorSettings(Strict):
     latency: TwinLatency = TwinLatency()
+    noise: Literal["realistic", "quiet"] = Field(
+        "quiet", description="realistic: the hosts change on their own as real VMs do (docs/twin.md, Noise)")
+    seed: int | None = Field(None, ge=0, description="the noise's seed; `patchgate validate --seed N` sets it "
+                             "(default: a fresh one per run, recorded in run-manifest.json)")
     own_process: bool = Field(True, description="serve the twin's hosts and their WinRM listeners from a process "
                               "of their own, as a real lab's machines are (psrp remoting); false keeps them inside "
                               "the harness's process, where a debugger or profiler sees both sides")
@@ -248,6 +252,8 @@ class Timeouts(Strict):
     reboot: float = Field(900, gt=0)
     capture: float = Field(300, gt=0)
     revert: float = Field(600, gt=0)
+    settle: float = Field(300, ge=0, description="longest wait after the install (and its restart) for the guest "
+                          "to settle before the post capture: nothing pending, delayed-start services started")
 
 
 class Retries(Strict):

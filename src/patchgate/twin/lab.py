@@ -28,6 +28,7 @@ from patchgate.errors import ConfigError, HypervisorError, LabTimeout
 from patchgate.twin.faults import FAULTS, Fault, parse_faults
 from patchgate.twin.lease_fault import LeaseHeldFault
 from patchgate.twin.model import WindowsHost, utcnow
+from patchgate.twin.noise import HostNoise, NoiseSettings
 
 if TYPE_CHECKING:
     from patchgate.twin.catalog import Catalog
@@ -138,6 +139,7 @@ class TwinLab:
         self._changed = threading.Condition()
         self.disks = disks
         self.lease_fault = LeaseHeldFault({name: vm.faults for name, vm in self.vms.items()})
+        self.noise = _noise_for(lab)
         if disks is not None:
             for vm in self.vms.values():
                 self._load_disk(vm)
@@ -287,6 +289,8 @@ class TwinLab:
         self._pause(self.latency.revert - (time.monotonic() - began), interruptible=False)
         with vm.lock:
             vm.host = fresh
+            if name in self.noise:
+                self.noise[name].reseed()
             vm.powered_on = False  # a snapshot without memory: reverted VMs are off
             vm.ready_at = None
             vm.sticky_faults.clear()
@@ -308,6 +312,8 @@ class TwinLab:
                 return
             vm.powered_on = True
             vm.host.last_boot_up_time = self.clock()
+            if name in self.noise:
+                self.noise[name].after_boot(vm.host, self.clock())
             vm.ready_at = self._ready_time(vm)
             self.persist(name, dirty=True)
         self._notify()
@@ -350,11 +356,30 @@ class TwinLab:
         with vm.lock:
             complete_reboot(host, self.clock())
             host.last_boot_up_time = self.clock()
+            if name in self.noise:
+                noise = self.noise[name]
+                noise.after_boot(host, self.clock(), after_servicing=noise.serviced)
             if "reboot-never-returns" in vm.faults:
                 vm.sticky_faults.add("never-ready")
             vm.ready_at = self._ready_time(vm)
             self.persist(name, dirty=True)
         self._notify()
+
+    # ------------------------------------------------------------ noise (docs/twin.md, "Noise")
+
+    def guest_now(self, name: str) -> dt.datetime:
+        """The guest's own clock: the true time plus its skew."""
+        host = self.host(name)
+        return self.clock() + dt.timedelta(seconds=host.clock_offset_seconds)
+
+    def after_install(self, name: str, host: WindowsHost) -> None:
+        if name in self.noise:
+            self.noise[name].after_install(host, self.clock())
+
+    def settle(self, name: str, host: WindowsHost) -> None:
+        """What happened on the guest since it was last looked at (delayed starts that came due)."""
+        if name in self.noise:
+            self.noise[name].settle(host, self.clock())
 
     def power_off(self, name: str) -> None:
         vm = self.vm(name)
@@ -362,6 +387,14 @@ class TwinLab:
             vm.powered_on = False
             vm.ready_at = None
         self._notify()
+
+
+def _noise_for(lab: Lab) -> dict[str, HostNoise]:
+    settings = lab.hypervisor.settings if lab.hypervisor.kind == "twin" else None
+    if settings is None or getattr(settings, "noise", "quiet") != "realistic":
+        return {}
+    knobs = NoiseSettings(realistic=True, seed=int(settings.seed or 0))
+    return {vm.name: HostNoise(knobs, vm.name) for vm in lab.vms}
 
 
 def snapshot_identifier(spec: VmSpec) -> str:

@@ -105,7 +105,8 @@ class TwinShell:
             raise TwinFault("connection-reset", "connection reset during capture")
         if self.lab.has_fault(vm, "wsman-fault"):
             raise TwinFault("wsman-fault", "The WS-Management service cannot process the request.")
-        text = render_capture(stmt.script, host, dict(stmt.parameters))
+        self.lab.settle(vm, host)
+        text = render_capture(stmt.script, host, dict(stmt.parameters), now=self.lab.guest_now(vm))
         if self.lab.has_fault(vm, "malformed-probe"):
             text = text.replace('"output":"{', '"output":"<html>{', 1)
         return PipelineOutput(output=[text])
@@ -163,6 +164,7 @@ class TwinShell:
                 message = outcome.log[-1] if outcome.log else f"install of {kb} failed"
                 return PipelineOutput(output=[_json(result)], errors=[f"Add-WindowsPackage : {message}"],
                                       failed=True)
+        self.lab.after_install(vm, host)
         return PipelineOutput(output=[_json({"PackagePath": path, "RestartNeeded": restart, "ExitCode": exit_code,
                                              "Log": log, "Staged": staged})])
 
@@ -182,7 +184,7 @@ class TwinShell:
         if not host.wsus.role_installed:
             return PipelineOutput(errors=["Get-WsusServer : The term 'Get-WsusServer' is not recognized as the "
                                           "name of a cmdlet (the WSUS role is not installed)"], failed=True)
-        run_wsus_sync(host, self.lab.clock())
+        run_wsus_sync(host, self.lab.guest_now(vm))
         info = host.wsus.last_sync
         assert info is not None
         return PipelineOutput(output=[_json({
