@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 PER_USER_TEMPLATES = {"CDPUserSvc": "Connected Devices Platform User Service", "OneSyncSvc": "Sync Host",
                       "WpnUserService": "Windows Push Notifications User Service"}
 # The dynamic (ephemeral) port range since Windows Server 2008: 49152-65535 (KB 929851,
-# https://learn.microsoft.com/troubleshoot/windows-server/networking/default-dynamic-port-range-tcpip-chang)
+# https://support.microsoft.com/kb/929851)
 DYNAMIC_LOW, DYNAMIC_HIGH = 49152, 65535
 RPC_FIRST = 49664  # where WS2025's boot-assigned RPC listeners start [U]
 DELAYED_START_SECONDS = 120.0  # "a short delay of approximately two minutes" (MS-SCMR 2.2.33)
