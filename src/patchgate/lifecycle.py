@@ -22,7 +22,7 @@ from patchgate.errors import LabError, LabTimeout, PatchgateError
 from patchgate.hypervisors.base import Hypervisor
 from patchgate.ledger import Ledger
 from patchgate.observations import InstallRecord, Step, VmObservation
-from patchgate.remoting.base import RemoteSession, Remoting, ScriptResult
+from patchgate.remoting.base import RemoteSession, Remoting, Script, ScriptResult
 from patchgate.retry import with_retries
 from patchgate.secrets.base import SecretsProvider
 from patchgate.secrets.redact import redactor
@@ -183,6 +183,8 @@ class VmLifecycle:
         obs.clock_offsets["baseline"] = _offset(obs.baseline, *baseline_window)
         if obs.install and obs.install.restart_needed:
             self._reboot()
+            if obs.unreachable is not None:
+                return  # nothing more can be read from the guest; its restore still runs
         self._settle()
         if vm.role == "wsus-server":
             self._wsus_sync()
@@ -284,7 +286,27 @@ class VmLifecycle:
             except LabTimeout as exc:
                 raise LabTimeout(f"guest did not come back after the restart within "
                                  f"{ctx.lab.timeouts.reboot:g}s ({exc.detail})", vm=vm.name) from None
-        self._connect("reconnect")
+        try:
+            self._connect("reconnect")
+            with self.step("remoting_after_restart"):
+                self._answers()
+        except LabError as exc:
+            # The hypervisor sees the guest running with an address, but its remoting refuses: the update broke
+            # management (management.reachable), not the lab. Only a guest the hypervisor cannot see is lab trouble.
+            endpoint, settings = obs.endpoint, ctx.lab.remoting.settings
+            obs.unreachable = {"guest": "running (the hypervisor reports it ready)",
+                               "address": endpoint.address if endpoint else None,
+                               "port": (endpoint.port if endpoint and endpoint.port else None)
+                               or getattr(settings, "port", None) or (5986 if getattr(settings, "ssl", False) else 5985),
+                               "error": redactor.redact(str(exc))}
+
+    def _answers(self) -> None:
+        """One small pipeline through the new session (with the lab's retries): connecting alone proves nothing
+        on transports that connect lazily."""
+        script = Script(name="hello", body="$env:COMPUTERNAME\n")
+        session = self.session
+        assert session is not None
+        self._retry("remoting", lambda: session.run(script, timeout=self.ctx.lab.timeouts.capture))
 
     def _settle(self, *, before_baseline: bool = False) -> None:
         """Wait (bounded by timeouts.settle) until the guest has settled, before the baseline (the guest has just

@@ -52,6 +52,9 @@ class VmObservation:
     # the guest's clock minus the controller's (seconds) at each capture ("baseline", "post"): times the guest
     # reports are compared on its own clock (docs/invariants.md, wsus.sync)
     clock_offsets: dict[str, float | None] = field(default_factory=dict)
+    # set when the guest runs (per the hypervisor) but refused remoting after the update's restart:
+    # guest state, address, port and the error (management.reachable)
+    unreachable: dict[str, Any] | None = None
     steps: list[Step] = field(default_factory=list)
     error: LabError | None = None
     restore_error: LabError | None = None

@@ -381,6 +381,24 @@ class TwinLab:
         if name in self.noise:
             self.noise[name].settle(host, self.clock())
 
+    def refuses_remoting(self, name: str) -> str | None:
+        """Why the guest's WinRM listener refuses connections, or None: the WinRM service is not running, or no
+        enabled inbound Allow rule opens the WinRM port any more (the guest's firewall, not the twin, decides)."""
+        vm = self.vm(name)
+        host = vm.host
+        if host is None or not vm.powered_on:
+            return None
+        winrm = host.services.get("WinRM")
+        if winrm is None or winrm.state != "Running":
+            return "the WinRM service is not running"
+        settings = self.lab.remoting.settings
+        port = getattr(settings, "port", None) or (5986 if getattr(settings, "ssl", False) else 5985)
+        if not any(host.firewall_profiles.values()) or not any(p.enabled for p in host.firewall_profiles.values()):
+            return None  # the firewall is off: nothing filters the port
+        opening = [r for r in host.firewall_rules.values() if r.enabled and r.direction == "Inbound"
+                   and r.action == "Allow" and r.protocol in ("TCP", "Any") and str(port) in r.local_port]
+        return None if opening else f"no enabled inbound firewall rule allows TCP {port} (WinRM)"
+
     def power_off(self, name: str) -> None:
         vm = self.vm(name)
         with vm.lock:

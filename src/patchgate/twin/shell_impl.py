@@ -63,6 +63,10 @@ class TwinShell:
 
     # ------------------------------------------------------------ entry point
 
+    def refuses_remoting(self, vm: str) -> str | None:
+        """The WSMan endpoint drops every connection while this says why (see TwinLab.refuses_remoting)."""
+        return self.lab.refuses_remoting(vm)
+
     def run_pipeline(self, vm: str, statements: list[Statement], input_data: list[Any]) -> PipelineOutput:
         with self._count_lock:
             self.pipelines[vm] = self.pipelines.get(vm, 0) + 1
@@ -70,6 +74,9 @@ class TwinShell:
             raise TwinFault("connection-reset", f"{vm} is not running")
         if self.lab.has_fault(vm, "auth-failure"):
             raise TwinFault("auth-failure", "credentials rejected")
+        refused = self.lab.refuses_remoting(vm)
+        if refused:
+            raise TwinFault("connection-reset", f"connection refused: {refused}")
         host = self.lab.host(vm)
         if not statements:
             return PipelineOutput()
