@@ -169,6 +169,8 @@ def _suite_command(args: argparse.Namespace, root: Path, lab_path: Path, candida
         command.append("--keep-on-failure")
     if getattr(args, "seed", None) is not None:
         command += ["--seed", str(args.seed)]
+    if getattr(args, "control", False):
+        command.append("--control")
     if getattr(args, "fresh_seed", None) is not None:
         command += ["--fresh-seed", str(args.fresh_seed)]
     if not any(a.startswith("--tb") for a in args.pytest_args):
@@ -293,6 +295,9 @@ def build_parser() -> Parser:
     validate.add_argument("--seed", type=int, default=None, metavar="N",
                           help="seed of the twin's real-world noise (hypervisor.settings.noise: realistic); default: "
                                "the lab file's seed, else a fresh one, recorded in run-manifest.json")
+    validate.add_argument("--control", action="store_true",
+                          help="also take each VM through the same lifecycle without the candidate (lab `control: "
+                               "reboot`); checks that fail there too are reported as noise seen on the control")
     validate.add_argument("--keep-on-failure", action="store_true",
                           help="leave VMs whose checks failed as they are, for debugging (says so in the output)")
     validate.add_argument("pytest_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

@@ -193,6 +193,54 @@ class VmLifecycle:
             taken = _now()
             obs.post, obs.post_raw = self._capture(since=since)
             obs.clock_offsets["post"] = _offset(obs.post, taken, _now())
+        if ctx.lab.control == "reboot":
+            self._control()
+
+    def _control(self) -> None:
+        """The control run: the same VM restored and taken through the same lifecycle without the candidate (the
+        restart the candidate demanded, the settle window, both captures). Its observation goes to ``control``;
+        lab trouble in it is recorded, never raised: the candidate's own results stand."""
+        ctx, vm, main = self.ctx, self.vm, self.obs
+        control = VmObservation(vm=vm)
+        self.obs = control
+        try:
+            if self.session is not None:
+                self.session.close()
+                self.session = None
+            with self.step("control_revert", limit="revert"):
+                ctx.ledger.record("revert", vm=vm.name, snapshot=vm.snapshot)
+                control.snapshot = self._retry("revert", lambda: ctx.hypervisor.revert(vm))  # type: ignore[assignment]
+            with self.step("control_power_on"):
+                self._retry("power on", lambda: ctx.hypervisor.power_on(vm))
+            with self.step("control_wait_ready"):
+                control.endpoint = ctx.hypervisor.wait_ready(vm, ctx.lab.timeouts.ready)
+            self._connect("control_connect")
+            self._settle(before_baseline=True)
+            with self.step("control_capture_baseline", limit="capture"):
+                taken = _now()
+                control.baseline, control.baseline_raw = self._capture(since=None)
+                control.clock_offsets["baseline"] = _offset(control.baseline, taken, _now())
+            began = _now()
+            control.install = InstallRecord(kb="(control: no candidate)", exit_code=0, restart_needed=False,
+                                            output=[], started_at=began, finished_at=began)
+            if main.rebooted:
+                self._reboot()
+                if control.unreachable is not None:
+                    raise LabError(f"the control did not answer remoting after its restart "
+                                   f"({control.unreachable.get('error')})", vm=vm.name, step="control")
+            self._settle()
+            if vm.role == "wsus-server":
+                self._wsus_sync()
+            with self.step("control_capture_post", limit="capture"):
+                taken = _now()
+                control.post, control.post_raw = self._capture(since=began)
+                control.clock_offsets["post"] = _offset(control.post, taken, _now())
+            main.control = control
+        except LabError as exc:
+            main.control_error = redactor.redact(str(exc))
+        finally:
+            main.steps.extend(control.steps)
+            self.obs = main
 
     def _connect(self, step: str = "connect") -> None:
         ctx, vm, obs = self.ctx, self.vm, self.obs

@@ -55,6 +55,10 @@ class VmObservation:
     # set when the guest runs (per the hypervisor) but refused remoting after the update's restart:
     # guest state, address, port and the error (management.reachable)
     unreachable: dict[str, Any] | None = None
+    # the control run (lab `control: reboot`): the same VM restored and taken through the lifecycle without the
+    # candidate; ``control_error`` says why it could not finish (its checks then stand on their own)
+    control: "VmObservation | None" = None
+    control_error: str | None = None
     steps: list[Step] = field(default_factory=list)
     error: LabError | None = None
     restore_error: LabError | None = None

@@ -272,6 +272,10 @@ class Lab(Strict):
     timeouts: Timeouts = Timeouts()
     retries: Retries = Retries()
     policy: Policy = Policy()
+    control: Literal["none", "reboot"] = Field(
+        "none", description="reboot: after the candidate's run each VM is restored and goes through the same "
+        "lifecycle without the candidate (the same restart, settle, captures); a check that also fails there is "
+        "noise seen on the control, not a block (`patchgate validate --control` sets it)")
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
