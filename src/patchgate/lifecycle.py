@@ -368,7 +368,8 @@ class VmLifecycle:
             script = compose_capture(areas=["services"])
 
             def look() -> dict[str, object]:
-                result = self.session.run(script, timeout=ctx.lab.timeouts.capture)  # type: ignore[union-attr]
+                with ctx.semaphores["capture"]:  # a look is a (small) capture: it honours limits.capture
+                    result = self.session.run(script, timeout=ctx.lab.timeouts.capture)  # type: ignore[union-attr]
                 posture, _text = self._read_capture(result)
                 return posture.area("services").services  # type: ignore[attr-defined]
 

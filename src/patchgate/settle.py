@@ -33,7 +33,7 @@ class SettleResult:
     def detail(self) -> str:
         if self.settled:
             return f"settled after {self.waited_s:.1f}s ({self.polls} look(s))"
-        return (f"not settled within the window ({self.waited_s:.1f}s): still waiting for "
+        return (f"not settled within the window ({self.waited_s:.1f}s, {self.polls} look(s)): still waiting for "
                 f"{', '.join(self.waiting_for[:8])}")
 
 
@@ -72,4 +72,12 @@ def wait_settled(look: Callable[[], Mapping[str, object]], wanted: frozenset[str
             return SettleResult(False, time.monotonic() - began, polls, left)
 
 
-__all__ = ["SettleResult", "awaited", "unsettled", "wait_settled"]
+def looks_in(detail: str) -> int:
+    """How many looks a settle step's detail says it took (each is one pipeline on the guest)."""
+    import re
+
+    match = re.search(r"(\d+) look\(s\)", detail)
+    return int(match.group(1)) if match else 0
+
+
+__all__ = ["looks_in", "SettleResult", "awaited", "unsettled", "wait_settled"]
