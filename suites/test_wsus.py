@@ -26,7 +26,7 @@ EXPLOIT_PROVIDER = "Windows Server Update Services"
 # SigmaHQ win_wsus_exploit_cve_2025_59287 (Data|contains|all), from ysoserial.net's ObjectDataProvider gadget
 EXPLOIT_MARKERS = ("System.InvalidCastException", "System.Windows.Data.ObjectDataProvider",
                    "Unable to cast object of type", "System.Windows.Media.Brush")
-CLOCK_SLACK = dt.timedelta(seconds=1)  # the VM's clock (sync times) against the controller's (install end)
+CLOCK_SLACK = dt.timedelta(seconds=1)  # sync times against the install's end, both on the guest's clock
 
 
 @invariant("wsus.role", severity="blocker")
@@ -97,17 +97,29 @@ def test_sync_succeeds_after_update(obs):
     last = obs.baseline.area("wsus").last_sync
     sync = obs.wsus_sync or {}
     finished = obs.install.finished_at if obs.install else None
+    # sync times are the guest's clock: the install's end is moved onto it by the offset measured at the captures
+    skew = _guest_skew(obs)
+    if finished is not None:
+        finished = finished + skew
     result = sync.get("Result")
     start, end = _parse(sync.get("StartTime")), _parse(sync.get("EndTime"))
-    after_install = f"after {finished:%Y-%m-%d %H:%M:%S}Z" if finished else "after the install"
+    after_install = (f"after {finished:%Y-%m-%d %H:%M:%S}Z on the guest's clock (skew {skew.total_seconds():+.1f}s)"
+                     if finished else "after the install")
     rows = [("Result", last.result if last else "-", result or "(no synchronization)", "Succeeded"),
             ("StartTime", last.start_time if last else "-", start or "-", after_install),
             ("EndTime", last.end_time if last else "-", end or "-", after_install)]
     # ErrorText is not asserted on: after the CVE-2025-59287 fix WSUS stopped showing error details.
     ok = (result == "Succeeded" and finished is not None and start is not None and end is not None
-          and start >= finished - CLOCK_SLACK and end > finished)
+          and start >= finished - CLOCK_SLACK and end > finished - CLOCK_SLACK)
     assert ok, violation(obs, "no WSUS synchronization started after the update succeeded", rows,
                          headers=("field", "before (last sync)", "after (sync after the install)", "required"))
+
+
+def _guest_skew(obs) -> dt.timedelta:
+    """The guest's clock minus the controller's, as measured at the post capture (else the baseline's)."""
+    offsets = getattr(obs, "clock_offsets", {}) or {}
+    seconds = next((offsets[k] for k in ("post", "baseline") if offsets.get(k) is not None), 0.0)
+    return dt.timedelta(seconds=seconds)
 
 
 def _wsus_hosts(processes) -> dict[int, str]:

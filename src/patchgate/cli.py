@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import secrets
 import signal
 import sys
 from pathlib import Path
@@ -80,6 +81,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     checked = None if early else _check_inputs(args, lab_path, candidate_path)
     kb, lab_name = early or (checked[1].kb, checked[0].name)  # type: ignore[index]
     run_id = new_run_id()
+    args.fresh_seed = secrets.randbelow(2**31)  # used when neither --seed nor the lab file names one
     out = Path(args.out) if args.out else root / "reports" / f"{run_id}-{kb}-{lab_name}"
     require_fresh_out_dir(out)
     created = not out.exists()
@@ -125,7 +127,10 @@ def _check_inputs(args: argparse.Namespace, lab_path: Path, candidate_path: Path
     the candidate and, for a twin lab, its loaded catalogue (else None)."""
     from patchgate.labrun import RunSelection, load_inputs
 
+    from patchgate.twin.noise import seeded
+
     lab, candidate = load_inputs(lab_path, candidate_path)
+    lab = seeded(lab, explicit=getattr(args, "seed", None), fresh=getattr(args, "fresh_seed", None))
     RunSelection(vms=args.vm, roles=args.role, rings=args.ring).apply(lab)
     from patchgate.secrets.env import require_env_credentials
 
@@ -175,6 +180,12 @@ def _suite_command(args: argparse.Namespace, root: Path, lab_path: Path, candida
             command += [flag, value]
     if args.keep_on_failure:
         command.append("--keep-on-failure")
+    if getattr(args, "seed", None) is not None:
+        command += ["--seed", str(args.seed)]
+    if getattr(args, "control", False):
+        command.append("--control")
+    if getattr(args, "fresh_seed", None) is not None:
+        command += ["--fresh-seed", str(args.fresh_seed)]
     if not any(a.startswith("--tb") for a in args.pytest_args):
         command.append("--tb=short")  # the failure message and its table, without the test's source
     return command + list(args.pytest_args)
@@ -322,6 +333,12 @@ def build_parser() -> Parser:
                           help="only VMs with this role (repeatable): " + ", ".join(ROLES))
     validate.add_argument("--ring", action="append", default=[], metavar="RING",
                           help="only VMs in this ring, as the lab file names them, e.g. ring0 (repeatable)")
+    validate.add_argument("--seed", type=int, default=None, metavar="N",
+                          help="seed of the twin's real-world noise (hypervisor.settings.noise: realistic); default: "
+                               "the lab file's seed, else a fresh one, recorded in run-manifest.json")
+    validate.add_argument("--control", action="store_true",
+                          help="also take each VM through the same lifecycle without the candidate (lab `control: "
+                               "reboot`); checks that fail there too are reported as noise seen on the control")
     validate.add_argument("--keep-on-failure", action="store_true",
                           help="leave VMs whose checks failed as they are, for debugging (says so in the output)")
     validate.add_argument("pytest_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

@@ -22,7 +22,7 @@ from patchgate.errors import LabError, LabTimeout, LeaseError, LeaseLost, Patchg
 from patchgate.hypervisors.base import Hypervisor
 from patchgate.ledger import Ledger
 from patchgate.observations import InstallRecord, Step, VmObservation
-from patchgate.remoting.base import RemoteSession, Remoting, ScriptResult
+from patchgate.remoting.base import RemoteSession, Remoting, Script, ScriptResult
 from patchgate.retry import with_retries
 from patchgate.secrets.base import SecretsProvider
 from patchgate.secrets.redact import redactor
@@ -35,6 +35,15 @@ ProgressCallback = Callable[[str, str, str], None]  # (vm, step, state: start|ok
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def _offset(posture: object, sent: dt.datetime, answered: dt.datetime) -> float | None:
+    """The guest's clock minus the controller's, in seconds, measured at one capture: the capture's own time
+    (capturedAt, the guest's clock) against the middle of the round trip that fetched it."""
+    captured = getattr(posture, "captured_at", None)
+    if captured is None:
+        return None
+    return round((captured - (sent + (answered - sent) / 2)).total_seconds(), 3)
 
 
 @dataclass
@@ -179,8 +188,11 @@ class VmLifecycle:
             obs.endpoint = ctx.hypervisor.wait_ready(vm, timeouts.ready)
         self._connect()
         self._preflight()
+        self._settle(before_baseline=True)
         with self.step("capture_baseline", limit="capture") as baseline_step:
+            taken = _now()
             baseline = self._take_capture(since=None)
+            baseline_window = (taken, _now())
         reading = self._read_while_installing(baseline, baseline_step)
         try:
             self._install()
@@ -190,14 +202,68 @@ class VmLifecycle:
             raise
         with TURNS.released():
             obs.baseline, obs.baseline_raw = reading.result()  # a capture nobody can read: lab trouble, raised
+        obs.clock_offsets["baseline"] = _offset(obs.baseline, *baseline_window)
         if obs.install and obs.install.restart_needed:
             self._reboot()
+            if obs.unreachable is not None:
+                return  # nothing more can be read from the guest; its restore still runs
+        self._settle()
         if vm.role == "wsus-server":
             self._wsus_sync()
         with self.step("capture_post", limit="capture"):
             since = obs.install.started_at if obs.install else None
+            taken = _now()
             obs.post, obs.post_raw = self._capture(since=since)
             self._fence("capture_post")  # the lease was still ours when the post capture ended
+            obs.clock_offsets["post"] = _offset(obs.post, taken, _now())
+        if ctx.lab.control == "reboot":
+            self._control()
+
+    def _control(self) -> None:
+        """The control run: the same VM restored and taken through the same lifecycle without the candidate (the
+        restart the candidate demanded, the settle window, both captures). Its observation goes to ``control``;
+        lab trouble in it is recorded, never raised: the candidate's own results stand."""
+        ctx, vm, main = self.ctx, self.vm, self.obs
+        control = VmObservation(vm=vm)
+        self.obs = control
+        try:
+            if self.session is not None:
+                self.session.close()
+                self.session = None
+            with self.step("control_revert", limit="revert", mutates=True):
+                ctx.ledger.record("revert", vm=vm.name, snapshot=vm.snapshot)
+                control.snapshot = self._retry("revert", lambda: ctx.hypervisor.revert(vm))  # type: ignore[assignment]
+            with self.step("control_power_on", mutates=True):
+                self._retry("power on", lambda: ctx.hypervisor.power_on(vm))
+            with self.step("control_wait_ready"):
+                control.endpoint = ctx.hypervisor.wait_ready(vm, ctx.lab.timeouts.ready)
+            self._connect("control_connect")
+            self._settle(before_baseline=True)
+            with self.step("control_capture_baseline", limit="capture"):
+                taken = _now()
+                control.baseline, control.baseline_raw = self._capture(since=None)
+                control.clock_offsets["baseline"] = _offset(control.baseline, taken, _now())
+            began = _now()
+            control.install = InstallRecord(kb="(control: no candidate)", exit_code=0, restart_needed=False,
+                                            output=[], started_at=began, finished_at=began)
+            if main.rebooted:
+                self._reboot()
+                if control.unreachable is not None:
+                    raise LabError(f"the control did not answer remoting after its restart "
+                                   f"({control.unreachable.get('error')})", vm=vm.name, step="control")
+            self._settle()
+            if vm.role == "wsus-server":
+                self._wsus_sync()
+            with self.step("control_capture_post", limit="capture"):
+                taken = _now()
+                control.post, control.post_raw = self._capture(since=began)
+                control.clock_offsets["post"] = _offset(control.post, taken, _now())
+            main.control = control
+        except LabError as exc:
+            main.control_error = redactor.redact(str(exc))
+        finally:
+            main.steps.extend(control.steps)
+            self.obs = main
 
     def _connect(self, step: str = "connect") -> None:
         ctx, vm, obs = self.ctx, self.vm, self.obs
@@ -305,7 +371,50 @@ class VmLifecycle:
             except LabTimeout as exc:
                 raise LabTimeout(f"guest did not come back after the restart within "
                                  f"{ctx.lab.timeouts.reboot:g}s ({exc.detail})", vm=vm.name) from None
-        self._connect("reconnect")
+        try:
+            self._connect("reconnect")
+            with self.step("remoting_after_restart"):
+                self._answers()
+        except LabError as exc:
+            # The hypervisor sees the guest running with an address, but its remoting refuses: the update broke
+            # management (management.reachable), not the lab. Only a guest the hypervisor cannot see is lab trouble.
+            endpoint, settings = obs.endpoint, ctx.lab.remoting.settings
+            obs.unreachable = {"guest": "running (the hypervisor reports it ready)",
+                               "address": endpoint.address if endpoint else None,
+                               "port": (endpoint.port if endpoint and endpoint.port else None)
+                               or getattr(settings, "port", None) or (5986 if getattr(settings, "ssl", False) else 5985),
+                               "error": redactor.redact(str(exc))}
+
+    def _answers(self) -> None:
+        """One small pipeline through the new session (with the lab's retries): connecting alone proves nothing
+        on transports that connect lazily."""
+        script = Script(name="hello", body="$env:COMPUTERNAME\n")
+        session = self.session
+        assert session is not None
+        self._retry("remoting", lambda: session.run(script, timeout=self.ctx.lab.timeouts.capture))
+
+    def _settle(self, *, before_baseline: bool = False) -> None:
+        """Wait (bounded by timeouts.settle) until the guest has settled, before the baseline (the guest has just
+        booted from its snapshot) and before the post capture; see patchgate.settle."""
+        from patchgate.probes.batch import compose_capture
+        from patchgate.settle import awaited, wait_settled
+
+        ctx = self.ctx
+        with self.step("settle_baseline" if before_baseline else "settle") as record:
+            assert self.session is not None
+            script = compose_capture(areas=["services"])
+
+            def look() -> dict[str, object]:
+                with ctx.semaphores["capture"]:  # a look is a (small) capture: it honours limits.capture
+                    result = self.session.run(script, timeout=ctx.lab.timeouts.capture)  # type: ignore[union-attr]
+                posture, _text = self._read_capture(result)
+                return posture.area("services").services  # type: ignore[attr-defined]
+
+            try:
+                wanted = None if before_baseline else awaited(self.obs.baseline.area("services").services)
+                record.detail = wait_settled(look, wanted, ctx.lab.timeouts.settle, ctx.stop).detail
+            except LabError as exc:  # the post capture and the checks still say what they see
+                record.detail = f"could not look at the guest's services: {exc}"
 
     def _wsus_sync(self) -> None:
         from patchgate.actions import action_script

@@ -50,6 +50,16 @@ class VmObservation:
     install: InstallRecord | None = None
     rebooted: bool = False
     wsus_sync: dict[str, Any] | None = None
+    # the guest's clock minus the controller's (seconds) at each capture ("baseline", "post"): times the guest
+    # reports are compared on its own clock (docs/invariants.md, wsus.sync)
+    clock_offsets: dict[str, float | None] = field(default_factory=dict)
+    # set when the guest runs (per the hypervisor) but refused remoting after the update's restart:
+    # guest state, address, port and the error (management.reachable)
+    unreachable: dict[str, Any] | None = None
+    # the control run (lab `control: reboot`): the same VM restored and taken through the lifecycle without the
+    # candidate; ``control_error`` says why it could not finish (its checks then stand on their own)
+    control: "VmObservation | None" = None
+    control_error: str | None = None
     steps: list[Step] = field(default_factory=list)
     error: LabError | None = None
     restore_error: LabError | None = None

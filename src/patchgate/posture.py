@@ -74,6 +74,7 @@ class ServiceInfo(_ToDict):
     state: str | None = None  # Running | Stopped | Start Pending | Stop Pending | Paused | ...
     start_mode: str | None = None  # Auto | Manual | Disabled | Boot | System
     delayed_auto_start: bool | None = None
+    trigger_start: bool | None = None  # has SCM triggers: starts and stops on events (docs/probes.md#services)
     status: str | None = None  # OK | Degraded | Error | ...
     exit_code: int | None = None
     service_specific_exit_code: int | None = None
@@ -328,6 +329,16 @@ class UpdatesPosture(_ToDict):
 # ----------------------------------------------------------------------------------------------- reboot
 
 @dataclass(frozen=True)
+class BootEvent(_ToDict):
+    """One System event that proves a shutdown or a start (6005/6006/6008 EventLog, 1074 User32, 12/13
+    Kernel-General)."""
+
+    id: int
+    provider_name: str
+    time_created: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
 class RebootPosture(_ToDict):
     cbs_reboot_pending: bool = False
     cbs_reboot_in_progress: bool = False  # [U]
@@ -335,6 +346,8 @@ class RebootPosture(_ToDict):
     wu_reboot_required: bool = False
     wua_reboot_required: bool | None = None  # always None: ISystemInformation is not usable remotely (docs/probes.md)
     pending_file_rename_operations: tuple[str, ...] | None = None  # the VALUE; None when absent
+    boot_id: int | None = None  # PrefetchParameters\BootId; None when unreadable [U]
+    boot_events: tuple[BootEvent, ...] = ()  # restart events since the capture's Since (none without one)
 
     @property
     def pending(self) -> bool:

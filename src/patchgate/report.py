@@ -241,6 +241,13 @@ def summary_data(gate: dict[str, Any], run_manifest: dict[str, Any] | None, *,
             "version": gate.get("patchgate_version"), "signature": signature, "selection": selection_text(gate)}
 
 
+def _noise_text(lab: dict[str, Any]) -> str:
+    """The twin's noise, with the seed that reproduces it (`patchgate validate --seed N`)."""
+    if not lab.get("noise"):
+        return ""
+    return f", noise {lab['noise']}" + (f" seed {lab['seed']}" if lab.get("seed") is not None else "")
+
+
 def render_markdown(data: dict[str, Any], report_href: str | None) -> str:
     c = data["candidate"]
     lines = [f"# patchgate: {data['verdict'].upper()} for {c['kb']} on lab {data['lab']['name']}", "",
@@ -249,7 +256,7 @@ def render_markdown(data: dict[str, Any], report_href: str | None) -> str:
              f"- Selection: {data['selection']}",
              f"- Candidate: {c['kb']} ({c.get('classification', '')}): {c.get('title', '')}",
              (f"- Lab: {data['lab']['name']} ({data['lab'].get('hypervisor', '')}, remoting "
-             f"{data['remoting'].get('kind', '')})"),
+             f"{data['remoting'].get('kind', '')}{_noise_text(data['lab'])})"),
              f"- Run: {data['run_id']} ({data['started_at']} to {data['finished_at']})",
              "- Checks: " + ", ".join(f"{v} {k}" for k, v in sorted(data["counts"].items())),
              "- Certificate checking: " + ", ".join(f"{k} {'on' if v else 'OFF'}"

@@ -65,11 +65,12 @@ PSRP = {"kind": "psrp", "settings": {"ssl": False, "auth": "basic", "encryption"
 
 def write_lab(folder: Path, catalog: Catalog, images: list[str], *, name: str = "catalogue",
               policy: dict[str, Any] | None = None, faults: dict[str, list[str]] | None = None,
-              psrp: bool = False) -> Path:
+              psrp: bool = False, seed: int | None = None) -> Path:
     """A twin lab with one VM per image and short timeouts (the twin needs no waiting).
 
     Remoting is ``inprocess`` (fast) unless ``psrp``: the in-process kind does not bound a hanging install by the
-    lab's install timeout, the WSMan endpoints do, so behaviours with ``install_hangs`` run over PSRP.
+    lab's install timeout, the WSMan endpoints do, so behaviours with ``install_hangs`` run over PSRP. ``seed``
+    makes the twin noisy (``noise: realistic`` with that seed); without it the twin is quiet.
     """
     folder.mkdir(parents=True, exist_ok=True)
     vms = []
@@ -80,10 +81,12 @@ def write_lab(folder: Path, catalog: Catalog, images: list[str], *, name: str = 
             vm["faults"] = faults[image]
         vms.append(vm)
     data: dict[str, Any] = {
-        "name": name, "hypervisor": {"kind": "twin"},
+        "name": name,
+        "hypervisor": {"kind": "twin"} if seed is None else {
+            "kind": "twin", "settings": {"noise": "realistic", "seed": seed}},
         "remoting": PSRP if psrp else {"kind": "inprocess"},
         "secrets": {"kind": "twin"}, "vms": vms,
-        "timeouts": {"ready": 20, "install": 4, "reboot": 4, "capture": 30, "revert": 20},
+        "timeouts": {"ready": 20, "install": 4, "reboot": 4, "capture": 30, "revert": 20, "settle": 10},
         "retries": {"count": 0, "backoff": 0},
     }
     if policy is not None:
@@ -166,6 +169,7 @@ class CatalogueRuns:
     catalog: Catalog
     root: Path
     runs: dict[str, Run] = field(default_factory=dict)
+    seed: int | None = None  # a noisy twin with this seed (else quiet)
 
     def plan(self) -> list[Behaviour]:
         return [b for b in self.catalog.behaviours() if b.expect]
@@ -174,7 +178,7 @@ class CatalogueRuns:
         images = sorted(behaviour.expect)
         folder = self.root / behaviour.kb
         lab = write_lab(folder, self.catalog, images, name=f"cat-{behaviour.kb.lower()}",
-                        psrp=behaviour.install_hangs)
+                        psrp=behaviour.install_hangs, seed=self.seed)
         candidate = write_candidate(folder / "candidate", behaviour,
                                     target_build(self.catalog, behaviour, images))
         return run_validate(lab, candidate, folder / "out", pycache=self.root / "pycache")

@@ -35,6 +35,7 @@ VIOLATIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
                           ("UpdateHelper-In-TCP", "4444", "REMOTE ADDRESS ANY")),
     "firewall.listening_ports": ("KB9900010", "ws2025-dc-hotpatch-oct2025", ("TCP/8080", "(added)", "uphelper.exe")),
     "firewall.core_services": ("KB9900011", "ws2025-dc-hotpatch-oct2025", ("mpssvc", "Running", "Stopped")),
+    "management.reachable": ("KB9900025", "ws2025-std-member-oct2025", ("refuses remoting", "WinRM", "5985")),
 }
 
 

@@ -33,6 +33,10 @@ class TwinLatency(Strict):
 
 class TwinHypervisorSettings(Strict):
     latency: TwinLatency = TwinLatency()
+    noise: Literal["realistic", "quiet"] = Field(
+        "quiet", description="realistic: the hosts change on their own as real VMs do (docs/twin.md, Noise)")
+    seed: int | None = Field(None, ge=0, description="the noise's seed; `patchgate validate --seed N` sets it "
+                             "(default: a fresh one per run, recorded in run-manifest.json)")
     own_process: bool = Field(True, description="serve the twin's hosts and their WinRM listeners from a process "
                               "of their own, as a real lab's machines are (psrp remoting); false keeps them inside "
                               "the harness's process, where a debugger or profiler sees both sides")
@@ -248,6 +252,8 @@ class Timeouts(Strict):
     reboot: float = Field(900, gt=0)
     capture: float = Field(300, gt=0)
     revert: float = Field(600, gt=0)
+    settle: float = Field(300, ge=0, description="longest wait after the install (and its restart) for the guest "
+                          "to settle before the post capture: nothing pending, delayed-start services started")
 
 
 class Retries(Strict):
@@ -268,6 +274,10 @@ class Lab(Strict):
     policy: Policy = Policy()
     calendar: Path | None = Field(None, description="the lab's own hotpatch calendar file (relative to the lab file); "
                                                      "default: the built-in calendar (docs/calendar.md)")
+    control: Literal["none", "reboot"] = Field(
+        "none", description="reboot: after the candidate's run each VM is restored and goes through the same "
+        "lifecycle without the candidate (the same restart, settle, captures); a check that also fails there is "
+        "noise seen on the control, not a block (`patchgate validate --control` sets it)")
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

@@ -33,7 +33,7 @@ OP_LINE = "# patchgate-op: capture"
 REGION = re.compile(r"^#region patchgate-probe:(?P<area>[A-Za-z0-9_-]+)\s*$", re.MULTILINE)
 
 # Composed-script parameters each probe receives (probe parameter -> capture parameter).
-_PROBE_ARGS: dict[str, str] = {"events": "-Since $Since"}
+_PROBE_ARGS: dict[str, str] = {"events": "-Since $Since", "reboot": "-Since $Since"}
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Any
 from patchgate.errors import ProbeError
 from patchgate.posture import (
     ArcServiceInfo,
+    BootEvent,
     ConnectionProfileInfo,
     EventInfo,
     EventsPosture,
@@ -385,7 +386,7 @@ def parse_services(root: Node) -> ServicesPosture:
         assert name is not None
         out[name] = ServiceInfo(
             name=name, display_name=s.str("DisplayName"), state=s.str("State"), start_mode=s.str("StartMode"),
-            delayed_auto_start=s.bool("DelayedAutoStart"), status=s.str("Status"), exit_code=s.int("ExitCode"),
+            delayed_auto_start=s.bool("DelayedAutoStart"), trigger_start=s.bool("TriggerStart"), status=s.str("Status"), exit_code=s.int("ExitCode"),
             service_specific_exit_code=s.int("ServiceSpecificExitCode"), process_id=s.int("ProcessId"),
             start_name=s.str("StartName"), path_name=s.str("PathName"))
     return ServicesPosture(services=out)
@@ -457,7 +458,11 @@ def parse_reboot(root: Node) -> RebootPosture:
         cbs_packages_pending=bool(root.bool("CbsPackagesPending")),
         wu_reboot_required=bool(root.bool("WuRebootRequired", required=True)),
         wua_reboot_required=root.bool("WuaRebootRequired"),
-        pending_file_rename_operations=root.str_list("PendingFileRenameOperations"))
+        pending_file_rename_operations=root.str_list("PendingFileRenameOperations"),
+        boot_id=root.int("BootId"),
+        boot_events=tuple(BootEvent(id=int(e.int("Id", required=True) or 0),
+                                    provider_name=e.str("ProviderName", required=True) or "",
+                                    time_created=e.datetime("TimeCreated")) for e in root.objs("BootEvents")))
 
 
 def parse_events(root: Node) -> EventsPosture:

@@ -6,6 +6,8 @@
 
   Sources:
   - Win32_Service properties: https://learn.microsoft.com/windows/win32/cimwin32prov/win32-service
+  - TriggerStart: the service has a TriggerInfo subkey (sc.exe qtriggerinfo reads the same triggers); such a
+    service is started and stopped by SCM on events, so "Auto and stopped" is normal for it [U]
 #>
 [CmdletBinding()]
 param([string[]]$Name)
@@ -21,6 +23,7 @@ $services = @(Get-CimInstance -ClassName Win32_Service |
             State                   = $_.State
             StartMode               = $_.StartMode
             DelayedAutoStart        = $_.DelayedAutoStart
+            TriggerStart            = Test-Path -LiteralPath "HKLM:\SYSTEM\CurrentControlSet\Services\$($_.Name)\TriggerInfo"
             Status                  = $_.Status
             ExitCode                = $_.ExitCode
             ServiceSpecificExitCode = $_.ServiceSpecificExitCode

@@ -28,6 +28,7 @@ from patchgate.errors import ConfigError, HypervisorError, LabTimeout
 from patchgate.twin.faults import FAULTS, Fault, parse_faults
 from patchgate.twin.lease_fault import LeaseHeldFault
 from patchgate.twin.model import WindowsHost, utcnow
+from patchgate.twin.noise import HostNoise, NoiseSettings
 
 if TYPE_CHECKING:
     from patchgate.twin.catalog import Catalog
@@ -138,6 +139,7 @@ class TwinLab:
         self._changed = threading.Condition()
         self.disks = disks
         self.lease_fault = LeaseHeldFault({name: vm.faults for name, vm in self.vms.items()})
+        self.noise = _noise_for(lab)
         if disks is not None:
             for vm in self.vms.values():
                 self._load_disk(vm)
@@ -289,6 +291,8 @@ class TwinLab:
         self._pause(self.latency.revert - (time.monotonic() - began), interruptible=False)
         with vm.lock:
             vm.host = fresh
+            if name in self.noise:
+                self.noise[name].reseed()
             vm.powered_on = False  # a snapshot without memory: reverted VMs are off
             vm.ready_at = None
             vm.sticky_faults.clear()
@@ -310,6 +314,8 @@ class TwinLab:
                 return
             vm.powered_on = True
             vm.host.last_boot_up_time = self.clock()
+            if name in self.noise:
+                self.noise[name].after_boot(vm.host, self.clock())
             vm.ready_at = self._ready_time(vm)
             # Booting changes nothing a restore must undo: a reverted VM that is powered on (a vSphere snapshot
             # with memory comes back running) is still at its snapshot. What a run changes later marks it.
@@ -354,11 +360,48 @@ class TwinLab:
         with vm.lock:
             complete_reboot(host, self.clock())
             host.last_boot_up_time = self.clock()
+            if name in self.noise:
+                noise = self.noise[name]
+                noise.after_boot(host, self.clock(), after_servicing=noise.serviced)
             if "reboot-never-returns" in vm.faults:
                 vm.sticky_faults.add("never-ready")
             vm.ready_at = self._ready_time(vm)
             self.persist(name, dirty=True)
         self._notify()
+
+    # ------------------------------------------------------------ noise (docs/twin.md, "Noise")
+
+    def guest_now(self, name: str) -> dt.datetime:
+        """The guest's own clock: the true time plus its skew."""
+        host = self.host(name)
+        return self.clock() + dt.timedelta(seconds=host.clock_offset_seconds)
+
+    def after_install(self, name: str, host: WindowsHost) -> None:
+        if name in self.noise:
+            self.noise[name].after_install(host, self.clock())
+
+    def settle(self, name: str, host: WindowsHost) -> None:
+        """What happened on the guest since it was last looked at (delayed starts that came due)."""
+        if name in self.noise:
+            self.noise[name].settle(host, self.clock())
+
+    def refuses_remoting(self, name: str) -> str | None:
+        """Why the guest's WinRM listener refuses connections, or None: the WinRM service is not running, or no
+        enabled inbound Allow rule opens the WinRM port any more (the guest's firewall, not the twin, decides)."""
+        vm = self.vm(name)
+        host = vm.host
+        if host is None or not vm.powered_on:
+            return None
+        winrm = host.services.get("WinRM")
+        if winrm is None or winrm.state != "Running":
+            return "the WinRM service is not running"
+        settings = self.lab.remoting.settings
+        port = getattr(settings, "port", None) or (5986 if getattr(settings, "ssl", False) else 5985)
+        if not any(host.firewall_profiles.values()) or not any(p.enabled for p in host.firewall_profiles.values()):
+            return None  # the firewall is off: nothing filters the port
+        opening = [r for r in host.firewall_rules.values() if r.enabled and r.direction == "Inbound"
+                   and r.action == "Allow" and r.protocol in ("TCP", "Any") and str(port) in r.local_port]
+        return None if opening else f"no enabled inbound firewall rule allows TCP {port} (WinRM)"
 
     def power_off(self, name: str) -> None:
         vm = self.vm(name)
@@ -372,6 +415,14 @@ def _snapshot_conditions(vm: TwinVm, snap: WindowsHost) -> None:
     """Faults that are part of the snapshot itself: 'pending-reboot' (taken with a reboot pending)."""
     if "pending-reboot" in vm.faults:
         snap.reboot.cbs_reboot_pending = True
+
+
+def _noise_for(lab: Lab) -> dict[str, HostNoise]:
+    settings = lab.hypervisor.settings if lab.hypervisor.kind == "twin" else None
+    if settings is None or getattr(settings, "noise", "quiet") != "realistic":
+        return {}
+    knobs = NoiseSettings(realistic=True, seed=int(settings.seed or 0))
+    return {vm.name: HostNoise(knobs, vm.name) for vm in lab.vms}
 
 
 def snapshot_identifier(spec: VmSpec) -> str:

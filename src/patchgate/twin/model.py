@@ -28,6 +28,7 @@ class Service:
     state: Literal["Running", "Stopped", "Start Pending", "Stop Pending", "Paused"] = "Running"
     start_mode: Literal["Auto", "Manual", "Disabled", "Boot", "System"] = "Auto"
     delayed_auto_start: bool = False
+    trigger_start: bool = False  # has a TriggerInfo key: SCM starts and stops it on events (docs/twin.md, noise)
     start_name: str = "LocalSystem"
     path_name: str = ""
     exit_code: int = 0
@@ -219,6 +220,8 @@ class WindowsHost:
     ubr: int = 6899
     display_version: str = "24H2"
     last_boot_up_time: dt.datetime = field(default_factory=utcnow)
+    boot_id: int = 1  # PrefetchParameters\BootId: one more at every boot [U]
+    clock_offset_seconds: float = 0.0  # the guest's clock minus the true time (noise: skew, step after revert)
     hotfixes: list[HotFix] = field(default_factory=list)
     services: dict[str, Service] = field(default_factory=dict)
     firewall_profiles: dict[str, FirewallProfile] = field(default_factory=dict)

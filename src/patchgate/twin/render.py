@@ -123,7 +123,7 @@ def _services(host: WindowsHost, params: Mapping[str, Any]) -> dict[str, Any]:
             continue
         out.append({
             "Name": s.name, "DisplayName": s.display_name, "State": s.state, "StartMode": s.start_mode,
-            "DelayedAutoStart": s.delayed_auto_start, "Status": s.status, "ExitCode": s.exit_code,
+            "DelayedAutoStart": s.delayed_auto_start, "TriggerStart": s.trigger_start, "Status": s.status, "ExitCode": s.exit_code,
             "ServiceSpecificExitCode": s.service_specific_exit_code,
             "ProcessId": s.process_id if s.state == "Running" else 0, "StartName": s.start_name,
             "PathName": s.path_name})
@@ -176,7 +176,22 @@ def _reboot(host: WindowsHost, params: Mapping[str, Any]) -> dict[str, Any]:
         "WuaRebootRequired": None,  # as the real probe: ISystemInformation is not usable remotely (docs/probes.md)
         # the value is absent (not empty) when nothing is pending
         "PendingFileRenameOperations": list(r.pending_file_rename_operations) or None,
+        "BootId": host.boot_id,
+        "BootEvents": _boot_events(host, params),
     }
+
+
+BOOT_EVENTS = {("EventLog", 6005), ("EventLog", 6006), ("EventLog", 6008), ("User32", 1074),
+               ("Microsoft-Windows-Kernel-General", 12), ("Microsoft-Windows-Kernel-General", 13)}
+
+
+def _boot_events(host: WindowsHost, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    since = _param_datetime(params.get("Since"))
+    if since is None:
+        return []
+    found = sorted((e for e in host.events if e.log_name == "System" and (e.provider_name, e.id) in BOOT_EVENTS
+                    and e.time_created >= since), key=lambda e: e.time_created, reverse=True)
+    return [{"Id": e.id, "ProviderName": e.provider_name, "TimeCreated": iso(e.time_created)} for e in found]
 
 
 def _events(host: WindowsHost, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -64,6 +64,10 @@ class TwinShell:
 
     # ------------------------------------------------------------ entry point
 
+    def refuses_remoting(self, vm: str) -> str | None:
+        """The WSMan endpoint drops every connection while this says why (see TwinLab.refuses_remoting)."""
+        return self.lab.refuses_remoting(vm)
+
     def run_pipeline(self, vm: str, statements: list[Statement], input_data: list[Any]) -> PipelineOutput:
         with self._count_lock:
             self.pipelines[vm] = self.pipelines.get(vm, 0) + 1
@@ -71,6 +75,9 @@ class TwinShell:
             raise TwinFault("connection-reset", f"{vm} is not running")
         if self.lab.has_fault(vm, "auth-failure"):
             raise TwinFault("auth-failure", "credentials rejected")
+        refused = self.lab.refuses_remoting(vm)
+        if refused:
+            raise TwinFault("connection-reset", f"connection refused: {refused}")
         host = self.lab.host(vm)
         if not statements:
             return PipelineOutput()
@@ -106,7 +113,8 @@ class TwinShell:
             raise TwinFault("connection-reset", "connection reset during capture")
         if self.lab.has_fault(vm, "wsman-fault"):
             raise TwinFault("wsman-fault", "The WS-Management service cannot process the request.")
-        text = render_capture(stmt.script, host, dict(stmt.parameters))
+        self.lab.settle(vm, host)
+        text = render_capture(stmt.script, host, dict(stmt.parameters), now=self.lab.guest_now(vm))
         if self.lab.has_fault(vm, "malformed-probe"):
             text = text.replace('"output":"{', '"output":"<html>{', 1)
         return PipelineOutput(output=[text])
@@ -169,6 +177,7 @@ class TwinShell:
                 message = outcome.log[-1] if outcome.log else f"install of {kb} failed"
                 return PipelineOutput(output=[_json(result)], errors=[f"Add-WindowsPackage : {message}"],
                                       failed=True)
+        self.lab.after_install(vm, host)
         state = "InstallPending" if restart else "Installed"  # as Get-WindowsPackage -Online reports it
         packages = [{"PackageName": f"Package_for_RollupFix (twin stand-in for {kb})", "PackageState": state,
                      "ReleaseType": "Update"} for kb in kbs]
@@ -197,7 +206,7 @@ class TwinShell:
             return PipelineOutput(errors=["Get-WsusServer : The term 'Get-WsusServer' is not recognized as the "
                                           "name of a cmdlet (the WSUS role is not installed)"], failed=True)
         previous = host.wsus.last_sync.id if host.wsus.last_sync else None
-        run_wsus_sync(host, self.lab.clock())
+        run_wsus_sync(host, self.lab.guest_now(vm))
         info = host.wsus.last_sync
         assert info is not None
         return PipelineOutput(output=[_json({

@@ -306,6 +306,10 @@ class WSManEndpoint:
                 self.count("faults")
                 return 500, soap.fault("", exc.code, str(exc), self.vm, exc.subcode, receiver=False)
         self.count(request.action)
+        refuses = getattr(self.script_host, "refuses_remoting", None)
+        if refuses is not None and refuses(self.vm):  # the guest's WinRM is stopped or firewalled off
+            self.count("refused")
+            raise _Drop()
         if request.action == "Receive":
             return self._dispatch(request)
         with TURNS.taken(self.rank):
