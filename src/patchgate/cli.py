@@ -24,7 +24,7 @@ from patchgate.twin.handoff import TwinHandoff
 if TYPE_CHECKING:
     import subprocess
 
-CLASSIFICATIONS = ("hotpatch", "baseline", "lcu", "oob", "wsus-security", "other")
+CLASSIFICATIONS = ("hotpatch", "baseline", "lcu", "oob", "wsus-security", "ssu", "dotnet", "other")
 """Candidate classifications (patchgate.config.candidate.Classification), for --help without pydantic."""
 ROLES = ("hotpatch-member", "wsus-server", "member", "domain-controller", "hyperv-host")
 """VM roles a lab may use (patchgate.config.lab.Role; kept here so --help needs no pydantic)."""
@@ -37,7 +37,7 @@ examples:
   patchgate gate reports/<run>            # print the verdict of a finished run, exit with its code
   patchgate report reports/<run>          # single-file Allure report + one-page summary
   patchgate verify reports/<run>          # re-hash every output against the evidence manifest
-  patchgate doctor --lab labs/vsphere.yaml  # check a lab before trusting its verdicts (docs/first-day.md)
+  patchgate doctor --lab twin             # check a lab before trusting its verdicts (docs/first-day.md)
 """
 
 
@@ -423,8 +423,9 @@ def build_parser() -> Parser:
     doctor = sub.add_parser("doctor", help="check a lab before trusting its verdicts: hypervisor, remoting, VMs",
                             description="Boot each VM from its snapshot as a run does, read it (nothing is "
                             "installed), restore it, and print one line per check with ok / warn / fail and what "
-                            "to do (docs/doctor.md). Exit 0 when nothing failed, 2 for lab trouble, 4 for bad "
-                            "input.")
+                            "to do (docs/doctor.md).",
+                            epilog="exit codes: 0 nothing failed (warnings allowed), 2 a check failed (lab trouble), "
+                            "4 bad input")
     _add_lab_arguments(doctor)
     doctor.add_argument("--vm", action="append", default=[], metavar="NAME", help="only this VM (repeatable)")
     doctor.add_argument("--candidate", help="candidate file or KB id: check free space for its packages (x3)")
@@ -435,7 +436,8 @@ def build_parser() -> Parser:
                              description="Boot the VM from its snapshot as a run does, run one posture capture and "
                              "the preflight script (nothing is installed), restore it, and write each probe's raw "
                              "output with the patchgate version and the VM's build to DIR. Secrets are always "
-                             "redacted; host names are replaced unless --keep-names.")
+                             "redacted; host names are replaced unless --keep-names.",
+                             epilog="exit codes: 0 written, 2 lab trouble (nothing usable was captured), 4 bad input")
     _add_lab_arguments(capture)
     capture.add_argument("--vm", required=True, metavar="NAME", help="the VM to capture")
     capture.add_argument("--out", required=True, metavar="DIR", help="the transcript folder to write")
@@ -446,7 +448,8 @@ def build_parser() -> Parser:
                               description="Show the Windows Server 2025 hotpatch calendar the track check uses: the "
                               "built-in one, a lab's ('calendar:' in the lab file) or a file. 'calendar import "
                               "PAGE' turns a saved copy of Microsoft's release information page (HTML or markdown) "
-                              "into the calendar format (docs/calendar.md).")
+                              "into the calendar format (docs/calendar.md).",
+                              epilog="exit codes: 0 shown or imported, 4 a calendar file or page that cannot be read")
     calendar.add_argument("--lab", help="show the calendar this lab file (or name) uses")
     calendar.add_argument("--file", help="show this calendar file")
     calendar_sub = calendar.add_subparsers(dest="calendar_command", metavar="import", parser_class=Parser)
