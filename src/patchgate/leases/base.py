@@ -44,13 +44,12 @@ DEFAULT_TTL = 900.0
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 2.0
 SAFETY = 0.8  # a holder trusts its lease for this share of the TTL after a renewal began (clock skew, latency)
-WAIT_REPORT_EVERY = 30.0  # seconds between "still waiting for VM ..." lines while a lease is busy
 
 LeaseWaitCallback = Callable[[str, str, float, float], None]
 """(vm, who holds it, seconds waited so far, timeout): called on every retry while a VM is busy."""
 lease_waits: contextvars.ContextVar[LeaseWaitCallback | None] = contextvars.ContextVar("patchgate_lease_waits",
                                                                                          default=None)
-"""Set by whoever shows progress (the pytest wiring) around a run's start; ``acquire_ordered`` reports to it."""
+"""Set by whoever shows progress (the pytest wiring) around a run's start; ``Lease.take`` reports to it."""
 
 
 @dataclass(frozen=True)
@@ -132,9 +131,6 @@ class LeaseBackend(Protocol):
         """Give a lease back; must not disturb a lease someone else now holds."""
 
 
-WaitReport = Callable[[str, "LeaseInfo | None", float], None]  # (vm, current holder, seconds waited so far)
-
-
 @runtime_checkable
 class LeaseManager(Protocol):
     kind: str
@@ -193,11 +189,10 @@ class Lease:
 
     # ------------------------------------------------------------ take
 
-    def take(self, vms: Sequence[str], *, timeout: float, stop: threading.Event | None = None,
-             on_wait: WaitReport | None = None) -> None:
+    def take(self, vms: Sequence[str], *, timeout: float, stop: threading.Event | None = None) -> None:
         """Take every VM of ``vms`` in sorted order, or none of them (what this call took is given back when it
-        fails). Waits up to ``timeout`` seconds in all; ``stop`` ends the wait early (Ctrl-C); ``on_wait`` hears
-        who holds a busy VM when the wait starts and every ``WAIT_REPORT_EVERY`` seconds after."""
+        fails). Waits up to ``timeout`` seconds in all; ``stop`` ends the wait early (Ctrl-C); the ``lease_waits``
+        hook of the caller's context hears who holds a busy VM at every retry."""
         if timeout < 0:
             raise ValueError("timeout must be >= 0")
         names = sorted(set(vms))
@@ -209,7 +204,7 @@ class Lease:
         progress = lease_waits.get()
         try:
             for vm in names:
-                self._take_one(vm, names, began, deadline, timeout, stop, on_wait, progress)
+                self._take_one(vm, names, began, deadline, timeout, stop, progress)
                 taken.append(vm)
         except BaseException:
             for vm in reversed(taken):
@@ -218,10 +213,8 @@ class Lease:
         log.info("run %s leased %s (%s backend)", self.run_id, ", ".join(names), self.backend.kind)
 
     def _take_one(self, vm: str, names: list[str], began: float, deadline: float, timeout: float,
-                  stop: threading.Event | None, on_wait: WaitReport | None,
-                  progress: LeaseWaitCallback | None) -> None:
+                  stop: threading.Event | None, progress: LeaseWaitCallback | None) -> None:
         delay = FIRST_BACKOFF
-        next_report = time.monotonic()
         while True:
             if self._released:
                 raise LeaseError(f"lease of run {self.run_id} was released while it was still being taken", vm=vm)
@@ -243,9 +236,6 @@ class Lease:
             if progress is not None:
                 progress(vm, result.current.describe() if result.current else "another run (holder unknown)",
                          now - began, timeout)
-            if on_wait is not None and now >= next_report:
-                on_wait(vm, result.current, now - began)
-                next_report = now + WAIT_REPORT_EVERY
             left = deadline - now
             if left <= 0:
                 who = result.current.describe() if result.current else "another run (holder unknown)"
@@ -371,12 +361,12 @@ class Lease:
 
 def acquire_ordered(backend: LeaseBackend, vms: Sequence[str], run_id: str, *, timeout: float,
                     auto_renew: bool = True, renew_interval: float | None = None,
-                    stop: threading.Event | None = None, on_wait: WaitReport | None = None) -> Lease:
+                    stop: threading.Event | None = None) -> Lease:
     """All-or-nothing acquisition in sorted order, bounded by ``timeout`` seconds overall; renewed from the first
     VM taken."""
     lease = Lease(backend, Holder(run_id=run_id), auto_renew=auto_renew, renew_interval=renew_interval)
     try:
-        lease.take(vms, timeout=timeout, stop=stop, on_wait=on_wait)
+        lease.take(vms, timeout=timeout, stop=stop)
     except BaseException:
         lease.release()
         raise
