@@ -19,7 +19,7 @@ from patchgate import __version__
 from patchgate.errors import EXIT_CONFIG, EXIT_INCONCLUSIVE, EXIT_INTERNAL, ConfigError, PatchgateError
 from patchgate.inputs import INPUTS_CHECKED_BY_PARENT
 from patchgate.interrupts import Forwarder, stop_signals_blocked
-from patchgate.twin.handoff import TwinHandoff
+from patchgate_twin.handoff import TwinHandoff
 
 if TYPE_CHECKING:
     import subprocess
@@ -127,7 +127,7 @@ def _check_inputs(args: argparse.Namespace, lab_path: Path, candidate_path: Path
     the candidate and, for a twin lab, its loaded catalogue (else None)."""
     from patchgate.labrun import RunSelection, load_inputs
 
-    from patchgate.twin.noise import seeded
+    from patchgate_twin.noise import seeded
 
     lab, candidate = load_inputs(lab_path, candidate_path)
     lab = seeded(lab, explicit=getattr(args, "seed", None), fresh=getattr(args, "fresh_seed", None))
@@ -137,7 +137,7 @@ def _check_inputs(args: argparse.Namespace, lab_path: Path, candidate_path: Path
     require_env_credentials(lab)
     catalog = None
     if lab.hypervisor.kind == "twin" or getattr(lab.hypervisor.settings, "twin_guest", False):
-        from patchgate.twin.lab import check_twin_inputs
+        from patchgate_twin.lab import check_twin_inputs
 
         catalog = check_twin_inputs(lab, [Path(f) for f in args.twin_catalog])  # twin files and images: exit 4
     return lab, candidate, catalog
@@ -462,7 +462,7 @@ def build_parser() -> Parser:
                           description="List the twin's starting images and the updates (KBs) it knows how to "
                           "install, with what each does.", epilog="exit codes: 0 listed, 4 bad catalogue folder")
     twin.add_argument("--twin-catalog", action="append", default=[], metavar="DIR")
-    twin.set_defaults(func=_lazy("patchgate.twin.listing", "cmd_list"))
+    twin.set_defaults(func=_lazy("patchgate_twin.listing", "cmd_list"))
     return parser
 
 

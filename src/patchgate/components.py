@@ -21,9 +21,9 @@ class LabComponents:
     hypervisor: Hypervisor
     remoting: Remoting
     secrets: SecretsProvider
-    twin: Any = None  # patchgate.twin.lab.TwinLab when the twin plays the lab (or the guests)
+    twin: Any = None  # patchgate_twin.lab.TwinLab when the twin plays the lab (or the guests)
     twin_shell: Any = None
-    endpoints: Any = None  # patchgate.twin.wsman endpoints, one per twin VM
+    endpoints: Any = None  # patchgate_twin.wsman endpoints, one per twin VM
 
     @property
     def cert_validation(self) -> dict[str, bool]:
@@ -50,11 +50,11 @@ def twin_in_own_process(lab: Lab) -> bool:
 
 
 def start_twin_process(lab: Lab, twin_catalogs: list[Path], *, inputs_checked: bool) -> Any:
-    """Fork the twin's process for ``lab`` (a ``patchgate.twin.process.TwinProcess``). With ``inputs_checked``
+    """Fork the twin's process for ``lab`` (a ``patchgate_twin.process.TwinProcess``). With ``inputs_checked``
     (the lab's twin catalogue and images were validated already: ``patchgate validate`` does) the child loads
     them itself while the harness goes on building the run's other components."""
-    from patchgate.twin.lab import check_twin_inputs
-    from patchgate.twin.process import TwinProcess
+    from patchgate_twin.lab import check_twin_inputs
+    from patchgate_twin.process import TwinProcess
 
     catalog = None if inputs_checked else check_twin_inputs(lab, twin_catalogs)
     return TwinProcess(lab, catalog, twin_catalogs=[str(f) for f in twin_catalogs])
@@ -63,7 +63,7 @@ def start_twin_process(lab: Lab, twin_catalogs: list[Path], *, inputs_checked: b
 def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Event,
                      twin_inputs_checked: bool = False, twin_process: Any = None) -> LabComponents:
     """The run's hypervisor, remoting and secrets. ``twin_inputs_checked``: see ``start_twin_process``.
-    ``twin_process``: the twin's process handed over for this lab (``patchgate.twin.handoff``; the components
+    ``twin_process``: the twin's process handed over for this lab (``patchgate_twin.handoff``; the components
     close it from here on); otherwise it is started here when the lab needs one."""
     from patchgate.remoting import build_remoting
     from patchgate.secrets import build_secrets
@@ -89,12 +89,12 @@ def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Eve
             twin_process.close()
         raise
     if twin_process is not None:
-        from patchgate.twin.process import RemoteTwinLab
+        from patchgate_twin.process import RemoteTwinLab
 
         twin = RemoteTwinLab(lab, twin_process.ready())
     elif uses_twin:
-        from patchgate.twin.lab import build_twin_lab
-        from patchgate.twin.shell_impl import TwinShell
+        from patchgate_twin.lab import build_twin_lab
+        from patchgate_twin.shell_impl import TwinShell
 
         twin = build_twin_lab(lab, twin_catalogs, stop=stop)
         shell = TwinShell(twin)
@@ -102,12 +102,12 @@ def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Eve
         raise ConfigError("--twin-catalog only applies to labs served by the twin", file=str(lab.source))
     lab_secrets = secrets  # what the twin's hosts know of their own accounts: never through an injected fault
     if twin is not None and any(twin.has_fault(vm.name, kind) for vm in lab.vms for kind in VAULT_FAULTS):
-        from patchgate.twin.vault_faults import VaultFaultSecrets
+        from patchgate_twin.vault_faults import VaultFaultSecrets
 
         secrets = VaultFaultSecrets(secrets, twin)
 
     if remoting is None:
-        from patchgate.remoting.inprocess import InProcessRemoting
+        from patchgate_twin.inprocess_remoting import InProcessRemoting
 
         remoting = InProcessRemoting(shell)
 
@@ -120,11 +120,11 @@ def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Eve
             return creds
 
         if own_process:
-            from patchgate.twin.process import RemoteEndpoints
+            from patchgate_twin.process import RemoteEndpoints
 
             endpoints = RemoteEndpoints(twin.process, host_credentials)  # type: ignore[union-attr]
         else:
-            from patchgate.twin.wsman import TwinEndpoints
+            from patchgate_twin.wsman import TwinEndpoints
 
             latency = lab.hypervisor.settings.latency.wsman_round_trip if lab.hypervisor.kind == "twin" else 0.0
             endpoints = TwinEndpoints(shell, host_credentials, latency=latency, order=[vm.name for vm in lab.vms])
@@ -138,7 +138,7 @@ def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Eve
         return GuestEndpoint(address="127.0.0.1", hostname=vm_name)
 
     if lab.hypervisor.kind == "twin":
-        from patchgate.hypervisors.twin import TwinHypervisor
+        from patchgate_twin.hypervisor import TwinHypervisor
 
         # in its own process the twin drops a restarted guest's shells itself
         restarted = endpoints.drop_shells if endpoints is not None and not own_process else None
@@ -148,7 +148,7 @@ def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Eve
 
         hypervisor = VsphereHypervisor(lab.hypervisor.settings, secrets.hypervisor_credentials(), lab.name)
         if twin is not None:
-            from patchgate.hypervisors.vsphere_twin_guest import attach_twin_guest
+            from patchgate_twin.vsphere_guest import attach_twin_guest
 
             hypervisor = attach_twin_guest(hypervisor, twin, endpoint_for)
     else:

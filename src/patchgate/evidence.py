@@ -42,7 +42,7 @@ from patchgate import __version__
 from patchgate.ci import ci_context
 from patchgate.errors import EXIT_CONFIG, ConfigError
 from patchgate.hashing import sha256_file
-from patchgate.twin.noise import noise_facts
+from patchgate_twin.noise import noise_facts
 from patchgate.secrets.redact import redactor
 
 log = logging.getLogger(__name__)

@@ -69,7 +69,7 @@ class LabRun:
         self.lab = lab
         self.lifecycle_class = lifecycle_class  # what each VM goes through (patchgate doctor: no install)
         self.twin_inputs_checked = twin_inputs_checked  # build_components: the twin's process may load them
-        self.twin_process = twin_process  # the twin's process handed over for this run (patchgate.twin.handoff)
+        self.twin_process = twin_process  # the twin's process handed over for this run (patchgate_twin.handoff)
         self.candidate = candidate
         self.vms = (selection or RunSelection()).apply(lab)
         self.twin_catalogs = twin_catalogs or []

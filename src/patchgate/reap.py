@@ -176,8 +176,8 @@ def _hypervisor(lab: Lab, twin_catalogs: list[Path]) -> tuple[object, object | N
     validation run, and the reaper is the operator cleaning up after one."""
     if lab.hypervisor.kind == "twin":
         from patchgate.hypervisors.base import GuestEndpoint
-        from patchgate.hypervisors.twin import TwinHypervisor
-        from patchgate.twin.lab import build_twin_lab
+        from patchgate_twin.hypervisor import TwinHypervisor
+        from patchgate_twin.lab import build_twin_lab
 
         twin = build_twin_lab(lab, twin_catalogs, inject_faults=False)
         return TwinHypervisor(twin, lambda vm: GuestEndpoint(address="127.0.0.1", hostname=vm)), twin, None

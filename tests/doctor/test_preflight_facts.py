@@ -10,9 +10,9 @@ import pytest
 from patchgate.doctor.checks import preflight_checks
 from patchgate.doctor.facts import FACT_KEYS, parse_facts, preflight_script
 from patchgate.errors import ProbeError
-from patchgate.twin.faults import Fault
-from patchgate.twin.model import WindowsHost
-from patchgate.twin.render_preflight import render_preflight
+from patchgate_twin.faults import Fault
+from patchgate_twin.model import WindowsHost
+from patchgate_twin.render_preflight import render_preflight
 
 NOW = dt.datetime(2026, 12, 3, 6, 0, tzinfo=dt.UTC)
 

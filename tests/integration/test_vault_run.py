@@ -88,7 +88,7 @@ def test_debug_logs_of_every_library_were_produced(vault_run: VaultRun) -> None:
     """The leak check below only means something if the chatty loggers actually ran (transport loggers are
     pinned to WARNING once remoting starts, by design; before that they log the Vault requests)."""
     out = vault_run.logs["validate stdout"]
-    for logger in ("DEBUG", "urllib3.connectionpool", "patchgate.twin.wsman", "patchgate.remoting.psrp",
+    for logger in ("DEBUG", "urllib3.connectionpool", "patchgate_twin.wsman", "patchgate.remoting.psrp",
                    "patchgate.leases"):
         assert logger in out, f"{logger} missing from the live log"
     assert "/v1/auth/token/lookup-self" in out  # urllib3 logged the Vault requests of the login

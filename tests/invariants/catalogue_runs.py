@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from patchgate.twin.behaviour import Behaviour
-from patchgate.twin.catalog import Catalog
+from patchgate_twin.behaviour import Behaviour
+from patchgate_twin.catalog import Catalog
 
 PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
 ROOT = Path(__file__).resolve().parents[2]

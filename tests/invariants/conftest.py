@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from patchgate.twin.catalog import Catalog
+from patchgate_twin.catalog import Catalog
 from tests.invariants.catalogue_runs import CatalogueRuns
 
 

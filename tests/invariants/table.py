@@ -3,7 +3,7 @@ rendered as Markdown for docs/invariants.md, so the document and the test read t
 
 from __future__ import annotations
 
-from patchgate.twin.catalog import Catalog
+from patchgate_twin.catalog import Catalog
 
 BEGIN = "<!-- catalogue-table:begin (generated from the twin catalogue; tests/invariants/test_catalogue_table.py) -->"
 END = "<!-- catalogue-table:end -->"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from patchgate.twin.behaviour import INVARIANT_IDS
-from patchgate.twin.catalog import Catalog
+from patchgate_twin.behaviour import INVARIANT_IDS
+from patchgate_twin.catalog import Catalog
 from tests.invariants import table
 from tests.invariants.catalogue_runs import CatalogueRuns, vm_name
 

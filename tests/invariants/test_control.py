@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from patchgate.twin.catalog import Catalog
+from patchgate_twin.catalog import Catalog
 from tests.invariants.catalogue_runs import PATCHGATE, ROOT, target_build, write_candidate, write_lab
 
 pytestmark = pytest.mark.slow

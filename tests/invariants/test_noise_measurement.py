@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from patchgate.twin.catalog import Catalog
+from patchgate_twin.catalog import Catalog
 from tests.invariants.catalogue_runs import CatalogueRuns, Run, run_validate, target_build, vm_name, write_candidate, \
     write_lab
 

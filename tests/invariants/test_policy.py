@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from patchgate.twin.catalog import Catalog
+from patchgate_twin.catalog import Catalog
 from tests.invariants import catalogue_runs as cr
 from tests.invariants.catalogue_runs import Run, vm_name
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from patchgate.twin.model import (
+from patchgate_twin.model import (
     EnrollmentPackage,
     EventRecord,
     FirewallProfile,

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from patchgate.diff import diff_keyed
 from patchgate.probes.parsers import parse_probe
-from patchgate.twin.model import FirewallRule, HotFix, Service, WindowsHost
-from patchgate.twin.render import render_probe
+from patchgate_twin.model import FirewallRule, HotFix, Service, WindowsHost
+from patchgate_twin.render import render_probe
 
 UTC = dt.UTC
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)

@@ -13,7 +13,7 @@ from patchgate.probes import probe_text
 from patchgate.probes.batch import compose_capture, parse_capture
 from patchgate.probes.parsers import parse_probe
 from patchgate.remoting.base import ScriptResult
-from patchgate.twin.render import render_capture, render_probe
+from patchgate_twin.render import render_capture, render_probe
 from probes.hosts import BOOT, plain_host, stopped_wsus_host, wsus_hotpatch_host
 
 UTC = dt.UTC

@@ -11,7 +11,7 @@ import pytest
 from patchgate.posture import AREAS
 from patchgate.probes import probe_text
 from patchgate.probes.batch import capture_areas, compose_capture, probe_hashes
-from patchgate.twin.render import render_document
+from patchgate_twin.render import render_document
 from probes.hosts import wsus_hotpatch_host
 
 

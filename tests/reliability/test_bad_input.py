@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from patchgate import cli
-from patchgate.twin.faults import FAULTS
+from patchgate_twin.faults import FAULTS
 
 ROOT = Path(__file__).resolve().parents[2]
 PATCHGATE = str(Path(sys.executable).with_name("patchgate"))

@@ -29,7 +29,7 @@ from support.reliability import (
     make_run,
 )
 
-from patchgate.twin.faults import FAULTS
+from patchgate_twin.faults import FAULTS
 
 # fault -> the step gate.json must name for the faulty VM
 EXPECTED_STEP: dict[str, str] = {

@@ -11,7 +11,7 @@ from remoting_lab import PASSWORD, USERNAME, LabHost, http_settings
 from patchgate.hypervisors.base import GuestEndpoint
 from patchgate.remoting.psrp import PsrpRemoting, PsrpSession
 from patchgate.secrets.base import Credentials
-from patchgate.twin.wsman import TwinEndpoints
+from patchgate_twin.wsman import TwinEndpoints
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from collections import deque
 from typing import Any, Callable
 
 from patchgate.config.lab import PsrpSettings
-from patchgate.twin import filecopy
-from patchgate.twin.shell import PipelineOutput, Statement, TwinFault
+from patchgate_twin import filecopy
+from patchgate_twin.shell import PipelineOutput, Statement, TwinFault
 
 USERNAME = "labadmin"
 PASSWORD = "Tw1n-Remoting-Pa55!"

@@ -220,7 +220,7 @@ def test_is_alive_reflects_the_host_side_shell(open_session, endpoints):
 
 
 def test_idle_shells_expire_on_the_host(endpoints, credentials, lab_host):
-    from patchgate.twin.wsman import WSManEndpoint
+    from patchgate_twin.wsman import WSManEndpoint
     endpoint = WSManEndpoint("ws2025-idle", lab_host, lambda: (USERNAME, PASSWORD), idle_timeout=0.5)
     port = endpoint.start()
     try:
@@ -237,7 +237,7 @@ def test_idle_shells_expire_on_the_host(endpoints, credentials, lab_host):
 
 
 def test_the_twin_decodes_a_repeated_pipeline_once_and_each_vm_keeps_its_own_parameters(open_session, lab_host):
-    from patchgate.twin.wsman.pool import _decoded_create_pipeline
+    from patchgate_twin.wsman.pool import _decoded_create_pipeline
 
     script = "param($Name)\n# a script every VM receives\n" + "Write-Output $Name\n" * 200
     before = _decoded_create_pipeline.cache_info()
@@ -281,7 +281,7 @@ def test_vms_taking_turns_all_finish_with_their_own_answers(endpoints, credentia
 
 def test_a_repeated_pipeline_is_serialised_once_and_sent_byte_for_byte_as_pypsrp_would(open_session, lab_host):
     from patchgate.remoting import psrp
-    from patchgate.twin.wsman.pool import _decoded_create_pipeline
+    from patchgate_twin.wsman.pool import _decoded_create_pipeline
 
     script = Script("echo", "param($Name)\n# serialised once per process\n$Name", {"Name": "same"})
     psrp._PIPELINE_MESSAGES.clear()

@@ -17,7 +17,7 @@ from patchgate.remoting.base import Script
 from patchgate.remoting.ssh import SshRemoting, build_stdin, parse_output, parse_stdin, render_output
 from patchgate.remoting.testinfra_backend import testinfra_host
 from patchgate.secrets.base import Credentials
-from patchgate.twin import filecopy
+from patchgate_twin import filecopy
 
 VM = "ws2025-ssh"
 

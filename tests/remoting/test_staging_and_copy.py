@@ -13,7 +13,7 @@ import pytest
 from patchgate.config.candidate import Candidate
 from patchgate.errors import InstallError, StagingError
 from patchgate.remoting import staging
-from patchgate.twin import filecopy
+from patchgate_twin import filecopy
 
 
 def _candidate(tmp_path: Path, files: dict[str, bytes], *, sha_override: dict[str, str] | None = None) -> Candidate:
@@ -52,7 +52,7 @@ def test_copy_uses_the_long_lived_pool(open_session, endpoints, tmp_path):
 
 def test_twin_copy_refuses_a_transport_hash_mismatch():
     import base64
-    from patchgate.twin.shell import Statement
+    from patchgate_twin.shell import Statement
     files: dict[str, bytes] = {}
     chunk = base64.b64encode(b"hello").decode()
     wrong = base64.b64encode(hashlib.sha1(b"other").hexdigest().encode()).decode()

@@ -20,7 +20,7 @@ from patchgate.hypervisors.base import GuestEndpoint
 from patchgate.remoting.base import Script
 from patchgate.remoting.psrp import PsrpRemoting
 from patchgate.secrets.base import Credentials
-from patchgate.twin.wsman import TwinEndpoints
+from patchgate_twin.wsman import TwinEndpoints
 
 
 def _wsman(port: int, password: str = PASSWORD) -> WSMan:

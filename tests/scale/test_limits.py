@@ -18,8 +18,8 @@ import pytest
 from patchgate.settle import looks_in
 from patchgate.config import Lab, load_candidate
 from patchgate.labrun import LabRun
-from patchgate.twin.lab import TwinLab
-from patchgate.twin.shell_impl import TwinShell
+from patchgate_twin.lab import TwinLab
+from patchgate_twin.shell_impl import TwinShell
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = [("hotpatch-member", "ws2025-dc-hotpatch-oct2025"), ("wsus-server", "ws2025-dc-wsus-oct2025"),

@@ -16,7 +16,7 @@ from patchgate.secrets import build_secrets
 from patchgate.secrets.base import SecretsProvider
 from patchgate.secrets.env import EnvSecretsProvider
 from patchgate.secrets.redact import MASK, redactor
-from patchgate.secrets.twin import SEED_ENV, TwinSecretsProvider
+from patchgate_twin.secrets import SEED_ENV, TwinSecretsProvider
 
 VM = VmSpec(name="ws1", role="member", snapshot="base", image="ws2025")
 
@@ -70,7 +70,7 @@ def test_twin_credentials_are_per_vm_stable_and_checked() -> None:
 def test_twin_seed_differs_per_provider_seed_and_reaches_child_process() -> None:
     twin = TwinSecretsProvider(seed="f" * 64)
     assert TwinSecretsProvider(seed="e" * 64).credentials_for("ws1") != twin.credentials_for("ws1")
-    code = ("import json; from patchgate.secrets.twin import TwinSecretsProvider as T; "
+    code = ("import json; from patchgate_twin.secrets import TwinSecretsProvider as T; "
             "c = T().credentials_for('ws1'); print(json.dumps([c.username, c.password.get_secret_value()]))")
     env = {**os.environ, **twin.env()}
     child = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

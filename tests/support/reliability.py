@@ -94,7 +94,7 @@ class Run:
         return LocalLeaseManager(self.lab_name, state_dir=self.state).list_leases()
 
     def at_snapshot(self, vm: str) -> bool:
-        from patchgate.twin.lab import TwinDisks
+        from patchgate_twin.lab import TwinDisks
 
         return TwinDisks(self.lab_name, folder=self.state / "twin" / self.lab_name).at_snapshot(vm)
 

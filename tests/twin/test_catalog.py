@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from patchgate.errors import ConfigError
-from patchgate.twin.behaviour import (
+from patchgate_twin.behaviour import (
     CBS_E_NOT_APPLICABLE,
     Behaviour,
     Condition,
@@ -21,8 +21,8 @@ from patchgate.twin.behaviour import (
     complete_reboot,
     run_wsus_sync,
 )
-from patchgate.twin.catalog import Catalog, load_behaviour_file
-from patchgate.twin.model import WindowsHost
+from patchgate_twin.catalog import Catalog, load_behaviour_file
+from patchgate_twin.model import WindowsHost
 
 NOW = dt.datetime(2025, 10, 25, 9, 0, tzinfo=dt.UTC)
 

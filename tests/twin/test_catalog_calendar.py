@@ -10,7 +10,7 @@ import pytest
 from patchgate import calendar
 from patchgate.calendar import HotpatchCalendar
 from patchgate.errors import ConfigError
-from patchgate.twin.catalog import Catalog
+from patchgate_twin.catalog import Catalog
 
 OCT = ["KB5043080", "KB5066835"]
 

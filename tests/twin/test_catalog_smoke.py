@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from patchgate.twin.behaviour import apply_install, complete_reboot, run_wsus_sync
-from patchgate.twin.catalog import Catalog, UnknownKb
+from patchgate_twin.behaviour import apply_install, complete_reboot, run_wsus_sync
+from patchgate_twin.catalog import Catalog, UnknownKb
 
 NOW = dt.datetime(2025, 10, 25, 9, 0, tzinfo=dt.UTC)
 

@@ -1,4 +1,4 @@
-"""The twin's process `patchgate validate` starts for its suites (patchgate.twin.handoff).
+"""The twin's process `patchgate validate` starts for its suites (patchgate_twin.handoff).
 
 What must hold: the suites' lab run drives the process it was handed (the twin's records reach the suites'
 logging, the disks are written when the run closes the service), a declined or unreachable hand-over leaves the
@@ -21,8 +21,8 @@ from patchgate.components import build_components
 from patchgate.config import Lab
 from patchgate.errors import EXIT_INCONCLUSIVE
 from patchgate.liveness import process_alive
-from patchgate.twin.handoff import HANDOFF_FD_ENV, TwinHandoff, attach_handed_over
-from patchgate.twin.lab import TwinDisks, check_twin_inputs
+from patchgate_twin.handoff import HANDOFF_FD_ENV, TwinHandoff, attach_handed_over
+from patchgate_twin.lab import TwinDisks, check_twin_inputs
 from tests.support.runs import PATCHGATE, ROOT, clean_env, patchgate
 from tests.twin.test_own_process import lab_document, wait_until_gone
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from patchgate.errors import ConfigError
-from patchgate.twin.catalog import Catalog
-from patchgate.twin.images import Images, consistency_problems, load_image, merge
+from patchgate_twin.catalog import Catalog
+from patchgate_twin.images import Images, consistency_problems, load_image, merge
 
 REQUIRED = ["ws2025-dc-hotpatch-oct2025", "ws2025-dc-wsus-oct2025", "ws2025-azure-edition-oct2025",
             "ws2025-std-member-oct2025", "ws2025-dc-hotpatch-jul2025", "ws2025-dc-hotpatch-jan2026"]

@@ -26,8 +26,8 @@ from patchgate.liveness import process_alive
 from patchgate.remoting.psrp import PsrpRemoting
 from patchgate.remoting.staging import OP_STAGE_PREPARE, op_script
 from patchgate.secrets.base import Credentials
-from patchgate.twin.process import RemoteTwinLab
-from patchgate.twin.service import TwinService
+from patchgate_twin.process import RemoteTwinLab
+from patchgate_twin.service import TwinService
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,7 +128,7 @@ def test_the_twins_log_records_reach_the_harness(state: Path, caplog: pytest.Log
     caplog.set_level(logging.WARNING)
     components = build(lab_document())
     components.close()  # the relay has passed on every record once close returns
-    warnings = [r for r in caplog.records if r.name == "patchgate.twin.lab"]
+    warnings = [r for r in caplog.records if r.name == "patchgate_twin.lab"]
     assert any("unreadable" in r.getMessage() for r in warnings), caplog.text
 
 
@@ -140,7 +140,7 @@ def test_relayed_records_are_masked_with_the_harness_secrets(state: Path, caplog
     from patchgate.secrets.redact import MASK, redactor
 
     marker = f"pgsecret{uuid.uuid4().hex}"  # unique: the redactor is process-wide
-    caplog.set_level(logging.DEBUG, logger="patchgate.twin.lab")
+    caplog.set_level(logging.DEBUG, logger="patchgate_twin.lab")
     components = build(lab_document(snapshot=marker))
     try:
         redactor.register(marker)  # after the fork
@@ -200,7 +200,7 @@ def test_own_process_false_keeps_the_twin_in_the_harness(state: Path) -> None:
 
 def test_the_service_is_what_the_child_runs(state: Path) -> None:
     """The service object itself, in this process: revert drops the guest's shells as a restart would."""
-    from patchgate.twin.lab import check_twin_inputs
+    from patchgate_twin.lab import check_twin_inputs
 
     lab = Lab.model_validate(lab_document())
     service = TwinService(lab, check_twin_inputs(lab, []))

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from patchgate.config import load_lab
 from patchgate.remoting.staging import REFUSED_HASH, op_script
-from patchgate.twin import filecopy
-from patchgate.twin.lab import build_twin_lab
-from patchgate.twin.shell import Statement
-from patchgate.twin.shell_impl import TwinShell
+from patchgate_twin import filecopy
+from patchgate_twin.lab import build_twin_lab
+from patchgate_twin.shell import Statement
+from patchgate_twin.shell_impl import TwinShell
 
 ROOT = Path(__file__).resolve().parents[2]
 

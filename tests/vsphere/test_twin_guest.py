@@ -15,8 +15,8 @@ from patchgate.hypervisors.base import GuestEndpoint, Hypervisor
 from patchgate.hypervisors.vsphere import VsphereHypervisor
 from patchgate.hypervisors.vsphere.collector import retrieve_one
 from patchgate.hypervisors.vsphere.simulator import Vcsim
-from patchgate.hypervisors.vsphere_twin_guest import TwinGuestHypervisor, attach_twin_guest
-from patchgate.twin.lab import TwinLab, build_twin_lab
+from patchgate_twin.vsphere_guest import TwinGuestHypervisor, attach_twin_guest
+from patchgate_twin.lab import TwinLab, build_twin_lab
 
 from .conftest import settings_for
 

@@ -151,7 +151,7 @@ def _load(args: argparse.Namespace) -> tuple[Lab, Candidate | None, list[Path]]:
     RunSelection(vms=args.vm).apply(lab)
     candidate = load_candidate(resolve_candidate(args.candidate)) if getattr(args, "candidate", None) else None
     if lab.hypervisor.kind == "twin" or getattr(lab.hypervisor.settings, "twin_guest", False):
-        from patchgate.twin.lab import check_twin_inputs
+        from patchgate_twin.lab import check_twin_inputs
 
         check_twin_inputs(lab, catalogs)
     return lab, candidate, catalogs

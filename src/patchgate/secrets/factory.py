@@ -18,7 +18,7 @@ def build_secrets(model: Secrets, lab: Lab | None = None) -> SecretsProvider:
 
         return VaultSecretsProvider(model.settings, lab)
     if isinstance(model, TwinSecrets):
-        from patchgate.secrets.twin import TwinSecretsProvider
+        from patchgate_twin.secrets import TwinSecretsProvider
 
         return TwinSecretsProvider()
     source = str(lab.source) if lab is not None and lab.source else None

@@ -18,7 +18,7 @@ from typing import Any
 
 from patchgate.posture import SCM_EVENT_IDS, WSUS_EXPLOIT_EVENT_ID
 from patchgate.probes.batch import ENVELOPE_TAG, OP_LINE, capture_areas
-from patchgate.twin.model import WindowsHost, utcnow
+from patchgate_twin.model import WindowsHost, utcnow
 
 UTC = dt.UTC
 PROBE_LINE = re.compile(r"^\s*#\s*patchgate-probe:\s*(?P<area>[A-Za-z0-9_-]+)")

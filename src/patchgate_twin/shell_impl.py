@@ -15,10 +15,10 @@ import threading
 from typing import Any, Callable
 
 from patchgate.remoting.staging import REFUSED_HASH
-from patchgate.twin import filecopy
-from patchgate.twin.lab import TwinLab
-from patchgate.twin.model import WindowsHost
-from patchgate.twin.shell import PipelineOutput, Statement, TwinFault
+from patchgate_twin import filecopy
+from patchgate_twin.lab import TwinLab
+from patchgate_twin.model import WindowsHost
+from patchgate_twin.shell import PipelineOutput, Statement, TwinFault
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class TwinShell:
     # ------------------------------------------------------------ patchgate operations
 
     def _capture(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
-        from patchgate.twin.render import render_capture
+        from patchgate_twin.render import render_capture
 
         if self.lab.has_fault(vm, "wsman-reset"):
             raise TwinFault("connection-reset", "connection reset during capture")
@@ -120,14 +120,14 @@ class TwinShell:
         return PipelineOutput(output=[text])
 
     def _preflight(self, vm: str, host: WindowsHost, _stmt: Statement, _input: list[Any]) -> PipelineOutput:
-        from patchgate.twin.render_preflight import render_preflight
+        from patchgate_twin.render_preflight import render_preflight
 
         return PipelineOutput(output=[render_preflight(host, self.lab.vm(vm).faults, self.lab.clock())])
 
     def _install(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
         """Add-WindowsPackage -Online -PackagePath <file|folder> -NoRestart on the twin. A folder holds a
         checkpoint cumulative update and its prerequisites: each package installs in name order, as DISM does."""
-        from patchgate.twin.behaviour import apply_install
+        from patchgate_twin.behaviour import apply_install
 
         path = filecopy.resolve(str(stmt.parameters.get("PackagePath", "")))
         staged, intact = filecopy.staged_files(host.files, path, dict(stmt.parameters.get("Sha256") or {}))
@@ -200,7 +200,7 @@ class TwinShell:
         return folder(key.rstrip("\\") + "\\")
 
     def _wsus_sync(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
-        from patchgate.twin.behaviour import run_wsus_sync
+        from patchgate_twin.behaviour import run_wsus_sync
 
         if not host.wsus.role_installed:
             return PipelineOutput(errors=["Get-WsusServer : The term 'Get-WsusServer' is not recognized as the "

@@ -5,7 +5,7 @@ each one states only what makes it different: a WSUS server is the hotpatch memb
 and ports. The format is documented in docs/twin.md; in short:
 
 * ``name`` (required), ``extends`` (optional), ``description``, ``class`` (a label such as ``hotpatch-member``
-  used by behaviour ``expect`` tables), ``host`` (fields of ``patchgate.twin.model.WindowsHost``).
+  used by behaviour ``expect`` tables), ``host`` (fields of ``patchgate_twin.model.WindowsHost``).
 * ``services``, ``firewall_profiles`` and ``firewall_rules`` are mappings keyed by Name; the key becomes the
   object's ``name``. A child image patches an inherited entry field by field and removes it with ``null``.
 * Any other mapping merges key by key; a list replaces the parent's list, or extends it when the key ends in
@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from patchgate.config.yamlfile import YamlDocument, load_yaml
 from patchgate.errors import ConfigError
-from patchgate.twin import specs
-from patchgate.twin.model import WindowsHost
+from patchgate_twin import specs
+from patchgate_twin.model import WindowsHost
 
 BUILTIN_DIR = Path(__file__).with_name("images")
 KEYED = ("services", "firewall_profiles", "firewall_rules")

@@ -2,7 +2,7 @@
 
 Images and behaviours are YAML written by people; a typo in a field name or a wrong value must fail at load time
 with file, field and line (ConfigError), not later inside a probe renderer. Rather than keep a second, hand-written
-schema in step with ``patchgate.twin.model``, the schema is derived from the dataclasses themselves: every field a
+schema in step with ``patchgate_twin.model``, the schema is derived from the dataclasses themselves: every field a
 dataclass gains is accepted in YAML at once, and unknown keys are rejected.
 
 ``full(cls)`` validates a complete object (required fields required); ``partial(cls)`` validates a patch (every

@@ -21,7 +21,7 @@ import ntpath
 import re
 from typing import Any, MutableMapping
 
-from patchgate.twin.shell import PipelineOutput, Statement
+from patchgate_twin.shell import PipelineOutput, Statement
 
 # Lines of pypsrp's copy.ps1 that no other script is likely to carry together.
 _COPY_MARKERS = (

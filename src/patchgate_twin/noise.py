@@ -17,7 +17,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from patchgate.twin.model import EventRecord, ListeningPort, Process, Service, WindowsHost
+from patchgate_twin.model import EventRecord, ListeningPort, Process, Service, WindowsHost
 
 if TYPE_CHECKING:
     from patchgate.config.lab import Lab

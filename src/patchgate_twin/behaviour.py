@@ -38,8 +38,8 @@ from pydantic import (
 )
 
 from patchgate.config.policy import INVARIANTS
-from patchgate.twin import specs
-from patchgate.twin.model import (
+from patchgate_twin import specs
+from patchgate_twin.model import (
     EventRecord,
     FirewallProfile,
     FirewallRule,

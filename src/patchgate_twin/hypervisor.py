@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Callable
 
 from patchgate.config.lab import VmSpec
 from patchgate.hypervisors.base import GuestEndpoint, SnapshotRef
-from patchgate.twin.lab import TwinLab
+from patchgate_twin.lab import TwinLab
 
 if TYPE_CHECKING:
-    from patchgate.twin.process import RemoteTwinLab
+    from patchgate_twin.process import RemoteTwinLab
 
 
 class TwinHypervisor:

@@ -43,10 +43,10 @@ from psrpcore.types import (
 )
 
 from patchgate.turns import TURNS
-from patchgate.twin.shell import PipelineOutput, ScriptHost, Statement, TwinFault
-from patchgate.twin.wsman import soap
-from patchgate.twin.wsman.pool import TwinRunspacePool
-from patchgate.twin.wsman.values import to_python, to_wire
+from patchgate_twin.shell import PipelineOutput, ScriptHost, Statement, TwinFault
+from patchgate_twin.wsman import soap
+from patchgate_twin.wsman.pool import TwinRunspacePool
+from patchgate_twin.wsman.values import to_python, to_wire
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ disks and their WinRM listeners, and the harness talks to it the way it talks to
 operation, over a ``multiprocessing`` manager) and to the hosts (WSMan over TCP, unchanged).
 
 Lifetime: ``patchgate validate`` forks the child once it has checked the inputs and hands it to the suites
-(``patchgate.twin.handoff``); otherwise the run forks it when it builds its components. It ends when the run has
+(``patchgate_twin.handoff``); otherwise the run forks it when it builds its components. It ends when the run has
 closed it (its disks written). Forked, not spawned: it inherits the loaded lab and modules and serves within a
 fraction of a second (it loads what it lacks itself, on its own core); it uses only its own objects, gets fresh
 stdio and log handlers, and never returns into the code of the process it was forked from. It ignores Ctrl-C
@@ -37,13 +37,13 @@ from patchgate.heap import settle_the_heap
 from patchgate.remoting.logging_hygiene import quiet_transport_loggers
 from patchgate.secrets.base import credential_pair
 from patchgate.secrets.redact import RedactingFilter
-from patchgate.twin.faults import parse_faults
-from patchgate.twin.lab import snapshot_identifier
-from patchgate.twin.lease_fault import LeaseHeldFault
+from patchgate_twin.faults import parse_faults
+from patchgate_twin.lab import snapshot_identifier
+from patchgate_twin.lease_fault import LeaseHeldFault
 
 if TYPE_CHECKING:
-    from patchgate.twin.catalog import Catalog
-    from patchgate.twin.service import TwinService
+    from patchgate_twin.catalog import Catalog
+    from patchgate_twin.service import TwinService
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,8 @@ def _build_service(lab: Lab, catalog: "Catalog | None", twin_catalogs: list[str]
     try:
         from pathlib import Path
 
-        from patchgate.twin.lab import check_twin_inputs
-        from patchgate.twin.service import TwinService
+        from patchgate_twin.lab import check_twin_inputs
+        from patchgate_twin.service import TwinService
 
         if catalog is None:
             catalog = check_twin_inputs(lab, [Path(folder) for folder in twin_catalogs])
@@ -154,14 +154,14 @@ class TwinProcess:
     folders), while the harness goes on starting; for inputs someone checked already (``patchgate validate``
     does before the suites start). ``ready()`` waits for the child's service and raises what it met.
 
-    ``for_another_process``: started by ``patchgate validate`` for the suites it runs (``patchgate.twin.handoff``):
+    ``for_another_process``: started by ``patchgate validate`` for the suites it runs (``patchgate_twin.handoff``):
     the child keeps its log records until the suites' harness, which ``attach``-es to it by ``address`` and
     ``authkey``, fetches them; the harness closes the service, and the starter ends the child (``discard``)."""
 
     def __init__(self, lab: Lab, catalog: "Catalog | None", *, twin_catalogs: list[str] | None = None,
                  for_another_process: bool = False) -> None:
         if catalog is not None:
-            import patchgate.twin.service  # noqa: F401 - the child then finds it imported (it loads fast)
+            import patchgate_twin.service  # noqa: F401 - the child then finds it imported (it loads fast)
 
         self._init_handle(lab.name, owner=True)
         context = multiprocessing.get_context("fork")

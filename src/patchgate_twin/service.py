@@ -15,12 +15,12 @@ import threading
 from typing import TYPE_CHECKING
 
 from patchgate.config.lab import Lab
-from patchgate.twin.lab import TwinDisks, TwinLab
-from patchgate.twin.shell_impl import TwinShell
-from patchgate.twin.wsman import TwinEndpoints
+from patchgate_twin.lab import TwinDisks, TwinLab
+from patchgate_twin.shell_impl import TwinShell
+from patchgate_twin.wsman import TwinEndpoints
 
 if TYPE_CHECKING:
-    from patchgate.twin.catalog import Catalog
+    from patchgate_twin.catalog import Catalog
 
 
 class TwinService:

@@ -26,7 +26,7 @@ class PipelineOutput:
 
 
 class ScriptHost(Protocol):
-    """Implemented by the twin (patchgate.twin.shell_impl.TwinShell)."""
+    """Implemented by the twin (patchgate_twin.shell_impl.TwinShell)."""
 
     def run_pipeline(self, vm: str, statements: list[Statement], input_data: list[Any]) -> PipelineOutput:
         """Run one pipeline on VM ``vm``; may raise TwinFault to make the transport misbehave."""

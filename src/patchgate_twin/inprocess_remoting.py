@@ -9,7 +9,7 @@ from patchgate.errors import LabTimeout, RemotingAuthError, RemotingError
 from patchgate.hypervisors.base import GuestEndpoint
 from patchgate.remoting.base import Script, ScriptResult
 from patchgate.secrets.base import Credentials
-from patchgate.twin.shell import ScriptHost, Statement, TwinFault
+from patchgate_twin.shell import ScriptHost, Statement, TwinFault
 
 
 class InProcessSession:
@@ -38,7 +38,7 @@ class InProcessSession:
         return ScriptResult(name=script.name, output=[str(o) for o in out.output], errors=list(out.errors))
 
     def copy_file(self, source: Path, destination: str) -> None:
-        from patchgate.twin import filecopy
+        from patchgate_twin import filecopy
 
         host = self.shell.lab.host(self.host)  # type: ignore[attr-defined]
         host.files[filecopy.key(filecopy.resolve(destination))] = source.read_bytes()

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import Any, Callable
 
 from patchgate.secrets.base import credential_pair
-from patchgate.twin.shell import ScriptHost
-from patchgate.twin.wsman.server import DEFAULT_IDLE_TIMEOUT, WSManEndpoint
+from patchgate_twin.shell import ScriptHost
+from patchgate_twin.wsman.server import DEFAULT_IDLE_TIMEOUT, WSManEndpoint
 
 
 class TwinEndpoints:

@@ -27,7 +27,7 @@ from patchgate.errors import HypervisorError
 
 if TYPE_CHECKING:
     from patchgate.config.lab import Lab
-    from patchgate.twin.process import TwinProcess
+    from patchgate_twin.process import TwinProcess
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class TwinHandoff:
         """Start the twin's process for ``lab`` (checked already, ``catalog`` loaded) and tell the suites where it
         listens. A process that does not start is only logged: the suites then start their own and report
         what they meet, as lab trouble."""
-        from patchgate.twin.process import TwinProcess
+        from patchgate_twin.process import TwinProcess
 
         try:
             self.process = TwinProcess(lab, catalog, twin_catalogs=[str(f) for f in twin_catalogs],
@@ -109,7 +109,7 @@ def take_handoff_pipe() -> int | None:
 def attach_handed_over(fd: int, lab_name: str) -> TwinProcess | None:
     """Read the one line (waiting until ``patchgate validate`` has checked the inputs) and attach to the twin's
     process it names; None when it started none or cannot be reached (the caller starts its own)."""
-    from patchgate.twin.process import TwinProcess
+    from patchgate_twin.process import TwinProcess
 
     try:
         with os.fdopen(fd, "rb") as pipe:

@@ -11,7 +11,7 @@ import logging
 from typing import Any, Mapping
 
 from patchgate.errors import LeaseError
-from patchgate.twin.faults import Fault
+from patchgate_twin.faults import Fault
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import datetime as dt
 import hashlib
 from collections.abc import Mapping
 
-from patchgate.twin.faults import Fault
-from patchgate.twin.model import WindowsHost
-from patchgate.twin.render import iso, ps51_json
+from patchgate_twin.faults import Fault
+from patchgate_twin.model import WindowsHost
+from patchgate_twin.render import iso, ps51_json
 
 SYSTEM_DRIVE_FREE = 48 * 2**30  # a 127 GB system disk with Windows and its component store on it
 DISK_FULL_FREE_MIB = 100

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from patchgate.diff import render_table
-from patchgate.twin.catalog import Catalog
+from patchgate_twin.catalog import Catalog
 
 
 def _restart(spec: object) -> str:

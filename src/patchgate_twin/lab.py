@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING
 
 from patchgate.config.lab import Lab, TwinLatency, VmSpec
 from patchgate.errors import ConfigError, HypervisorError, LabTimeout
-from patchgate.twin.faults import FAULTS, Fault, parse_faults
-from patchgate.twin.lease_fault import LeaseHeldFault
-from patchgate.twin.model import WindowsHost, utcnow
-from patchgate.twin.noise import HostNoise, NoiseSettings
+from patchgate_twin.faults import FAULTS, Fault, parse_faults
+from patchgate_twin.lease_fault import LeaseHeldFault
+from patchgate_twin.model import WindowsHost, utcnow
+from patchgate_twin.noise import HostNoise, NoiseSettings
 
 if TYPE_CHECKING:
-    from patchgate.twin.catalog import Catalog
+    from patchgate_twin.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class TwinLab:
     def __init__(self, lab: Lab, catalog: "Catalog", *, latency: TwinLatency | None = None,
                  clock: Callable[[], dt.datetime] = utcnow, stop: threading.Event | None = None,
                  disks: TwinDisks | None = None, inject_faults: bool = True) -> None:
-        from patchgate.twin.catalog import Catalog  # local: the catalogue module imports model types
+        from patchgate_twin.catalog import Catalog  # local: the catalogue module imports model types
 
         assert isinstance(catalog, Catalog)
         self.lab = lab
@@ -348,7 +348,7 @@ class TwinLab:
 
     def reboot(self, name: str) -> None:
         """Restart: the guest goes down, post-reboot effects apply, then it boots again."""
-        from patchgate.twin.behaviour import complete_reboot
+        from patchgate_twin.behaviour import complete_reboot
 
         vm = self.vm(name)
         with vm.lock:
@@ -440,7 +440,7 @@ def build_twin_lab(lab: Lab, extra_catalog_dirs: list[Path], *, stop: threading.
 def check_twin_inputs(lab: Lab, extra_catalog_dirs: list[Path]) -> "Catalog":
     """Load the twin catalogue and check the lab's images and faults against it: ConfigError (exit 4) before
     anything runs, never lab trouble halfway through a run."""
-    from patchgate.twin.catalog import Catalog
+    from patchgate_twin.catalog import Catalog
 
     catalog = Catalog.load(extra_catalog_dirs)
     where = str(lab.source) if lab.source else None

@@ -235,7 +235,7 @@ class WindowsHost:
     reboot: RebootFlags = field(default_factory=RebootFlags)
     files: dict[str, bytes] = field(default_factory=dict)  # staged files by Windows path (lower-case key)
     # Twin bookkeeping, not a Windows object: effects of installed updates that show only after the next restart
-    # (patchgate.twin.behaviour queues them; complete_reboot applies them).
+    # (patchgate_twin.behaviour queues them; complete_reboot applies them).
     pending_after_reboot: list[Any] = field(default_factory=list)
 
     @property
