@@ -46,7 +46,7 @@ def run(*, round_trip: float = 0.02, repeats: int = 5) -> dict[str, Any]:
             hypervisor.power_on(vm)
             endpoint = hypervisor.wait_ready(vm, 30)
             credentials = components.secrets.remoting_credentials(vm)
-            endpoints = components.endpoints  # the VM's listener, in the twin's own process
+            endpoints = components.handle.endpoints  # the VM's listener, in the twin's own process
 
             # patchgate: the pool is opened once per VM and reused by every capture of the run
             endpoints.reset_counters(vm.name)

@@ -12,6 +12,7 @@ import json
 import secrets
 import signal
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
@@ -19,7 +20,6 @@ from patchgate import __version__
 from patchgate.errors import EXIT_CONFIG, EXIT_INCONCLUSIVE, EXIT_INTERNAL, ConfigError, PatchgateError
 from patchgate.inputs import INPUTS_CHECKED_BY_PARENT
 from patchgate.interrupts import Forwarder, stop_signals_blocked
-from patchgate_twin.handoff import TwinHandoff
 
 if TYPE_CHECKING:
     import subprocess
@@ -39,6 +39,10 @@ examples:
   patchgate verify reports/<run>          # re-hash every output against the evidence manifest
   patchgate doctor --lab twin             # check a lab before trusting its verdicts (docs/first-day.md)
 """
+
+
+COMMANDS_ENTRY_POINTS = "patchgate.commands"
+"""Installed lab kinds add their subcommands here: a function taking the subparsers and the lazy loader."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -61,7 +65,7 @@ def _one_line(text: str) -> str:
 # ------------------------------------------------------------------ validate
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from patchgate.inputs import new_run_id, peek_names, resolve_candidate, resolve_lab
+    from patchgate.inputs import new_run_id, resolve_candidate, resolve_lab
     from patchgate.outdir import require_fresh_out_dir
     from patchgate.paths import project_root, state_dir
 
@@ -75,42 +79,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise ConfigError("cannot find the suites: run patchgate from its checkout (the folder with suites/ "
                           "and conftest.py)")
     state_dir()  # ledgers, leases and twin disks live there: an unusable folder is said now, not mid-run
-    # When the two files plainly name the candidate and the lab, the suites start at once and the files are
-    # validated here meanwhile (two interpreters starting side by side); otherwise validation comes first.
-    early = peek_names(lab_path, candidate_path)
-    checked = None if early else _check_inputs(args, lab_path, candidate_path)
-    kb, lab_name = early or (checked[1].kb, checked[0].name)  # type: ignore[index]
-    run_id = new_run_id()
     args.fresh_seed = secrets.randbelow(2**31)  # used when neither --seed nor the lab file names one
-    out = Path(args.out) if args.out else root / "reports" / f"{run_id}-{kb}-{lab_name}"
+    lab, candidate = _check_inputs(args, lab_path, candidate_path)  # exit 4 before anything starts
+    run_id = new_run_id()
+    out = Path(args.out) if args.out else root / "reports" / f"{run_id}-{candidate.kb}-{lab.name}"
     require_fresh_out_dir(out)
-    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the output folder: {exc.strerror or exc}", file=str(out)) from None
-    handoff = TwinHandoff()
-    try:
-        with Forwarder() as forwarder:
-            with stop_signals_blocked():  # the child unblocks them once it can stop cleanly (patchgate.interrupts)
-                child = _start_suites(_suite_command(args, root, lab_path, candidate_path, out, run_id), cwd=root,
-                                      inputs_checked_here=early is not None, handoff=handoff)
-            forwarder.attach(child)
-            if checked is None:
-                try:
-                    checked = _check_inputs(args, lab_path, candidate_path)
-                except BaseException:
-                    child.kill()  # it stops at the same check before touching the lab; only its output differs
-                    child.wait()
-                    if created and out.is_dir() and not any(out.iterdir()):
-                        out.rmdir()
-                    raise
-            _offer_twin(handoff, args, lab=checked[0], catalog=checked[2])
-            print(f"patchgate {__version__}: validating {checked[1].kb} on lab '{checked[0].name}' -> {out}",
-                  flush=True)
-            code = _wait(child)
-    finally:
-        handoff.close()  # after the suites: they closed the twin's service (its disks), this ends its process
+    with Forwarder() as forwarder:
+        with stop_signals_blocked():  # the child unblocks them once it can stop cleanly (patchgate.interrupts)
+            child = _start_suites(_suite_command(args, root, lab_path, candidate_path, out, run_id), cwd=root)
+        forwarder.attach(child)
+        print(f"patchgate {__version__}: validating {candidate.kb} on lab '{lab.name}' -> {out}", flush=True)
+        code = _wait(child)
     gate_file = out / "gate.json"
     if int(code) == EXIT_CONFIG:
         return EXIT_CONFIG
@@ -122,37 +105,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return int(gate["exit_code"])
 
 
-def _check_inputs(args: argparse.Namespace, lab_path: Path, candidate_path: Path) -> tuple[Any, Any, Any]:
-    """Everything the suites would refuse, found here first so it is one clear line (exit 4). Returns the lab,
-    the candidate and, for a twin lab, its loaded catalogue (else None)."""
+def _check_inputs(args: argparse.Namespace, lab_path: Path, candidate_path: Path) -> tuple[Any, Any]:
+    """Everything the suites would refuse, found here first so it is one clear line (exit 4)."""
+    from patchgate.labkinds import KindOptions, check_kind_inputs, prepare_lab
     from patchgate.labrun import RunSelection, load_inputs
-
-    from patchgate_twin.noise import seeded
-
-    lab, candidate = load_inputs(lab_path, candidate_path)
-    lab = seeded(lab, explicit=getattr(args, "seed", None), fresh=getattr(args, "fresh_seed", None))
-    RunSelection(vms=args.vm, roles=args.role, rings=args.ring).apply(lab)
     from patchgate.secrets.env import require_env_credentials
 
+    lab, candidate = load_inputs(lab_path, candidate_path)
+    lab = prepare_lab(lab, seed=getattr(args, "seed", None), fresh_seed=getattr(args, "fresh_seed", None))
+    RunSelection(vms=args.vm, roles=args.role, rings=args.ring).apply(lab)
     require_env_credentials(lab)
-    catalog = None
-    if lab.hypervisor.kind == "twin" or getattr(lab.hypervisor.settings, "twin_guest", False):
-        from patchgate_twin.lab import check_twin_inputs
-
-        catalog = check_twin_inputs(lab, [Path(f) for f in args.twin_catalog])  # twin files and images: exit 4
-    return lab, candidate, catalog
-
-
-def _offer_twin(handoff: TwinHandoff, args: argparse.Namespace, *, lab: Any, catalog: Any) -> None:
-    """Start the twin's process for the suites when they would start one (docs/twin.md, "Where the twin runs"):
-    not under pytest-xdist, whose workers start one each."""
-    from patchgate.components import twin_in_own_process
-
-    xdist = any(arg.startswith(("-n", "--numprocesses", "--dist", "--tx")) for arg in args.pytest_args)
-    if catalog is None or xdist or not twin_in_own_process(lab):
-        handoff.decline()
-        return
-    handoff.offer(lab, catalog, [Path(f) for f in args.twin_catalog])
+    check_kind_inputs(lab, KindOptions(catalogs=[Path(f) for f in args.twin_catalog]))  # the kind's own files
+    return lab, candidate
 
 
 # The pytest plugins the suites run with, and no others: a plugin that happens to be installed beside patchgate
@@ -191,21 +155,15 @@ def _suite_command(args: argparse.Namespace, root: Path, lab_path: Path, candida
     return command + list(args.pytest_args)
 
 
-def _start_suites(command: list[str], *, cwd: Path, inputs_checked_here: bool,
-                  handoff: TwinHandoff) -> "subprocess.Popen[bytes]":
-    """The suites in a child pytest. When this process checks the inputs meanwhile, the child leaves reporting
-    an input error to it (exit 4 without a second message)."""
+def _start_suites(command: list[str], *, cwd: Path) -> "subprocess.Popen[bytes]":
+    """The suites in a child pytest; the inputs were checked here, so the child need not check them again."""
     import os
     import subprocess
 
     env = dict(os.environ)
     env[NO_PLUGIN_AUTOLOAD] = "1"  # SUITE_PLUGINS are named on the command line
-    env.update(handoff.child_env())
-    if inputs_checked_here:
-        env[INPUTS_CHECKED_BY_PARENT] = "1"
-    child = subprocess.Popen(command, cwd=cwd, env=env, pass_fds=handoff.pass_fds)
-    handoff.child_started()
-    return child
+    env[INPUTS_CHECKED_BY_PARENT] = "1"
+    return subprocess.Popen(command, cwd=cwd, env=env)
 
 
 def _wait(child: "subprocess.Popen[bytes]") -> int:
@@ -458,11 +416,8 @@ def build_parser() -> Parser:
     calendar_import.add_argument("--out", help="write the calendar file here (default: standard output)")
     calendar.set_defaults(func=_lazy("patchgate.calendar_cli", "cmd_calendar"))
 
-    twin = sub.add_parser("twin", help="list the twin's images and update behaviours",
-                          description="List the twin's starting images and the updates (KBs) it knows how to "
-                          "install, with what each does.", epilog="exit codes: 0 listed, 4 bad catalogue folder")
-    twin.add_argument("--twin-catalog", action="append", default=[], metavar="DIR")
-    twin.set_defaults(func=_lazy("patchgate_twin.listing", "cmd_list"))
+    for entry in metadata.entry_points(group=COMMANDS_ENTRY_POINTS):  # subcommands of installed lab kinds
+        entry.load()(sub, _lazy)
     return parser
 
 

@@ -42,7 +42,7 @@ from patchgate import __version__
 from patchgate.ci import ci_context
 from patchgate.errors import EXIT_CONFIG, ConfigError
 from patchgate.hashing import sha256_file
-from patchgate_twin.noise import noise_facts
+from patchgate.labkinds import kind_facts
 from patchgate.secrets.redact import redactor
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ def build_run_manifest(facts: RunFacts) -> dict[str, Any]:
         "components": component_versions(),
         "lab": {"name": facts.lab.name, **_file_entry(facts.lab_path), "git": file_commit(facts.lab_path),
                 "hypervisor": facts.lab.hypervisor.kind, "remoting": facts.lab.remoting.kind,
-                "secrets": facts.lab.secrets.kind, **noise_facts(facts.lab)},
+                "secrets": facts.lab.secrets.kind, **kind_facts(facts.lab)},
         "candidate": {"kb": facts.candidate.kb, **_file_entry(facts.candidate_path),
                       "git": file_commit(facts.candidate_path),
                       "target_build": facts.candidate.target_build, "packages": _packages(facts.candidate)},

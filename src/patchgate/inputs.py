@@ -13,8 +13,6 @@ from pathlib import Path
 
 from patchgate.errors import ConfigError
 
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-_KB = re.compile(r"KB\d{6,8}")
 
 
 def new_run_id() -> str:
@@ -55,25 +53,6 @@ def _resolve(value: str, *, folder: str, what: str) -> Path:
     known = sorted({p.stem for root in _search_roots() for p in (root / folder).glob("*.y*ml")})
     hint = f"; known: {', '.join(known)}" if known else ""
     raise ConfigError(f"unknown {what} '{value}' (no {folder}/{value}.yaml){hint}")
-
-
-def peek_names(lab_path: Path, candidate_path: Path) -> tuple[str, str] | None:
-    """(candidate KB, lab name) read straight from the two files, or None when either is not plainly there.
-    Only names the output folder early; the files are validated in full all the same."""
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        lab = yaml.load(lab_path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - a safe loader
-        candidate = yaml.load(candidate_path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    if not isinstance(lab, dict) or not isinstance(candidate, dict):
-        return None
-    kb, name = candidate.get("kb"), lab.get("name")
-    if not (isinstance(kb, str) and _KB.fullmatch(kb) and isinstance(name, str) and _PLAIN_NAME.fullmatch(name)):
-        return None
-    return kb, name
 
 
 INPUTS_CHECKED_BY_PARENT = "PATCHGATE_INPUTS_CHECKED_BY_PARENT"  # set by `patchgate validate` for its child pytest

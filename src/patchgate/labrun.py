@@ -65,11 +65,10 @@ class LabRun:
                  twin_catalogs: list[Path] | None = None, run_id: str | None = None,
                  progress: ProgressCallback | None = None, keep_on_failure: bool = False,
                  restore_when_captured: bool = False, twin_inputs_checked: bool = False,
-                 twin_process: Any = None, lifecycle_class: type[VmLifecycle] = VmLifecycle) -> None:
+                 lifecycle_class: type[VmLifecycle] = VmLifecycle) -> None:
         self.lab = lab
         self.lifecycle_class = lifecycle_class  # what each VM goes through (patchgate doctor: no install)
         self.twin_inputs_checked = twin_inputs_checked  # build_components: the twin's process may load them
-        self.twin_process = twin_process  # the twin's process handed over for this run (patchgate_twin.handoff)
         self.candidate = candidate
         self.vms = (selection or RunSelection()).apply(lab)
         self.twin_catalogs = twin_catalogs or []
@@ -102,8 +101,7 @@ class LabRun:
         Never raises LabError: lab trouble at this level marks the affected VMs broken."""
         try:
             self.components = build_components(self.lab, twin_catalogs=self.twin_catalogs, stop=self.stop,
-                                               twin_inputs_checked=self.twin_inputs_checked,
-                                               twin_process=self.twin_process)
+                                               twin_inputs_checked=self.twin_inputs_checked)
             self.components.hypervisor.connect()
         except LabError as exc:
             self.run_error = exc
@@ -148,13 +146,14 @@ class LabRun:
             self._ctx.remoting.prepare()  # the transport loads while the lab reverts, not during the leases
 
     def _keep_counters(self) -> None:
-        """WSMan request counters of the twin's endpoints, kept as evidence of one pipeline per capture."""
-        endpoints = self.components.endpoints if self.components else None
-        if endpoints is None:
+        """WSMan request counters of the lab's endpoints (where its kind counts them), kept as evidence of one
+        pipeline per capture."""
+        parts = self.components.parts if self.components else None
+        if parts is None or parts.remoting_counters is None:
             return
         for name in self.lifecycles:
             try:
-                self.remoting_counters[name] = endpoints.counters(name)
+                self.remoting_counters[name] = parts.remoting_counters(name)
             except KeyError:
                 continue
 
@@ -177,9 +176,9 @@ class LabRun:
             # one Vault login serves credentials and leases when the secrets provider has a session
             session = getattr(self.components.secrets, "session", None) if self.components else None
             self._lease_manager = build_lease_manager(self.lab, session=session)
-        twin = self.components.twin if self.components else None
-        if twin is not None:
-            twin.hold_leases(self._lease_manager, names)  # twin fault 'lease-held': another run got there first
+        parts = self.components.parts if self.components else None
+        if parts is not None and parts.before_leases is not None:
+            parts.before_leases(self._lease_manager, names)  # a simulated lab may play a rival run here
         lease = self._lease_manager.new_lease(self.run_id)
         self._leases.append(lease)  # before anything is taken: finish() gives back whatever it holds
         taken: cf.Future = cf.Future()

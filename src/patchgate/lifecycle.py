@@ -418,7 +418,7 @@ class VmLifecycle:
 
     def _wsus_sync(self) -> None:
         from patchgate.actions import action_script
-        from patchgate_twin.inprocess_remoting import result_json
+        from patchgate.remoting.base import result_json
 
         with self.step("wsus_sync", mutates=True) as record:
             assert self.session is not None

@@ -23,6 +23,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from patchgate.config.lab import Lab, VmSpec
 from patchgate.errors import EXIT_INCONCLUSIVE, LabError, LeaseError
@@ -119,7 +120,8 @@ class _Dirty:
     ledgers: list[LedgerState] = field(default_factory=list)
 
 
-def _dirty_vms(lab: Lab, states: list[LedgerState], twin: object | None, report: ReapReport,
+def _dirty_vms(lab: Lab, states: list[LedgerState], changed_vms: Callable[[], dict[str, str]] | None,
+               report: ReapReport,
                *, scan_disks: bool, leases: list) -> dict[str, _Dirty]:
     found: dict[str, _Dirty] = {}
     claimed: set[str] = set()  # dirty VMs of runs still alive: theirs, not ours
@@ -137,11 +139,11 @@ def _dirty_vms(lab: Lab, states: list[LedgerState], twin: object | None, report:
             entry = found.setdefault(name, _Dirty(spec, f"left changed by run {state.run_id} (pid {pid} no "
                                                         "longer running)"))
             entry.ledgers.append(state)
-    if twin is not None and scan_disks:
+    if changed_vms is not None and scan_disks:  # the lab's own word on which disks differ from their snapshot
         held = {info.vm for info in leases if info.state == "held"}
-        for name, vm in twin.vms.items():  # type: ignore[attr-defined]
-            if vm.dirty and name not in found and name not in claimed and name not in held:
-                found[name] = _Dirty(vm.spec, "its twin disk is not at its snapshot (no live run holds it)")
+        for name, why in changed_vms().items():
+            if name not in found and name not in claimed and name not in held:
+                found[name] = _Dirty(lab.vm(name), f"{why} (no live run holds it)")
     return found
 
 
@@ -171,21 +173,14 @@ def _restore(hypervisor: object, lease_manager: object, dirty: _Dirty, report: R
     report.items.append(ReapItem(name, "restored", f"to snapshot '{snap.name}': {dirty.why}"))
 
 
-def _hypervisor(lab: Lab, twin_catalogs: list[Path]) -> tuple[object, object | None, object | None]:
-    """(hypervisor, twin lab or None, closer). Twin faults are not injected: they describe trouble during a
-    validation run, and the reaper is the operator cleaning up after one."""
-    if lab.hypervisor.kind == "twin":
-        from patchgate.hypervisors.base import GuestEndpoint
-        from patchgate_twin.hypervisor import TwinHypervisor
-        from patchgate_twin.lab import build_twin_lab
-
-        twin = build_twin_lab(lab, twin_catalogs, inject_faults=False)
-        return TwinHypervisor(twin, lambda vm: GuestEndpoint(address="127.0.0.1", hostname=vm)), twin, None
+def _components(lab: Lab, twin_catalogs: list[Path]) -> Any:
+    """The lab's components as its kind builds them for the reaper: no injected faults (they describe trouble
+    during a validation run, and the reaper is the operator cleaning up after one)."""
     from patchgate.components import build_components
 
-    components = build_components(lab, twin_catalogs=twin_catalogs, stop=threading.Event())
+    components = build_components(lab, twin_catalogs=twin_catalogs, stop=threading.Event(), inject_faults=False)
     components.hypervisor.connect()
-    return components.hypervisor, components.twin, components
+    return components
 
 
 def reap_lab(lab: Lab, *, dry_run: bool = False, run_id: str | None = None,
@@ -196,14 +191,16 @@ def reap_lab(lab: Lab, *, dry_run: bool = False, run_id: str | None = None,
     report = ReapReport(lab.name, dry_run)
     states = [s for s in ledgers(lab.name) if run_id is None or s.run_id == run_id]
     lease_manager = build_lease_manager(lab)
-    hypervisor, twin, components = _hypervisor(lab, twin_catalogs or [])
+    components = _components(lab, twin_catalogs or [])
+    hypervisor = components.hypervisor
+    changed = components.parts.changed_vms if components.parts is not None else None
     try:
         scope = None
         if run_id is not None:  # the VMs this run's dead processes changed or still hold a lease record on
             scope = {vm for s in states for vm in s.abandoned_vms()}
             scope |= {info.vm for info in lease_manager.list_leases() if info.run_id == run_id}
         _remove_stale_leases(lease_manager, report, vms=scope)
-        dirty = _dirty_vms(lab, states, twin, report, scan_disks=run_id is None,
+        dirty = _dirty_vms(lab, states, changed, report, scan_disks=run_id is None,
                            leases=lease_manager.list_leases() if run_id is None else [])
         for item in dirty.values():
             _restore(hypervisor, lease_manager, item, report)
@@ -216,8 +213,7 @@ def reap_lab(lab: Lab, *, dry_run: bool = False, run_id: str | None = None,
                     append_entry(state.path, "end", outcome="reaped")  # nothing of that run is left
     finally:
         lease_manager.close()
-        if components is not None:
-            components.close()  # type: ignore[attr-defined]
+        components.close()
     return report
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from patchgate.errors import LabTimeout, RemotingAuthError, RemotingError
@@ -61,8 +60,3 @@ class InProcessRemoting:
         return InProcessSession(self.shell, vm_name)
 
 
-def result_json(result: ScriptResult) -> dict:
-    """The single JSON document an op script prints."""
-    if not result.output:
-        raise RemotingError(f"{result.name}: no output; errors: {'; '.join(result.errors) or 'none'}")
-    return json.loads(result.output[-1])

@@ -6,8 +6,7 @@ lab answers from other machines; so does the twin here: one child process per ru
 disks and their WinRM listeners, and the harness talks to it the way it talks to a hypervisor (a call per
 operation, over a ``multiprocessing`` manager) and to the hosts (WSMan over TCP, unchanged).
 
-Lifetime: ``patchgate validate`` forks the child once it has checked the inputs and hands it to the suites
-(``patchgate_twin.handoff``); otherwise the run forks it when it builds its components. It ends when the run has
+Lifetime: the run forks the child when it builds its components (the twin's lab kind, patchgate_twin.kind). It ends when the run has
 closed it (its disks written). Forked, not spawned: it inherits the loaded lab and modules and serves within a
 fraction of a second (it loads what it lacks itself, on its own core); it uses only its own objects, gets fresh
 stdio and log handlers, and never returns into the code of the process it was forked from. It ignores Ctrl-C
@@ -24,7 +23,6 @@ import logging.handlers
 import multiprocessing
 import multiprocessing.connection
 import os
-import queue
 import signal
 import sys
 import threading
@@ -67,24 +65,12 @@ def _service() -> "TwinService":
     return _SERVICE
 
 
-_RECORDS: "queue.Queue[Any]" = queue.Queue()  # the child's records when the process that reads them attached
-
-
-def _records(levels: dict[str, int] | None = None) -> "queue.Queue[Any]":
-    """The queue of the child's records, from loggers set to the reader's ``levels`` (logger name: level;
-    "" is the root), as a forked child inherits its parent's."""
-    for name, level in (levels or {}).items():
-        logging.getLogger(name or None).setLevel(level)
-    return _RECORDS
-
-
 _TwinManager.register("service", callable=_service, exposed=SERVICE_METHODS)
-_TwinManager.register("records", callable=_records, exposed=("get", "put"))
 
 
 class _QueueHandler(logging.handlers.QueueHandler):
     def enqueue(self, record: logging.LogRecord) -> None:
-        self.queue.put(record)  # written through at once (a pipe, or the queue the reader fetches from)
+        self.queue.put(record)  # written through the pipe at once
 
 
 def _start_in_child(lab: Lab, catalog: "Catalog | None", records: Any, twin_catalogs: list[str]) -> None:
@@ -100,7 +86,7 @@ def _start_in_child(lab: Lab, catalog: "Catalog | None", records: Any, twin_cata
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    root.addHandler(_QueueHandler(_RECORDS if records is None else records))
+    root.addHandler(_QueueHandler(records))
     quiet_transport_loggers()  # psrpcore's records of the messages it reads never leave the child either
 
     parent = multiprocessing.parent_process()
@@ -148,27 +134,20 @@ def _relay_records(records: Any) -> None:
 
 
 class TwinProcess:
-    """A handle on the twin's process: start (or attach), the service proxy, and a clean end.
+    """A handle on the twin's process: start, the service proxy, and a clean end.
 
     ``catalog`` None: the child loads the lab's twin catalogue and images itself (``twin_catalogs`` are the extra
-    folders), while the harness goes on starting; for inputs someone checked already (``patchgate validate``
-    does before the suites start). ``ready()`` waits for the child's service and raises what it met.
+    folders), for inputs someone checked already (``patchgate validate`` does before the suites start).
+    ``ready()`` waits for the child's service and raises what it met."""
 
-    ``for_another_process``: started by ``patchgate validate`` for the suites it runs (``patchgate_twin.handoff``):
-    the child keeps its log records until the suites' harness, which ``attach``-es to it by ``address`` and
-    ``authkey``, fetches them; the harness closes the service, and the starter ends the child (``discard``)."""
-
-    def __init__(self, lab: Lab, catalog: "Catalog | None", *, twin_catalogs: list[str] | None = None,
-                 for_another_process: bool = False) -> None:
+    def __init__(self, lab: Lab, catalog: "Catalog | None", *, twin_catalogs: list[str] | None = None) -> None:
         if catalog is not None:
             import patchgate_twin.service  # noqa: F401 - the child then finds it imported (it loads fast)
 
-        self._init_handle(lab.name, owner=True)
+        self._init_handle(lab.name)
         context = multiprocessing.get_context("fork")
-        records = None
-        if not for_another_process:
-            records = context.SimpleQueue()
-            self._start_relay(records)
+        records = context.SimpleQueue()
+        self._start_relay(records)
         self.authkey = os.urandom(32)
         self._manager = _TwinManager(authkey=self.authkey, ctx=context)
         try:
@@ -180,27 +159,9 @@ class TwinProcess:
         self.address = str(self._manager.address)
         self._child = getattr(self._manager, "_process", None)  # multiprocessing's Process of the child
 
-    @classmethod
-    def attach(cls, lab_name: str, address: str, authkey: bytes) -> "TwinProcess":
-        """The handle of a twin's process another process started for this one; its log records are relayed
-        here from now on. A process that is not there is a HypervisorError."""
-        self = cls.__new__(cls)
-        self._init_handle(lab_name, owner=False)
-        self.address, self.authkey = address, authkey
-        self._manager = _TwinManager(address=address, authkey=authkey)
-        try:
-            self._manager.connect()
-            levels = {"": logging.getLogger().getEffectiveLevel(),
-                      "patchgate": logging.getLogger("patchgate").getEffectiveLevel()}
-            self._start_relay(self._manager.records(levels))  # type: ignore[attr-defined]
-        except Exception as exc:
-            raise HypervisorError(f"the twin's process at {address} cannot be reached: {exc}") from None
-        return self
-
-    def _init_handle(self, lab_name: str, *, owner: bool) -> None:
+    def _init_handle(self, lab_name: str) -> None:
         self._lab_name = lab_name
         self._child: Any = None
-        self._owner = owner
         self._service: Any = None
         self._service_lock = threading.Lock()
         self._closed = threading.Event()
@@ -254,8 +215,7 @@ class TwinProcess:
         return self._closed.is_set()
 
     def close(self) -> None:
-        """Stop the listeners, write the disks, end the child (an attached handle leaves ending it to the
-        process that started it). Idempotent."""
+        """Stop the listeners, write the disks, end the child. Idempotent."""
         if self._closed.is_set():
             return
         self._closed.set()
@@ -282,11 +242,10 @@ class TwinProcess:
         self._end()
 
     def _end(self) -> None:
-        if self._owner:
-            try:
-                self._manager.shutdown()
-            except Exception:  # noqa: BLE001 - never started
-                pass
+        try:
+            self._manager.shutdown()
+        except Exception:  # noqa: BLE001 - never started
+            pass
         if self._relay is not None:
             try:
                 self._records.put(None)

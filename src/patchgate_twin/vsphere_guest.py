@@ -1,4 +1,4 @@
-"""The twin as the guest OS of simulator VMs (vSphere labs with ``twin_guest: true``).
+"""The twin as the guest OS of simulator VMs (vSphere labs with ``guests: twin``).
 
 In such a lab the vSphere side is real API traffic against govmomi's simulator (revert, power, tasks,
 run tags, readiness through the PropertyCollector) and the Windows side is the twin. This module joins
@@ -367,5 +367,5 @@ class TwinGuestHypervisor:
 
 def attach_twin_guest(hypervisor: VsphereHypervisor, twin: Any,
                       endpoint_for: Callable[[str], GuestEndpoint]) -> TwinGuestHypervisor:
-    """Wrap a vSphere provider so the twin plays its VMs' guests (used for ``twin_guest: true`` labs)."""
+    """Wrap a vSphere provider so the twin plays its VMs' guests (used for ``guests: twin`` labs)."""
     return TwinGuestHypervisor(hypervisor, twin, endpoint_for)

@@ -31,7 +31,7 @@ def test_reap_restores_a_vm_a_killed_run_left_tagged(simulator: Vcsim, tmp_path:
     vms = [dict(vm, faults=["never-ready"]) if vm["name"] == VM else vm for vm in TWIN_VMS]
     lab_path = write_lab(tmp_path / "vsphere-reap.yaml", name="vsphere-reap", vms=vms,
                          hypervisor={"kind": "vsphere", "settings": {
-                             "url": simulator.url, "ca_bundle": str(simulator.cert_path), "twin_guest": True,
+                             "url": simulator.url, "ca_bundle": str(simulator.cert_path), "guests": "twin",
                              "tools_timeout": 600, "heartbeat_timeout": 600, "ip_timeout": 600}},
                          secrets={"kind": "env"}, timeouts={"ready": 600})
     env = clean_env(tmp_path / "state", PATCHGATE_USERNAME="Administrator", PATCHGATE_PASSWORD="twin-guest-pw-1",

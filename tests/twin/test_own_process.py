@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from patchgate.components import LabComponents, build_components, start_twin_process
+from patchgate.components import LabComponents, build_components
 from patchgate.config import Lab
 from patchgate.errors import HypervisorError, RemotingAuthError
 from patchgate.liveness import process_alive
@@ -68,10 +68,10 @@ def wait_until_gone(pid: int, timeout: float = 10.0) -> bool:
 def test_psrp_twin_labs_are_served_from_another_process_and_answer_wsman(state: Path) -> None:
     components = build(lab_document())
     try:
-        assert isinstance(components.twin, RemoteTwinLab)
-        child = components.twin.process.pid
+        assert isinstance(components.handle.lab, RemoteTwinLab)
+        child = components.handle.lab.process.pid
         assert child != os.getpid() and process_alive(child)
-        lab = components.twin.lab
+        lab = components.handle.lab.lab
         vm = lab.vms[0]
         hypervisor = components.hypervisor
         snapshot = hypervisor.revert(vm)
@@ -85,7 +85,7 @@ def test_psrp_twin_labs_are_served_from_another_process_and_answer_wsman(state: 
         finally:
             session.close()
         assert result.output, result.errors
-        counters = components.endpoints.counters(vm.name)
+        counters = components.handle.endpoints.counters(vm.name)
         assert counters.get("pipelines", 0) >= 1  # counted by the listener in the child
     finally:
         components.close()
@@ -96,15 +96,15 @@ def test_psrp_twin_labs_are_served_from_another_process_and_answer_wsman(state: 
 def test_a_wrong_password_is_refused_by_the_child_listener(state: Path) -> None:
     components = build(lab_document())
     try:
-        vm = components.twin.lab.vms[0]
+        vm = components.handle.lab.lab.vms[0]
         components.hypervisor.revert(vm)
         components.hypervisor.power_on(vm)
         endpoint = components.hypervisor.wait_ready(vm, 30)
         good = components.secrets.remoting_credentials(vm)
         wrong = Credentials(username=good.username, password=SecretStr("not-the-password"))
         with pytest.raises(RemotingAuthError):
-            PsrpRemoting(components.twin.lab.remoting.settings).open(vm.name, endpoint, wrong)
-        assert components.endpoints.counters(vm.name)["auth_failures"] >= 1
+            PsrpRemoting(components.handle.lab.lab.remoting.settings).open(vm.name, endpoint, wrong)
+        assert components.handle.endpoints.counters(vm.name)["auth_failures"] >= 1
     finally:
         components.close()
 
@@ -112,7 +112,7 @@ def test_a_wrong_password_is_refused_by_the_child_listener(state: Path) -> None:
 def test_lab_errors_cross_the_boundary_with_vm_and_step(state: Path) -> None:
     components = build(lab_document(faults=["revert-fails:always"]))
     try:
-        vm = components.twin.lab.vms[0]
+        vm = components.handle.lab.lab.vms[0]
         with pytest.raises(HypervisorError) as caught:
             components.hypervisor.revert(vm)
         assert caught.value.vm == "op-hp-01" and caught.value.step == "revert"
@@ -144,7 +144,7 @@ def test_relayed_records_are_masked_with_the_harness_secrets(state: Path, caplog
     components = build(lab_document(snapshot=marker))
     try:
         redactor.register(marker)  # after the fork
-        vm = components.twin.lab.vms[0]
+        vm = components.handle.lab.lab.vms[0]
         components.hypervisor.revert(vm)  # the child logs "twin op-hp-01 reverted to <snapshot>"
     finally:
         components.close()
@@ -156,10 +156,10 @@ def test_relayed_records_are_masked_with_the_harness_secrets(state: Path, caplog
 def test_ctrl_c_meant_for_the_harness_does_not_stop_the_twin(state: Path) -> None:
     components = build(lab_document())
     try:
-        child = components.twin.process.pid
+        child = components.handle.lab.process.pid
         os.kill(child, signal.SIGINT)
         os.kill(child, signal.SIGTERM)
-        vm = components.twin.lab.vms[0]
+        vm = components.handle.lab.lab.vms[0]
         components.hypervisor.revert(vm)  # still answering: the harness restores the VMs through it
         assert process_alive(child)
     finally:
@@ -174,7 +174,7 @@ def test_the_twin_exits_when_the_harness_is_killed(state: Path, tmp_path: Path) 
         "from patchgate.config import Lab\n"
         f"document = {lab_document()!r}\n"
         "c = build_components(Lab.model_validate(document), twin_catalogs=[], stop=threading.Event())\n"
-        "print(c.twin.process.pid, flush=True)\n"
+        "print(c.handle.lab.process.pid, flush=True)\n"
         "sys.stdin.read()\n", encoding="utf-8")
     harness = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                text=True, env=os.environ.copy())
@@ -192,8 +192,8 @@ def test_the_twin_exits_when_the_harness_is_killed(state: Path, tmp_path: Path) 
 def test_own_process_false_keeps_the_twin_in_the_harness(state: Path) -> None:
     components = build(lab_document(own_process=False))
     try:
-        assert not isinstance(components.twin, RemoteTwinLab)
-        assert components.twin_shell is not None
+        assert not isinstance(components.handle.lab, RemoteTwinLab)
+        assert components.handle.shell is not None
     finally:
         components.close()
 
@@ -216,10 +216,10 @@ def test_the_service_is_what_the_child_runs(state: Path) -> None:
 def test_a_twin_process_that_dies_is_lab_trouble(state: Path) -> None:
     components = build(lab_document())
     try:
-        child = components.twin.process.pid
+        child = components.handle.lab.process.pid
         os.kill(child, signal.SIGKILL)
         assert wait_until_gone(child)
-        vm = components.twin.lab.vms[0]
+        vm = components.handle.lab.lab.vms[0]
         with pytest.raises(HypervisorError, match="twin's process is gone") as caught:
             components.hypervisor.revert(vm)
         assert caught.value.vm == "op-hp-01"
@@ -232,7 +232,7 @@ def test_inputs_checked_already_are_loaded_by_the_child_and_its_failure_is_lab_t
     lab = Lab.model_validate(lab_document())
     components = build_components(lab, twin_catalogs=[], stop=threading.Event(), twin_inputs_checked=True)
     try:  # the child loaded the catalogue and images itself and serves the VM
-        assert components.twin.process.pid != os.getpid()
+        assert components.handle.lab.process.pid != os.getpid()
         assert components.hypervisor.revert(lab.vms[0]).identifier.startswith("twin:op-hp-01/")
     finally:
         components.close()
@@ -241,28 +241,3 @@ def test_inputs_checked_already_are_loaded_by_the_child_and_its_failure_is_lab_t
     (broken / "bad.yaml").write_text("behaviours: [ {kb: KB1} ]\n")  # no title, no effects: not a behaviour
     with pytest.raises(HypervisorError, match="could not open lab 'own-process'"):
         build_components(lab, twin_catalogs=[broken], stop=threading.Event(), twin_inputs_checked=True)
-
-
-def test_a_twin_process_started_before_the_run_is_the_one_the_run_drives(state: Path) -> None:
-    lab = Lab.model_validate(lab_document())
-    early = start_twin_process(lab, [], inputs_checked=True)  # what pytest's configure does under validate
-    components = build_components(lab, twin_catalogs=[], stop=threading.Event(), twin_inputs_checked=True,
-                                  twin_process=early)
-    try:
-        assert components.twin.process is early
-        assert components.hypervisor.revert(lab.vms[0]).identifier.startswith("twin:op-hp-01/")
-        child = early.pid
-        assert child is not None and process_alive(child)
-    finally:
-        components.close()
-    assert early.closed and wait_until_gone(child)
-
-
-def test_a_twin_process_no_run_took_is_closed_with_nothing_touched(state: Path) -> None:
-    lab = Lab.model_validate(lab_document())
-    early = start_twin_process(lab, [], inputs_checked=True)
-    child = early.ready().pid
-    assert child is not None and process_alive(child)
-    early.close()
-    assert wait_until_gone(child)
-    assert not (state / "twin").exists() or not any((state / "twin").rglob("*.json"))

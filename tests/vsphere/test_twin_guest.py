@@ -33,7 +33,7 @@ def fresh_vcsim(vcsim_binary: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def make_lab(sim: Vcsim) -> Lab:
-    settings = settings_for(sim, twin_guest=True, ip_timeout=2).model_dump(mode="json", exclude_none=True)
+    settings = settings_for(sim, guests="twin", ip_timeout=2).model_dump(mode="json", exclude_none=True)
     return Lab.model_validate({
         "name": "vcsim-twin",
         "hypervisor": {"kind": "vsphere", "settings": settings},

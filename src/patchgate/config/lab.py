@@ -59,7 +59,8 @@ class VsphereSettings(Strict):
                                        "for VMware Tools to stop before waiting for readiness again")
     reap_max_age: float = Field(43200, gt=0, description="seconds after which a run tag written on another "
                                 "host counts as abandoned (the reaper cannot check that host's processes)")
-    twin_guest: bool = Field(False, description="the twin plays each VM's guest OS (simulator labs)")
+    guests: str = Field("real", description="who plays the VMs' guest OS: `real`, or the lab kind that simulates "
+                        "them on a simulator vCenter (`twin`: the rehearsal lab, docs/twin.md)")
 
     @field_validator("url")
     @classmethod
@@ -287,8 +288,7 @@ class Lab(Strict):
             if vm.name in seen:
                 raise ValueError(f"VM name '{vm.name}' appears twice")
             seen.add(vm.name)
-        twin = self.hypervisor.kind == "twin" or (
-            self.hypervisor.kind == "vsphere" and self.hypervisor.settings.twin_guest)
+        twin = self.simulated
         for vm in self.vms:
             if twin and not vm.image:
                 raise ValueError(f"VM '{vm.name}' needs 'image' (the twin starting state) on a twin lab")
@@ -297,6 +297,11 @@ class Lab(Strict):
         if self.remoting.kind == "inprocess" and self.hypervisor.kind != "twin":
             raise ValueError("remoting kind 'inprocess' works only with the twin hypervisor")
         return self
+
+    @property
+    def simulated(self) -> bool:
+        """The lab's guests are played by a simulating lab kind (the twin), not by real machines."""
+        return self.hypervisor.kind == "twin" or getattr(self.hypervisor.settings, "guests", "real") != "real"
 
     @property
     def signs_verdicts(self) -> bool:

@@ -150,10 +150,9 @@ def _load(args: argparse.Namespace) -> tuple[Lab, Candidate | None, list[Path]]:
     catalogs = [Path(folder) for folder in args.twin_catalog]
     RunSelection(vms=args.vm).apply(lab)
     candidate = load_candidate(resolve_candidate(args.candidate)) if getattr(args, "candidate", None) else None
-    if lab.hypervisor.kind == "twin" or getattr(lab.hypervisor.settings, "twin_guest", False):
-        from patchgate_twin.lab import check_twin_inputs
+    from patchgate.labkinds import KindOptions, check_kind_inputs
 
-        check_twin_inputs(lab, catalogs)
+    check_kind_inputs(lab, KindOptions(catalogs=catalogs))  # the lab kind's own files: exit 4
     return lab, candidate, catalogs
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from patchgate.errors import RemotingError
 from patchgate.hypervisors.base import GuestEndpoint
 from patchgate.secrets.base import Credentials
 
@@ -82,3 +84,10 @@ class SessionIdentity:
         self.pipelines = 0
         self._credentials = credentials
         redactor.register(credentials.password.get_secret_value())
+
+
+def result_json(result: ScriptResult) -> dict:
+    """The single JSON document an op script prints."""
+    if not result.output:
+        raise RemotingError(f"{result.name}: no output; errors: {'; '.join(result.errors) or 'none'}")
+    return json.loads(result.output[-1])

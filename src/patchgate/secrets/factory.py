@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from patchgate.config.lab import EnvSecrets, Lab, Secrets, TwinSecrets, VaultSecrets
+from patchgate.config.lab import EnvSecrets, Lab, Secrets, VaultSecrets
 from patchgate.errors import ConfigError
+from patchgate.labkinds import known_kinds, lab_kind
 from patchgate.secrets.base import SecretsProvider
 
 
@@ -17,10 +18,9 @@ def build_secrets(model: Secrets, lab: Lab | None = None) -> SecretsProvider:
         from patchgate.secrets.vault import VaultSecretsProvider
 
         return VaultSecretsProvider(model.settings, lab)
-    if isinstance(model, TwinSecrets):
-        from patchgate_twin.secrets import TwinSecretsProvider
-
-        return TwinSecretsProvider()
     source = str(lab.source) if lab is not None and lab.source else None
+    kind = getattr(model, "kind", None)
+    if kind in known_kinds():  # a lab kind that keeps its own accounts (the twin's, made per run)
+        return lab_kind(kind, source=source).build_secrets(model)
     raise ConfigError(f"unknown secrets kind {getattr(model, 'kind', model)!r}", file=source,
                       field="secrets.kind")
