@@ -449,17 +449,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug users
-        import os
         import traceback
 
         from patchgate.secrets.redact import redactor
 
-        if os.environ.get("PATCHGATE_DEBUG"):
+        if _debug():
             traceback.print_exc()
         return _fail(f"internal error: {exc.__class__.__name__}: {redactor.redact(str(exc))} "
                      "(set PATCHGATE_DEBUG=1 for the traceback)", EXIT_INTERNAL)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _debug() -> bool:
+    """PATCHGATE_DEBUG asks for tracebacks of internal errors (a value that is no boolean asks too)."""
+    from patchgate.environment import environment
+
+    try:
+        return environment().debug
+    except ConfigError:
+        return True
 
 
 def run() -> None:

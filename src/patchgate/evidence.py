@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from patchgate import __version__
+from patchgate.atomic import atomic_write
 from patchgate.ci import ci_context
 from patchgate.errors import EXIT_CONFIG, ConfigError
 from patchgate.hashing import sha256_file
@@ -261,9 +262,7 @@ def _argv() -> list[str]:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     text = redactor.redact(json.dumps(data, indent=2, default=str)) + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, text)
 
 
 def build_evidence_manifest(out_dir: Path, run_id: str | None = None, *,

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from patchgate.atomic import atomic_write
 from patchgate.errors import EXIT_APPROVE, EXIT_BLOCK, EXIT_INCONCLUSIVE
 from patchgate.secrets.redact import redactor
 
@@ -114,9 +115,7 @@ class GateReport:
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.to_dict(), indent=2, default=str)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(redactor.redact(text) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        atomic_write(path, redactor.redact(text) + "\n")
 
 
 def read_gate(path: Path) -> dict[str, Any]:

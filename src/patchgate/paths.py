@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 
 def state_dir() -> Path:
     """$PATCHGATE_STATE_DIR, else ~/.cache/patchgate; created on first use. A folder that cannot be created is
     bad input (ConfigError, exit 4) naming the variable, never a traceback halfway through a run."""
-    configured = os.environ.get("PATCHGATE_STATE_DIR")
-    base = Path(configured) if configured else Path.home() / ".cache" / "patchgate"
+    from patchgate.environment import environment
+
+    configured = environment().state_dir
+    base = configured or Path.home() / ".cache" / "patchgate"
     try:
         base.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -85,11 +85,12 @@ def event_excerpt(posture: Any, limit: int = 200) -> str:
 
 def find_allure(root: Path | None = None) -> Path:
     """The Allure 3 CLI installed by ``npm install`` in the project root ($PATCHGATE_ALLURE overrides)."""
-    override = os.environ.get("PATCHGATE_ALLURE")
-    if override:
-        path = Path(override)
+    from patchgate.environment import environment
+
+    path = environment().allure
+    if path is not None:
         if not path.is_file():
-            raise ConfigError("PATCHGATE_ALLURE does not name a file", file=override)
+            raise ConfigError("PATCHGATE_ALLURE does not name a file", file=str(path))
         return path
     if root is None:
         from patchgate.paths import project_root

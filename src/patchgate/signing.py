@@ -33,6 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from patchgate.atomic import atomic_write
 from patchgate.config.lab import Lab
 from patchgate.errors import SecretsError
 from patchgate.secrets.vault_session import VaultSession, translate
@@ -68,7 +69,7 @@ class Signature:
         return base64.b64decode(parts[2], validate=True)
 
     def dump(self, path: Path) -> None:
-        _atomic_write(path, (json.dumps(asdict(self), indent=2) + "\n").encode())
+        atomic_write(path, (json.dumps(asdict(self), indent=2) + "\n").encode())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "Signature":
@@ -87,11 +88,6 @@ def _client(session_or_client: Any) -> Any:
 def _address(client: Any) -> str:
     return str(getattr(getattr(client, "adapter", None), "base_uri", "Vault"))
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def signature_path(path: str | os.PathLike[str]) -> Path:
@@ -176,7 +172,7 @@ def export_public_key(session_or_client: Any, key: str, dest_dir: str | os.PathL
     pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     out = Path(dest_dir) / f"{key}.v{version}.pub.pem"
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out, pem)
+    atomic_write(out, pem)
     return out
 
 

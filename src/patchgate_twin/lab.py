@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import pickle
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from typing import Callable
 
 from typing import TYPE_CHECKING
 
+from patchgate.atomic import atomic_write
 from patchgate.config.lab import Lab, TwinLatency, VmSpec
 from patchgate.errors import ConfigError, HypervisorError, LabTimeout
 from patchgate_twin.faults import FAULTS, Fault, parse_faults
@@ -84,15 +83,9 @@ class TwinDisks:
         host, dirty = (vm.host, vm.dirty) if reverted_to is None else (reverted_to, False)
         record = {"version": DISK_VERSION, "vm": vm.spec.name, "snapshot": vm.spec.snapshot,
                   "image": vm.spec.image, "snapshots": vm.snapshots, "host": host, "dirty": dirty}
-        fd, tmp = tempfile.mkstemp(prefix=f".{vm.spec.name}.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                pickle.dump(record, out, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, self.path(vm.spec.name))  # a reader sees the old disk or the new one, never half
-            vm.disk_writes += 1
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # a reader sees the old disk or the new one, never half
+        atomic_write(self.path(vm.spec.name), pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
+        vm.disk_writes += 1
 
     def load(self, vm: str) -> dict | None:
         path = self.path(vm)

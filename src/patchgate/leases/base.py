@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
-import random
 import socket
 import threading
 import time
@@ -35,6 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
+
+from tenacity import RetryCallState, Retrying, retry_if_result, wait_random_exponential
 
 from patchgate.errors import LeaseError, LeaseLost
 
@@ -214,42 +215,53 @@ class Lease:
 
     def _take_one(self, vm: str, names: list[str], began: float, deadline: float, timeout: float,
                   stop: threading.Event | None, progress: LeaseWaitCallback | None) -> None:
-        delay = FIRST_BACKOFF
-        while True:
-            if self._released:
-                raise LeaseError(f"lease of run {self.run_id} was released while it was still being taken", vm=vm)
-            attempt = time.monotonic()
-            result = self.backend.try_take(vm, self.holder)
-            if not isinstance(result, Busy):
-                with self._lock:
-                    released = self._released
-                    if not released:
-                        self._handles[vm] = result
-                        self._trusted_until[vm] = attempt + self.backend.ttl * SAFETY
-                        self._vm_locks[vm] = threading.Lock()
-                if released:  # release() ran meanwhile and did not see this one: give it back at once
-                    self.backend.release_one(result)
-                    raise LeaseError(f"lease of run {self.run_id} was released while it was still being taken",
-                                     vm=vm)
-                return
+        """Try until the VM is free, backing off exponentially with jitter (tenacity), so contenders do not
+        retry in lockstep; give up at ``deadline`` naming the holder."""
+
+        def holder(result: Busy) -> str:
+            return result.current.describe() if result.current else "another run (holder unknown)"
+
+        def waited(state: RetryCallState) -> float:
+            result = state.outcome.result() if state.outcome else None
             now = time.monotonic()
-            if progress is not None:
-                progress(vm, result.current.describe() if result.current else "another run (holder unknown)",
-                         now - began, timeout)
+            if progress is not None and isinstance(result, Busy):
+                progress(vm, holder(result), now - began, timeout)
             left = deadline - now
             if left <= 0:
-                who = result.current.describe() if result.current else "another run (holder unknown)"
-                raise LeaseError(f"VM {vm} is leased by {who}; gave up after {timeout:g}s "
+                raise LeaseError(f"VM {vm} is leased by {holder(result)}; gave up after {timeout:g}s "  # type: ignore[arg-type]
                                  f"(run {self.run_id} wanted {', '.join(names)})", vm=vm, step="lease")
-            # jitter spreads contenders out so they do not retry in lockstep
-            pause = min(left, delay * random.uniform(0.5, 1.5))
+            return min(left, backoff(state))
+
+        def pause(seconds: float) -> None:
             if stop is not None:
-                if stop.wait(pause):
-                    raise LeaseError(f"the run stopped while waiting for the lease of VM {vm}", vm=vm,
-                                     step="lease")
+                if stop.wait(seconds):
+                    raise LeaseError(f"the run stopped while waiting for the lease of VM {vm}", vm=vm, step="lease")
             else:
-                time.sleep(pause)
-            delay = min(delay * 2, MAX_BACKOFF)
+                time.sleep(seconds)
+
+        backoff = wait_random_exponential(multiplier=FIRST_BACKOFF, max=MAX_BACKOFF)
+        retrying = Retrying(retry=retry_if_result(lambda result: isinstance(result, Busy)), wait=waited,
+                            sleep=pause, reraise=True)
+        retrying(self._try_take, vm)
+
+    def _try_take(self, vm: str) -> Any:
+        """One attempt: the VM's handle is kept (Busy is returned) unless release() ran meanwhile."""
+        if self._released:
+            raise LeaseError(f"lease of run {self.run_id} was released while it was still being taken", vm=vm)
+        attempt = time.monotonic()
+        result = self.backend.try_take(vm, self.holder)
+        if isinstance(result, Busy):
+            return result
+        with self._lock:
+            released = self._released
+            if not released:
+                self._handles[vm] = result
+                self._trusted_until[vm] = attempt + self.backend.ttl * SAFETY
+                self._vm_locks[vm] = threading.Lock()
+        if released:  # release() ran meanwhile and did not see this one: give it back at once
+            self.backend.release_one(result)
+            raise LeaseError(f"lease of run {self.run_id} was released while it was still being taken", vm=vm)
+        return result
 
     # ------------------------------------------------------------ renew and fence
 

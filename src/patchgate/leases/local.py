@@ -19,12 +19,12 @@ import fcntl
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from patchgate.atomic import atomic_write
 from patchgate.errors import LeaseError, LeaseLost
 from patchgate.leases.base import DEFAULT_TTL, Busy, Holder, Lease, LeaseInfo, acquire_ordered, now_utc
 from patchgate.paths import state_dir
@@ -75,14 +75,7 @@ class LocalLeaseManager:
             return None
 
     def _write_sidecar(self, info: LeaseInfo) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{info.vm}.", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(info.to_record(), out)
-            os.replace(tmp, self._sidecar(info.vm))  # readers see the old or the new file, never half
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self._sidecar(info.vm), json.dumps(info.to_record()))
 
     # ------------------------------------------------------------ LeaseBackend
 

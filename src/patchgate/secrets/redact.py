@@ -13,11 +13,12 @@ import base64
 import json
 import logging
 import os
-import tempfile
 import threading
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from patchgate.atomic import atomic_write
 
 MASK = "***REDACTED***"
 _MIN_LEN = 4  # shorter values would mask ordinary words; such secrets are refused by providers
@@ -209,15 +210,7 @@ def redacted_content(path: str | os.PathLike[str]) -> tuple[bytes | None, bool]:
     masked = redactor.redact_bytes(data)
     if masked == data:
         return data, False
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".redact", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(masked)
-        os.chmod(tmp, target.stat().st_mode & 0o7777)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, masked, mode=target.stat().st_mode & 0o7777)
     return masked, True
 
 
