@@ -12,7 +12,6 @@ import json
 import secrets
 import signal
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
@@ -416,6 +415,8 @@ def build_parser() -> Parser:
     calendar_import.add_argument("--out", help="write the calendar file here (default: standard output)")
     calendar.set_defaults(func=_lazy("patchgate.calendar_cli", "cmd_calendar"))
 
+    from importlib import metadata
+
     for entry in metadata.entry_points(group=COMMANDS_ENTRY_POINTS):  # subcommands of installed lab kinds
         entry.load()(sub, _lazy)
     return parser
@@ -426,12 +427,14 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from patchgate.secrets import install_logging_redaction
+    try:
+        from patchgate.secrets import install_logging_redaction
 
-    install_logging_redaction()  # before anything can log a secret (hvac, requests, pypsrp debug logs)
-    parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+        install_logging_redaction()  # before anything can log a secret (hvac, requests, pypsrp debug logs)
+        parser = build_parser()
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
     if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
         args.pytest_args = args.pytest_args[1:]
     if not getattr(args, "func", None):
