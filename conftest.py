@@ -1,12 +1,4 @@
-"""Loads patchgate's pytest wiring (fixtures/) for the suites and the harness's own tests."""
+"""The suites' conftest: patchgate's pytest layer is the installed plugin ``patchgate_pytest`` (pytest11 entry
+point); naming it here keeps a run with plugin autoloading off (``PYTEST_DISABLE_PLUGIN_AUTOLOAD``) a gate run."""
 
-pytest_plugins = [
-    "fixtures.options",
-    "fixtures.redaction",
-    "fixtures.invariants",
-    "fixtures.lab",
-    "fixtures.progress",
-    "fixtures.checks",
-    "fixtures.allure_wiring",
-    "fixtures.allure_writer",
-]
+pytest_plugins = ["patchgate_pytest.plugin"]

@@ -18,9 +18,9 @@ from typing import Any
 from pypsrp.client import Client
 
 from bench.labs import write_lab
-from patchgate.components import build_components
+from patchgate.run.components import build_components
 from patchgate.config import load_lab
-from patchgate.posture import AREAS
+from patchgate.model.posture import AREAS
 from patchgate.probes import probe_text
 from patchgate.probes.batch import compose_capture, parse_capture
 from patchgate.probes.parsers import parse_probe

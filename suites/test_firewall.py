@@ -12,11 +12,11 @@ before the update) and listed with the passing check.
 
 from __future__ import annotations
 
-from fixtures.invariants import applies_to, invariant
-from fixtures.messages import allowed, before_after, noise_seen, violation
-from patchgate.diff import diff_keyed
-from patchgate.stable import DYNAMIC_DIFF_FIELDS, stable_listeners
-from patchgate.posture import PORT_DIFF_FIELDS, PROFILE_DIFF_FIELDS, RULE_DIFF_FIELDS
+from patchgate_pytest.invariants import applies_to, invariant
+from patchgate_pytest.messages import allowed, before_after, noise_seen, violation
+from patchgate.model.diff import diff_keyed
+from patchgate.model.stable import DYNAMIC_DIFF_FIELDS, stable_listeners
+from patchgate.model.posture import PORT_DIFF_FIELDS, PROFILE_DIFF_FIELDS, RULE_DIFF_FIELDS
 
 pytestmark = applies_to("hotpatch-member", "wsus-server", "member", "domain-controller", "hyperv-host")
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.invariants import applies_to, invariant, note
-from fixtures.messages import allowed, before_after, noise_seen, violation
-from patchgate.calendar import CalendarGap, classify
+from patchgate_pytest.invariants import applies_to, invariant, note
+from patchgate_pytest.messages import allowed, before_after, noise_seen, violation
+from patchgate.calendar.schedule import CalendarGap, classify
 from patchgate.config.candidate import NON_OS_CLASSIFICATIONS
 from patchgate.errors import LabError
-from patchgate.stable import BOOT_TIME_TOLERANCE, cbs_cleanup, restart_evidence
+from patchgate.model.stable import BOOT_TIME_TOLERANCE, cbs_cleanup, restart_evidence
 
 pytestmark = applies_to("hotpatch-member", "wsus-server", "member")
 

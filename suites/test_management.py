@@ -8,8 +8,8 @@ address and port as evidence. A guest the hypervisor cannot see either stays lab
 
 from __future__ import annotations
 
-from fixtures.invariants import applies_to, invariant
-from fixtures.messages import before_after
+from patchgate_pytest.invariants import applies_to, invariant
+from patchgate_pytest.messages import before_after
 
 pytestmark = applies_to("hotpatch-member", "wsus-server", "member", "domain-controller", "hyperv-host")
 

@@ -12,10 +12,10 @@ change (policy.allow.services) and to appear (policy.allow.new_services) pass, a
 
 from __future__ import annotations
 
-from fixtures.invariants import applies_to, invariant
-from fixtures.messages import allowed, noise_seen, violation
-from patchgate.diff import diff_keyed
-from patchgate.stable import collapse_per_user, per_user_template
+from patchgate_pytest.invariants import applies_to, invariant
+from patchgate_pytest.messages import allowed, noise_seen, violation
+from patchgate.model.diff import diff_keyed
+from patchgate.model.stable import collapse_per_user, per_user_template
 
 pytestmark = applies_to("hotpatch-member", "wsus-server", "member", "domain-controller", "hyperv-host")
 

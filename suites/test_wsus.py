@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from fixtures.invariants import applies_to, invariant
-from fixtures.messages import before_after, violation
+from patchgate_pytest.invariants import applies_to, invariant
+from patchgate_pytest.messages import before_after, violation
 from patchgate.errors import LabError, ProbeError
-from patchgate.posture import SUSPICIOUS_CHILDREN, WSUS_EXPLOIT_EVENT_ID
+from patchgate.model.posture import SUSPICIOUS_CHILDREN, WSUS_EXPLOIT_EVENT_ID
 
 pytestmark = applies_to("wsus-server")
 

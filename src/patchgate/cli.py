@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from patchgate import __version__
 from patchgate.errors import EXIT_CONFIG, EXIT_INCONCLUSIVE, EXIT_INTERNAL, ConfigError, PatchgateError
-from patchgate.inputs import INPUTS_CHECKED_BY_PARENT
-from patchgate.interrupts import Forwarder, stop_signals_blocked
+from patchgate.config.inputs import INPUTS_CHECKED_BY_PARENT
+from patchgate.run.interrupts import Forwarder, stop_signals_blocked
 
 if TYPE_CHECKING:
     import subprocess
@@ -64,31 +64,32 @@ def _one_line(text: str) -> str:
 # ------------------------------------------------------------------ validate
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from patchgate.inputs import new_run_id, resolve_candidate, resolve_lab
-    from patchgate.outdir import require_fresh_out_dir
-    from patchgate.paths import project_root, state_dir
+    from patchgate.config.inputs import new_run_id, resolve_candidate, resolve_lab
+    from patchgate.evidence.outdir import require_fresh_out_dir
+    from patchgate.paths import state_dir
 
     lab_path = resolve_lab(args.lab)
     candidate_path = resolve_candidate(args.candidate)
     for folder in args.twin_catalog:
         if not Path(folder).is_dir():
             raise ConfigError("--twin-catalog: not a directory", file=folder)
-    root = project_root()
-    if root is None:
-        raise ConfigError("cannot find the suites: run patchgate from its checkout (the folder with suites/ "
-                          "and conftest.py)")
+    suites = Path(args.suites)
+    if not suites.is_dir():
+        raise ConfigError("no suites folder here: run patchgate in the folder that holds suites/ (and its "
+                          "conftest.py), or name it with --suites DIR", file=str(suites))
+    root = suites.resolve().parent
     state_dir()  # ledgers, leases and twin disks live there: an unusable folder is said now, not mid-run
     args.fresh_seed = secrets.randbelow(2**31)  # used when neither --seed nor the lab file names one
     lab, candidate = _check_inputs(args, lab_path, candidate_path)  # exit 4 before anything starts
     run_id = new_run_id()
-    out = Path(args.out) if args.out else root / "reports" / f"{run_id}-{candidate.kb}-{lab.name}"
+    out = Path(args.out) if args.out else Path("reports") / f"{run_id}-{candidate.kb}-{lab.name}"
     require_fresh_out_dir(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the output folder: {exc.strerror or exc}", file=str(out)) from None
     with Forwarder() as forwarder:
-        with stop_signals_blocked():  # the child unblocks them once it can stop cleanly (patchgate.interrupts)
+        with stop_signals_blocked():  # the child unblocks them once it can stop cleanly (patchgate.run.interrupts)
             child = _start_suites(_suite_command(args, root, lab_path, candidate_path, out, run_id), cwd=root)
         forwarder.attach(child)
         print(f"patchgate {__version__}: validating {candidate.kb} on lab '{lab.name}' -> {out}", flush=True)
@@ -107,7 +108,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _check_inputs(args: argparse.Namespace, lab_path: Path, candidate_path: Path) -> tuple[Any, Any]:
     """Everything the suites would refuse, found here first so it is one clear line (exit 4)."""
     from patchgate.labkinds import KindOptions, check_kind_inputs, prepare_lab
-    from patchgate.labrun import RunSelection, load_inputs
+    from patchgate.run.labrun import RunSelection, load_inputs
     from patchgate.secrets.env import require_env_credentials
 
     lab, candidate = load_inputs(lab_path, candidate_path)
@@ -121,7 +122,7 @@ def _check_inputs(args: argparse.Namespace, lab_path: Path, candidate_path: Path
 # The pytest plugins the suites run with, and no others: a plugin that happens to be installed beside patchgate
 # cannot change how the gate runs (add one with `-- -p module`), and pytest does not scan every installed package
 # for plugins at start-up (about a sixth of a second of each run).
-SUITE_PLUGINS = ("xdist.plugin", "allure_pytest.plugin", "testinfra.plugin")
+SUITE_PLUGINS = ("xdist.plugin", "allure_pytest.plugin", "testinfra.plugin", "patchgate_pytest.plugin")
 NO_PLUGIN_AUTOLOAD = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
 # The checks only read finished observations and print nothing below Python, so capturing sys.stdout/stderr is
 # enough; pytest's default (file descriptors) swaps descriptors and reads a temporary file around every phase of
@@ -196,7 +197,7 @@ def _print_verdict(gate: dict, gate_file: Path) -> None:
         scope = ", ".join(waiver.get("vms", []) + waiver.get("roles", []))
         print(f"  EXPIRED waiver for {waiver['invariant']} on {scope} by {waiver['owner']}: expired on "
               f"{waiver['expires']}, no longer applies")
-    from patchgate.signing_status import signing_status
+    from patchgate.evidence.signing_status import signing_status
 
     print(f"signature: {signing_status(gate_file.parent).text}")
     print(f"gate file: {gate_file}")
@@ -216,7 +217,7 @@ def _how_to_reach(gate: dict, vm: dict) -> str:
 # ------------------------------------------------------------------ gate
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from patchgate.gate import read_gate
+    from patchgate.evidence.gate import read_gate
 
     gate_file = Path(args.dir) / "gate.json"
     if not gate_file.is_file():
@@ -225,7 +226,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         gate = read_gate(gate_file)
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"not a valid gate file: {exc}", file=str(gate_file)) from None
-    from patchgate.verdicts import run_problems
+    from patchgate.model.verdicts import run_problems
 
     problems = run_problems(Path(args.dir), gate)
     if problems:
@@ -282,6 +283,9 @@ def build_parser() -> Parser:
     validate.add_argument("--candidate", required=True, help="candidate file, or a KB id under candidates/")
     validate.add_argument("--out", help="output folder, new or empty: a folder holding files (e.g. an "
                           "earlier run) is refused with exit 4 (default: a new folder under reports/)")
+    validate.add_argument("--suites", default="suites", metavar="DIR",
+                          help="the suites to run, the policy the gate enforces (default: suites/ here; its "
+                          "parent folder is pytest's rootdir, with the suites' conftest.py)")
     validate.add_argument("--twin-catalog", action="append", default=[], metavar="DIR",
                           help="add twin images and behaviours from DIR (repeatable)")
     validate.add_argument("--vm", action="append", default=[], metavar="NAME",
@@ -321,7 +325,7 @@ def build_parser() -> Parser:
                             epilog="exit codes: 0 built, 3 Allure failed, 4 not a run folder or Allure not "
                             "installed (npm install)")
     report.add_argument("dir", help="a run's output folder")
-    report.set_defaults(func=_lazy("patchgate.report", "cmd_report"))
+    report.set_defaults(func=_lazy("patchgate.evidence.report", "cmd_report"))
 
     verify = sub.add_parser("verify", help="re-hash a run's outputs against its evidence manifest (and signature)",
                             description="Re-hash every output of a run against evidence-manifest.json, check that "
@@ -338,7 +342,7 @@ def build_parser() -> Parser:
                         "release ticket); exit 0")
     verify.add_argument("--digest", metavar="SHA256",
                         help="also require evidence-manifest.json to have this sha256 (from --print-digest)")
-    verify.set_defaults(func=_lazy("patchgate.evidence", "cmd_verify"))
+    verify.set_defaults(func=_lazy("patchgate.evidence.manifests", "cmd_verify"))
 
     candidate = sub.add_parser("candidate", help="write a candidate file to complete (candidate new PACKAGE...)",
                                description="Candidate files (docs/candidate.md).",
@@ -359,7 +363,7 @@ def build_parser() -> Parser:
                      help="the update's kind (asked on a terminal when not given)")
     new.add_argument("--kb", help="the KB id, when the package file name does not carry it")
     new.add_argument("--out", help="the candidate file to write (default: candidates/<KB>.yaml)")
-    new.set_defaults(func=_lazy("patchgate.candidate_scaffold", "cmd_candidate_new"))
+    new.set_defaults(func=_lazy("patchgate.config.scaffold", "cmd_candidate_new"))
 
     leases = sub.add_parser("leases", help="list the VM leases of a lab",
                             description="List who holds which VM of the lab (run, process, host, since), and "
@@ -375,7 +379,7 @@ def build_parser() -> Parser:
                           "restored, 4 bad lab file")
     reap.add_argument("--lab", required=True, help="lab file or name")
     reap.add_argument("--dry-run", action="store_true", help="only say what would be restored")
-    reap.set_defaults(func=_lazy("patchgate.reap", "cmd_reap"))
+    reap.set_defaults(func=_lazy("patchgate.run.reap", "cmd_reap"))
 
     doctor = sub.add_parser("doctor", help="check a lab before trusting its verdicts: hypervisor, remoting, VMs",
                             description="Boot each VM from its snapshot as a run does, read it (nothing is "
@@ -413,7 +417,7 @@ def build_parser() -> Parser:
     calendar_import = calendar_sub.add_parser("import", help="saved release information page -> calendar file")
     calendar_import.add_argument("page", help="the saved page (.html or .md)")
     calendar_import.add_argument("--out", help="write the calendar file here (default: standard output)")
-    calendar.set_defaults(func=_lazy("patchgate.calendar_cli", "cmd_calendar"))
+    calendar.set_defaults(func=_lazy("patchgate.calendar.command", "cmd_calendar"))
 
     from importlib import metadata
 

@@ -21,12 +21,3 @@ def state_dir() -> Path:
         raise ConfigError(f"{what} {base} cannot be used as a folder: {exc.strerror or exc}") from None
     return base
 
-
-def project_root() -> Path | None:
-    """The checkout holding suites/ and conftest.py: from the working directory up, else beside the package."""
-    starts = [Path.cwd(), Path(__file__).resolve().parent]
-    for start in starts:
-        for folder in (start, *start.parents):
-            if (folder / "suites").is_dir() and (folder / "conftest.py").is_file():
-                return folder
-    return None

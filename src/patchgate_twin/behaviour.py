@@ -144,7 +144,7 @@ class Condition(_Strict):
         if self.feature_licensing_override is not None:
             checks.append(host.hotpatch.feature_licensing_override == self.feature_licensing_override)
         if self.on_hotpatch_track is not None:
-            from patchgate.calendar import default_calendar
+            from patchgate.calendar.schedule import default_calendar
 
             on = default_calendar().on_track(h.hotfix_id for h in host.hotfixes)
             checks.append(on == self.on_hotpatch_track)

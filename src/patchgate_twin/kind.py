@@ -168,7 +168,7 @@ class TwinKind(BaseLabKind):
 
 class WorkerDies:
     """Twin fault 'worker-dies': the pytest-xdist worker running this VM's checks exits hard in the middle of
-    them (its second check), once per run. The VM is left changed; the controller reaps it (fixtures.checks)."""
+    them (its second check), once per run. The VM is left changed; the controller reaps it (patchgate_pytest.checks)."""
 
     def __init__(self, twin: Any) -> None:
         self.twin = twin

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from patchgate.diff import render_table
+from patchgate.model.diff import render_table
 from patchgate_twin.catalog import Catalog
 
 

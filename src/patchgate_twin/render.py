@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from patchgate.posture import SCM_EVENT_IDS, WSUS_EXPLOIT_EVENT_ID
+from patchgate.model.posture import SCM_EVENT_IDS, WSUS_EXPLOIT_EVENT_ID
 from patchgate.probes.batch import ENVELOPE_TAG, OP_LINE, capture_areas
 from patchgate_twin.model import WindowsHost, utcnow
 

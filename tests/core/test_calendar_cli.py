@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from patchgate.calendar import HotpatchCalendar
-from patchgate.calendar_page import import_page, read_rows
+from patchgate.calendar.schedule import HotpatchCalendar
+from patchgate.calendar.page import import_page, read_rows
 from patchgate.config import load_lab
 from patchgate.errors import ConfigError
 

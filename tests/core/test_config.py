@@ -170,7 +170,7 @@ def test_an_unquoted_number_says_quote_it(tmp_path, old, new, field):
 
 
 def test_a_role_or_ring_no_vm_has_lists_the_labs_roles_and_rings():
-    from patchgate.labrun import RunSelection
+    from patchgate.run.labrun import RunSelection
 
     lab = load_lab(ROOT / "labs" / "twin.yaml")
     with pytest.raises(ConfigError, match=r"--role hotpatch: no VM of lab 'twin' has it \(the lab's roles: "

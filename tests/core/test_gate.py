@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from patchgate.gate import Check, decide
+from patchgate.evidence.gate import Check, decide
 
 
 def check(status: str, vm: str = "vm1", invariant: str = "hotpatch.track") -> Check:

@@ -1,4 +1,4 @@
-"""The engine is a library: nothing under src/patchgate imports pytest (fixtures/ and suites/ wire it in)."""
+"""The engine is a library: nothing under src/patchgate imports pytest (src/patchgate_pytest/ and suites/ wire it in)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_engine_never_imports_pytest():
     assert not offenders, f"engine modules importing pytest/allure: {offenders}"
 
 
-PYTEST_LAYER = ENGINE.parents[1] / "fixtures"
+PYTEST_LAYER = ENGINE.parent / "patchgate_pytest"
 
 
 def _python_files() -> list[Path]:

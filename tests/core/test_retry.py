@@ -8,7 +8,7 @@ import pytest
 
 from patchgate.config.lab import Retries
 from patchgate.errors import LabError, LabTimeout, RemotingAuthError
-from patchgate.retry import with_retries
+from patchgate.run.retry import with_retries
 
 
 def failing(times: int, error: Exception):

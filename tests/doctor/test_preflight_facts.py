@@ -58,7 +58,7 @@ def test_a_one_element_pending_package_list_collapsed_by_ps51_is_still_a_list() 
 def test_preflight_script_parses_as_powershell_and_is_in_the_evidence() -> None:
     from probes.test_scripts import _syntax_errors
 
-    from patchgate.evidence import script_hashes
+    from patchgate.evidence.manifests import script_hashes
 
     assert _syntax_errors(preflight_script().body.encode()) == []
     assert set(script_hashes()["doctor"]) == {"preflight.ps1"}

@@ -1,4 +1,5 @@
-"""A suite author's view: the testinfra `host` fixture runs commands on a lab VM over the lab's remoting."""
+"""A suite author's view: a suite folder of one's own, plain `pytest` (patchgate's plugin is installed), and the
+testinfra `host` fixture runs commands on a lab VM over the lab's remoting."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 SUITE = '''
-from fixtures.invariants import applies_to, invariant
+from patchgate_pytest.invariants import applies_to, invariant
 
 pytestmark = applies_to("wsus-server")
 
@@ -25,19 +26,10 @@ def test_winrm_service_is_reported_running(obs, host):
     assert missing.rc != 0 and "Cannot find any service" in missing.stderr
 '''
 
-CONFTEST = f'''
-import runpy
-import sys
-
-sys.path.insert(0, {str(ROOT)!r})
-pytest_plugins = runpy.run_path({str(ROOT / "conftest.py")!r})["pytest_plugins"]  # the repository's own wiring
-'''
-
-
 def test_host_fixture_runs_commands_through_the_lab_remoting(tmp_path):
     suite = tmp_path / "suite"
     suite.mkdir()
-    (suite / "conftest.py").write_text(CONFTEST)
+    # no conftest.py: installing patchgate registers its pytest layer (the pytest11 entry point)
     (suite / "test_host.py").write_text(SUITE)
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "pytest", str(suite), "--rootdir", str(suite), "-p",

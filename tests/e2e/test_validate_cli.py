@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from patchgate.settle import looks_in
+from patchgate.run.settle import looks_in
 
 ROOT = Path(__file__).resolve().parents[2]
 PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
@@ -199,7 +199,7 @@ def test_the_suites_run_with_the_gates_plugins_and_no_others(tmp_path):
                "--collect-only", "-q", "--trace-config")
     registered = {line.split("'")[1] for line in proc.stdout.splitlines()
                   if line.startswith("PLUGIN registered: <module '")}
-    third_party = {name for name in registered if not name.startswith(("_pytest.", "fixtures.", "conftest"))}
+    third_party = {name for name in registered if not name.startswith(("_pytest.", "patchgate_pytest.", "conftest"))}
     assert third_party == {"xdist.plugin", "allure_pytest.plugin", "testinfra.plugin"}, proc.stdout[-3000:]
     assert "hypothesis" not in proc.stdout
 

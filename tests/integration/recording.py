@@ -77,7 +77,7 @@ class RecordingHypervisor:
 
 
 def main(spec: dict[str, Any]) -> int:
-    from patchgate import labrun
+    from patchgate.run import labrun
     from patchgate.config import load_candidate, load_lab, resolve_candidate
 
     shared = Path(spec["shared"])

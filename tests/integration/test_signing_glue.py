@@ -11,8 +11,8 @@ from support.openbao import OpenBao
 
 from patchgate.config import load_lab
 from patchgate.errors import SecretsError
-from patchgate.evidence import build_evidence_manifest
-from patchgate.signing import SignatureMismatch, SigningError, sign_run, verify_run
+from patchgate.evidence.manifests import build_evidence_manifest
+from patchgate.evidence.signing import SignatureMismatch, SigningError, sign_run, verify_run
 
 from .helpers import clean_env, explain, from_example, patchgate
 from .vaultlab import VaultLab

@@ -25,7 +25,7 @@ from patchgate.config.lab import VaultAuth, VaultSecretsSettings
 from patchgate.leases import build_lease_manager
 from patchgate.secrets.redact import MASK
 from patchgate.secrets.vault_session import VaultSession
-from patchgate.signing import SignatureMismatch, export_public_key, verify_run
+from patchgate.evidence.signing import SignatureMismatch, export_public_key, verify_run
 
 from .helpers import (
     all_files,

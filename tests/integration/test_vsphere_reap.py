@@ -113,8 +113,8 @@ def test_a_clean_rehearsal_lab_reads_clean_and_reap_converges(simulator: Vcsim, 
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait(timeout=30)
-    from patchgate.ledger import read_ledger
-    from patchgate.liveness import process_alive
+    from patchgate.run.ledger import read_ledger
+    from patchgate.run.liveness import process_alive
 
     (ledger_path,) = set(runs.glob("*.jsonl")) - earlier
     pid = read_ledger(ledger_path).pid

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from patchgate.diff import diff_keyed, render_html, render_table
-from patchgate.posture import (
+from patchgate.model.diff import diff_keyed, render_html, render_table
+from patchgate.model.posture import (
     PORT_DIFF_FIELDS,
     SERVICE_DIFF_FIELDS,
     FirewallRuleInfo,

@@ -7,7 +7,7 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patchgate.diff import diff_keyed
+from patchgate.model.diff import diff_keyed
 from patchgate.probes.parsers import parse_probe
 from patchgate_twin.model import FirewallRule, HotFix, Service, WindowsHost
 from patchgate_twin.render import render_probe

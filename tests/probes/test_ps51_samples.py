@@ -177,7 +177,7 @@ def test_firewall_rules_carry_interface_security_and_icmp_conditions() -> None:
     rule = load("firewall", "conditions").rules["WINRM-HTTP-In-TCP"]
     assert rule.interface_type == "RemoteAccess" and rule.interface_alias == ("Ethernet 2",)
     assert rule.authentication == "Required" and rule.encryption == "Dynamic" and rule.icmp_type == ("8",)
-    from patchgate.posture import PROFILE_DIFF_FIELDS, RULE_DIFF_FIELDS
+    from patchgate.model.posture import PROFILE_DIFF_FIELDS, RULE_DIFF_FIELDS
 
     assert {"interface_type", "interface_alias", "authentication", "encryption", "icmp_type"} <= set(RULE_DIFF_FIELDS)
     assert {"disabled_interface_aliases", "allow_local_ipsec_rules", "allow_user_apps", "allow_user_ports",

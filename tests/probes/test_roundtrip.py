@@ -8,7 +8,7 @@ import json
 import pytest
 
 from patchgate.errors import ProbeError
-from patchgate.posture import AREAS
+from patchgate.model.posture import AREAS
 from patchgate.probes import probe_text
 from patchgate.probes.batch import compose_capture, parse_capture
 from patchgate.probes.parsers import parse_probe

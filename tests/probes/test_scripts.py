@@ -8,7 +8,7 @@ from importlib import resources
 
 import pytest
 
-from patchgate.posture import AREAS
+from patchgate.model.posture import AREAS
 from patchgate.probes import probe_text
 from patchgate.probes.batch import capture_areas, compose_capture, probe_hashes
 from patchgate_twin.render import render_document

@@ -128,7 +128,7 @@ def test_sigkill_leaves_the_lab_changed_and_reap_restores_it(tmp_path: Path) -> 
 
 
 def _wait_until_gone(pid: int, timeout: float = 30.0) -> None:
-    from patchgate.liveness import process_alive
+    from patchgate.run.liveness import process_alive
 
     deadline = time.monotonic() + timeout
     while process_alive(pid) and time.monotonic() < deadline:

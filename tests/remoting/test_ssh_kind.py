@@ -15,7 +15,7 @@ from patchgate.errors import RemotingError
 from patchgate.hypervisors.base import GuestEndpoint
 from patchgate.remoting.base import Script
 from patchgate.remoting.ssh import SshRemoting, build_stdin, parse_output, parse_stdin, render_output
-from patchgate.remoting.testinfra_backend import testinfra_host
+from patchgate_pytest.testinfra_backend import testinfra_host
 from patchgate.secrets.base import Credentials
 from patchgate_twin import filecopy
 

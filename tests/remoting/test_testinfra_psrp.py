@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from patchgate.remoting.testinfra_backend import ps_quote, testinfra_host
+from patchgate_pytest.testinfra_backend import ps_quote, testinfra_host
 
 
 def test_host_runs_a_command_over_psrp(open_session, endpoints):

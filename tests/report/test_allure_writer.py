@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.allure_writer import _ResultWriter
+from patchgate_pytest.allure_writer import _ResultWriter
 
 
 def test_flush_returns_when_every_file_is_on_disk_with_no_temporary_left(tmp_path):
@@ -28,7 +28,7 @@ def test_a_write_that_fails_is_raised_at_flush_and_the_others_still_land(tmp_pat
 
 
 def test_files_are_masked_as_written_and_trusted_only_while_no_later_secret_could_be_in_them(tmp_path):
-    from patchgate.evidence import _still_as_written
+    from patchgate.evidence.manifests import _still_as_written
     from patchgate.secrets.redact import MASK, redactor
 
     early, late = "writer-early-secret-7f3a9c", "writer-late-secret-2b8e1d"
@@ -45,7 +45,7 @@ def test_files_are_masked_as_written_and_trusted_only_while_no_later_secret_coul
 
 
 def test_a_file_changed_after_it_was_written_is_not_trusted(tmp_path):
-    from patchgate.evidence import _still_as_written
+    from patchgate.evidence.manifests import _still_as_written
 
     writer = _ResultWriter()
     writer.put(tmp_path, "b-result.json", b'{"n": 1}')

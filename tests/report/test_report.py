@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from patchgate.errors import ConfigError
-from patchgate.report import find_allure
+from patchgate.evidence.report import find_allure
 from report.runs import ROOT, Run, patchgate
 
 pytestmark = pytest.mark.slow

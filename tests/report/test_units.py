@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.allure_wiring import executor_from_env, render_properties
+from patchgate_pytest.allure_wiring import executor_from_env, render_properties
 from patchgate.errors import ConfigError
-from patchgate.evidence import EVIDENCE_MANIFEST, build_evidence_manifest, is_derived, verify_dir
-from patchgate.report import allure_categories, render_html, render_markdown, strip_analytics, summary_data
+from patchgate.evidence.manifests import EVIDENCE_MANIFEST, build_evidence_manifest, is_derived, verify_dir
+from patchgate.evidence.report import allure_categories, render_html, render_markdown, strip_analytics, summary_data
 from patchgate.secrets.redact import redactor
 from report.runs import ROOT
 
@@ -139,7 +139,7 @@ def test_summary_shows_the_failure_a_waiver_covers():
 
 
 def test_signing_status_names_the_key_or_says_what_is_missing(tmp_path):
-    from patchgate.signing_status import signing_status
+    from patchgate.evidence.signing_status import signing_status
 
     assert signing_status(tmp_path).state == "unsigned"
     (tmp_path / "run-manifest.json").write_text(json.dumps(
@@ -154,7 +154,7 @@ def test_signing_status_names_the_key_or_says_what_is_missing(tmp_path):
 
 
 def test_executor_and_ci_context_from_jenkins_and_azure_pipelines_variables():
-    from patchgate.ci import ci_context
+    from patchgate.evidence.ci import ci_context
 
     jenkins_env = {"JENKINS_URL": "https://ci.example/", "BUILD_NUMBER": "42", "JOB_NAME": "patch-gate",
                    "BUILD_URL": "https://ci.example/job/patch-gate/42/"}
@@ -174,7 +174,7 @@ def test_executor_and_ci_context_from_jenkins_and_azure_pipelines_variables():
 
 
 def test_only_a_verdict_that_does_not_approve_becomes_an_allure_global_error(tmp_path):
-    from patchgate.report import allure_config, write_verdict_globals
+    from patchgate.evidence.report import allure_config, write_verdict_globals
 
     block = {"verdict": "block", "reason": "1 invariant(s) failed: hotpatch.track on vm1", "candidate": {"kb": "KB1"},
              "lab": {"name": "lab"}}

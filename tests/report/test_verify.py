@@ -72,7 +72,7 @@ def test_a_folder_without_manifest_is_a_usage_error(tmp_path):
 
 def rehash(out: Path, *relatives: str) -> None:
     """Rewrite the evidence manifest's entries for files a forger changed, as a forger would."""
-    from patchgate.hashing import sha256_file
+    from patchgate.evidence.hashing import sha256_file
 
     data = manifest(out)
     for entry in data["files"]:

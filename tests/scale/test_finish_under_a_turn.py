@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from patchgate.config import Lab, load_candidate
-from patchgate.labrun import LabRun
+from patchgate.run.labrun import LabRun
 from patchgate.turns import CHECKS_RANK, TURNS
 
 ROOT = Path(__file__).resolve().parents[2]

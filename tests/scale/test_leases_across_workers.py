@@ -13,7 +13,7 @@ import pytest
 
 from patchgate.config import Lab, load_candidate
 from patchgate.errors import LeaseError
-from patchgate.labrun import LabRun
+from patchgate.run.labrun import LabRun
 
 ROOT = Path(__file__).resolve().parents[2]
 

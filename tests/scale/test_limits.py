@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from patchgate.settle import looks_in
+from patchgate.run.settle import looks_in
 from patchgate.config import Lab, load_candidate
-from patchgate.labrun import LabRun
+from patchgate.run.labrun import LabRun
 from patchgate_twin.lab import TwinLab
 from patchgate_twin.shell_impl import TwinShell
 

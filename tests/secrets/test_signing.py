@@ -12,7 +12,7 @@ from support.labs import make_lab, vault_lab
 from support.openbao import OpenBao
 
 from patchgate.errors import SecretsError
-from patchgate.signing import (
+from patchgate.evidence.signing import (
     Signature,
     SigningError,
     VerdictSigner,

@@ -13,7 +13,7 @@ from support.openbao import OpenBao, make_approle
 from patchgate.errors import SecretsError
 from patchgate.leases import build_lease_manager
 from patchgate.secrets import build_secrets
-from patchgate.signing import VerdictSigner, verify_offline, verify_online
+from patchgate.evidence.signing import VerdictSigner, verify_offline, verify_online
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "vault.md"
 

@@ -82,7 +82,7 @@ class Run:
                               timeout=timeout)
 
     def ledger(self):
-        from patchgate.ledger import read_ledger
+        from patchgate.run.ledger import read_ledger
 
         paths = sorted((self.state / "runs").glob("*.jsonl"))
         assert len(paths) == 1, paths

@@ -282,7 +282,7 @@ def test_arc_licensing_break(catalog: Catalog) -> None:
 
 
 def test_oob_then_lcu_then_january_baseline(catalog: Catalog) -> None:
-    from patchgate.calendar import track_status
+    from patchgate.calendar.schedule import track_status
 
     h = host(catalog)
     for kb in ("KB5070881", "KB5068861", "KB5073379"):
@@ -446,7 +446,7 @@ def _cases(catalog: Catalog) -> list[tuple[str, str]]:
 
 def test_expectation_table_is_consistent_with_the_engine(catalog: Catalog) -> None:
     """Engine-level consequences of each expect row (the verdict itself is the suites' job)."""
-    from patchgate.calendar import track_status
+    from patchgate.calendar.schedule import track_status
 
     cases = _cases(catalog)
     assert len(cases) > 60

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from patchgate import calendar
-from patchgate.calendar import HotpatchCalendar
+from patchgate.calendar import schedule as calendar
+from patchgate.calendar.schedule import HotpatchCalendar
 from patchgate.errors import ConfigError
 from patchgate_twin.catalog import Catalog
 

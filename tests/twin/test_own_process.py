@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from patchgate.components import LabComponents, build_components
+from patchgate.run.components import LabComponents, build_components
 from patchgate.config import Lab
 from patchgate.errors import HypervisorError, RemotingAuthError
-from patchgate.liveness import process_alive
+from patchgate.run.liveness import process_alive
 from patchgate.remoting.psrp import PsrpRemoting
 from patchgate.remoting.staging import OP_STAGE_PREPARE, op_script
 from patchgate.secrets.base import Credentials
@@ -170,7 +170,7 @@ def test_the_twin_exits_when_the_harness_is_killed(state: Path, tmp_path: Path) 
     script = tmp_path / "harness.py"
     script.write_text(
         "import sys, threading\n"
-        "from patchgate.components import build_components\n"
+        "from patchgate.run.components import build_components\n"
         "from patchgate.config import Lab\n"
         f"document = {lab_document()!r}\n"
         "c = build_components(Lab.model_validate(document), twin_catalogs=[], stop=threading.Event())\n"

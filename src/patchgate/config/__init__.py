@@ -10,8 +10,8 @@ from patchgate.config.policy import Allowlists, Policy, Waiver
 from patchgate.config.validation import validate_document
 from patchgate.config.yamlfile import YamlDocument, load_yaml
 from patchgate.errors import ConfigError
-from patchgate.hashing import sha256_file
-from patchgate.inputs import resolve_candidate, resolve_lab
+from patchgate.evidence.hashing import sha256_file
+from patchgate.config.inputs import resolve_candidate, resolve_lab
 
 __all__ = ["Allowlists", "Candidate", "Classification", "Lab", "PackageFile", "Policy", "VmSpec", "Waiver",
            "load_candidate", "load_lab", "resolve_candidate", "resolve_lab"]
@@ -28,7 +28,7 @@ def load_lab(path: Path) -> Lab:
 
 def _check_calendar(real: Path, line: int | None, shown: str) -> None:
     """Load the lab's calendar now, so a missing or broken file is bad input (exit 4), not a broken check."""
-    from patchgate.calendar import HotpatchCalendar
+    from patchgate.calendar.schedule import HotpatchCalendar
 
     if not real.is_file():
         raise ConfigError(f"calendar file not found (looked at {real})", file=shown, field="calendar", line=line)

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from patchgate.doctor.facts import GuestFacts
-from patchgate.posture import Posture
+from patchgate.model.posture import Posture
 
 Status = Literal["ok", "warn", "fail"]
 

@@ -14,9 +14,9 @@ from patchgate.doctor.checks import Check, account_checks, assumption_checks, id
 from patchgate.doctor.facts import GuestFacts, read_facts
 from patchgate.doctor.preflight import judge_preflight
 from patchgate.errors import EXIT_INCONCLUSIVE
-from patchgate.labrun import LabRun, RunSelection
-from patchgate.lifecycle import VmLifecycle
-from patchgate.observations import Step
+from patchgate.run.labrun import LabRun, RunSelection
+from patchgate.run.lifecycle import VmLifecycle
+from patchgate.model.observations import Step
 
 EXIT_OK = 0
 
@@ -144,7 +144,7 @@ def exit_code(results: dict[str, list[Check]]) -> int:
 def _load(args: argparse.Namespace) -> tuple[Lab, Candidate | None, list[Path]]:
     """The lab (and candidate) the command names, checked as validate checks them: bad input is exit 4."""
     from patchgate.config import load_candidate, load_lab
-    from patchgate.inputs import resolve_candidate, resolve_lab
+    from patchgate.config.inputs import resolve_candidate, resolve_lab
 
     lab = load_lab(resolve_lab(args.lab))
     catalogs = [Path(folder) for folder in args.twin_catalog]

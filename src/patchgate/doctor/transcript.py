@@ -20,7 +20,7 @@ from typing import Any
 from patchgate import __version__
 from patchgate.doctor.checks import assumption_checks
 from patchgate.doctor.facts import parse_facts
-from patchgate.posture import AREAS, Posture
+from patchgate.model.posture import AREAS, Posture
 from patchgate.probes.parsers import parse_probe
 from patchgate.secrets.redact import redactor
 

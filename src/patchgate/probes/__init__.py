@@ -1,7 +1,7 @@
 """Probes: one PowerShell script per posture area (``<area>.ps1``), its parser, and the capture composer.
 
 Each script prints one JSON document; :mod:`patchgate.probes.batch` embeds the scripts of a capture into one
-pipeline and :mod:`patchgate.probes.parsers` turns their output into :mod:`patchgate.posture` dataclasses.
+pipeline and :mod:`patchgate.probes.parsers` turns their output into :mod:`patchgate.model.posture` dataclasses.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-from patchgate.posture import AREAS
+from patchgate.model.posture import AREAS
 
 
 @functools.cache

@@ -23,7 +23,7 @@ from importlib import resources
 from typing import Any
 
 from patchgate.errors import ProbeError
-from patchgate.posture import AREAS, Posture
+from patchgate.model.posture import AREAS, Posture
 from patchgate.probes import probe_text
 from patchgate.probes.parsers import parse_datetime, parse_probe
 from patchgate.remoting.base import Script, ScriptResult

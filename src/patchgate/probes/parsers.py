@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from patchgate.errors import ProbeError
-from patchgate.posture import (
+from patchgate.model.posture import (
     ArcServiceInfo,
     BootEvent,
     ConnectionProfileInfo,

@@ -27,7 +27,7 @@ from typing import Any
 
 from patchgate.config.candidate import Candidate
 from patchgate.errors import InstallError, LabError, LabTimeout, StagingError
-from patchgate.hashing import sha256_file
+from patchgate.evidence.hashing import sha256_file
 from patchgate.remoting.base import RemoteSession, Script, ScriptResult
 
 OP_STAGE_PREPARE = "stage-prepare"

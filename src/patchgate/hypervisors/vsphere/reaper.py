@@ -20,7 +20,7 @@ from patchgate.config.lab import VmSpec
 from patchgate.errors import LabError
 from patchgate.hypervisors.vsphere.provider import VsphereHypervisor
 from patchgate.hypervisors.vsphere.runtag import RunTag
-from patchgate.liveness import process_alive as local_process_alive
+from patchgate.run.liveness import process_alive as local_process_alive
 
 log = logging.getLogger("patchgate.hypervisors.vsphere")
 

@@ -1,0 +1,475 @@
+"""The per-VM sequence: revert, power on, ready, baseline, install, reboot if demanded, ready, post, restore.
+
+``prepare`` runs up to the post capture and leaves the VM up so suites (and testinfra's ``host``) can look at it;
+``restore`` reverts it and is called in every outcome, including Ctrl-C. Lab trouble becomes ``obs.error``
+(the VM's checks are then *broken*), never an exception that escapes to the caller.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import datetime as dt
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from patchgate.config.candidate import Candidate
+from patchgate.config.lab import Lab, VmSpec
+from patchgate.errors import LabError, LabTimeout, LeaseError, LeaseLost, PatchgateError
+from patchgate.hypervisors.base import Hypervisor
+from patchgate.run.ledger import Ledger
+from patchgate.model.observations import InstallRecord, Step, VmObservation
+from patchgate.remoting.base import RemoteSession, Remoting, Script, ScriptResult
+from patchgate.run.retry import with_retries
+from patchgate.secrets.base import SecretsProvider
+from patchgate.secrets.redact import redactor
+from patchgate.turns import READING_RANK, TURNS
+
+log = logging.getLogger("patchgate.run.lifecycle")
+
+ProgressCallback = Callable[[str, str, str], None]  # (vm, step, state: start|ok|fail|info)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _offset(posture: object, sent: dt.datetime, answered: dt.datetime) -> float | None:
+    """The guest's clock minus the controller's, in seconds, measured at one capture: the capture's own time
+    (capturedAt, the guest's clock) against the middle of the round trip that fetched it."""
+    captured = getattr(posture, "captured_at", None)
+    if captured is None:
+        return None
+    return round((captured - (sent + (answered - sent) / 2)).total_seconds(), 3)
+
+
+@dataclass
+class LifecycleContext:
+    """Everything the per-VM lifecycles of one run share."""
+
+    lab: Lab
+    candidate: Candidate
+    hypervisor: Hypervisor
+    remoting: Remoting
+    secrets: SecretsProvider
+    run_id: str
+    ledger: Ledger
+    stop: threading.Event = field(default_factory=threading.Event)
+    progress: ProgressCallback | None = None
+    semaphores: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
+    restore_when_captured: bool = False  # nothing will look at the live VMs after the post capture
+    on_prepared: Callable[[str], object] | None = None  # told each VM's name once its observation is final
+    confirm_lease: Callable[[str], None] | None = None  # raises LeaseLost unless the run still holds the VM
+
+    def __post_init__(self) -> None:
+        limits = self.lab.limits
+        self.semaphores = {
+            "revert": threading.BoundedSemaphore(limits.revert),
+            "install": threading.BoundedSemaphore(limits.install),
+            "capture": threading.BoundedSemaphore(limits.capture),
+        }
+
+
+class VmLifecycle:
+    def __init__(self, ctx: LifecycleContext, vm: VmSpec, *, rank: int = 0) -> None:
+        self.ctx = ctx
+        self.vm = vm
+        self.rank = rank  # the VM's place in the run: its turn for CPU-bound work (patchgate.turns)
+        self.obs = VmObservation(vm=vm)
+        self.session: RemoteSession | None = None
+        self.prepared = threading.Event()
+        self._touched = False  # the VM was changed by this run and must be restored
+
+    # ------------------------------------------------------------ steps
+
+    def _fence(self, step: str) -> None:
+        """Before a step that changes the VM: prove the run still holds its lease (docs/vault.md, fencing)."""
+        if self.ctx.confirm_lease is None:
+            return
+        try:
+            self.ctx.confirm_lease(self.vm.name)
+        except LeaseError as exc:
+            raise exc.at(vm=self.vm.name, step=step)
+
+    def _fence_restore(self) -> None:
+        """A restore needs the lease too: a VM another run holds now is left to it (it reverts before use)."""
+        try:
+            self._fence("restore")
+        except LeaseLost as exc:
+            raise LeaseLost(f"not restored: {exc.detail}; the run that holds the VM now reverts it before use, "
+                            "'patchgate reap' restores it otherwise", vm=self.vm.name, step="restore") from None
+        except LeaseError as exc:  # not lost, only not provable this moment: within its TTL nobody else holds it
+            log.warning("%s: restoring although the lease could not be confirmed just now: %s", self.vm.name,
+                        exc.detail)
+
+    @contextlib.contextmanager
+    def step(self, name: str, *, limit: str | None = None, mutates: bool = False) -> Iterator[Step]:
+        if self.ctx.stop.is_set():
+            raise LabError("run interrupted before this step", vm=self.vm.name, step=name)
+        record = Step(name=name, started_at=_now())
+        self.obs.steps.append(record)
+        self._emit(name, "start")
+        began = time.monotonic()
+        semaphore = self.ctx.semaphores.get(limit) if limit else None
+        try:
+            with semaphore or contextlib.nullcontext():
+                if mutates:
+                    self._fence(name)  # after the wait for the lab's limit: right before the change
+                yield record
+        except PatchgateError as exc:
+            record.ok = False
+            record.detail = redactor.redact(str(exc))
+            record.duration = time.monotonic() - began
+            self._emit(name, "fail", record.detail)
+            if isinstance(exc, LabError):
+                exc.at(vm=self.vm.name, step=name)
+            raise
+        except Exception as exc:  # a bug or a library surprise: still lab trouble, never a verdict
+            record.ok = False
+            record.detail = redactor.redact(f"{exc.__class__.__name__}: {exc}")
+            record.duration = time.monotonic() - began
+            self._emit(name, "fail", record.detail)
+            raise LabError(f"unexpected {exc.__class__.__name__}: {redactor.redact(str(exc))}",
+                           vm=self.vm.name, step=name) from exc
+        record.duration = time.monotonic() - began
+        self._emit(name, "ok", f"{record.duration:.2f}s")
+
+    def _emit(self, step: str, state: str, detail: str = "") -> None:
+        if state == "fail":
+            log.warning("%s: %s failed: %s", self.vm.name, step, detail)
+        else:
+            log.info("%s: %s %s%s", self.vm.name, step, state, f" ({detail})" if detail else "")
+        if self.ctx.progress:
+            self.ctx.progress(self.vm.name, step, state)
+
+    def _retry(self, operation: str, func: Callable[[], object]) -> object:
+        def note(attempt: int, exc: LabError) -> None:
+            if self.obs.steps:
+                self.obs.steps[-1].attempts = attempt + 1
+                self._emit(self.obs.steps[-1].name, "retry")  # progress shows the retry, not a plain "ok"
+
+        return with_retries(operation, func, self.ctx.lab.retries, vm=self.vm.name, stop=self.ctx.stop,
+                            on_retry=note)
+
+    # ------------------------------------------------------------ prepare
+
+    def prepare(self) -> VmObservation:
+        """Run the sequence up to the post capture; lab trouble is recorded, never raised."""
+        TURNS.rank = self.rank
+        try:
+            self._prepare()
+        except LabError as exc:
+            self.obs.error = exc
+        except PatchgateError as exc:
+            self.obs.error = LabError(str(exc), vm=self.vm.name)
+        finally:
+            self.prepared.set()
+            if self.ctx.on_prepared is not None:
+                self.ctx.on_prepared(self.vm.name)
+        if self.ctx.restore_when_captured:
+            self.restore()  # while the checks run: they only read the finished observation
+        TURNS.rank = None  # the pool thread may drive another VM next
+        return self.obs
+
+    def _prepare(self) -> None:
+        ctx, vm, obs = self.ctx, self.vm, self.obs
+        timeouts = ctx.lab.timeouts
+        with self.step("revert", limit="revert", mutates=True):
+            ctx.ledger.record("revert", vm=vm.name, snapshot=vm.snapshot)
+            self._touched = True
+            obs.snapshot = self._retry("revert", lambda: ctx.hypervisor.revert(vm))  # type: ignore[assignment]
+            ctx.hypervisor.mark_in_use(vm, ctx.run_id)
+        with self.step("power_on", mutates=True):
+            self._retry("power on", lambda: ctx.hypervisor.power_on(vm))
+        with self.step("wait_ready"):
+            obs.endpoint = ctx.hypervisor.wait_ready(vm, timeouts.ready)
+        self._connect()
+        self._preflight()
+        self._settle(before_baseline=True)
+        with self.step("capture_baseline", limit="capture") as baseline_step:
+            taken = _now()
+            baseline = self._take_capture(since=None)
+            baseline_window = (taken, _now())
+        reading = self._read_while_installing(baseline, baseline_step)
+        try:
+            self._install()
+        except BaseException:
+            with contextlib.suppress(Exception), TURNS.released():
+                obs.baseline, obs.baseline_raw = reading.result()  # evidence of the VM before the failed install
+            raise
+        with TURNS.released():
+            obs.baseline, obs.baseline_raw = reading.result()  # a capture nobody can read: lab trouble, raised
+        obs.clock_offsets["baseline"] = _offset(obs.baseline, *baseline_window)
+        if obs.install and obs.install.restart_needed:
+            self._reboot()
+            if obs.unreachable is not None:
+                return  # nothing more can be read from the guest; its restore still runs
+        self._settle()
+        if vm.role == "wsus-server":
+            self._wsus_sync()
+        with self.step("capture_post", limit="capture"):
+            since = obs.install.started_at if obs.install else None
+            taken = _now()
+            obs.post, obs.post_raw = self._capture(since=since)
+            self._fence("capture_post")  # the lease was still ours when the post capture ended
+            obs.clock_offsets["post"] = _offset(obs.post, taken, _now())
+        if ctx.lab.control == "reboot":
+            self._control()
+
+    def _control(self) -> None:
+        """The control run: the same VM restored and taken through the same lifecycle without the candidate (the
+        restart the candidate demanded, the settle window, both captures). Its observation goes to ``control``;
+        lab trouble in it is recorded, never raised: the candidate's own results stand."""
+        ctx, vm, main = self.ctx, self.vm, self.obs
+        control = VmObservation(vm=vm)
+        self.obs = control
+        try:
+            if self.session is not None:
+                self.session.close()
+                self.session = None
+            with self.step("control_revert", limit="revert", mutates=True):
+                ctx.ledger.record("revert", vm=vm.name, snapshot=vm.snapshot)
+                control.snapshot = self._retry("revert", lambda: ctx.hypervisor.revert(vm))  # type: ignore[assignment]
+            with self.step("control_power_on", mutates=True):
+                self._retry("power on", lambda: ctx.hypervisor.power_on(vm))
+            with self.step("control_wait_ready"):
+                control.endpoint = ctx.hypervisor.wait_ready(vm, ctx.lab.timeouts.ready)
+            self._connect("control_connect")
+            self._settle(before_baseline=True)
+            with self.step("control_capture_baseline", limit="capture"):
+                taken = _now()
+                control.baseline, control.baseline_raw = self._capture(since=None)
+                control.clock_offsets["baseline"] = _offset(control.baseline, taken, _now())
+            began = _now()
+            control.install = InstallRecord(kb="(control: no candidate)", exit_code=0, restart_needed=False,
+                                            output=[], started_at=began, finished_at=began)
+            if main.rebooted:
+                self._reboot()
+                if control.unreachable is not None:
+                    raise LabError(f"the control did not answer remoting after its restart "
+                                   f"({control.unreachable.get('error')})", vm=vm.name, step="control")
+            self._settle()
+            if vm.role == "wsus-server":
+                self._wsus_sync()
+            with self.step("control_capture_post", limit="capture"):
+                taken = _now()
+                control.post, control.post_raw = self._capture(since=began)
+                control.clock_offsets["post"] = _offset(control.post, taken, _now())
+            main.control = control
+        except LabError as exc:
+            main.control_error = redactor.redact(str(exc))
+        finally:
+            main.steps.extend(control.steps)
+            self.obs = main
+
+    def _connect(self, step: str = "connect") -> None:
+        ctx, vm, obs = self.ctx, self.vm, self.obs
+        with self.step(step):
+            assert obs.endpoint is not None
+            credentials = ctx.secrets.remoting_credentials(vm)
+            endpoint = obs.endpoint
+
+            def open_session() -> RemoteSession:
+                return ctx.remoting.open(vm.name, endpoint, credentials)
+
+            self.session = self._retry("connect", open_session)  # type: ignore[assignment]
+
+    def _preflight(self) -> None:
+        """The cheap doctor checks (docs/doctor.md) before anything is installed: a VM that fails one is lab
+        trouble with the check's reason and advice, and nothing is installed on it."""
+        from patchgate.doctor.preflight import blocking, run_preflight
+
+        with self.step("preflight") as record:
+            assert self.session is not None
+            checks = run_preflight(self.session, self.ctx.candidate, timeout=self.ctx.lab.timeouts.capture)
+            failed = blocking(checks)
+            record.detail = "; ".join(f"{c.name}: {c.status}" for c in checks)
+            if failed:
+                raise LabError("preflight failed, nothing installed: " + "; ".join(
+                    f"{c.name}: {c.detail} ({c.advice})" for c in failed), vm=self.vm.name, step="preflight")
+
+    def _capture(self, since: dt.datetime | None) -> tuple[object, str]:
+        result = self._take_capture(since)
+        with TURNS.taken():
+            return self._read_capture(result)
+
+    def _take_capture(self, since: dt.datetime | None) -> ScriptResult:
+        from patchgate.probes.batch import compose_capture
+
+        assert self.session is not None
+        script = compose_capture(since=since)
+        session = self.session
+
+        def run() -> ScriptResult:
+            return session.run(script, timeout=self.ctx.lab.timeouts.capture)
+
+        return self._retry("capture", run)  # type: ignore[return-value]
+
+    def _read_capture(self, result: ScriptResult) -> tuple[object, str]:
+        from patchgate.probes.batch import parse_capture
+
+        try:
+            capture = parse_capture(result, vm=self.vm.name)
+        except LabError as exc:
+            raise exc.at(vm=self.vm.name)
+        return capture.posture, result.text
+
+    def _read_while_installing(self, result: ScriptResult, step: Step) -> "cf.Future[tuple[object, str]]":
+        """Read the baseline capture on a thread of its own, after every VM's lab traffic (``READING_RANK``),
+        while this VM stages and installs: when a fleet captures its baselines together, the last VM no longer
+        waits for every other VM's capture to be parsed before its install starts. The capture is taken before
+        the install either way; one that cannot be read fails its step and breaks the VM after the install
+        (the VM is restored, and lab trouble never gives a verdict)."""
+        reading: cf.Future[tuple[object, str]] = cf.Future()
+
+        def read() -> None:
+            try:
+                with TURNS.taken(rank=READING_RANK):
+                    reading.set_result(self._read_capture(result))
+            except BaseException as exc:  # noqa: BLE001 - handed to the VM's thread, which raises it
+                step.ok = False
+                step.detail = redactor.redact(str(exc))
+                self._emit(step.name, "fail", step.detail)
+                if isinstance(exc, LabError):
+                    exc.at(vm=self.vm.name, step=step.name)
+                reading.set_exception(exc)
+
+        threading.Thread(target=read, name=f"patchgate-read-{self.vm.name}", daemon=True).start()
+        return reading
+
+    def _install(self) -> None:
+        from patchgate.remoting.staging import stage_and_install
+
+        ctx, obs = self.ctx, self.obs
+        with self.step("install", limit="install", mutates=True) as record:
+            assert self.session is not None
+            ctx.ledger.record("install", vm=self.vm.name, kb=ctx.candidate.kb)
+            started = _now()
+            result = stage_and_install(self.session, ctx.candidate, timeout=ctx.lab.timeouts.install)
+            obs.install = InstallRecord(kb=ctx.candidate.kb, exit_code=result.exit_code,
+                                        restart_needed=result.restart_needed, output=list(result.output),
+                                        started_at=started, finished_at=_now(), packages=list(result.packages))
+            record.detail = (f"exit {result.exit_code}, restart "
+                             f"{'required' if result.restart_needed else 'not required'}")
+
+    def _reboot(self) -> None:
+        ctx, vm, obs = self.ctx, self.vm, self.obs
+        with self.step("reboot", mutates=True) as record:
+            record.detail = "the install demanded a restart (RestartNeeded / 3010)"
+            if self.session is not None:
+                self.session.close()
+                self.session = None
+            ctx.ledger.record("reboot", vm=vm.name)
+            ctx.hypervisor.reboot(vm)
+            obs.rebooted = True
+        with self.step("wait_ready_after_reboot"):
+            try:
+                obs.endpoint = ctx.hypervisor.wait_ready(vm, ctx.lab.timeouts.reboot)
+            except LabTimeout as exc:
+                raise LabTimeout(f"guest did not come back after the restart within "
+                                 f"{ctx.lab.timeouts.reboot:g}s ({exc.detail})", vm=vm.name) from None
+        try:
+            self._connect("reconnect")
+            with self.step("remoting_after_restart"):
+                self._answers()
+        except LabError as exc:
+            # The hypervisor sees the guest running with an address, but its remoting refuses: the update broke
+            # management (management.reachable), not the lab. Only a guest the hypervisor cannot see is lab trouble.
+            endpoint, settings = obs.endpoint, ctx.lab.remoting.settings
+            obs.unreachable = {"guest": "running (the hypervisor reports it ready)",
+                               "address": endpoint.address if endpoint else None,
+                               "port": (endpoint.port if endpoint and endpoint.port else None)
+                               or getattr(settings, "port", None) or (5986 if getattr(settings, "ssl", False) else 5985),
+                               "error": redactor.redact(str(exc))}
+
+    def _answers(self) -> None:
+        """One small pipeline through the new session (with the lab's retries): connecting alone proves nothing
+        on transports that connect lazily."""
+        script = Script(name="hello", body="$env:COMPUTERNAME\n")
+        session = self.session
+        assert session is not None
+        self._retry("remoting", lambda: session.run(script, timeout=self.ctx.lab.timeouts.capture))
+
+    def _settle(self, *, before_baseline: bool = False) -> None:
+        """Wait (bounded by timeouts.settle) until the guest has settled, before the baseline (the guest has just
+        booted from its snapshot) and before the post capture; see patchgate.run.settle."""
+        from patchgate.probes.batch import compose_capture
+        from patchgate.run.settle import awaited, wait_settled
+
+        ctx = self.ctx
+        with self.step("settle_baseline" if before_baseline else "settle") as record:
+            assert self.session is not None
+            script = compose_capture(areas=["services"])
+
+            def look() -> dict[str, object]:
+                with ctx.semaphores["capture"]:  # a look is a (small) capture: it honours limits.capture
+                    result = self.session.run(script, timeout=ctx.lab.timeouts.capture)  # type: ignore[union-attr]
+                posture, _text = self._read_capture(result)
+                return posture.area("services").services  # type: ignore[attr-defined]
+
+            try:
+                wanted = None if before_baseline else awaited(self.obs.baseline.area("services").services)
+                record.detail = wait_settled(look, wanted, ctx.lab.timeouts.settle, ctx.stop).detail
+            except LabError as exc:  # the post capture and the checks still say what they see
+                record.detail = f"could not look at the guest's services: {exc}"
+
+    def _wsus_sync(self) -> None:
+        from patchgate.actions import action_script
+        from patchgate.remoting.base import result_json
+
+        with self.step("wsus_sync", mutates=True) as record:
+            assert self.session is not None
+            script = action_script("wsus-sync", TimeoutSeconds=int(self.ctx.lab.timeouts.install))
+            result = self.session.run(script, timeout=self.ctx.lab.timeouts.install)
+            if result.had_errors and not result.output:
+                # A sync that cannot even start is a WSUS regression, recorded for the wsus.sync invariant.
+                self.obs.wsus_sync = {"Result": "NotStarted", "ErrorText": "; ".join(result.errors)}
+            else:
+                self.obs.wsus_sync = result_json(result)
+            record.detail = f"result {self.obs.wsus_sync.get('Result')}"
+
+    # ------------------------------------------------------------ restore
+
+    def restore(self, *, keep: bool = False) -> None:
+        """Close the session and revert; runs in every outcome. Errors are recorded, not raised."""
+        if self.session is not None:
+            with contextlib.suppress(Exception):
+                self.session.close()
+            self.session = None
+        if not self._touched:
+            return
+        ctx, vm, obs = self.ctx, self.vm, self.obs
+        if keep:
+            obs.kept = True
+            log.warning("%s: kept as it is for debugging (--keep-on-failure); revert it with 'patchgate reap' "
+                        "or by hand", vm.name)
+            ctx.ledger.record("kept", vm=vm.name)
+            return
+        record = Step(name="restore", started_at=_now())
+        obs.steps.append(record)
+        began = time.monotonic()
+        self._emit("restore", "start")
+        try:
+            with ctx.semaphores["revert"]:  # a restore is a revert: the lab's revert limit holds for it too
+                self._fence_restore()
+                if getattr(ctx.hypervisor, "keep_failure_snapshots", False) and obs.error is not None:
+                    obs.failure_snapshot = ctx.hypervisor.keep_failure_snapshot(vm, ctx.run_id)
+                with_retries("restore", lambda: ctx.hypervisor.revert(vm), ctx.lab.retries, vm=vm.name)
+            ctx.hypervisor.mark_in_use(vm, None)
+            record.duration = time.monotonic() - began
+            obs.restored = True
+            self._touched = False  # a later restore (at the end of the run) has nothing left to do
+            ctx.ledger.record("restored", vm=vm.name)
+            self._emit("restore", "ok", f"{record.duration:.2f}s")
+        except Exception as exc:  # never let cleanup of one VM stop the others
+            error = exc.at(vm=vm.name, step="restore") if isinstance(exc, LabError) else LabError(
+                f"unexpected {exc.__class__.__name__} during restore", vm=vm.name, step="restore")
+            obs.restore_error = error
+            record.ok, record.detail = False, redactor.redact(str(error))
+            record.duration = time.monotonic() - began
+            if isinstance(exc, LeaseLost):
+                self._touched = False  # the VM is another run's now: nothing more this run may do to it
+            self._emit("restore", "fail", record.detail)

@@ -1,0 +1,83 @@
+"""The settle window: after the install (and its restart) the post capture waits until the guest has settled.
+
+A Windows server that has just booted is not done starting: delayed auto-start services start "after other
+auto-start services are started plus a short delay of approximately two minutes", with "no specific time
+guarantee" (MS-SCMR 2.2.33, https://learn.microsoft.com/openspecs/windows_protocols/ms-scmr/805b8296-863d-4d1e-8ae8-f639adf8c6cb;
+https://learn.microsoft.com/windows/win32/api/winsvc/ns-winsvc-service_delayed_auto_start_info). Capturing as
+soon as WinRM answers would report them stopped, and would miss what a crash writes seconds after the install.
+The guest has settled when no service is in a pending state and every delayed-start service that ran at the
+baseline runs again; the wait is bounded by ``timeouts.settle`` (docs/lab-file.md), after which the capture is
+taken anyway and the checks judge what they see.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from patchgate.model.stable import per_user_template
+
+PENDING_STATES = frozenset({"Start Pending", "Stop Pending", "Continue Pending", "Pause Pending"})
+
+
+@dataclass(frozen=True)
+class SettleResult:
+    settled: bool
+    waited_s: float
+    polls: int
+    waiting_for: tuple[str, ...]  # what was still unsettled at the last poll
+
+    @property
+    def detail(self) -> str:
+        if self.settled:
+            return f"settled after {self.waited_s:.1f}s ({self.polls} look(s))"
+        return (f"not settled within the window ({self.waited_s:.1f}s, {self.polls} look(s)): still waiting for "
+                f"{', '.join(self.waiting_for[:8])}")
+
+
+def awaited(services: Mapping[str, object], *, ran: bool = True) -> frozenset[str]:
+    """Delayed-start services to give their chance: those that ran at the baseline (``ran``), or, before the
+    baseline, every delayed auto-start service (trigger-start and per-user ones start on their own terms)."""
+    return frozenset(name for name, s in services.items()
+                     if getattr(s, "automatic", False) and (getattr(s, "running", False) or not ran)
+                     and getattr(s, "delayed_auto_start", False) and not getattr(s, "trigger_start", False)
+                     and per_user_template(name, services) is None)
+
+
+def unsettled(services: Mapping[str, object], wanted: frozenset[str]) -> tuple[str, ...]:
+    pending = [f"{name} ({getattr(s, 'state', '?')})" for name, s in services.items()
+               if getattr(s, "state", None) in PENDING_STATES]
+    missing = [f"{name} (delayed start)" for name in sorted(wanted)
+               if not getattr(services.get(name), "running", False)]
+    return tuple(sorted(pending) + missing)
+
+
+def wait_settled(look: Callable[[], Mapping[str, object]], wanted: frozenset[str] | None, window: float,
+                 stop: threading.Event) -> SettleResult:
+    """Look at the guest's services until it has settled or ``window`` seconds passed (``stop`` ends it early);
+    ``wanted`` None: the delayed-start services of each look (before the baseline)."""
+    began = time.monotonic()
+    interval = min(5.0, max(0.2, window / 100))
+    polls = 0
+    while True:
+        polls += 1
+        services = look()
+        left = unsettled(services, awaited(services, ran=False) if wanted is None else wanted)
+        waited = time.monotonic() - began
+        if not left:
+            return SettleResult(True, waited, polls, ())
+        if waited + interval > window or stop.wait(interval):
+            return SettleResult(False, time.monotonic() - began, polls, left)
+
+
+def looks_in(detail: str) -> int:
+    """How many looks a settle step's detail says it took (each is one pipeline on the guest)."""
+    import re
+
+    match = re.search(r"(\d+) look\(s\)", detail)
+    return int(match.group(1)) if match else 0
+
+
+__all__ = ["looks_in", "SettleResult", "awaited", "unsettled", "wait_settled"]
