@@ -24,6 +24,8 @@ EXPECTED_CHECK: dict[str, str] = {
     "image:ws2025-dc-hotpatch-oct2025-nosignals": "hotpatch enrollment",
 }
 
+BOOT_ONLY = {"revert-fails:always"}  # only `doctor --boot` reverts
+
 
 def _doctor(run, *args: str):
     proc = run.patchgate("doctor", "--lab", str(run.lab_file), "--json", *args)
@@ -34,19 +36,53 @@ def _failed(doc: dict, vm: str) -> dict[str, dict]:
     return {c["name"]: c for c in doc["vms"][vm] if c["status"] == "fail"}
 
 
+def _not_ok(checks: list[dict]) -> list[dict]:
+    """Checks that are not ok, but for the TLS warning of the test labs' plain-HTTP remoting."""
+    return [c for c in checks if c["status"] != "ok" and c["name"] != "remoting TLS"]
+
+
+def _ledger_actions(run) -> list[tuple[str, str]]:
+    paths = sorted((run.state / "runs").glob("*.jsonl"))
+    entries = [json.loads(line) for path in paths for line in path.read_text().splitlines()]
+    return [(entry.get("action"), entry.get("vm")) for entry in entries]
+
+
 def test_default_twin_lab_passes_every_check(tmp_path: Path) -> None:
     run = make_run(tmp_path, "ok", lab_data("doctor-ok"))
     proc, doc = _doctor(run)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert set(doc["vms"]) == {FAULTY, HEALTHY}
     for vm, checks in doc["vms"].items():
-        assert not [c for c in checks if c["status"] == "fail"], (vm, checks)
+        assert not _not_ok(checks), (vm, checks)
+        assert {"name": "power state", "status": "ok", "detail": "poweredOn"}.items() <= next(
+            c for c in checks if c["name"] == "power state").items()
         names = {c["name"] for c in checks}
         assert {"language mode", "pending reboot", "free space", "clock", "admin token", "Get-HotFix"} <= names
     wsus = {c["name"]: c for c in doc["vms"][FAULTY]}
     assert wsus["WSUS API"]["status"] == "ok" and wsus["WebAdministration"]["status"] == "ok"
-    assert run.at_snapshot(FAULTY) and run.at_snapshot(HEALTHY)  # restored: doctor leaves nothing behind
+    assert run.at_snapshot(FAULTY) and run.at_snapshot(HEALTHY)  # doctor leaves nothing behind
+    assert not {action for action, _vm in _ledger_actions(run)} & {"revert", "install", "reboot", "restored"}
     assert not run.leases()
+
+
+def test_a_powered_off_vm_is_not_started_and_each_guest_check_warns(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "off", lab_data("doctor-off", faults=["powered-off"]))
+    proc, doc = _doctor(run)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # warnings only: nothing failed
+    checks = {c["name"]: c for c in doc["vms"][FAULTY]}
+    assert checks["power state"]["status"] == "warn" and checks["power state"]["detail"] == "poweredOff"
+    for name in ("WinRM reachable and auth", "language mode", "free space", "pending reboot", "WSUS API"):
+        assert checks[name]["status"] == "warn", checks[name]
+        assert "patchgate doctor --boot" in checks[name]["advice"]
+    assert not _not_ok(doc["vms"][HEALTHY])
+    assert ("revert", FAULTY) not in _ledger_actions(run)
+
+    proc, doc = _doctor(run, "--boot")  # the explicit opt-in: booted from the snapshot, read, restored
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not _not_ok(doc["vms"][FAULTY]), doc["vms"][FAULTY]
+    actions = _ledger_actions(run)
+    assert ("revert", FAULTY) in actions and ("restored", FAULTY) in actions
+    assert run.at_snapshot(FAULTY) and not run.leases()
 
 
 @pytest.mark.parametrize("condition", sorted(EXPECTED_CHECK))
@@ -58,7 +94,7 @@ def test_each_condition_fails_its_check(tmp_path: Path, condition: str) -> None:
     else:
         faulty["faults"] = [condition]
     run = make_run(tmp_path, "c", lab)
-    proc, doc = _doctor(run)
+    proc, doc = _doctor(run, *(["--boot"] if condition in BOOT_ONLY else []))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     failed = _failed(doc, FAULTY)
     assert EXPECTED_CHECK[condition] in failed, failed
