@@ -433,6 +433,9 @@ def build_parser() -> Parser:
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON (for CI)")
     doctor.add_argument("--boot", action="store_true",
                         help="boot each VM from its snapshot as a run does and restore it afterwards")
+    doctor.add_argument("--noise", action="store_true",
+                        help="also measure the lab's own noise (implies --boot): capture, restart without an "
+                        "install, capture, and show which invariants would fail on that diff; restores the VM")
     doctor.set_defaults(func=_lazy("patchgate.doctor.command", "cmd_doctor"))
 
     capture = sub.add_parser("capture", help="save one VM's probe output as a transcript (docs/probes.md)",

@@ -136,3 +136,27 @@ def test_validate_with_pending_reboot_is_inconclusive_at_preflight(tmp_path: Pat
     assert ("install", FAULTY) not in events  # nothing was installed on the VM that failed its preflight
     assert ("install", HEALTHY) in events
     assert run.at_snapshot(FAULTY)
+
+
+def test_noise_probe_restarts_judges_the_diff_and_restores(tmp_path: Path) -> None:
+    lab = lab_data("doctor-noise")
+    lab["hypervisor"]["settings"] = {"noise": "realistic", "seed": 7}
+    run = make_run(tmp_path, "n", lab)
+    proc, doc = _doctor(run, "--noise", "--vm", FAULTY)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    outcomes = doc["noise"][FAULTY]
+    assert outcomes["services.auto_start_running"]["status"] in ("passed", "failed")
+    assert outcomes["wsus.role"]["status"] == "passed"
+    assert outcomes["hotpatch.no_restart"]["status"] == "not judged"  # about a candidate: none was installed
+    probe = next(c for c in doc["vms"][FAULTY] if c["name"] == "noise probe")
+    failed = [inv for inv, o in outcomes.items() if o["status"] == "failed"]
+    assert probe["detail"].startswith(f"restart without an install: {len(failed)} of ")
+    actions = _ledger_actions(run)
+    assert [a for a, vm in actions if vm == FAULTY] == ["revert", "reboot", "restored"], actions
+    assert ("install", FAULTY) not in actions
+    assert run.at_snapshot(FAULTY) and not run.leases()
+
+    text = run.patchgate("doctor", "--lab", str(run.lab_file), "--noise", "--vm", FAULTY)
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert f"noise probe {FAULTY}: restart without an install" in text.stdout
+    assert "services.configuration" in text.stdout.split("noise probe", 2)[-1]

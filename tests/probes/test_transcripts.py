@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from patchgate.doctor.transcript import HOST_PLACEHOLDER, META, replay
-from support.suite_replay import evaluate
+from fixtures.offline import evaluate_transcript
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "transcripts"
 TRANSCRIPTS = sorted(p for p in DATA.iterdir() if (p / META).is_file())
@@ -39,21 +39,22 @@ def test_transcript_replays_as_it_was_read(folder: Path) -> None:
 
 @pytest.mark.parametrize("folder", TRANSCRIPTS, ids=[p.name for p in TRANSCRIPTS])
 def test_the_suites_find_nothing_changed_in_a_transcript(folder: Path) -> None:
-    outcomes = evaluate(folder)
-    failed = {invariant: outcome for invariant, outcome in outcomes.items() if outcome.startswith("failed")}
+    outcomes = evaluate_transcript(folder)
+    failed = {invariant: o["detail"] for invariant, o in outcomes.items() if o["status"] == "failed"}
     assert not failed, failed
-    judged = [invariant for invariant, outcome in outcomes.items() if outcome == "passed"]
-    assert {"services.auto_start_running", "services.configuration", "firewall.rules", "firewall.profiles"} <= set(
-        judged), outcomes  # every role's posture checks were evaluated, not skipped
+    judged = {invariant for invariant, o in outcomes.items() if o["status"] == "passed"}
+    assert {"services.auto_start_running", "services.configuration", "firewall.rules", "firewall.profiles"} <= \
+        judged, outcomes  # every role's posture checks were evaluated, not skipped
 
 
 def test_a_renamed_property_fails_the_suites_replay(tmp_path: Path) -> None:
     copy = tmp_path / "renamed"
     shutil.copytree(DATA / "twin-ws2025-dc-hotpatch-oct2025", copy)
-    assert evaluate(copy)["hotpatch.enrollment"] == "passed"
+    assert evaluate_transcript(copy)["hotpatch.enrollment"]["status"] == "passed"
     hotpatch = copy / "hotpatch.json"
     hotpatch.write_text(hotpatch.read_text().replace('"HotPatchTableSize"', '"HotPatchTableBytes"'))
-    assert evaluate(copy)["hotpatch.enrollment"].startswith("failed"), evaluate(copy)
+    outcome = evaluate_transcript(copy)["hotpatch.enrollment"]
+    assert outcome["status"] == "failed" and "not enrolled" in outcome["detail"], outcome
 
 
 def test_a_renamed_property_fails_the_replay(tmp_path: Path) -> None:
