@@ -8,5 +8,6 @@ pytest_plugins = [
     "fixtures.progress",
     "fixtures.checks",
     "fixtures.allure_wiring",
+    "fixtures.allure_check_result",
     "fixtures.allure_writer",
 ]
