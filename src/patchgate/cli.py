@@ -391,11 +391,14 @@ def build_parser() -> Parser:
                                              required=True)
     new = candidate_sub.add_parser("new", help="write a candidate file from the update's package files",
                                    description="Write candidates/<KB>.yaml: the KB from the package file name, "
-                                   "each package's sha256, the classification (given or asked); title, target "
-                                   "build, release date and KB article as placeholders that loading the file "
-                                   "refuses until they are filled in.",
+                                   "each package's sha256, the classification (given or asked), and what each "
+                                   ".msu's own properties file says (applicability, installation type, KB article "
+                                   "number, support link) in its notes, or why it could not be read; title, target "
+                                   "build, release date (and the KB article without a support link) as "
+                                   "placeholders that loading the file refuses until they are filled in.",
                                    epilog="exit codes: 0 written, 4 bad input (no package, KB not in the file "
-                                   "name, the candidate file exists, no --classification without a terminal)")
+                                   "name, a package whose properties name another KB, the candidate file exists, "
+                                   "no --classification without a terminal)")
     new.add_argument("packages", nargs="+", metavar="PACKAGE", help="the update's .msu (or .cab) files, in "
                      "install order")
     new.add_argument("--classification", choices=CLASSIFICATIONS,
