@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from patchgate.doctor.transcript import HOST_PLACEHOLDER, META, replay
 from fixtures.offline import evaluate_transcript
+from patchgate.doctor.transcript import HOST_PLACEHOLDER, META, replay
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "transcripts"
 TRANSCRIPTS = sorted(p for p in DATA.iterdir() if (p / META).is_file())

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from patchgate.config.candidate import Candidate
 from patchgate.config.lab import Lab
+from patchgate.diff import render_table
 from patchgate.doctor.checks import Check, account_checks, assumption_checks, identity_checks, webadmin_check
 from patchgate.doctor.facts import GuestFacts, read_facts
 from patchgate.doctor.preflight import judge_preflight
-from patchgate.diff import render_table
 from patchgate.errors import EXIT_INCONCLUSIVE, LabError
 from patchgate.labrun import LabRun, RunSelection
 from patchgate.lifecycle import VmLifecycle
