@@ -73,7 +73,7 @@ def test_a_powered_off_vm_is_not_started_and_each_guest_check_warns(tmp_path: Pa
     assert checks["power state"]["status"] == "warn" and checks["power state"]["detail"] == "poweredOff"
     for name in ("WinRM reachable and auth", "language mode", "free space", "pending reboot", "WSUS API"):
         assert checks[name]["status"] == "warn", checks[name]
-        assert "patchgate doctor --boot" in checks[name]["advice"]
+        assert checks[name]["advice"].startswith("powered off: start it, or run `patchgate doctor --boot`")
     assert not _not_ok(doc["vms"][HEALTHY])
     assert ("revert", FAULTY) not in _ledger_actions(run)
 

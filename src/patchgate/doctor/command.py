@@ -61,8 +61,9 @@ BOOT_ADVICE = "start it, or run `patchgate doctor --boot` (boots it from its sna
 
 def powered_off_checks(state: str, role: str) -> list[Check]:
     """What doctor says about a VM it did not start: the power state, and a warning per guest check."""
+    words = {"poweredOff": "powered off", "suspended": "suspended"}.get(state, state)
     checks = [Check("hypervisor", "power state", "warn", state, BOOT_ADVICE)]
-    checks += [Check(area, name, "warn", f"not read: the VM is {state}", f"{state}: {BOOT_ADVICE}")
+    checks += [Check(area, name, "warn", f"not read: the VM is {words}", f"{words}: {BOOT_ADVICE}")
                for area, name, only in GUEST_CHECKS if only in (None, role)]
     return checks
 
