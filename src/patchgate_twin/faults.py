@@ -29,7 +29,6 @@ FAULTS: dict[str, str] = {
     "disk-full": "the system drive is full (argument: free MiB, default 100)",
     "constrained-language": "the remoting endpoint runs ConstrainedLanguage (AppLocker/WDAC enforced)",
     "clock-skew": "the guest's clock is off (argument: seconds, default 900)",
-    "powered-off": "the VM rests powered off (its snapshot holds no memory) until something starts it",
 }
 
 

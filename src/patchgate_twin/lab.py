@@ -325,11 +325,13 @@ class TwinLab:
     def power_state(self, name: str) -> str:
         """What the hypervisor reports: ``poweredOn`` or ``poweredOff``. A twin lab's VMs rest running at their
         snapshot (as a vSphere VM does whose snapshot holds its memory): a VM this twin has not reverted yet and
-        that no earlier run left changed is up and ready, so ``patchgate doctor`` can read it as it is (fault
-        'powered-off': it rests off)."""
+        that no earlier run left changed is up and ready, so ``patchgate doctor`` can read it as it is (settings
+        ``at_rest: off``: it rests off)."""
         vm = self.vm(name)
+        settings = self.lab.hypervisor.settings
+        rests_running = getattr(settings, "at_rest", "running") == "running"
         with vm.lock:
-            if not vm.powered_on and vm.reverts == 0 and not vm.dirty and "powered-off" not in vm.faults:
+            if not vm.powered_on and vm.reverts == 0 and not vm.dirty and rests_running:
                 if vm.host is None:
                     vm.host = self.snapshot_state(name).clone()
                 vm.powered_on = True
