@@ -43,6 +43,12 @@ STEP_CHECKS: dict[str, tuple[str, str, str]] = {
     "capture": ("assumption", "posture capture",
                 "a probe could not be read: run the probes by hand (docs/probes.md) and report the output"),
     "restore": ("hypervisor", "restore", "revert the VM by hand or with 'patchgate reap'"),
+    # --noise: the restart without an install and the capture after it
+    "reboot": ("noise", "restart", "the guest did not restart or answer again: check it in the hypervisor console"),
+    "wait_ready_after_reboot": ("noise", "guest ready after the restart",
+                                "the guest did not report ready within timeouts.reboot: check its console"),
+    "capture_post": ("noise", "capture after the restart",
+                     "a probe could not be read after the restart: run the probes by hand (docs/probes.md)"),
 }
 
 # The checks that need the guest running, as (area, check, the only role it applies to or None): a powered-off VM
@@ -220,7 +226,6 @@ def exit_code(results: dict[str, list[Check]]) -> int:
 def noise_outcomes(lifecycle: VmLifecycle) -> dict[str, dict[str, str]] | None:
     """The suites' invariants judged on the noise probe's two captures (a child process, as the suites run:
     the engine never imports them), or None when the probe did not get both captures."""
-    import os
     import subprocess
     import tempfile
 
@@ -237,9 +242,8 @@ def noise_outcomes(lifecycle: VmLifecycle) -> dict[str, dict[str, str]] | None:
                 "baseline_raw": obs.baseline_raw, "post_raw": obs.post_raw,
                 "restarted_at": restarted.isoformat(), "clock_offsets": obs.clock_offsets}
     with tempfile.TemporaryDirectory(prefix="patchgate-noise-") as folder:
-        path = Path(folder) / "observation.json"
+        path = Path(folder) / "observation.json"  # the folder is the user's alone (mkdtemp: mode 0700)
         path.write_text(json.dumps(document), encoding="utf-8")
-        os.chmod(path, 0o600)  # the captures: no secret, but the VM's own names
         child = subprocess.run([sys.executable, "-m", "fixtures.offline", str(path)], cwd=root,
                                capture_output=True, text=True, check=False)
     if child.returncode != 0:
