@@ -2,7 +2,7 @@
 
 An .msu (Microsoft Update Standalone Package) is a CAB archive holding the update's own .cab (or .wim), an .xml,
 ``WSUSSCAN.cab`` and a properties file ``<package>-pkgProperties.txt`` (Microsoft's listing of an expanded .msu:
-https://learn.microsoft.com/windows-server/get-started/deploy-nano-server, "Installing servicing packages"; the
+https://learn.microsoft.com/windows-server/get-started/manage-nano-server, "Installing servicing packages"; the
 properties file holds ``Key="Value"`` lines such as ``Applies to``, ``Build Date``, ``Installation Type``,
 ``KB Article Number`` and ``Support Link``: https://blogs.technet.microsoft.com/hot/2008/08/25/how-to-know-whether-a-fix-can-be-applied-to-vista-or-server-2008/).
 The file is read with ``cabarchive``, which holds the whole archive in memory and reads stored and MSZIP
