@@ -352,11 +352,14 @@ def build_parser() -> Parser:
                                              required=True)
     new = candidate_sub.add_parser("new", help="write a candidate file from the update's package files",
                                    description="Write candidates/<KB>.yaml: the KB from the package file name, "
-                                   "each package's sha256, the classification (given or asked); title, target "
-                                   "build, release date and KB article as placeholders that loading the file "
-                                   "refuses until they are filled in.",
+                                   "each package's sha256, the classification (given or asked), and what each "
+                                   ".msu's own properties file says (applicability, installation type, KB article "
+                                   "number, support link) in its notes, or why it could not be read; title, target "
+                                   "build, release date (and the KB article without a support link) as "
+                                   "placeholders that loading the file refuses until they are filled in.",
                                    epilog="exit codes: 0 written, 4 bad input (no package, KB not in the file "
-                                   "name, the candidate file exists, no --classification without a terminal)")
+                                   "name, a package whose properties name another KB, the candidate file exists, "
+                                   "no --classification without a terminal)")
     new.add_argument("packages", nargs="+", metavar="PACKAGE", help="the update's .msu (or .cab) files, in "
                      "install order")
     new.add_argument("--classification", choices=CLASSIFICATIONS,
@@ -382,20 +385,27 @@ def build_parser() -> Parser:
     reap.set_defaults(func=_lazy("patchgate.run.reap", "cmd_reap"))
 
     doctor = sub.add_parser("doctor", help="check a lab before trusting its verdicts: hypervisor, remoting, VMs",
-                            description="Boot each VM from its snapshot as a run does, read it (nothing is "
-                            "installed), restore it, and print one line per check with ok / warn / fail and what "
-                            "to do (docs/doctor.md).",
+                            description="Read each VM as it is (its snapshot and power state from the "
+                            "hypervisor; a running VM is probed, nothing is reverted, started or installed) and "
+                            "print one line per check with ok / warn / fail and what to do (docs/doctor.md). A "
+                            "powered-off VM gets a warning per guest check unless --boot.",
                             epilog="exit codes: 0 nothing failed (warnings allowed), 2 a check failed (lab trouble), "
                             "4 bad input")
     _add_lab_arguments(doctor)
     doctor.add_argument("--vm", action="append", default=[], metavar="NAME", help="only this VM (repeatable)")
     doctor.add_argument("--candidate", help="candidate file or KB id: check free space for its packages (x3)")
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON (for CI)")
+    doctor.add_argument("--boot", action="store_true",
+                        help="boot each VM from its snapshot as a run does and restore it afterwards")
+    doctor.add_argument("--noise", action="store_true",
+                        help="also measure the lab's own noise (implies --boot): capture, restart without an "
+                        "install, capture, and show which invariants would fail on that diff; restores the VM")
     doctor.set_defaults(func=_lazy("patchgate.doctor.command", "cmd_doctor"))
 
     capture = sub.add_parser("capture", help="save one VM's probe output as a transcript (docs/probes.md)",
-                             description="Boot the VM from its snapshot as a run does, run one posture capture and "
-                             "the preflight script (nothing is installed), restore it, and write each probe's raw "
+                             description="Run one posture capture and the preflight script on the running VM "
+                             "(--boot: boot it from its snapshot first and restore it afterwards; nothing is "
+                             "installed), and write each probe's raw "
                              "output with the patchgate version and the VM's build to DIR. Secrets are always "
                              "redacted; host names are replaced unless --keep-names.",
                              epilog="exit codes: 0 written, 2 lab trouble (nothing usable was captured), 4 bad input")
@@ -403,6 +413,8 @@ def build_parser() -> Parser:
     capture.add_argument("--vm", required=True, metavar="NAME", help="the VM to capture")
     capture.add_argument("--out", required=True, metavar="DIR", help="the transcript folder to write")
     capture.add_argument("--keep-names", action="store_true", help="keep the VM's host names in the files")
+    capture.add_argument("--boot", action="store_true",
+                         help="boot the VM from its snapshot as a run does and restore it afterwards")
     capture.set_defaults(func=_lazy("patchgate.doctor.command", "cmd_capture"))
 
     calendar = sub.add_parser("calendar", help="show the hotpatch calendar (months, KBs, builds, kinds, sources)",

@@ -14,6 +14,7 @@ pytest_plugins = [
     "patchgate_pytest.progress",
     "patchgate_pytest.checks",
     "patchgate_pytest.allure_wiring",
+    "patchgate_pytest.allure_check_result",
     "patchgate_pytest.allure_writer",
 ]
 

@@ -41,6 +41,9 @@ class TwinHypervisor:
     def power_on(self, vm: VmSpec) -> None:
         self.twin.power_on(vm.name)
 
+    def power_state(self, vm: VmSpec) -> str:
+        return self.twin.power_state(vm.name)
+
     def wait_ready(self, vm: VmSpec, timeout: float) -> GuestEndpoint:
         self.twin.wait_ready(vm.name, timeout)
         return self._endpoint_for(vm.name)

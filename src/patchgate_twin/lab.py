@@ -315,6 +315,22 @@ class TwinLab:
             self.persist(name)
         self._notify()
 
+    def power_state(self, name: str) -> str:
+        """What the hypervisor reports: ``poweredOn`` or ``poweredOff``. A twin lab's VMs rest running at their
+        snapshot (as a vSphere VM does whose snapshot holds its memory): a VM this twin has not reverted yet and
+        that no earlier run left changed is up and ready, so ``patchgate doctor`` can read it as it is (settings
+        ``at_rest: off``: it rests off)."""
+        vm = self.vm(name)
+        settings = self.lab.hypervisor.settings
+        rests_running = getattr(settings, "at_rest", "running") == "running"
+        with vm.lock:
+            if not vm.powered_on and vm.reverts == 0 and not vm.dirty and rests_running:
+                if vm.host is None:
+                    vm.host = self.snapshot_state(name).clone()
+                vm.powered_on = True
+                vm.ready_at = None if self._ready_time(vm) is None else time.monotonic()
+            return "poweredOn" if vm.powered_on else "poweredOff"
+
     def _ready_time(self, vm: TwinVm) -> float | None:
         if {"never-ready", "no-ip"} & set(vm.faults) or "never-ready" in vm.sticky_faults:
             return None

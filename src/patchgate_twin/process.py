@@ -45,8 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SERVICE_METHODS = ("ensure_snapshot", "revert", "power_on", "wait_ready", "reboot", "keep_snapshot",
-                   "start_endpoint", "counters", "reset_counters", "stop_endpoints", "pid", "stop", "close")
+SERVICE_METHODS = ("ensure_snapshot", "revert", "power_on", "power_state", "wait_ready", "reboot",
+                   "keep_snapshot", "start_endpoint", "counters", "reset_counters", "stop_endpoints", "pid", "stop", "close")
 
 
 class _TwinManager(BaseManager):
@@ -290,6 +290,9 @@ class RemoteTwinLab:
 
     def power_on(self, name: str) -> None:
         self._call("power_on", name)
+
+    def power_state(self, name: str) -> str:
+        return str(self._call("power_state", name))
 
     def wait_ready(self, name: str, timeout: float) -> None:
         self._call("wait_ready", name, timeout)

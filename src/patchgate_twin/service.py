@@ -54,6 +54,9 @@ class TwinService:
     def power_on(self, vm: str) -> None:
         self.twin.power_on(vm)
 
+    def power_state(self, vm: str) -> str:
+        return str(self.twin.power_state(vm))
+
     def wait_ready(self, vm: str, timeout: float) -> None:
         self.twin.wait_ready(vm, timeout)
 

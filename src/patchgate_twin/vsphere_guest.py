@@ -236,6 +236,10 @@ class VsphereTwinGuest:
 
     # -- guest reports
 
+    def report_running(self, name: str) -> None:
+        """Report a guest that was already running when this watcher started (no task announced it)."""
+        self._sync(name)
+
     def _sync(self, name: str) -> None:
         """Report the guest up (once the twin says it is ready) when the simulator VM runs."""
         assert self._si is not None
@@ -334,6 +338,15 @@ class TwinGuestHypervisor:
     def power_on(self, vm: VmSpec) -> None:
         self._ensure()
         self.inner.power_on(vm)
+
+    def power_state(self, vm: VmSpec) -> str:
+        """vSphere's answer; a running simulator VM gets its twin guest played (at rest it runs its snapshot)."""
+        self._ensure()
+        assert self.guest is not None
+        state = self.inner.power_state(vm)
+        if state == "poweredOn" and self.twin.power_state(vm.name) == "poweredOn":
+            self.guest.report_running(vm.name)
+        return state
 
     def wait_ready(self, vm: VmSpec, timeout: float) -> GuestEndpoint:
         self._ensure()

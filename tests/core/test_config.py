@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from patchgate.config import load_candidate, load_lab, resolve_candidate, resolve_lab
 from patchgate.errors import ConfigError
@@ -225,3 +226,64 @@ def test_candidate_new_fills_in_what_the_package_tells_and_insists_on_the_rest(t
     nameless.write_bytes(b"x")
     assert main(["candidate", "new", str(nameless), "--classification", "lcu", "--out", str(tmp_path / "n.yaml")]) == 4
     assert "pass --kb" in capsys.readouterr().err
+
+
+def _msu(path, properties: str | None, *, utf16: bool = True):
+    """A real CAB archive laid out as an .msu (update .cab, WSUSSCAN.cab and, when given, the properties file)."""
+    from cabarchive import CabArchive, CabFile
+
+    archive = CabArchive()
+    stem = path.name.removesuffix(".msu")
+    archive[f"{stem}.cab"] = CabFile(b"the update's own cab\n" * 64)
+    archive["WSUSSCAN.cab"] = CabFile(b"scan metadata\n")
+    if properties is not None:
+        data = b"\xff\xfe" + properties.encode("utf-16-le") if utf16 else properties.encode()
+        archive[f"{stem}-pkgProperties.txt"] = CabFile(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(archive.save(compress=True))
+    return path
+
+
+PROPERTIES = ('ApplicabilityInfo="Windows Server 2025;"\r\nApplies to="Windows 11.0"\r\nBuild Date="2026/12/01"\r\n'
+              'Installation Type="FULL"\r\nKB Article Number="5072033"\r\n'
+              'Support Link="https://support.microsoft.com/help/5072033"\r\n')
+
+
+@pytest.mark.parametrize("utf16", [True, False])
+def test_candidate_new_reads_the_packages_own_properties(tmp_path, capsys, utf16):
+    from patchgate.cli import main
+
+    package = _msu(tmp_path / "windows11.0-kb5072033-x64.msu", PROPERTIES, utf16=utf16)
+    out = tmp_path / "KB5072033.yaml"
+    assert main(["candidate", "new", str(package), "--classification", "lcu", "--out", str(out)]) == 0
+    document = yaml.safe_load(out.read_text())
+    assert document["references"]["kb_article"] == "https://support.microsoft.com/help/5072033"
+    assert "ApplicabilityInfo: Windows Server 2025;" in document["notes"]
+    assert "Installation Type: FULL" in document["notes"] and "Applies to: Windows 11.0" in document["notes"]
+    assert document["title"].startswith("TODO")  # no properties field is known to carry the title
+    assert "Windows Server 2025" in capsys.readouterr().out
+
+
+def test_candidate_new_says_when_the_package_holds_no_properties(tmp_path):
+    from patchgate.cli import main
+
+    out = tmp_path / "KB5072033.yaml"
+    bare = _msu(tmp_path / "windows11.0-kb5072033-x64.msu", None)
+    assert main(["candidate", "new", str(bare), "--classification", "lcu", "--out", str(out)]) == 0
+    document = yaml.safe_load(out.read_text())
+    assert "properties not read: the archive holds no *-pkgProperties.txt" in document["notes"]
+    assert document["references"]["kb_article"].startswith("TODO")
+    plain = tmp_path / "plain" / "windows11.0-kb5072033-x64.msu"
+    plain.parent.mkdir()
+    plain.write_bytes(b"not a cab\n")
+    assert main(["candidate", "new", str(plain), "--classification", "lcu", "--out", str(tmp_path / "p.yaml")]) == 0
+    assert "properties not read: not a CAB archive" in yaml.safe_load((tmp_path / "p.yaml").read_text())["notes"]
+
+
+def test_candidate_new_refuses_a_package_whose_properties_name_another_kb(tmp_path, capsys):
+    from patchgate.cli import main
+
+    package = _msu(tmp_path / "windows11.0-kb5072033-x64.msu", PROPERTIES.replace("5072033", "5070881"))
+    assert main(["candidate", "new", str(package), "--classification", "lcu", "--out", str(tmp_path / "x.yaml")]) == 4
+    assert "KB Article Number 5070881, not KB5072033" in capsys.readouterr().err
+    assert not (tmp_path / "x.yaml").exists()

@@ -266,6 +266,36 @@ def test_without_a_terminal_the_output_is_one_ordered_stream(blocked):
     assert any(re.match(r"^\[\s*\d+\.\ds\] ws25-hp-01\s+restore\s+ok", line) for line in out[:verdict])
 
 
+def test_plain_pytest_on_the_suites_is_the_same_ordered_stream(tmp_path):
+    """`pytest suites` without patchgate validate around it (no terminal): each VM's lifecycle lines, in the order
+    its steps ran, before the first row of results; the restores before the verdict; the verdict before the
+    failures."""
+    env = {**os.environ, "PATCHGATE_STATE_DIR": str(tmp_path / "state")}
+    env.pop("PATCHGATE_PROGRESS", None)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "suites", "-p", "no:cacheprovider", "--lab", "twin",
+                           "--candidate", "KB5070881", "--vm", "ws25-hp-01", "--vm", "ws25-mbr-01",
+                           "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    shown: dict[str, list[str]] = {}
+    for line in lines:
+        if TRANSITION.match(line):
+            vm, step = line.split("]", 1)[1].split()[:2]
+            shown.setdefault(vm, []).append(step)
+    for vm in gate(out)["vms"]:
+        assert shown[vm["name"]] == [s["name"] for s in vm["steps"]], (vm["name"], shown)
+    first_row = next(i for i, line in enumerate(lines) if re.match(r"^suites/test_\w+\.py ", line))
+    verdict = next(i for i, line in enumerate(lines) if "patchgate verdict: BLOCK" in line)
+    failures = next(i for i, line in enumerate(lines) if re.match(r"^=+ FAILURES =+$", line))
+    restores = [i for i, line in enumerate(lines) if TRANSITION.match(line) and " restore " in line]
+    rows = [i for i, line in enumerate(lines) if re.match(r"^suites/test_\w+\.py ", line)]
+    transitions = [i for i, line in enumerate(lines) if TRANSITION.match(line)]
+    assert len(restores) == 2 and max(restores) < verdict < failures, "\n".join(lines[:verdict + 2])
+    assert min(transitions) < first_row  # the lab phase shows as it happens
+    assert all(i < first_row or i > max(rows) for i in transitions)  # never between the rows of results
+
+
 def test_a_step_that_needed_a_retry_says_so_and_quiet_mode_keeps_the_verdict_on_its_own_line(tmp_path):
     lab = (ROOT / "labs" / "twin.yaml").read_text(encoding="utf-8")
     data = yaml.safe_load(lab)

@@ -1,5 +1,7 @@
-"""Every transcript under tests/data/transcripts/ replayed through the parsers and the doctor's reading of them:
-what was read when the transcript was captured must be read again (docs/probes.md, "Contributing a transcript").
+"""Every transcript under tests/data/transcripts/ replayed through the parsers, the doctor's reading of them and
+the suites' invariant checks: what was read when the transcript was captured must be read again, and the suites,
+given the same capture as baseline and post, must find nothing changed (docs/probes.md, "Contributing a
+transcript").
 The twin-* folders are the twin's own output (`patchgate capture --lab twin`); a real lab's transcript joins them
 by being dropped in the folder."""
 
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from patchgate_pytest.offline import evaluate_transcript
 from patchgate.doctor.transcript import HOST_PLACEHOLDER, META, replay
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "transcripts"
@@ -32,6 +35,26 @@ def test_the_twin_transcripts_are_shipped() -> None:
 @pytest.mark.parametrize("folder", TRANSCRIPTS, ids=[p.name for p in TRANSCRIPTS])
 def test_transcript_replays_as_it_was_read(folder: Path) -> None:
     assert replay(folder) == []
+
+
+@pytest.mark.parametrize("folder", TRANSCRIPTS, ids=[p.name for p in TRANSCRIPTS])
+def test_the_suites_find_nothing_changed_in_a_transcript(folder: Path) -> None:
+    outcomes = evaluate_transcript(folder)
+    failed = {invariant: o["detail"] for invariant, o in outcomes.items() if o["status"] == "failed"}
+    assert not failed, failed
+    judged = {invariant for invariant, o in outcomes.items() if o["status"] == "passed"}
+    assert {"services.auto_start_running", "services.configuration", "firewall.rules", "firewall.profiles"} <= \
+        judged, outcomes  # every role's posture checks were evaluated, not skipped
+
+
+def test_a_renamed_property_fails_the_suites_replay(tmp_path: Path) -> None:
+    copy = tmp_path / "renamed"
+    shutil.copytree(DATA / "twin-ws2025-dc-hotpatch-oct2025", copy)
+    assert evaluate_transcript(copy)["hotpatch.enrollment"]["status"] == "passed"
+    hotpatch = copy / "hotpatch.json"
+    hotpatch.write_text(hotpatch.read_text().replace('"HotPatchTableSize"', '"HotPatchTableBytes"'))
+    outcome = evaluate_transcript(copy)["hotpatch.enrollment"]
+    assert outcome["status"] == "failed" and "not enrolled" in outcome["detail"], outcome
 
 
 def test_a_renamed_property_fails_the_replay(tmp_path: Path) -> None:

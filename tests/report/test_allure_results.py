@@ -196,7 +196,24 @@ def test_the_run_manifest_says_who_ran_it_and_from_which_commits(xdist_run):
 def test_no_pytest_internals_in_set_up_and_tear_down(blocked_run):
     fixtures = {f["name"] for c in blocked_run.allure_containers() for f in c.get("befores", []) + c.get("afters", [])}
     assert "pytestconfig" not in fixtures and not any(name.endswith("::<lambda>") for name in fixtures), fixtures
+    assert not [name for name in fixtures if name.partition("::")[2].isdigit()], fixtures  # allure's numbering
     assert "lifecycle of ws25-hp-01 (hotpatch-member)" in fixtures and "obs" in fixtures
+
+
+def test_every_check_has_its_own_result_attachment(blocked_run):
+    """The Attachments tab of every check holds its own evidence (never Allure's placeholder for an empty tab)."""
+    results = blocked_run.allure_results()
+    texts = {}
+    for result in results:
+        [attachment] = [a for a in result.get("attachments", []) if a["name"] == "check result"]
+        texts[result["name"]] = (blocked_run.results / attachment["source"]).read_text(encoding="utf-8")
+    assert len(texts) == len(results) > 60
+    failed = texts["hotpatch.track on ws25-hp-01"]
+    assert failed.startswith("hotpatch.track on ws25-hp-01: failed\n") and "KB5070881" in failed
+    assert "before" in failed and "after" in failed and "\nassert " not in failed
+    assert texts["firewall.rules on ws25-hp-01"].startswith("firewall.rules on ws25-hp-01: passed\n")
+    skipped = [t for name, t in texts.items() if ": not judged (skipped)" in t.splitlines()[0]]
+    assert skipped and all(len(t.strip().splitlines()) > 1 for t in skipped)  # with the reason
 
 
 def test_the_posture_diff_says_what_changed_at_its_top(blocked_run):

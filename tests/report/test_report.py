@@ -168,3 +168,18 @@ def test_failed_test_page_shows_the_vm_lifecycle_and_category(served, reported, 
     assert "Category: Hotpatch regressions" in text
     assert "lifecycle of ws25-hp-01 (hotpatch-member)" in text
     assert "KB5070881 article" in text and "CVE-2025-59287" in text
+
+
+def test_a_checks_attachments_tab_shows_its_result_not_a_placeholder(served, reported, tmp_path):
+    """A passing check's Attachments tab: its own "check result", not Allure's raw key for an empty tab; and no
+    numbered pytest tear-down ("lab_run::1") on its page."""
+    results = json.loads((reported / "report" / "test-results.json").read_text(encoding="utf-8"))["byId"]
+    [test_id] = [k for k, v in results.items() if v["name"] == "firewall.rules on ws25-hp-01"]
+    tab = visible_text(chromium("--dump-dom", f"{served}/report/index.html#{test_id}/attachments",
+                                profile=tmp_path / "p1").stdout)
+    assert "Attachments 1" in tab and "check result text/plain" in tab, tab[:2000]
+    assert "no-attachments-results" not in tab
+    page = visible_text(chromium("--dump-dom", f"{served}/report/index.html#{test_id}",
+                                 profile=tmp_path / "p2").stdout)
+    assert "Tear down" in page and "lab_run (tear-down)" in page, page[:3000]
+    assert not re.search(r"\w+::\d+\b", page) and "pytestconfig" not in page and "<lambda>" not in page

@@ -43,5 +43,9 @@ def test_baseline_and_install_attachments_are_written_before_the_post_capture(ru
             assert attachments[early].stat().st_mtime < post_capture, (vm["name"], early)
         assert attachments["post-update posture (JSON)"].stat().st_mtime > post_capture, vm["name"]
     assert len(referenced) == 5 * len(vms)
+    own = {a["source"] for result in run.allure_results() for a in result.get("attachments", [])
+           if a["name"] == "check result"}  # each check's own result, one per check
+    assert len(own) == len(run.allure_results())
     on_disk = {path.name for path in run.results.glob("*-attachment.*")}
-    assert on_disk == referenced, "every attachment is written once and referenced by its VM's lifecycle"
+    assert on_disk == referenced | own, ("every attachment is written once and referenced by its VM's lifecycle "
+                                         "or is a check's own result")

@@ -40,6 +40,9 @@ class TwinHypervisorSettings(Strict):
     own_process: bool = Field(True, description="serve the twin's hosts and their WinRM listeners from a process "
                               "of their own, as a real lab's machines are (psrp remoting); false keeps them inside "
                               "the harness's process, where a debugger or profiler sees both sides")
+    at_rest: Literal["running", "off"] = Field(
+        "running", description="how the twin's VMs rest between runs: running at their snapshot (doctor reads them "
+        "as they are) or powered off (doctor warns per guest check unless --boot); docs/twin.md, At rest")
 
 
 class VsphereSettings(Strict):

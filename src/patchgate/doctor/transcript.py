@@ -89,6 +89,17 @@ def _differences(expected: Any, actual: Any, where: str) -> list[str]:
     return [] if expected == actual else [f"{where}: recorded {expected!r:.80}, read now {actual!r:.80}"]
 
 
+def _raw(folder: Path, meta: dict[str, Any]) -> dict[str, str]:
+    return {area: (folder / f"{area}.json").read_text(encoding="utf-8").strip() for area in meta["areas"]}
+
+
+def posture_of(folder: Path) -> tuple[Posture, str]:
+    """The posture a transcript's raw files give this patchgate version, and the VM's role (for the suites)."""
+    meta = json.loads((folder / META).read_text(encoding="utf-8"))
+    areas = {area: parse_probe(area, text) for area, text in _raw(folder, meta).items()}
+    return Posture(captured_at=dt.datetime.now(dt.UTC), **areas), meta["role"]
+
+
 def replay(folder: Path) -> list[str]:
     """Parse a transcript's raw files again; each difference from what was read at capture time, named."""
     meta = json.loads((folder / META).read_text(encoding="utf-8"))
@@ -97,7 +108,7 @@ def replay(folder: Path) -> list[str]:
     unknown = [area for area in meta["areas"] if area not in AREAS]
     if unknown:
         return [f"{folder / META}: unknown areas {unknown}"]
-    raw = {area: (folder / f"{area}.json").read_text(encoding="utf-8").strip() for area in meta["areas"]}
+    raw = _raw(folder, meta)
     preflight_file = folder / PREFLIGHT
     preflight = preflight_file.read_text(encoding="utf-8").strip() if preflight_file.is_file() else None
     actual = readings(raw, preflight, meta["role"])

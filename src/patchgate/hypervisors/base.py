@@ -49,6 +49,9 @@ class Hypervisor(Protocol):
     def power_on(self, vm: VmSpec) -> None:
         """Power on when off; no-op when already on."""
 
+    def power_state(self, vm: VmSpec) -> str:
+        """The VM's power state as vSphere names it: ``poweredOn``, ``poweredOff`` or ``suspended`` (read only)."""
+
     def wait_ready(self, vm: VmSpec, timeout: float) -> GuestEndpoint:
         """Wait for tools/heartbeat/IP (or the twin's equivalent) and return where to connect."""
 
