@@ -46,6 +46,14 @@ def _offset(posture: object, sent: dt.datetime, answered: dt.datetime) -> float 
     return round((captured - (sent + (answered - sent) / 2)).total_seconds(), 3)
 
 
+def _lag(posture: object, answered: dt.datetime) -> dt.timedelta | None:
+    """The guest's clock minus the controller's at its lowest, from one capture: capturedAt against the moment its
+    answer arrived (the capture was taken before that). A controller time plus this lag is the earliest the
+    guest's clock can have shown at that moment, which is what a ``Since`` filter on the guest needs."""
+    captured = getattr(posture, "captured_at", None)
+    return None if captured is None else captured - answered
+
+
 @dataclass
 class LifecycleContext:
     """Everything the per-VM lifecycles of one run share."""
@@ -82,6 +90,7 @@ class VmLifecycle:
         self.session: RemoteSession | None = None
         self.prepared = threading.Event()
         self._touched = False  # the VM was changed by this run and must be restored
+        self._guest_lag: dt.timedelta | None = None  # lowest lag measured since the baseline (see _on_guest_clock)
 
     # ------------------------------------------------------------ steps
 
@@ -203,6 +212,7 @@ class VmLifecycle:
         with TURNS.released():
             obs.baseline, obs.baseline_raw = reading.result()  # a capture nobody can read: lab trouble, raised
         obs.clock_offsets["baseline"] = _offset(obs.baseline, *baseline_window)
+        self._guest_lag = _lag(obs.baseline, baseline_window[1])
         if obs.install and obs.install.restart_needed:
             self._reboot()
             if obs.unreachable is not None:
@@ -211,7 +221,7 @@ class VmLifecycle:
         if vm.role == "wsus-server":
             self._wsus_sync()
         with self.step("capture_post", limit="capture"):
-            since = obs.install.started_at if obs.install else None
+            since = self._on_guest_clock(obs.install.started_at) if obs.install else None
             taken = _now()
             obs.post, obs.post_raw = self._capture(since=since)
             self._fence("capture_post")  # the lease was still ours when the post capture ended
@@ -242,7 +252,9 @@ class VmLifecycle:
             with self.step("control_capture_baseline", limit="capture"):
                 taken = _now()
                 control.baseline, control.baseline_raw = self._capture(since=None)
-                control.clock_offsets["baseline"] = _offset(control.baseline, taken, _now())
+                answered = _now()
+                control.clock_offsets["baseline"] = _offset(control.baseline, taken, answered)
+                self._guest_lag = _lag(control.baseline, answered)
             began = _now()
             control.install = InstallRecord(kb="(control: no candidate)", exit_code=0, restart_needed=False,
                                             output=[], started_at=began, finished_at=began)
@@ -256,7 +268,7 @@ class VmLifecycle:
                 self._wsus_sync()
             with self.step("control_capture_post", limit="capture"):
                 taken = _now()
-                control.post, control.post_raw = self._capture(since=began)
+                control.post, control.post_raw = self._capture(since=self._on_guest_clock(began))
                 control.clock_offsets["post"] = _offset(control.post, taken, _now())
             main.control = control
         except LabError as exc:
@@ -264,6 +276,17 @@ class VmLifecycle:
         finally:
             main.steps.extend(control.steps)
             self.obs = main
+
+    def _on_guest_clock(self, when: dt.datetime) -> dt.datetime:
+        """A controller time as the guest's clock showed it at the earliest: what the guest stamped after ``when``
+        is at or after this, whatever its skew, and a clock the guest stepped back since the baseline (seen by a
+        later look) widens the window rather than hiding events. Without a measurement, ``when`` itself."""
+        return when + self._guest_lag if self._guest_lag is not None else when
+
+    def _measured(self, posture: object, answered: dt.datetime) -> None:
+        lag = _lag(posture, answered)
+        if lag is not None and self._guest_lag is not None:
+            self._guest_lag = min(self._guest_lag, lag)
 
     def _connect(self, step: str = "connect") -> None:
         ctx, vm, obs = self.ctx, self.vm, self.obs
@@ -407,12 +430,18 @@ class VmLifecycle:
             def look() -> dict[str, object]:
                 with ctx.semaphores["capture"]:  # a look is a (small) capture: it honours limits.capture
                     result = self.session.run(script, timeout=ctx.lab.timeouts.capture)  # type: ignore[union-attr]
+                    answered = _now()
                 posture, _text = self._read_capture(result)
+                self._measured(posture, answered)  # each look measures the guest's clock again
                 return posture.area("services").services  # type: ignore[attr-defined]
 
+            # the shortest settle is guest time; a hypervisor whose guests run time faster says so (the twin does)
+            at_least = 0.0 if before_baseline else \
+                ctx.lab.timeouts.settle_min * getattr(ctx.hypervisor, "guest_time_scale", 1.0)
             try:
                 wanted = None if before_baseline else awaited(self.obs.baseline.area("services").services)
-                record.detail = wait_settled(look, wanted, ctx.lab.timeouts.settle, ctx.stop).detail
+                record.detail = wait_settled(look, wanted, ctx.lab.timeouts.settle, ctx.stop,
+                                             at_least=at_least).detail
             except LabError as exc:  # the post capture and the checks still say what they see
                 record.detail = f"could not look at the guest's services: {exc}"
 

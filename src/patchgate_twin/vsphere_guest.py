@@ -32,6 +32,7 @@ from patchgate.hypervisors.vsphere.inventory import find_vm, snapshot_tree
 from patchgate.hypervisors.vsphere.simulator import guest_config
 from patchgate.hypervisors.vsphere.tasks import TaskWaiter
 from patchgate.secrets.base import Credentials
+from patchgate_twin.model import TIME_SCALE
 
 log = logging.getLogger("patchgate.hypervisors.vsphere.twin_guest")
 
@@ -299,6 +300,7 @@ class TwinGuestHypervisor:
         self.guest: VsphereTwinGuest | None = None
         self.kind = inner.kind
         self.cert_validation = inner.cert_validation
+        self.guest_time_scale = TIME_SCALE  # the guests are the twin's: Windows time runs fast (docs/twin.md)
 
     def __getattr__(self, name: str) -> Any:  # settings, vm_ref, tag_field, cancel, ... (reap works too)
         return getattr(self.inner, name)

@@ -37,6 +37,9 @@ class TwinHypervisorSettings(Strict):
         "quiet", description="realistic: the hosts change on their own as real VMs do (docs/twin.md, Noise)")
     seed: int | None = Field(None, ge=0, description="the noise's seed; `patchgate validate --seed N` sets it "
                              "(default: a fresh one per run, recorded in run-manifest.json)")
+    clock_skew: float | None = Field(None, ge=-3600, le=3600, description="seconds every guest's clock is ahead "
+                                     "of the controller's (negative: behind); default: none when quiet, a seeded "
+                                     "skew of up to 90 s per VM when realistic")
     own_process: bool = Field(True, description="serve the twin's hosts and their WinRM listeners from a process "
                               "of their own, as a real lab's machines are (psrp remoting); false keeps them inside "
                               "the harness's process, where a debugger or profiler sees both sides")
@@ -254,6 +257,9 @@ class Timeouts(Strict):
     revert: float = Field(600, gt=0)
     settle: float = Field(300, ge=0, description="longest wait after the install (and its restart) for the guest "
                           "to settle before the post capture: nothing pending, delayed-start services started")
+    settle_min: float = Field(60, ge=0, description="shortest wait after the install (and its restart) before the "
+                              "post capture, in the guest's seconds: what a service that crashes soon after the "
+                              "install writes to the event log is there by then (capped by settle)")
 
 
 class Retries(Strict):
