@@ -133,7 +133,7 @@ class TwinLab:
         self.stop = stop or threading.Event()
         where = str(lab.source) if lab.source else None
         self.vms: dict[str, TwinVm] = {}
-        for spec in lab.vms:
+        for spec in [*lab.vms, *lab.control_vms]:  # the control pairs are VMs of the twin too
             faults = parse_faults(spec.faults, where=where)  # validated even when not injected
             self.vms[spec.name] = TwinVm(spec=spec, faults=faults if inject_faults else {})
         self._changed = threading.Condition()
@@ -430,7 +430,7 @@ def _noise_for(lab: Lab) -> dict[str, HostNoise]:
     if settings is None or getattr(settings, "noise", "quiet") != "realistic":
         return {}
     knobs = NoiseSettings(realistic=True, seed=int(settings.seed or 0))
-    return {vm.name: HostNoise(knobs, vm.name) for vm in lab.vms}
+    return {vm.name: HostNoise(knobs, vm.name) for vm in [*lab.vms, *lab.control_vms]}
 
 
 def snapshot_identifier(spec: VmSpec) -> str:
@@ -453,11 +453,13 @@ def check_twin_inputs(lab: Lab, extra_catalog_dirs: list[Path]) -> "Catalog":
     catalog = Catalog.load(extra_catalog_dirs)
     where = str(lab.source) if lab.source else None
     for index, vm in enumerate(lab.vms):
-        for fault in vm.faults:
-            kind = fault.partition(":")[0].strip()
-            if kind not in FAULTS:
-                raise ConfigError(f"unknown twin fault '{kind}' (known: {', '.join(sorted(FAULTS))})", file=where,
-                                  field=f"vms[{index}].faults")
+        pair = vm.control_pair.faults if vm.control_pair else []
+        for field_name, faults in ((f"vms[{index}].faults", vm.faults), (f"vms[{index}].control_pair.faults", pair)):
+            for fault in faults:
+                kind = fault.partition(":")[0].strip()
+                if kind not in FAULTS:
+                    raise ConfigError(f"unknown twin fault '{kind}' (known: {', '.join(sorted(FAULTS))})",
+                                      file=where, field=field_name)
     known = set(catalog.images())
     for index, vm in enumerate(lab.vms):
         if vm.image and vm.image not in known:
