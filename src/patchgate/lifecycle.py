@@ -187,17 +187,8 @@ class VmLifecycle:
 
     def _prepare(self) -> None:
         ctx, vm, obs = self.ctx, self.vm, self.obs
-        timeouts = ctx.lab.timeouts
         self._start_pair()
-        with self.step("revert", limit="revert", mutates=True):
-            ctx.ledger.record("revert", vm=vm.name, snapshot=vm.snapshot)
-            self._touched = True
-            obs.snapshot = self._retry("revert", lambda: ctx.hypervisor.revert(vm))  # type: ignore[assignment]
-            ctx.hypervisor.mark_in_use(vm, ctx.run_id)
-        with self.step("power_on", mutates=True):
-            self._retry("power on", lambda: ctx.hypervisor.power_on(vm))
-        with self.step("wait_ready"):
-            obs.endpoint = ctx.hypervisor.wait_ready(vm, timeouts.ready)
+        self._bring_up()
         self._connect()
         self._preflight()
         self._settle(before_baseline=True)
@@ -234,6 +225,19 @@ class VmLifecycle:
         if plan.mode == "reboot" and plan.vm == "same":
             self._control()
 
+    def _bring_up(self, prefix: str = "") -> None:
+        """Revert to the snapshot, power on, wait until the guest is ready (steps named with ``prefix``)."""
+        ctx, vm, obs = self.ctx, self.vm, self.obs
+        with self.step(f"{prefix}revert", limit="revert", mutates=True):
+            ctx.ledger.record("revert", vm=vm.name, snapshot=vm.snapshot)
+            self._touched = True
+            obs.snapshot = self._retry("revert", lambda: ctx.hypervisor.revert(vm))  # type: ignore[assignment]
+            ctx.hypervisor.mark_in_use(vm, ctx.run_id)
+        with self.step(f"{prefix}power_on", mutates=True):
+            self._retry("power on", lambda: ctx.hypervisor.power_on(vm))
+        with self.step(f"{prefix}wait_ready"):
+            obs.endpoint = ctx.hypervisor.wait_ready(vm, ctx.lab.timeouts.ready)
+
     def _control(self) -> None:
         """The control run on the same VM: restored after the candidate's run and taken through the same lifecycle
         without the candidate. Its observation goes to ``control``; lab trouble in it is recorded, never raised:
@@ -257,16 +261,8 @@ class VmLifecycle:
         """The control's lifecycle on ``self.vm`` into ``self.obs``: revert, power on, settle, baseline, the
         restart the candidate demanded (``restart`` says whether it did, waiting for it if need be), settle, WSUS
         sync on WSUS servers, post capture."""
-        ctx, vm, control = self.ctx, self.vm, self.obs
-        with self.step("control_revert", limit="revert", mutates=True):
-            ctx.ledger.record("revert", vm=vm.name, snapshot=vm.snapshot)
-            self._touched = True
-            control.snapshot = self._retry("revert", lambda: ctx.hypervisor.revert(vm))  # type: ignore[assignment]
-            ctx.hypervisor.mark_in_use(vm, ctx.run_id)
-        with self.step("control_power_on", mutates=True):
-            self._retry("power on", lambda: ctx.hypervisor.power_on(vm))
-        with self.step("control_wait_ready"):
-            control.endpoint = ctx.hypervisor.wait_ready(vm, ctx.lab.timeouts.ready)
+        vm, control = self.vm, self.obs
+        self._bring_up("control_")
         self._connect("control_connect")
         self._settle(before_baseline=True)
         with self.step("control_capture_baseline", limit="capture"):
