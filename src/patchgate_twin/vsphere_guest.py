@@ -308,9 +308,9 @@ class TwinGuestHypervisor:
     def connect(self) -> None:
         self.inner.connect()
         if self.guest is None:
-            prepare_lab_vms(self.inner, self.twin.lab.vms)
-            self.guest = VsphereTwinGuest(self.inner.settings, self.inner._credentials, self.twin.lab.vms,
-                                          self.twin).start()
+            specs = [*self.twin.lab.vms, *self.twin.lab.control_vms]  # the control pairs are guests too
+            prepare_lab_vms(self.inner, specs)
+            self.guest = VsphereTwinGuest(self.inner.settings, self.inner._credentials, specs, self.twin).start()
 
     def close(self) -> None:
         guest, self.guest = self.guest, None
