@@ -773,7 +773,9 @@ def complete_reboot(host: WindowsHost, now: dt.datetime, *, shutdown_at: dt.date
     """What a restart does, at the time it does it (``shutdown_at`` the shutdown, ``now`` the boot, both on the
     guest's clock): User32 1074 and EventLog 6006 at the shutdown, Kernel-General 12 at the boot and EventLog 6005
     once the event log service is up (12 Windows seconds later, scaled), reboot flags cleared, LastBootUpTime set
-    to ``now``, auto-start services started and the queued post-reboot effects applied at the boot."""
+    to ``now``, auto-start services started and the queued post-reboot effects applied at the boot. 6005 is logged
+    "at boot time noting that the Event Log service was started", 6006 at a clean shutdown (Microsoft KB 196452,
+    https://support.microsoft.com/help/196452); the 12 s delay is the twin's own figure [U]."""
     initiator = r"C:\Windows\servicing\TrustedInstaller.exe" if host.reboot.cbs_reboot_pending else \
         r"C:\Windows\system32\shutdown.exe"
     down = shutdown_at or now
