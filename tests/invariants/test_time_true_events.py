@@ -1,7 +1,7 @@
 """The twin writes events when they happen, and the settle window waits for what a crash writes after the install.
 
-A candidate whose install makes W32Time crash 400 Windows seconds later (2 s on the twin's fast clock) blocks on
-services.scm_failures only because the post capture waits `timeouts.settle_min` (600 Windows seconds, 3 s): with
+A candidate whose install makes W32Time crash 1000 Windows seconds later (5 s on the twin's fast clock) blocks on
+services.scm_failures only because the post capture waits `timeouts.settle_min` (1400 Windows seconds, 7 s): with
 `settle_min: 0` the post capture is taken before the crash and does not see it.
 """
 
@@ -21,10 +21,10 @@ IMAGE = "ws2025-std-member-oct2025"
 LATE_CRASH = {
     "description": "a crash written after the install",
     "behaviours": [{
-        "kb": "KB9912001", "title": "Synthetic regression: W32Time crashes 400 s after the install",
+        "kb": "KB9912001", "title": "Synthetic regression: W32Time crashes 1000 s after the install",
         "classification": "synthetic", "synthetic": True, "restart": "never",
         "effects": [{"add_event": {"provider_name": "Service Control Manager", "id": 7031, "level": "Error",
-                                   "offset_seconds": 400, "properties": ["Windows Time", "1"],
+                                   "offset_seconds": 1000, "properties": ["Windows Time", "1"],
                                    "message": "The Windows Time service terminated unexpectedly."}}],
     }],
 }
@@ -47,7 +47,7 @@ def _run(tmp: Path, settle_min: float) -> Run:
 
 def test_the_settle_window_waits_for_a_crash_written_after_the_install(tmp_path: Path) -> None:
     vm = vm_name(IMAGE)
-    waited = _run(tmp_path, settle_min=600)
+    waited = _run(tmp_path, settle_min=1400)
     assert waited.failed(vm) == {"services.scm_failures"}, waited.explain(vm)
     assert "Windows Time" in waited.message(vm, "services.scm_failures")
     hurried = _run(tmp_path, settle_min=0)
