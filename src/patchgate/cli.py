@@ -299,7 +299,8 @@ def build_parser() -> Parser:
                                "the lab file's seed, else a fresh one, recorded in run-manifest.json")
     validate.add_argument("--control", action="store_true",
                           help="also take each VM through the same lifecycle without the candidate (lab `control: "
-                               "reboot`); checks that fail there too are reported as noise seen on the control")
+                               "reboot`; a lab with `control: {vm: paired}` runs it on each VM's control_pair); "
+                               "checks that fail there too are reported as noise seen on the control")
     validate.add_argument("--keep-on-failure", action="store_true",
                           help="leave VMs whose checks failed as they are, for debugging (says so in the output)")
     validate.add_argument("pytest_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

@@ -84,8 +84,10 @@ def _seen_on_control(func: Callable[..., Any], invariant_id: str, obs: VmObserva
         func(**{k: (view if isinstance(v, VmObservation) else v) for k, v in kwargs.items()})
     except AssertionError as on_control:
         _NOTES.reset(token)
+        where = "" if control.vm.name == obs.vm.name else f" (paired VM {control.vm.name})"
         note(f"noise seen on the control (the same check fails without the candidate):\n"
-             f"--- with the candidate ---\n{_table_of(failure)}\n--- on the control ---\n{_table_of(on_control)}")
+             f"--- with the candidate ---\n{_table_of(failure)}\n--- on the control{where} ---\n"
+             f"{_table_of(on_control)}")
         return True
     except (KeyboardInterrupt, SystemExit):
         raise

@@ -35,7 +35,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--seed", type=int, default=None, metavar="N", help="seed of the twin's real-world noise")
     group.addoption("--fresh-seed", type=int, default=None, help="the seed `patchgate validate` drew when neither --seed nor the lab file names one")
     group.addoption("--control", action="store_true", default=False,
-                    help="a control run per VM without the candidate (lab `control: reboot`)")
+                    help="a control run per VM without the candidate (lab `control: reboot`; "
+                         "on each VM's control_pair with `control: {vm: paired}`)")
     group.addoption("--run-id", default=None, help="run identifier (default: generated)")
 
 
@@ -64,7 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
         lab = prepare_lab(lab, seed=config.getoption("--seed"),
                           fresh_seed=config.getoption("--fresh-seed") or (worker_input or {}).get("patchgate_seed"))
         if config.getoption("--control"):
-            lab = lab.model_copy(update={"control": "reboot"})
+            lab = lab.model_copy(update={"control": lab.control_plan.model_copy(update={"mode": "reboot"})})
         selection = RunSelection(vms=config.getoption("--vm"), roles=config.getoption("--role"),
                                  rings=config.getoption("--ring"))
         selected = selection.apply(lab)

@@ -695,9 +695,9 @@ def apply_effect(host: WindowsHost, effect: Effect, now: dt.datetime) -> None:
                                   or (pref.name is not None and p.name.lower() == pref.name.lower()))]
     elif action == "add_event":
         ev: EventSpec = value
-        host.events.append(EventRecord(ev.log_name, ev.provider_name, ev.id, ev.level,
-                                       now + dt.timedelta(seconds=ev.offset_seconds), ev.message,
-                                       list(ev.properties)))
+        # written when it happens: offset_seconds (Windows seconds, scaled) after the install or the reboot
+        host.log_event(EventRecord(ev.log_name, ev.provider_name, ev.id, ev.level, now, ev.message,
+                                   list(ev.properties)), delay=ev.offset_seconds)
     elif action == "set_reboot_flags":
         host.reboot = _patch_dataclass(host.reboot, value)
     elif action == "add_pending_file_renames":
@@ -769,24 +769,27 @@ def apply_install(host: WindowsHost, behaviour: Behaviour, now: dt.datetime) -> 
                           effects_applied=applied, effects_pending=pending)
 
 
-def complete_reboot(host: WindowsHost, now: dt.datetime) -> None:
-    """What a restart does: shutdown/startup events, auto-start services started, post-reboot effects applied,
-    reboot flags cleared and LastBootUpTime set to ``now``."""
+def complete_reboot(host: WindowsHost, now: dt.datetime, *, shutdown_at: dt.datetime | None = None) -> None:
+    """What a restart does, at the time it does it (``shutdown_at`` the shutdown, ``now`` the boot, both on the
+    guest's clock): User32 1074 and EventLog 6006 at the shutdown, Kernel-General 12 at the boot and EventLog 6005
+    once the event log service is up (12 Windows seconds later, scaled), reboot flags cleared, LastBootUpTime set
+    to ``now``, auto-start services started and the queued post-reboot effects applied at the boot. 6005 is logged
+    "at boot time noting that the Event Log service was started", 6006 at a clean shutdown (Microsoft KB 196452,
+    https://support.microsoft.com/help/196452); the 12 s delay is the twin's own figure [U]."""
     initiator = r"C:\Windows\servicing\TrustedInstaller.exe" if host.reboot.cbs_reboot_pending else \
         r"C:\Windows\system32\shutdown.exe"
-    down = now - dt.timedelta(seconds=40)
-    host.events.append(EventRecord("System", "User32", 1074, "Information", down - dt.timedelta(seconds=5),
-                                   f"The process {initiator} ({host.computer_name}) has initiated the restart of "
-                                   f"computer {host.computer_name} on behalf of user NT AUTHORITY\\SYSTEM for the "
-                                   "following reason: Operating System: Upgrade (Planned)",
-                                   [initiator, host.computer_name, "Operating System: Upgrade (Planned)",
-                                    "0x80020003", "restart"]))
-    host.events.append(EventRecord("System", "EventLog", 6006, "Information", down,
-                                   "The Event log service was stopped."))
-    host.events.append(EventRecord("System", "Microsoft-Windows-Kernel-General", 12, "Information", now,
-                                   f"The operating system started at system time {now.isoformat()}."))
-    host.events.append(EventRecord("System", "EventLog", 6005, "Information", now + dt.timedelta(seconds=12),
-                                   "The Event log service was started."))
+    down = shutdown_at or now
+    host.log_event(EventRecord("System", "User32", 1074, "Information", down,
+                               f"The process {initiator} ({host.computer_name}) has initiated the restart of "
+                               f"computer {host.computer_name} on behalf of user NT AUTHORITY\\SYSTEM for the "
+                               "following reason: Operating System: Upgrade (Planned)",
+                               [initiator, host.computer_name, "Operating System: Upgrade (Planned)",
+                                "0x80020003", "restart"]))
+    host.log_event(EventRecord("System", "EventLog", 6006, "Information", down, "The Event log service was stopped."))
+    host.log_event(EventRecord("System", "Microsoft-Windows-Kernel-General", 12, "Information", now,
+                               f"The operating system started at system time {now.isoformat()}."))
+    host.log_event(EventRecord("System", "EventLog", 6005, "Information", now, "The Event log service was started."),
+                   delay=12)
     host.reboot.clear_after_reboot()
     host.last_boot_up_time = now
     for svc in host.services.values():
@@ -799,7 +802,7 @@ def complete_reboot(host: WindowsHost, now: dt.datetime) -> None:
             _stop_service(host, svc)
     pending, host.pending_after_reboot = host.pending_after_reboot, []
     for item in pending:
-        _apply_logged(host, item.effect, now + dt.timedelta(seconds=30), [], item.kb)
+        _apply_logged(host, item.effect, now, [], item.kb)
 
 
 class WsusRoleMissing(RuntimeError):

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Callable
 from patchgate.config.lab import VmSpec
 from patchgate.hypervisors.base import GuestEndpoint, SnapshotRef
 from patchgate_twin.lab import TwinLab
+from patchgate_twin.model import TIME_SCALE
 
 if TYPE_CHECKING:
     from patchgate_twin.process import RemoteTwinLab
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 class TwinHypervisor:
     kind = "twin"
     cert_validation = True  # nothing to validate: no TLS between patchgate and its own twin
+    guest_time_scale = TIME_SCALE  # the twin's guests run Windows time fast (docs/twin.md)
 
     def __init__(self, lab: "TwinLab | RemoteTwinLab", endpoint_for: Callable[[str], GuestEndpoint],
                  on_guest_restart: Callable[[str], object] | None = None) -> None:

@@ -53,7 +53,7 @@ class TwinVm:
     revert_attempts: int = 0
 
 
-DISK_VERSION = 1
+DISK_VERSION = 2  # 2: hosts keep scheduled events (a disk of another version is rebuilt from its image)
 
 
 class TwinDisks:
@@ -126,7 +126,7 @@ class TwinLab:
         self.stop = stop or threading.Event()
         where = str(lab.source) if lab.source else None
         self.vms: dict[str, TwinVm] = {}
-        for spec in lab.vms:
+        for spec in [*lab.vms, *lab.control_vms]:  # the control pairs are VMs of the twin too
             faults = parse_faults(spec.faults, where=where)  # validated even when not injected
             self.vms[spec.name] = TwinVm(spec=spec, faults=faults if inject_faults else {})
         self._changed = threading.Condition()
@@ -306,9 +306,13 @@ class TwinLab:
             if vm.powered_on:
                 return
             vm.powered_on = True
-            vm.host.last_boot_up_time = self.clock()
+            now = self.clock()
             if name in self.noise:
-                self.noise[name].after_boot(vm.host, self.clock())
+                self.noise[name].after_boot(vm.host, now)
+            skew = getattr(self.lab.hypervisor.settings, "clock_skew", None)
+            if skew is not None:
+                vm.host.clock_offset_seconds = float(skew)
+            vm.host.last_boot_up_time = vm.host.guest_time(now)
             vm.ready_at = self._ready_time(vm)
             # Booting changes nothing a restore must undo: a reverted VM that is powered on (a vSphere snapshot
             # with memory comes back running) is still at its snapshot. What a run changes later marks it.
@@ -364,14 +368,16 @@ class TwinLab:
             host = self.host(name)
             vm.ready_at = None
             vm.reboots += 1
+            shutdown = host.guest_time(self.clock())
         self._notify()
         self._pause(self.latency.reboot)
         with vm.lock:
-            complete_reboot(host, self.clock())
-            host.last_boot_up_time = self.clock()
+            now = self.clock()
+            host.write_due_events(now)  # what was due before the restart was written before it
+            complete_reboot(host, host.guest_time(now), shutdown_at=shutdown)
             if name in self.noise:
                 noise = self.noise[name]
-                noise.after_boot(host, self.clock(), after_servicing=noise.serviced)
+                noise.after_boot(host, now, after_servicing=noise.serviced)
             if "reboot-never-returns" in vm.faults:
                 vm.sticky_faults.add("never-ready")
             vm.ready_at = self._ready_time(vm)
@@ -381,18 +387,20 @@ class TwinLab:
     # ------------------------------------------------------------ noise (docs/twin.md, "Noise")
 
     def guest_now(self, name: str) -> dt.datetime:
-        """The guest's own clock: the true time plus its skew."""
-        host = self.host(name)
-        return self.clock() + dt.timedelta(seconds=host.clock_offset_seconds)
+        """The guest's own clock: the true time plus its skew (what the guest stamps everything with)."""
+        return self.host(name).guest_time(self.clock())
 
     def after_install(self, name: str, host: WindowsHost) -> None:
         if name in self.noise:
             self.noise[name].after_install(host, self.clock())
 
     def settle(self, name: str, host: WindowsHost) -> None:
-        """What happened on the guest since it was last looked at (delayed starts that came due)."""
+        """What happened on the guest since it was last looked at: delayed starts and scheduled events that came
+        due are written now, stamped with the time they happened (nothing is visible before its time)."""
+        now = self.clock()
         if name in self.noise:
-            self.noise[name].settle(host, self.clock())
+            self.noise[name].settle(host, now)
+        host.write_due_events(now)
 
     def refuses_remoting(self, name: str) -> str | None:
         """Why the guest's WinRM listener refuses connections, or None: the WinRM service is not running, or no
@@ -431,7 +439,7 @@ def _noise_for(lab: Lab) -> dict[str, HostNoise]:
     if settings is None or getattr(settings, "noise", "quiet") != "realistic":
         return {}
     knobs = NoiseSettings(realistic=True, seed=int(settings.seed or 0))
-    return {vm.name: HostNoise(knobs, vm.name) for vm in lab.vms}
+    return {vm.name: HostNoise(knobs, vm.name) for vm in [*lab.vms, *lab.control_vms]}
 
 
 def snapshot_identifier(spec: VmSpec) -> str:
@@ -454,11 +462,13 @@ def check_twin_inputs(lab: Lab, extra_catalog_dirs: list[Path]) -> "Catalog":
     catalog = Catalog.load(extra_catalog_dirs)
     where = str(lab.source) if lab.source else None
     for index, vm in enumerate(lab.vms):
-        for fault in vm.faults:
-            kind = fault.partition(":")[0].strip()
-            if kind not in FAULTS:
-                raise ConfigError(f"unknown twin fault '{kind}' (known: {', '.join(sorted(FAULTS))})", file=where,
-                                  field=f"vms[{index}].faults")
+        pair = vm.control_pair.faults if vm.control_pair else []
+        for field_name, faults in ((f"vms[{index}].faults", vm.faults), (f"vms[{index}].control_pair.faults", pair)):
+            for fault in faults:
+                kind = fault.partition(":")[0].strip()
+                if kind not in FAULTS:
+                    raise ConfigError(f"unknown twin fault '{kind}' (known: {', '.join(sorted(FAULTS))})",
+                                      file=where, field=field_name)
     known = set(catalog.images())
     for index, vm in enumerate(lab.vms):
         if vm.image and vm.image not in known:

@@ -14,6 +14,10 @@ from typing import Any, Literal
 
 UTC = dt.timezone.utc
 
+# The twin runs Windows time fast: one Windows second lasts this many twin seconds (a two-minute delayed start
+# takes 0.6 s). Every delay a behaviour or the noise states in Windows seconds is scaled by it (docs/twin.md).
+TIME_SCALE = 0.005
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(UTC)
@@ -137,6 +141,15 @@ class EventRecord:
 
 
 @dataclass
+class ScheduledEvent:
+    """An event that has not happened yet: written to the log (stamped on the guest's clock) once the true time
+    reaches ``due``, never before (a capture taken earlier does not see it)."""
+
+    due: dt.datetime  # true time, not the guest's clock: a clock step does not move when things happen
+    event: EventRecord
+
+
+@dataclass
 class EnrollmentPackage:
     """HKLM:\\...\\TargetingInfo\\DynamicInstalled\\Hotpatch.amd64 (Name, Version)."""
 
@@ -237,6 +250,8 @@ class WindowsHost:
     # Twin bookkeeping, not a Windows object: effects of installed updates that show only after the next restart
     # (patchgate_twin.behaviour queues them; complete_reboot applies them).
     pending_after_reboot: list[Any] = field(default_factory=list)
+    # Twin bookkeeping: events that happen later (a crash seconds after an install, EventLog 6005 after a boot)
+    scheduled_events: list[ScheduledEvent] = field(default_factory=list)
 
     @property
     def build(self) -> str:
@@ -251,6 +266,34 @@ class WindowsHost:
     @property
     def is_azure_edition(self) -> bool:
         return self.edition_id.startswith("ServerTurbine")  # Azure Edition Core: ServerTurbineCor [U]
+
+    def true_time(self, guest: dt.datetime) -> dt.datetime:
+        """The true time when the guest's clock shows ``guest``."""
+        return guest - dt.timedelta(seconds=self.clock_offset_seconds)
+
+    def guest_time(self, true: dt.datetime) -> dt.datetime:
+        """What the guest's clock shows at true time ``true``: everything the guest stamps uses its own clock."""
+        return true + dt.timedelta(seconds=self.clock_offset_seconds)
+
+    def log_event(self, event: EventRecord, *, delay: float = 0.0) -> None:
+        """Write ``event`` now (stamped ``event.time_created``, the guest's clock) or, with ``delay`` Windows
+        seconds, when that time comes (scaled by TIME_SCALE; see write_due_events)."""
+        if delay <= 0:
+            self.events.append(event)
+            return
+        self.scheduled_events.append(
+            ScheduledEvent(self.true_time(event.time_created) + dt.timedelta(seconds=delay * TIME_SCALE), event))
+
+    def write_due_events(self, true_now: dt.datetime) -> int:
+        """Write the scheduled events whose time has come, stamped with the guest's clock at that time."""
+        due = [s for s in self.scheduled_events if s.due <= true_now]
+        if not due:
+            return 0
+        self.scheduled_events = [s for s in self.scheduled_events if s.due > true_now]
+        for item in sorted(due, key=lambda s: s.due):
+            item.event.time_created = self.guest_time(item.due)
+            self.events.append(item.event)
+        return len(due)
 
     def has_kb(self, kb: str) -> bool:
         return any(h.hotfix_id.upper() == kb.upper() for h in self.hotfixes)

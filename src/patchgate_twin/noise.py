@@ -7,6 +7,7 @@ documented, is listed in docs/twin.md ("Noise"). With ``noise: quiet`` nothing h
 
 Hooks (the twin lab and shell call them): ``after_boot`` (power on after a revert, and every restart),
 ``after_install`` (servicing), ``settle`` (before anything reads the host: delayed starts that are due happen).
+Every hook takes the true time; what the host stamps is on its own clock (``WindowsHost.guest_time``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from patchgate_twin.model import EventRecord, ListeningPort, Process, Service, WindowsHost
+from patchgate_twin.model import TIME_SCALE, EventRecord, ListeningPort, Process, Service, WindowsHost
 
 if TYPE_CHECKING:
     from patchgate.config.lab import Lab
@@ -41,7 +42,7 @@ class NoiseSettings:
 
     realistic: bool = False
     seed: int = 0
-    time_scale: float = 0.005
+    time_scale: float = TIME_SCALE
     scm_timeout_chance: float = 0.3
     trigger_stop_chance: float = 0.5
     max_skew_seconds: float = 90.0
@@ -58,6 +59,7 @@ class HostNoise:
     delayed_due: dict[str, dt.datetime] = field(default_factory=dict)  # service -> when SCM starts it
     serviced: bool = False  # an install ran since the last boot: the next boot is "the first after servicing"
     stepped: bool = False  # the clock was stepped since the revert
+    booted: bool = False  # booted since the revert: the clock's skew is drawn at the first boot and kept
 
     def __post_init__(self) -> None:
         self.reseed()
@@ -66,14 +68,16 @@ class HostNoise:
         """A revert: the same seed draws the same noise again (reproducible runs, reverts included)."""
         self.rng = random.Random(zlib.crc32(f"{self.settings.seed}:{self.vm}".encode()))
         self.delayed_due.clear()
-        self.serviced = self.stepped = False
+        self.serviced = self.stepped = self.booted = False
 
     # ------------------------------------------------------------ hooks
 
     def after_boot(self, host: WindowsHost, now: dt.datetime, *, after_servicing: bool = False) -> None:
         rng = self.rng
         host.boot_id += 1
-        host.clock_offset_seconds = rng.uniform(-self.settings.max_skew_seconds, self.settings.max_skew_seconds)
+        if not self.booted:  # a restart keeps the guest's clock; a revert brings back the snapshot's
+            host.clock_offset_seconds = rng.uniform(-self.settings.max_skew_seconds, self.settings.max_skew_seconds)
+            self.booted = True
         self._per_user_instances(host)
         self._rpc_listeners(host)
         self._ephemeral_udp(host)
@@ -93,8 +97,10 @@ class HostNoise:
         # LastBootUpTime is computed from the current time and the uptime: it drifts on VMs, and jumps when the
         # clock is stepped after a revert (windows_exporter #74, #2336; psutil #1007)
         drift = rng.uniform(-0.9, 0.9)
-        if not self.stepped:
-            drift += rng.uniform(-self.settings.max_clock_step_seconds, self.settings.max_clock_step_seconds)
+        if not self.stepped:  # the time service steps the guest's clock: everything stamped later moves with it
+            step = rng.uniform(-self.settings.max_clock_step_seconds, self.settings.max_clock_step_seconds)
+            host.clock_offset_seconds += step
+            drift += step
             self.stepped = True
         host.last_boot_up_time += dt.timedelta(seconds=drift)
         tag = f"{rng.getrandbits(64):016x}"
@@ -104,9 +110,10 @@ class HostNoise:
             if svc.trigger_start and svc.state == "Running" and rng.random() < self.settings.trigger_stop_chance:
                 _stop(host, svc)
                 svc.state = "Stopped"
-                host.events.append(EventRecord("System", "Service Control Manager", 7036, "Information", now,
-                                               f"The {svc.display_name} service entered the stopped state.",
-                                               [svc.display_name, "stopped"]))
+                host.log_event(EventRecord("System", "Service Control Manager", 7036, "Information",
+                                           host.guest_time(now),
+                                           f"The {svc.display_name} service entered the stopped state.",
+                                           [svc.display_name, "stopped"]))
         self._ephemeral_udp(host)
         self.serviced = True
 
@@ -120,9 +127,10 @@ class HostNoise:
             if svc is not None and svc.start_mode == "Auto" and svc.state != "Running":
                 svc.state = "Running"
                 _start(host, svc)
-                host.events.append(EventRecord("System", "Service Control Manager", 7036, "Information", due,
-                                               f"The {svc.display_name} service entered the running state.",
-                                               [svc.display_name, "running"]))
+                host.log_event(EventRecord("System", "Service Control Manager", 7036, "Information",
+                                           host.guest_time(due),
+                                           f"The {svc.display_name} service entered the running state.",
+                                           [svc.display_name, "running"]))
 
     # ------------------------------------------------------------ sources
 
@@ -174,9 +182,9 @@ class HostNoise:
                       "to connect.",
                 7011: f"A timeout (30000 milliseconds) was reached while waiting for a transaction response from "
                       f"the {svc.name} service."}[event_id]
-        host.events.append(EventRecord("System", "Service Control Manager", event_id, "Error",
-                                       now + dt.timedelta(seconds=self.rng.uniform(1, 20)), text,
-                                       [svc.display_name if event_id != 7011 else svc.name]))
+        host.log_event(EventRecord("System", "Service Control Manager", event_id, "Error", host.guest_time(now),
+                                   text, [svc.display_name if event_id != 7011 else svc.name]),
+                       delay=self.rng.uniform(1, 20))
 
 
 def _start(host: WindowsHost, svc: Service) -> None:

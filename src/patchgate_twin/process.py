@@ -263,7 +263,7 @@ class RemoteTwinLab:
         self.lab = lab
         self.process = process
         where = str(lab.source) if lab.source else None
-        self._faults = {vm.name: parse_faults(vm.faults, where=where) for vm in lab.vms}
+        self._faults = {vm.name: parse_faults(vm.faults, where=where) for vm in [*lab.vms, *lab.control_vms]}
         self.lease_fault = LeaseHeldFault(self._faults)
 
     def has_fault(self, name: str, kind: str) -> bool:

@@ -122,7 +122,7 @@ class TwinShell:
     def _preflight(self, vm: str, host: WindowsHost, _stmt: Statement, _input: list[Any]) -> PipelineOutput:
         from patchgate_twin.render_preflight import render_preflight
 
-        return PipelineOutput(output=[render_preflight(host, self.lab.vm(vm).faults, self.lab.clock())])
+        return PipelineOutput(output=[render_preflight(host, self.lab.vm(vm).faults, self.lab.guest_now(vm))])
 
     def _install(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
         """Add-WindowsPackage -Online -PackagePath <file|folder> -NoRestart on the twin. A folder holds a
@@ -162,7 +162,7 @@ class TwinShell:
             except KeyError:
                 return PipelineOutput(errors=[f"Add-WindowsPackage : The twin catalogue has no behaviour for {kb}; "
                                               "add one with --twin-catalog DIR"], failed=True)
-            outcome = apply_install(host, behaviour, self.lab.clock())
+            outcome = apply_install(host, behaviour, self.lab.guest_now(vm))
             log += list(outcome.log)
             if getattr(outcome, "never_ready_after_reboot", False):
                 self.lab.vm(vm).sticky_faults.add("never-ready")

@@ -32,6 +32,7 @@ from patchgate.hypervisors.vsphere.inventory import find_vm, snapshot_tree
 from patchgate.hypervisors.vsphere.simulator import guest_config
 from patchgate.hypervisors.vsphere.tasks import TaskWaiter
 from patchgate.secrets.base import Credentials
+from patchgate_twin.model import TIME_SCALE
 
 log = logging.getLogger("patchgate.hypervisors.vsphere.twin_guest")
 
@@ -303,6 +304,7 @@ class TwinGuestHypervisor:
         self.guest: VsphereTwinGuest | None = None
         self.kind = inner.kind
         self.cert_validation = inner.cert_validation
+        self.guest_time_scale = TIME_SCALE  # the guests are the twin's: Windows time runs fast (docs/twin.md)
 
     def __getattr__(self, name: str) -> Any:  # settings, vm_ref, tag_field, cancel, ... (reap works too)
         return getattr(self.inner, name)
@@ -310,9 +312,9 @@ class TwinGuestHypervisor:
     def connect(self) -> None:
         self.inner.connect()
         if self.guest is None:
-            prepare_lab_vms(self.inner, self.twin.lab.vms)
-            self.guest = VsphereTwinGuest(self.inner.settings, self.inner._credentials, self.twin.lab.vms,
-                                          self.twin).start()
+            specs = [*self.twin.lab.vms, *self.twin.lab.control_vms]  # the control pairs are guests too
+            prepare_lab_vms(self.inner, specs)
+            self.guest = VsphereTwinGuest(self.inner.settings, self.inner._credentials, specs, self.twin).start()
 
     def close(self) -> None:
         guest, self.guest = self.guest, None

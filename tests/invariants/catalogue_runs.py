@@ -65,12 +65,13 @@ PSRP = {"kind": "psrp", "settings": {"ssl": False, "auth": "basic", "encryption"
 
 def write_lab(folder: Path, catalog: Catalog, images: list[str], *, name: str = "catalogue",
               policy: dict[str, Any] | None = None, faults: dict[str, list[str]] | None = None,
-              psrp: bool = False, seed: int | None = None) -> Path:
+              psrp: bool = False, seed: int | None = None, clock_skew: float | None = None) -> Path:
     """A twin lab with one VM per image and short timeouts (the twin needs no waiting).
 
     Remoting is ``inprocess`` (fast) unless ``psrp``: the in-process kind does not bound a hanging install by the
     lab's install timeout, the WSMan endpoints do, so behaviours with ``install_hangs`` run over PSRP. ``seed``
-    makes the twin noisy (``noise: realistic`` with that seed); without it the twin is quiet.
+    makes the twin noisy (``noise: realistic`` with that seed); without it the twin is quiet. ``clock_skew``: every
+    guest's clock is that many seconds off the controller's.
     """
     folder.mkdir(parents=True, exist_ok=True)
     vms = []
@@ -91,6 +92,8 @@ def write_lab(folder: Path, catalog: Catalog, images: list[str], *, name: str = 
     }
     if policy is not None:
         data["policy"] = policy
+    if clock_skew is not None:
+        data["hypervisor"].setdefault("settings", {})["clock_skew"] = clock_skew
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
@@ -129,12 +132,12 @@ class Run:
 
 
 def run_validate(lab: Path, candidate: Path, out: Path, *, today: str | None = None,
-                 pycache: Path | None = None) -> Run:
+                 pycache: Path | None = None, extra: list[str] | None = None) -> Run:
     """`patchgate validate` as a user runs it, with its own state directory.
 
     Speed for forty runs: the suites' compiled (assertion-rewritten) modules are cached under ``pycache`` rather than
     rebuilt by every run, and Hypothesis' pytest plugin (the harness's own property tests use it, the suites do
-    not) is left out of the child pytest."""
+    not) is left out of the child pytest. ``extra``: more options for `patchgate validate`."""
     env = dict(os.environ, PATCHGATE_STATE_DIR=str(out.parent / f"{out.name}-state"))
     env.pop("PYTEST_XDIST_WORKER", None)
     env.pop("PYTEST_CURRENT_TEST", None)
@@ -144,7 +147,7 @@ def run_validate(lab: Path, candidate: Path, out: Path, *, today: str | None = N
     if today:
         env["PATCHGATE_TODAY"] = today
     proc = subprocess.run([PATCHGATE, "validate", "--lab", str(lab), "--candidate", str(candidate), "--out", str(out),
-                           "--", "-p", "no:hypothesispytest"],
+                           *(extra or []), "--", "-p", "no:hypothesispytest"],
                           check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     gate_file = out / "gate.json"
     gate = json.loads(gate_file.read_text(encoding="utf-8")) if gate_file.is_file() else {}
@@ -170,6 +173,7 @@ class CatalogueRuns:
     root: Path
     runs: dict[str, Run] = field(default_factory=dict)
     seed: int | None = None  # a noisy twin with this seed (else quiet)
+    clock_skew: float | None = None  # every guest's clock this many seconds off the controller's
 
     def plan(self) -> list[Behaviour]:
         return [b for b in self.catalog.behaviours() if b.expect]
@@ -178,7 +182,7 @@ class CatalogueRuns:
         images = sorted(behaviour.expect)
         folder = self.root / behaviour.kb
         lab = write_lab(folder, self.catalog, images, name=f"cat-{behaviour.kb.lower()}",
-                        psrp=behaviour.install_hangs, seed=self.seed)
+                        psrp=behaviour.install_hangs, seed=self.seed, clock_skew=self.clock_skew)
         candidate = write_candidate(folder / "candidate", behaviour,
                                     target_build(self.catalog, behaviour, images))
         return run_validate(lab, candidate, folder / "out", pycache=self.root / "pycache")

@@ -20,6 +20,7 @@ from patchgate_twin.catalog import Catalog
 from tests.invariants.catalogue_runs import PATCHGATE, ROOT, target_build, write_candidate, write_lab
 
 pytestmark = pytest.mark.slow
+PAIR = "member-control"
 
 NOISY_IMAGE = {
     "name": "ws2025-std-member-always-crashing", "extends": "ws2025-std-member-oct2025",
@@ -30,15 +31,20 @@ NOISY_IMAGE = {
 }
 
 
-def _validate(tmp: Path, kb: str, *, control: bool) -> dict:
+def _validate(tmp: Path, kb: str, *, control: bool, paired: bool = False) -> dict:
     catalog_dir = tmp / "catalog"
     (catalog_dir / "images").mkdir(parents=True, exist_ok=True)
     (catalog_dir / "images" / "noisy.yaml").write_text(yaml.safe_dump(NOISY_IMAGE, sort_keys=False), encoding="utf-8")
     catalog = Catalog.load([catalog_dir])
     behaviour = catalog.behaviour(kb)
     image = NOISY_IMAGE["name"]
-    folder = tmp / f"{kb}-{'control' if control else 'plain'}"
+    folder = tmp / f"{kb}-{'control' if control else 'plain'}{'-paired' if paired else ''}"
     lab = write_lab(folder, catalog, [image], name="control-lab")
+    if paired:  # the control runs on a spare VM with the same image, at the same time as the candidate's run
+        data = yaml.safe_load(lab.read_text(encoding="utf-8"))
+        data["control"] = {"mode": "reboot", "vm": "paired"}
+        data["vms"][0]["control_pair"] = PAIR
+        lab.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     candidate = write_candidate(folder / "candidate", behaviour, target_build(catalog, behaviour, [image]))
     out = folder / "out"
     env = dict(os.environ, PATCHGATE_STATE_DIR=str(folder / "state"))
@@ -50,6 +56,7 @@ def _validate(tmp: Path, kb: str, *, control: bool) -> dict:
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
     gate = json.loads((out / "gate.json").read_text(encoding="utf-8"))
     gate["_output"] = done.stdout[-3000:] + done.stderr[-2000:]
+    gate["_out"] = out
     return gate
 
 
@@ -71,3 +78,24 @@ def test_a_regression_the_control_does_not_show_still_blocks(tmp_path: Path) -> 
     assert gate["verdict"] == "block", gate["_output"]
     assert _check(gate, "services.auto_start_running")["status"] == "failed"
     assert _check(gate, "services.scm_failures")["status"] == "passed"  # the lab's own noise, seen on the control
+
+
+def test_a_control_on_a_paired_vm_runs_beside_the_candidate_and_shows_both_sides(tmp_path: Path) -> None:
+    gate = _validate(tmp_path, "KB5070881", control=False, paired=True)  # restarts: the pair restarts too
+    scm = _check(gate, "services.scm_failures")
+    assert gate["verdict"] == "approve" and scm["status"] == "passed", gate["_output"]
+    assert f"on the control (paired VM {PAIR})" in scm["message"] and scm["message"].count("W32Time") >= 2
+    vm = json.loads(next((gate["_out"] / "vms").glob("*.json")).read_text(encoding="utf-8"))
+    steps = {s["name"]: s for s in vm["steps"]}
+    assert {"control_revert", "control_capture_baseline", "reboot", "control_capture_post"} <= set(steps)
+    assert sum(s["name"] == "reboot" for s in vm["steps"]) == 2  # the candidate's restart, and the control's
+    # concurrent, not after: the pair was reverted before the candidate's post capture began
+    assert steps["control_revert"]["started_at"] < steps["capture_post"]["started_at"]
+    assert sum(s["name"] == "restore" and s["ok"] for s in vm["steps"]) == 2  # both VMs restored
+
+
+def test_a_regression_still_blocks_with_a_paired_control(tmp_path: Path) -> None:
+    gate = _validate(tmp_path, "KB9900001", control=True, paired=True)  # stops CryptSvc; --control keeps paired
+    assert gate["verdict"] == "block", gate["_output"]
+    assert _check(gate, "services.auto_start_running")["status"] == "failed"
+    assert _check(gate, "services.scm_failures")["status"] == "passed"

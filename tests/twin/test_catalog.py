@@ -22,7 +22,7 @@ from patchgate_twin.behaviour import (
     run_wsus_sync,
 )
 from patchgate_twin.catalog import Catalog, load_behaviour_file
-from patchgate_twin.model import WindowsHost
+from patchgate_twin.model import TIME_SCALE, WindowsHost
 
 NOW = dt.datetime(2025, 10, 25, 9, 0, tzinfo=dt.UTC)
 
@@ -165,8 +165,11 @@ def test_connection_port_process_event_effects(catalog: Catalog) -> None:
     apply_effect(h, effect({"add_event": {"log_name": "Application", "provider_name": "Windows Server Update Services",
                                           "id": 7053, "level": "Error", "message": "InvalidCastException",
                                           "offset_seconds": 90}}), NOW)
+    assert not any(e.id == 7053 for e in h.events)  # written when it happens, not ahead of time
+    due = NOW + dt.timedelta(seconds=90 * TIME_SCALE)
+    assert h.write_due_events(due - dt.timedelta(microseconds=1)) == 0 and h.write_due_events(due) == 1
     ev = h.events[-1]
-    assert ev.id == 7053 and ev.time_created == NOW + dt.timedelta(seconds=90) and ev.log_name == "Application"
+    assert ev.id == 7053 and ev.time_created == due and ev.log_name == "Application"
 
 
 def test_reboot_wsus_and_hotpatch_state_effects(catalog: Catalog) -> None:
@@ -210,7 +213,10 @@ def test_after_reboot_effects_wait_for_the_restart(catalog: Catalog) -> None:
     complete_reboot(h, later)
     assert h.services["Spooler"].state == "Stopped" and not h.reboot.pending_file_rename_operations
     assert h.last_boot_up_time == later and not h.pending_after_reboot
-    assert {6005, 6006, 1074} <= {e.id for e in h.events if e.time_created >= NOW}
+    assert {6006, 1074, 12} <= {e.id for e in h.events if e.time_created >= NOW}
+    assert 6005 not in {e.id for e in h.events if e.time_created >= NOW}  # the event log service is not up yet
+    h.write_due_events(later + dt.timedelta(seconds=12 * TIME_SCALE))
+    assert 6005 in {e.id for e in h.events if e.time_created >= later}
 
 
 def test_effect_on_something_the_host_lacks_is_skipped_and_logged(catalog: Catalog) -> None:

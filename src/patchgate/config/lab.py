@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from patchgate.config.located import FieldProblem
 from patchgate.config.policy import Policy
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
@@ -37,6 +38,9 @@ class TwinHypervisorSettings(Strict):
         "quiet", description="realistic: the hosts change on their own as real VMs do (docs/twin.md, Noise)")
     seed: int | None = Field(None, ge=0, description="the noise's seed; `patchgate validate --seed N` sets it "
                              "(default: a fresh one per run, recorded in run-manifest.json)")
+    clock_skew: float | None = Field(None, ge=-3600, le=3600, description="seconds every guest's clock is ahead "
+                                     "of the controller's (negative: behind); default: none when quiet, a seeded "
+                                     "skew of up to 90 s per VM when realistic")
     own_process: bool = Field(True, description="serve the twin's hosts and their WinRM listeners from a process "
                               "of their own, as a real lab's machines are (psrp remoting); false keeps them inside "
                               "the harness's process, where a debugger or profiler sees both sides")
@@ -232,6 +236,15 @@ Secrets = Annotated[EnvSecrets | VaultSecrets | TwinSecrets, Field(discriminator
 Role = Literal["hotpatch-member", "wsus-server", "member", "domain-controller", "hyperv-host"]
 
 
+class ControlPair(Strict):
+    """The spare VM a VM's control runs on (``control: {vm: paired}``): the same role, snapshot name and image."""
+
+    name: str = Field(..., pattern=NAME_RE)
+    address: str | None = Field(None, description="override the address the hypervisor reports")
+    inventory_path: str | None = Field(None, description="vSphere inventory path when names are not unique")
+    faults: list[str] = Field(default_factory=list, description="twin only: lab trouble to inject")
+
+
 class VmSpec(Strict):
     name: str = Field(..., pattern=NAME_RE)
     role: Role
@@ -241,6 +254,30 @@ class VmSpec(Strict):
     address: str | None = Field(None, description="override the address the hypervisor reports")
     inventory_path: str | None = Field(None, description="vSphere inventory path when names are not unique")
     faults: list[str] = Field(default_factory=list, description="twin only: lab trouble to inject")
+    control_pair: ControlPair | None = Field(None, description="the spare VM with the same image this VM's control "
+                                             "runs on (a name or a mapping); needs `control: {vm: paired}`")
+
+    @field_validator("control_pair", mode="before")
+    @classmethod
+    def _pair_name(cls, value: object) -> object:
+        return {"name": value} if isinstance(value, str) else value
+
+    def paired(self) -> "VmSpec | None":
+        """The control's VM: this VM's role, snapshot and image under the pair's name (None without a pair)."""
+        pair = self.control_pair
+        if pair is None:
+            return None
+        return VmSpec(name=pair.name, role=self.role, snapshot=self.snapshot, ring=self.ring, image=self.image,
+                      address=pair.address, inventory_path=pair.inventory_path, faults=list(pair.faults))
+
+
+class Control(Strict):
+    """A control run per VM without the candidate (docs/invariants.md, "Control runs")."""
+
+    mode: Literal["none", "reboot"] = Field("reboot", description="reboot: restore, the same restart the "
+                                            "candidate demanded, settle, captures")
+    vm: Literal["same", "paired"] = Field("same", description="same: on the VM itself after the candidate's run; "
+                                          "paired: on each VM's `control_pair` while the candidate runs")
 
 
 class Limits(Strict):
@@ -258,6 +295,9 @@ class Timeouts(Strict):
     revert: float = Field(600, gt=0)
     settle: float = Field(300, ge=0, description="longest wait after the install (and its restart) for the guest "
                           "to settle before the post capture: nothing pending, delayed-start services started")
+    settle_min: float = Field(60, ge=0, description="shortest wait after the install (and its restart) before the "
+                              "post capture, in the guest's seconds: what a service that crashes soon after the "
+                              "install writes to the event log is there by then (capped by settle)")
 
 
 class Retries(Strict):
@@ -278,10 +318,17 @@ class Lab(Strict):
     policy: Policy = Policy()
     calendar: Path | None = Field(None, description="the lab's own hotpatch calendar file (relative to the lab file); "
                                                      "default: the built-in calendar (docs/calendar.md)")
-    control: Literal["none", "reboot"] = Field(
+    control: Control = Field(
         "none", description="reboot: after the candidate's run each VM is restored and goes through the same "
         "lifecycle without the candidate (the same restart, settle, captures); a check that also fails there is "
-        "noise seen on the control, not a block (`patchgate validate --control` sets it)")
+        "noise seen on the control, not a block (`patchgate validate --control` sets it); `{mode: reboot, vm: "
+        "paired}` runs it on each VM's `control_pair` at the same time as the candidate's run")
+
+    @field_validator("control", mode="before")
+    @classmethod
+    def _control_word(cls, value: object) -> object:
+        """The word forms: ``none`` and ``reboot`` (on the same VM)."""
+        return {"mode": value} if isinstance(value, str) else value
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -299,7 +346,42 @@ class Lab(Strict):
                 raise ValueError(f"VM '{vm.name}' lists faults, which only the twin can inject")
         if self.remoting.kind == "inprocess" and self.hypervisor.kind != "twin":
             raise ValueError("remoting kind 'inprocess' works only with the twin hypervisor")
+        self._check_pairs(seen)
         return self
+
+    def _check_pairs(self, names: set[str]) -> None:
+        paired = self.control_plan.vm == "paired"
+        pairs: set[str] = set()
+        for index, vm in enumerate(self.vms):
+            where = ("vms", index, "control_pair")
+            if vm.control_pair is None:
+                if paired:
+                    raise FieldProblem(("vms", index), f"VM '{vm.name}' needs a control_pair (a spare VM with the "
+                                       "same image and snapshot) because control.vm is 'paired'")
+                continue
+            if not paired:
+                raise FieldProblem(where, f"a control pair is used only with `control: {{mode: reboot, vm: "
+                                   f"paired}}` (control is {self.control_plan.mode}, vm {self.control_plan.vm})")
+            name = vm.control_pair.name
+            if name in names:
+                raise FieldProblem(where, f"'{name}' is a VM of the lab; a control pair is a spare VM that never "
+                                   "gets the candidate")
+            if name in pairs:
+                raise FieldProblem(where, f"'{name}' is already another VM's control pair")
+            pairs.add(name)
+            if vm.control_pair.faults and not (self.hypervisor.kind == "twin" or (
+                    self.hypervisor.kind == "vsphere" and self.hypervisor.settings.twin_guest)):
+                raise FieldProblem((*where, "faults"), "only the twin can inject faults")
+
+    @property
+    def control_plan(self) -> Control:
+        """``control`` as a Control, also after a ``model_copy`` that set one of its word forms."""
+        return self.control if isinstance(self.control, Control) else Control(mode=self.control)
+
+    @property
+    def control_vms(self) -> list[VmSpec]:
+        """The spare VMs the controls run on (leased, reverted and restored like the lab's VMs)."""
+        return [pair for pair in (vm.paired() for vm in self.vms) if pair is not None]
 
     @property
     def simulated(self) -> bool:
@@ -320,7 +402,8 @@ class Lab(Strict):
         return (base / self.calendar).resolve()
 
     def vm(self, name: str) -> VmSpec:
-        for vm in self.vms:
+        """A VM of the lab or a control pair, by name."""
+        for vm in [*self.vms, *self.control_vms]:
             if vm.name == name:
                 return vm
         raise KeyError(name)

@@ -6,6 +6,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from patchgate.config.located import FieldProblem
 from patchgate.config.yamlfile import YamlDocument
 from patchgate.errors import ConfigError
 
@@ -46,6 +47,9 @@ def validate_document(model: type[ModelT], doc: YamlDocument, *, context: dict |
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         loc = tuple(first.get("loc", ()))
+        problem = (first.get("ctx") or {}).get("error")
+        if isinstance(problem, FieldProblem):  # a model-level check that knows which field is wrong
+            loc = loc + problem.loc
         if first.get("type") in ("union_tag_invalid", "union_tag_not_found"):
             loc += (str((first.get("ctx") or {}).get("discriminator", "")).strip("'\""),)
         loc = _data_location(loc, doc.data)

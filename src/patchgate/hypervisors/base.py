@@ -33,6 +33,8 @@ class Hypervisor(Protocol):
 
     kind: str
     cert_validation: bool
+    # Optional: how many of the lab's seconds one second of the guests' time takes (1.0 when absent). The twin's
+    # guests run Windows time fast (docs/twin.md), so waits stated in guest time (timeouts.settle_min) shrink.
 
     def connect(self) -> None:
         """Open the one session this run uses."""

@@ -57,7 +57,8 @@ class VmObservation:
     # guest state, address, port and the error (management.reachable)
     unreachable: dict[str, Any] | None = None
     # the control run (lab `control: reboot`): the same VM restored and taken through the lifecycle without the
-    # candidate; ``control_error`` says why it could not finish (its checks then stand on their own)
+    # candidate, or its control_pair (`control: {vm: paired}`) at the same time; ``control_error`` says why it
+    # could not finish (its checks then stand on their own)
     control: "VmObservation | None" = None
     control_error: str | None = None
     steps: list[Step] = field(default_factory=list)

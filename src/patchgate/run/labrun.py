@@ -134,7 +134,8 @@ class LabRun:
                     self._broken_stub(vm, self.run_error or LabError("the run could not start", vm=vm.name))
                 return
             try:
-                self._leases.append(self._take_leases([vm.name for vm in wanted]))
+                pairs = [vm.control_pair.name for vm in wanted if vm.control_pair is not None]  # their controls
+                self._leases.append(self._take_leases([vm.name for vm in wanted] + pairs))
             except LabError as exc:
                 for vm in wanted:
                     self._broken_stub(vm, exc)

@@ -46,6 +46,14 @@ def _offset(posture: object, sent: dt.datetime, answered: dt.datetime) -> float 
     return round((captured - (sent + (answered - sent) / 2)).total_seconds(), 3)
 
 
+def _lag(posture: object, answered: dt.datetime) -> dt.timedelta | None:
+    """The guest's clock minus the controller's at its lowest, from one capture: capturedAt against the moment its
+    answer arrived (the capture was taken before that). A controller time plus this lag is the earliest the
+    guest's clock can have shown at that moment, which is what a ``Since`` filter on the guest needs."""
+    captured = getattr(posture, "captured_at", None)
+    return None if captured is None else captured - answered
+
+
 @dataclass
 class LifecycleContext:
     """Everything the per-VM lifecycles of one run share."""
@@ -82,6 +90,8 @@ class VmLifecycle:
         self.session: RemoteSession | None = None
         self.prepared = threading.Event()
         self._touched = False  # the VM was changed by this run and must be restored
+        self._guest_lag: dt.timedelta | None = None  # lowest lag measured since the baseline (see _on_guest_clock)
+        self._pair: VmLifecycle | None = None  # the paired control's lifecycle (control: {vm: paired})
 
     # ------------------------------------------------------------ steps
 
@@ -166,6 +176,7 @@ class VmLifecycle:
         except PatchgateError as exc:
             self.obs.error = LabError(str(exc), vm=self.vm.name)
         finally:
+            self._finish_pair()
             self.prepared.set()
             if self.ctx.on_prepared is not None:
                 self.ctx.on_prepared(self.vm.name)
@@ -176,16 +187,8 @@ class VmLifecycle:
 
     def _prepare(self) -> None:
         ctx, vm, obs = self.ctx, self.vm, self.obs
-        timeouts = ctx.lab.timeouts
-        with self.step("revert", limit="revert", mutates=True):
-            ctx.ledger.record("revert", vm=vm.name, snapshot=vm.snapshot)
-            self._touched = True
-            obs.snapshot = self._retry("revert", lambda: ctx.hypervisor.revert(vm))  # type: ignore[assignment]
-            ctx.hypervisor.mark_in_use(vm, ctx.run_id)
-        with self.step("power_on", mutates=True):
-            self._retry("power on", lambda: ctx.hypervisor.power_on(vm))
-        with self.step("wait_ready"):
-            obs.endpoint = ctx.hypervisor.wait_ready(vm, timeouts.ready)
+        self._start_pair()
+        self._bring_up()
         self._connect()
         self._preflight()
         self._settle(before_baseline=True)
@@ -200,9 +203,11 @@ class VmLifecycle:
             with contextlib.suppress(Exception), TURNS.released():
                 obs.baseline, obs.baseline_raw = reading.result()  # evidence of the VM before the failed install
             raise
+        self._pair_installed(bool(obs.install and obs.install.restart_needed))
         with TURNS.released():
             obs.baseline, obs.baseline_raw = reading.result()  # a capture nobody can read: lab trouble, raised
         obs.clock_offsets["baseline"] = _offset(obs.baseline, *baseline_window)
+        self._guest_lag = _lag(obs.baseline, baseline_window[1])
         if obs.install and obs.install.restart_needed:
             self._reboot()
             if obs.unreachable is not None:
@@ -211,59 +216,142 @@ class VmLifecycle:
         if vm.role == "wsus-server":
             self._wsus_sync()
         with self.step("capture_post", limit="capture"):
-            since = obs.install.started_at if obs.install else None
+            since = self._on_guest_clock(obs.install.started_at) if obs.install else None
             taken = _now()
             obs.post, obs.post_raw = self._capture(since=since)
             self._fence("capture_post")  # the lease was still ours when the post capture ended
             obs.clock_offsets["post"] = _offset(obs.post, taken, _now())
-        if ctx.lab.control == "reboot":
+        plan = ctx.lab.control_plan
+        if plan.mode == "reboot" and plan.vm == "same":
             self._control()
 
+    def _bring_up(self, prefix: str = "") -> None:
+        """Revert to the snapshot, power on, wait until the guest is ready (steps named with ``prefix``)."""
+        ctx, vm, obs = self.ctx, self.vm, self.obs
+        with self.step(f"{prefix}revert", limit="revert", mutates=True):
+            ctx.ledger.record("revert", vm=vm.name, snapshot=vm.snapshot)
+            self._touched = True
+            obs.snapshot = self._retry("revert", lambda: ctx.hypervisor.revert(vm))  # type: ignore[assignment]
+            ctx.hypervisor.mark_in_use(vm, ctx.run_id)
+        with self.step(f"{prefix}power_on", mutates=True):
+            self._retry("power on", lambda: ctx.hypervisor.power_on(vm))
+        with self.step(f"{prefix}wait_ready"):
+            obs.endpoint = ctx.hypervisor.wait_ready(vm, ctx.lab.timeouts.ready)
+
     def _control(self) -> None:
-        """The control run: the same VM restored and taken through the same lifecycle without the candidate (the
-        restart the candidate demanded, the settle window, both captures). Its observation goes to ``control``;
-        lab trouble in it is recorded, never raised: the candidate's own results stand."""
-        ctx, vm, main = self.ctx, self.vm, self.obs
-        control = VmObservation(vm=vm)
+        """The control run on the same VM: restored after the candidate's run and taken through the same lifecycle
+        without the candidate. Its observation goes to ``control``; lab trouble in it is recorded, never raised:
+        the candidate's own results stand."""
+        main = self.obs
+        control = VmObservation(vm=self.vm)
         self.obs = control
         try:
             if self.session is not None:
                 self.session.close()
                 self.session = None
-            with self.step("control_revert", limit="revert", mutates=True):
-                ctx.ledger.record("revert", vm=vm.name, snapshot=vm.snapshot)
-                control.snapshot = self._retry("revert", lambda: ctx.hypervisor.revert(vm))  # type: ignore[assignment]
-            with self.step("control_power_on", mutates=True):
-                self._retry("power on", lambda: ctx.hypervisor.power_on(vm))
-            with self.step("control_wait_ready"):
-                control.endpoint = ctx.hypervisor.wait_ready(vm, ctx.lab.timeouts.ready)
-            self._connect("control_connect")
-            self._settle(before_baseline=True)
-            with self.step("control_capture_baseline", limit="capture"):
-                taken = _now()
-                control.baseline, control.baseline_raw = self._capture(since=None)
-                control.clock_offsets["baseline"] = _offset(control.baseline, taken, _now())
-            began = _now()
-            control.install = InstallRecord(kb="(control: no candidate)", exit_code=0, restart_needed=False,
-                                            output=[], started_at=began, finished_at=began)
-            if main.rebooted:
-                self._reboot()
-                if control.unreachable is not None:
-                    raise LabError(f"the control did not answer remoting after its restart "
-                                   f"({control.unreachable.get('error')})", vm=vm.name, step="control")
-            self._settle()
-            if vm.role == "wsus-server":
-                self._wsus_sync()
-            with self.step("control_capture_post", limit="capture"):
-                taken = _now()
-                control.post, control.post_raw = self._capture(since=began)
-                control.clock_offsets["post"] = _offset(control.post, taken, _now())
+            self._control_run(lambda: main.rebooted)
             main.control = control
         except LabError as exc:
             main.control_error = redactor.redact(str(exc))
         finally:
             main.steps.extend(control.steps)
             self.obs = main
+
+    def _control_run(self, restart: Callable[[], bool]) -> None:
+        """The control's lifecycle on ``self.vm`` into ``self.obs``: revert, power on, settle, baseline, the
+        restart the candidate demanded (``restart`` says whether it did, waiting for it if need be), settle, WSUS
+        sync on WSUS servers, post capture."""
+        vm, control = self.vm, self.obs
+        self._bring_up("control_")
+        self._connect("control_connect")
+        self._settle(before_baseline=True)
+        with self.step("control_capture_baseline", limit="capture"):
+            taken = _now()
+            control.baseline, control.baseline_raw = self._capture(since=None)
+            answered = _now()
+            control.clock_offsets["baseline"] = _offset(control.baseline, taken, answered)
+            self._guest_lag = _lag(control.baseline, answered)
+        began = _now()
+        control.install = InstallRecord(kb="(control: no candidate)", exit_code=0, restart_needed=False,
+                                        output=[], started_at=began, finished_at=began)
+        with TURNS.released():  # a paired control waits here for the candidate's install
+            restarted = restart()
+        if restarted:
+            self._reboot()
+            if control.unreachable is not None:
+                raise LabError(f"the control did not answer remoting after its restart "
+                               f"({control.unreachable.get('error')})", vm=vm.name, step="control")
+        self._settle()
+        if vm.role == "wsus-server":
+            self._wsus_sync()
+        with self.step("control_capture_post", limit="capture"):
+            taken = _now()
+            control.post, control.post_raw = self._capture(since=self._on_guest_clock(began))
+            control.clock_offsets["post"] = _offset(control.post, taken, _now())
+
+    # ------------------------------------------------------------ control on a paired VM
+
+    def _start_pair(self) -> None:
+        """``control: {vm: paired}``: the control runs on this VM's pair (same image and snapshot) at the same time
+        as the candidate's run, on a thread of its own; it restarts when the candidate's install asks for one."""
+        pair = self.vm.paired()
+        if pair is None or self.ctx.lab.control_plan.mode != "reboot" or self.ctx.lab.control_plan.vm != "paired":
+            return
+        self._pair = VmLifecycle(self.ctx, pair, rank=self.rank)
+        self._pair_restart: cf.Future[bool] = cf.Future()
+        self._pair_thread = threading.Thread(target=self._pair._run_as_control, args=(self._pair_restart,),
+                                             name=f"patchgate-control-{pair.name}", daemon=True)
+        self._pair_thread.start()
+
+    def _run_as_control(self, restart: "cf.Future[bool]") -> None:
+        TURNS.rank = self.rank
+        try:
+            self._control_run(restart.result)
+        except LabError as exc:
+            self.obs.error = exc
+        except PatchgateError as exc:
+            self.obs.error = LabError(str(exc), vm=self.vm.name)
+        except BaseException as exc:  # noqa: BLE001 - a bug in the control never breaks the candidate's run
+            self.obs.error = LabError(f"unexpected {exc.__class__.__name__}: {redactor.redact(str(exc))}",
+                                      vm=self.vm.name, step="control")
+        finally:
+            TURNS.rank = None
+
+    def _pair_installed(self, restart_needed: bool | None) -> None:
+        """Tell the paired control what the candidate's install demanded (None: the run ended before it)."""
+        future = getattr(self, "_pair_restart", None)
+        if future is None or future.done():
+            return
+        if restart_needed is None:
+            future.set_exception(LabError("the candidate's run ended before its install finished, so the control "
+                                          "has nothing to repeat", vm=self._pair.vm.name, step="control"))
+        else:
+            future.set_result(restart_needed)
+
+    def _finish_pair(self) -> None:
+        """Wait for the paired control and attach it: its observation as ``control``, or why it failed."""
+        pair = getattr(self, "_pair", None)
+        if pair is None:
+            return
+        self._pair_installed(None)
+        with TURNS.released():
+            self._pair_thread.join()
+        self.obs.steps.extend(pair.obs.steps)
+        if pair.obs.error is not None:
+            self.obs.control_error = f"on the paired VM {pair.vm.name}: {redactor.redact(str(pair.obs.error))}"
+        elif pair.obs.post is not None:
+            self.obs.control = pair.obs
+
+    def _on_guest_clock(self, when: dt.datetime) -> dt.datetime:
+        """A controller time as the guest's clock showed it at the earliest: what the guest stamped after ``when``
+        is at or after this, whatever its skew, and a clock the guest stepped back since the baseline (seen by a
+        later look) widens the window rather than hiding events. Without a measurement, ``when`` itself."""
+        return when + self._guest_lag if self._guest_lag is not None else when
+
+    def _measured(self, posture: object, answered: dt.datetime) -> None:
+        lag = _lag(posture, answered)
+        if lag is not None and self._guest_lag is not None:
+            self._guest_lag = min(self._guest_lag, lag)
 
     def _connect(self, step: str = "connect") -> None:
         ctx, vm, obs = self.ctx, self.vm, self.obs
@@ -407,12 +495,18 @@ class VmLifecycle:
             def look() -> dict[str, object]:
                 with ctx.semaphores["capture"]:  # a look is a (small) capture: it honours limits.capture
                     result = self.session.run(script, timeout=ctx.lab.timeouts.capture)  # type: ignore[union-attr]
+                    answered = _now()
                 posture, _text = self._read_capture(result)
+                self._measured(posture, answered)  # each look measures the guest's clock again
                 return posture.area("services").services  # type: ignore[attr-defined]
 
+            # the shortest settle is guest time; a hypervisor whose guests run time faster says so (the twin does)
+            at_least = 0.0 if before_baseline else \
+                ctx.lab.timeouts.settle_min * getattr(ctx.hypervisor, "guest_time_scale", 1.0)
             try:
                 wanted = None if before_baseline else awaited(self.obs.baseline.area("services").services)
-                record.detail = wait_settled(look, wanted, ctx.lab.timeouts.settle, ctx.stop).detail
+                record.detail = wait_settled(look, wanted, ctx.lab.timeouts.settle, ctx.stop,
+                                             at_least=at_least).detail
             except LabError as exc:  # the post capture and the checks still say what they see
                 record.detail = f"could not look at the guest's services: {exc}"
 
@@ -433,8 +527,20 @@ class VmLifecycle:
 
     # ------------------------------------------------------------ restore
 
+    def _restore_pair(self) -> None:
+        """The paired control's VM is restored with its VM (never kept: only the candidate's VM is evidence)."""
+        pair = getattr(self, "_pair", None)
+        if pair is None:
+            return
+        seen = len(pair.obs.steps)
+        pair.restore()
+        self.obs.steps.extend(pair.obs.steps[seen:])
+        if pair.obs.restore_error is not None and self.obs.restore_error is None:
+            self.obs.restore_error = pair.obs.restore_error
+
     def restore(self, *, keep: bool = False) -> None:
         """Close the session and revert; runs in every outcome. Errors are recorded, not raised."""
+        self._restore_pair()
         if self.session is not None:
             with contextlib.suppress(Exception):
                 self.session.close()

@@ -222,7 +222,7 @@ def _vsphere_tags(hypervisor: object, lab: Lab, report: ReapReport, *, dry_run: 
     from patchgate.hypervisors.vsphere.reaper import reap as reap_tags
 
     target = getattr(hypervisor, "inner", hypervisor)
-    vms = [vm for vm in lab.vms if vm.name not in done]
+    vms = [vm for vm in [*lab.vms, *lab.control_vms] if vm.name not in done]  # the control pairs too
     for action in reap_tags(target, vms, dry_run=dry_run):  # type: ignore[arg-type]
         if action.outcome == "alive":
             continue

@@ -6,8 +6,10 @@ guarantee" (MS-SCMR 2.2.33, https://learn.microsoft.com/openspecs/windows_protoc
 https://learn.microsoft.com/windows/win32/api/winsvc/ns-winsvc-service_delayed_auto_start_info). Capturing as
 soon as WinRM answers would report them stopped, and would miss what a crash writes seconds after the install.
 The guest has settled when no service is in a pending state and every delayed-start service that ran at the
-baseline runs again; the wait is bounded by ``timeouts.settle`` (docs/lab-file.md), after which the capture is
-taken anyway and the checks judge what they see.
+baseline runs again, and (after the install) at least ``timeouts.settle_min`` has passed: what a service that
+crashes seconds after an install writes to the log is there by then, since Windows writes events when they
+happen. The wait is bounded by ``timeouts.settle`` (docs/lab-file.md), after which the capture is taken anyway
+and the checks judge what they see.
 """
 
 from __future__ import annotations
@@ -55,21 +57,24 @@ def unsettled(services: Mapping[str, object], wanted: frozenset[str]) -> tuple[s
 
 
 def wait_settled(look: Callable[[], Mapping[str, object]], wanted: frozenset[str] | None, window: float,
-                 stop: threading.Event) -> SettleResult:
+                 stop: threading.Event, *, at_least: float = 0.0) -> SettleResult:
     """Look at the guest's services until it has settled or ``window`` seconds passed (``stop`` ends it early);
-    ``wanted`` None: the delayed-start services of each look (before the baseline)."""
+    ``wanted`` None: the delayed-start services of each look (before the baseline). ``at_least``: the guest has
+    not settled before that many seconds (capped by ``window``); the last look is taken after them."""
     began = time.monotonic()
     interval = min(5.0, max(0.2, window / 100))
+    at_least = min(at_least, window)
     polls = 0
     while True:
         polls += 1
         services = look()
         left = unsettled(services, awaited(services, ran=False) if wanted is None else wanted)
         waited = time.monotonic() - began
-        if not left:
+        if not left and waited >= at_least:
             return SettleResult(True, waited, polls, ())
-        if waited + interval > window or stop.wait(interval):
-            return SettleResult(False, time.monotonic() - began, polls, left)
+        pause = interval if left else min(interval, at_least - waited)
+        if (left and waited + interval > window) or stop.wait(pause):
+            return SettleResult(False, time.monotonic() - began, polls, left or ("the shortest settle",))
 
 
 def looks_in(detail: str) -> int:
