@@ -127,7 +127,7 @@ def build_components(lab: Lab, *, twin_catalogs: list[Path], stop: threading.Eve
             from patchgate_twin.wsman import TwinEndpoints
 
             latency = lab.hypervisor.settings.latency.wsman_round_trip if lab.hypervisor.kind == "twin" else 0.0
-            endpoints = TwinEndpoints(shell, host_credentials, latency=latency, order=[vm.name for vm in lab.vms])
+            endpoints = TwinEndpoints(shell, host_credentials, latency=latency)
 
     def endpoint_for(vm_name: str) -> GuestEndpoint:
         if lab.remoting.kind == "psrp" and endpoints is not None:

@@ -26,7 +26,6 @@ from patchgate.remoting.base import RemoteSession, Remoting, Script, ScriptResul
 from patchgate.retry import with_retries
 from patchgate.secrets.base import SecretsProvider
 from patchgate.secrets.redact import redactor
-from patchgate.turns import READING_RANK, TURNS
 
 log = logging.getLogger("patchgate.lifecycle")
 
@@ -74,10 +73,9 @@ class LifecycleContext:
 
 
 class VmLifecycle:
-    def __init__(self, ctx: LifecycleContext, vm: VmSpec, *, rank: int = 0) -> None:
+    def __init__(self, ctx: LifecycleContext, vm: VmSpec) -> None:
         self.ctx = ctx
         self.vm = vm
-        self.rank = rank  # the VM's place in the run: its turn for CPU-bound work (patchgate.turns)
         self.obs = VmObservation(vm=vm)
         self.session: RemoteSession | None = None
         self.prepared = threading.Event()
@@ -158,7 +156,6 @@ class VmLifecycle:
 
     def prepare(self) -> VmObservation:
         """Run the sequence up to the post capture; lab trouble is recorded, never raised."""
-        TURNS.rank = self.rank
         try:
             self._prepare()
         except LabError as exc:
@@ -171,7 +168,6 @@ class VmLifecycle:
                 self.ctx.on_prepared(self.vm.name)
         if self.ctx.restore_when_captured:
             self.restore()  # while the checks run: they only read the finished observation
-        TURNS.rank = None  # the pool thread may drive another VM next
         return self.obs
 
     def _prepare(self) -> None:
@@ -197,11 +193,10 @@ class VmLifecycle:
         try:
             self._install()
         except BaseException:
-            with contextlib.suppress(Exception), TURNS.released():
+            with contextlib.suppress(Exception):
                 obs.baseline, obs.baseline_raw = reading.result()  # evidence of the VM before the failed install
             raise
-        with TURNS.released():
-            obs.baseline, obs.baseline_raw = reading.result()  # a capture nobody can read: lab trouble, raised
+        obs.baseline, obs.baseline_raw = reading.result()  # a capture nobody can read: lab trouble, raised
         obs.clock_offsets["baseline"] = _offset(obs.baseline, *baseline_window)
         if obs.install and obs.install.restart_needed:
             self._reboot()
@@ -292,9 +287,7 @@ class VmLifecycle:
                     f"{c.name}: {c.detail} ({c.advice})" for c in failed), vm=self.vm.name, step="preflight")
 
     def _capture(self, since: dt.datetime | None) -> tuple[object, str]:
-        result = self._take_capture(since)
-        with TURNS.taken():
-            return self._read_capture(result)
+        return self._read_capture(self._take_capture(since))
 
     def _take_capture(self, since: dt.datetime | None) -> ScriptResult:
         from patchgate.probes.batch import compose_capture
@@ -318,17 +311,15 @@ class VmLifecycle:
         return capture.posture, result.text
 
     def _read_while_installing(self, result: ScriptResult, step: Step) -> "cf.Future[tuple[object, str]]":
-        """Read the baseline capture on a thread of its own, after every VM's lab traffic (``READING_RANK``),
-        while this VM stages and installs: when a fleet captures its baselines together, the last VM no longer
-        waits for every other VM's capture to be parsed before its install starts. The capture is taken before
+        """Read the baseline capture on a thread of its own while this VM stages and installs: the install
+        does not wait for the capture to be parsed. The capture is taken before
         the install either way; one that cannot be read fails its step and breaks the VM after the install
         (the VM is restored, and lab trouble never gives a verdict)."""
         reading: cf.Future[tuple[object, str]] = cf.Future()
 
         def read() -> None:
             try:
-                with TURNS.taken(rank=READING_RANK):
-                    reading.set_result(self._read_capture(result))
+                reading.set_result(self._read_capture(result))
             except BaseException as exc:  # noqa: BLE001 - handed to the VM's thread, which raises it
                 step.ok = False
                 step.detail = redactor.redact(str(exc))

@@ -252,31 +252,26 @@ def test_the_twin_decodes_a_repeated_pipeline_once_and_each_vm_keeps_its_own_par
     assert after.misses - before.misses <= 3  # "same" once, and each VM's own value
 
 
-def test_vms_taking_turns_all_finish_with_their_own_answers(endpoints, credentials):
-    from patchgate.turns import TURNS
-
+def test_vms_on_their_own_threads_all_finish_with_their_own_answers(endpoints, credentials):
     vms = [f"ws2025-{i:02d}" for i in range(6)]
     results: dict[str, list[str]] = {}
     errors: list[BaseException] = []
 
-    def work(rank: int, vm: str) -> None:
-        TURNS.rank = rank  # as a lifecycle thread does: its place in the run
+    def work(vm: str) -> None:
         try:
             port = endpoints.start(vm)
             with PsrpRemoting(http_settings()).open(vm, GuestEndpoint("127.0.0.1", port), credentials) as session:
                 results[vm] = [json.loads(session.run(Script(f"p{i}", "Get-Date")).text)["vm"] for i in range(3)]
-                assert not TURNS.holding()  # the turn is given back when a call returns
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(rank, vm)) for rank, vm in enumerate(vms)]
+    threads = [threading.Thread(target=work, args=(vm,)) for vm in vms]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
     assert not errors
     assert results == {vm: [vm] * 3 for vm in vms}
-    assert not TURNS._busy and not TURNS._waiting
 
 
 def test_a_repeated_pipeline_is_serialised_once_and_sent_byte_for_byte_as_pypsrp_would(open_session, lab_host):

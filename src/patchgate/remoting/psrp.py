@@ -47,7 +47,6 @@ from patchgate.remoting.base import Script, ScriptResult, SessionIdentity
 from patchgate.remoting.psrp_remoting import PsrpRemoting
 from patchgate.secrets.base import Credentials
 from patchgate.secrets.redact import redactor
-from patchgate.turns import TURNS
 
 __all__ = ["PsrpRemoting", "PsrpSession"]
 
@@ -135,13 +134,6 @@ class _WSMan(WSMan):
             return session
 
         self.transport._build_session = build_once_from_environment  # type: ignore[method-assign]
-        send = self.transport.send
-
-        def send_without_the_turn(*args: Any, **kwargs: Any) -> Any:
-            with TURNS.released():  # the round trip is a wait: another VM computes meanwhile
-                return send(*args, **kwargs)
-
-        self.transport.send = send_without_the_turn  # type: ignore[method-assign]
 
     def receive(self, resource_uri: str, resource: Any, option_set: Any = None, selector_set: Any = None,
                 timeout: int | None = None) -> Any:
@@ -227,7 +219,7 @@ class PsrpSession(SessionIdentity):
 
     def connect(self) -> None:
         """Open the pool; bounded by connect_timeout (TCP) and read_timeout (each answer)."""
-        with self._lock, TURNS.taken():
+        with self._lock:
             self._closed = False
             wsman = self._build_wsman()
             pool = RunspacePool(wsman)
@@ -250,7 +242,7 @@ class PsrpSession(SessionIdentity):
         self._wsman, self._pool = None, None
 
     def close(self) -> None:
-        with self._lock, TURNS.taken():
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
@@ -320,7 +312,7 @@ class PsrpSession(SessionIdentity):
                              vm=self.vm, host=self.host)
 
     def _with_reconnect(self, what: str, attempt: Callable[[], T]) -> T:
-        with self._lock, TURNS.taken():
+        with self._lock:
             if self._closed:
                 raise RemotingError(f"the session to {self.host} is closed", vm=self.vm, host=self.host)
             try:

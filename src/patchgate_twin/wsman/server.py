@@ -42,7 +42,6 @@ from psrpcore.types import (
     PSInvocationState,
 )
 
-from patchgate.turns import TURNS
 from patchgate_twin.shell import PipelineOutput, ScriptHost, Statement, TwinFault
 from patchgate_twin.wsman import soap
 from patchgate_twin.wsman.pool import TwinRunspacePool
@@ -196,9 +195,8 @@ class WSManEndpoint:
 
     def __init__(self, vm: str, script_host: ScriptHost, credentials: CredentialSource, *,
                  latency: float = 0.0, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-                 ssl_context: ssl.SSLContext | None = None, path: str = "wsman", rank: int = 0) -> None:
+                 ssl_context: ssl.SSLContext | None = None, path: str = "wsman") -> None:
         self.vm = vm
-        self.rank = rank  # the VM's place in the lab: its turn for the twin's CPU (patchgate.turns)
         self.script_host = script_host
         self._credentials = credentials
         self.latency = latency
@@ -294,26 +292,18 @@ class WSManEndpoint:
     # ------------------------------------------------------------------ dispatch
 
     def handle(self, data: bytes) -> tuple[int, bytes]:
-        """One WSMan request. It computes in the VM's turn, except a Receive, which mostly waits for output
-        (and takes the endpoint's lock while it waits, which a turn must never be taken under).
-
-        Parsing and answering are two turns, not one: between them a VM ahead in the run that is waiting goes
-        first."""
-        with TURNS.taken(self.rank):
-            try:
-                request = soap.parse_request(data)
-            except soap.BadRequest as exc:
-                self.count("faults")
-                return 500, soap.fault("", exc.code, str(exc), self.vm, exc.subcode, receiver=False)
+        """One WSMan request."""
+        try:
+            request = soap.parse_request(data)
+        except soap.BadRequest as exc:
+            self.count("faults")
+            return 500, soap.fault("", exc.code, str(exc), self.vm, exc.subcode, receiver=False)
         self.count(request.action)
         refuses = getattr(self.script_host, "refuses_remoting", None)
         if refuses is not None and refuses(self.vm):  # the guest's WinRM is stopped or firewalled off
             self.count("refused")
             raise _Drop()
-        if request.action == "Receive":
-            return self._dispatch(request)
-        with TURNS.taken(self.rank):
-            return self._dispatch(request)
+        return self._dispatch(request)
 
     def _dispatch(self, request: soap.Request) -> tuple[int, bytes]:
         try:
@@ -554,9 +544,7 @@ class WSManEndpoint:
         except Exception as exc:  # the twin's bug shows as a failed pipeline, naming itself
             log.exception("twin script host failed on %s", self.vm)
             result = PipelineOutput(errors=[f"twin script host error: {type(exc).__name__}: {exc}"], failed=True)
-        # The script host waits as the lab would (an install's time), so only the output's encoding takes a turn;
-        # the turn comes before the endpoint's lock, as in handle().
-        with TURNS.taken(self.rank), self._cond:
+        with self._cond:
             if entry.pipe.state != PSInvocationState.Running:  # stopped or terminated meanwhile
                 return
             try:
