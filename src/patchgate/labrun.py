@@ -243,7 +243,7 @@ class LabRun:
 
     def first_prepared(self, vm_names: list[str], timeout: float) -> str | None:
         """The first of ``vm_names`` (in that order) whose observation is final, waiting up to ``timeout``
-        seconds for one; None when none is ready by then. Lets the checks of each VM start as it gets ready."""
+        seconds for one; None when none is ready by then (the progress view shows the lab until then)."""
         deadline = time.monotonic() + timeout
         with self._prepared_changed:
             while True:
