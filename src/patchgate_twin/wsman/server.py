@@ -32,19 +32,18 @@ from psrpcore import (
     PipelineInputEvent,
     PSRPPayload,
     ServerPipeline,
+    ServerRunspacePool,
     StreamType,
 )
 from psrpcore.types import (
     ErrorCategory,
     ErrorCategoryInfo,
-    ErrorRecord,
     NETException,
     PSInvocationState,
 )
 
 from patchgate_twin.shell import PipelineOutput, ScriptHost, Statement, TwinFault
 from patchgate_twin.wsman import soap
-from patchgate_twin.wsman.pool import TwinRunspacePool
 from patchgate_twin.wsman.values import to_python, to_wire
 
 log = logging.getLogger(__name__)
@@ -78,7 +77,7 @@ class _Shell:
     idle_timeout: float
     input_streams: str
     output_streams: str
-    pool: TwinRunspacePool
+    pool: ServerRunspacePool
     chunk: int
     last_activity: float = field(default_factory=time.monotonic)
     queues: dict[uuid.UUID | None, collections.deque[bytes]] = field(default_factory=dict)
@@ -366,7 +365,7 @@ class WSManEndpoint:
             idle_timeout=idle,
             input_streams=shell_el.findtext("rsp:InputStreams", default="stdin pr", namespaces=soap.NS),
             output_streams=shell_el.findtext("rsp:OutputStreams", default="stdout", namespaces=soap.NS),
-            pool=TwinRunspacePool(), chunk=chunk)
+            pool=ServerRunspacePool(), chunk=chunk)
         data = _b64(creation.text or "", "creationXml")
         with self._cond:
             self._sweep()
@@ -551,19 +550,17 @@ class WSManEndpoint:
                 for value in result.output:
                     entry.pipe.write_output(to_wire(value))
                 errors = list(result.errors)
-                terminating = errors.pop() if result.failed and errors else None
-                for message in errors:
+                if result.failed and not errors:
+                    errors = ["The pipeline failed."]
+                # psrpcore has no public way to end a pipeline as Failed: a terminating error is the last error
+                # record of a completed pipeline, which the harness reads the same way (ScriptResult.errors)
+                for index, message in enumerate(errors):
+                    terminating = result.failed and index == len(errors) - 1
                     entry.pipe.write_error(NETException(Message=message),
                                            ErrorCategoryInfo(Category=ErrorCategory.NotSpecified),
-                                           fully_qualified_error_id="PatchgateTwinError")
-                if result.failed:
-                    record = ErrorRecord(
-                        Exception=NETException(Message=terminating or "The pipeline failed."),
-                        CategoryInfo=ErrorCategoryInfo(Category=ErrorCategory.NotSpecified),
-                        FullyQualifiedErrorId="PatchgateTwinTerminatingError")
-                    entry.pipe._change_state(PSInvocationState.Failed, error=record)  # no public fail()
-                else:
-                    entry.pipe.complete()
+                                           fully_qualified_error_id="PatchgateTwinTerminatingError" if terminating
+                                           else "PatchgateTwinError")
+                entry.pipe.complete()
             finally:
                 entry.finished = True
                 self._drain(shell)
