@@ -158,10 +158,3 @@ def ledgers(lab: str | None = None) -> list[LedgerState]:
         if lab is None or state.lab == lab:
             states.append(state)
     return states
-
-
-def process_alive(pid: int, since: dt.datetime | None = None) -> bool:
-    """A run is alive while its process is (and is the same process, not a reused pid)."""
-    from patchgate.liveness import process_alive as alive
-
-    return alive(pid, since)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import logging
 import math
 import threading
@@ -63,13 +62,6 @@ class _WSMan(WSMan):
         res = self.invoke(WSManAction.RECEIVE, resource_uri, resource, option_set, selector_set, timeout,
                           retries_on_read_timeout=0)
         return res.find("s:Body", namespaces=NAMESPACES)
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address.lower() == "localhost"
 
 
 def _wire(value: Any) -> Any:

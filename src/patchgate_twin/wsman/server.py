@@ -270,11 +270,6 @@ class WSManEndpoint:
             self._sweep()
             return len(self._shells)
 
-    @property
-    def shell_count(self) -> int:
-        with self._cond:
-            return len(self._shells)
-
     # ------------------------------------------------------------------ auth
 
     def authorised(self, header: str | None) -> bool:
