@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from patchgate.components import LabComponents, build_components, start_twin_process
 from patchgate.config import Lab
 from patchgate.errors import HypervisorError, RemotingAuthError
+from patchgate.hypervisors.base import GuestEndpoint
 from patchgate.liveness import process_alive
 from patchgate.remoting.psrp import PsrpRemoting
 from patchgate.remoting.staging import OP_STAGE_PREPARE, op_script
@@ -207,8 +208,19 @@ def test_the_service_is_what_the_child_runs(state: Path) -> None:
     try:
         service.revert("op-hp-01")
         service.power_on("op-hp-01")
-        port = service.start_endpoint("op-hp-01", "patchgate", "secret")
-        assert port > 0 and service.counters("op-hp-01") is not None
+        port = service.start_endpoint("op-hp-01", "patchgate", "twin-service-pass-1")
+        credentials = Credentials(username="patchgate", password=SecretStr("twin-service-pass-1"))
+        session = PsrpRemoting(lab.remoting.settings).open("op-hp-01", GuestEndpoint("127.0.0.1", port),
+                                                            credentials)
+        try:
+            assert session.run(op_script(OP_STAGE_PREPARE, Path="C:\\staging"), timeout=30).output
+            assert service.counters("op-hp-01").get("pipelines", 0) >= 1
+            service.revert("op-hp-01")  # the guest forgets the shell: the session reconnects once
+            service.power_on("op-hp-01")
+            assert session.run(op_script(OP_STAGE_PREPARE, Path="C:\\staging"), timeout=30).output
+            assert session.reconnects == 1
+        finally:
+            session.close()
     finally:
         service.close()
 
