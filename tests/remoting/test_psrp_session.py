@@ -9,6 +9,7 @@ import time
 
 import pytest
 from pydantic import SecretStr
+from support.waiting import wait_until
 
 from patchgate.errors import LabTimeout, RemotingAuthError, RemotingError
 from patchgate.hypervisors.base import GuestEndpoint
@@ -134,10 +135,8 @@ def test_receive_long_polls_until_the_pipeline_finishes(open_session, endpoints,
     outcome: dict = {}
     worker = threading.Thread(target=lambda: outcome.setdefault("result", session.run(Script("slow", "Get-Date"))))
     worker.start()
-    deadline = time.monotonic() + 20
-    while endpoints.counters("ws2025-a").get("receive_timeouts", 0) < 2:
-        assert time.monotonic() < deadline, "the endpoint never answered an expired long-poll"
-        time.sleep(0.05)
+    wait_until(lambda: endpoints.counters("ws2025-a").get("receive_timeouts", 0) >= 2,
+               "the endpoint never answered an expired long-poll", timeout=20)
     lab_host.gate.set()
     worker.join(20)
     assert _doc(outcome["result"])["vm"] == "ws2025-a"

@@ -12,10 +12,10 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from support.waiting import wait_until
 
 from patchgate.components import build_components
 from patchgate.config import Lab
@@ -122,10 +122,11 @@ def test_a_killed_harness_leaves_its_vms_changed_and_no_twin_behind(tmp_path: Pa
                                 stderr=subprocess.DEVNULL, env=clean_env(state, PATCHGATE_PROGRESS="lines"))
     try:
         disks = TwinDisks("twin", state / "twin" / "twin")
-        deadline = time.monotonic() + 60
-        while disks.at_snapshot("ws25-hp-01"):  # until the run has changed the VM
-            assert time.monotonic() < deadline and validate.poll() is None, "the run never reached the lab"
-            time.sleep(0.05)  # polling a condition with a deadline, not standing in for one
+        def changed() -> bool:  # the run has changed the VM
+            assert validate.poll() is None, "the run ended before it reached the lab"
+            return not disks.at_snapshot("ws25-hp-01")
+
+        wait_until(changed, "the run never reached the lab", timeout=60)
         suites = [pid for pid in processes_mentioning(out) if b"pytest" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         assert suites, "no pytest child found"
         for pid in suites:

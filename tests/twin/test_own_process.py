@@ -13,11 +13,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from support.waiting import wait_until
 
 from patchgate.components import LabComponents, build_components, start_twin_process
 from patchgate.config import Lab
@@ -58,12 +58,7 @@ def build(document: dict) -> LabComponents:
 
 
 def wait_until_gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not process_alive(pid):
-            return True
-        time.sleep(0.05)  # polling a condition with a deadline, not standing in for one
-    return False
+    return wait_until(lambda: not process_alive(pid), f"process {pid} to end", timeout=timeout)
 
 
 def test_psrp_twin_labs_are_served_from_another_process_and_answer_wsman(state: Path) -> None:
