@@ -14,7 +14,7 @@ from support.waiting import wait_until
 from patchgate.errors import LabTimeout, RemotingAuthError, RemotingError
 from patchgate.hypervisors.base import GuestEndpoint
 from patchgate.remoting.base import Script
-from patchgate.remoting.psrp import PsrpRemoting
+from patchgate.remoting.psrp_remoting import PsrpRemoting
 from patchgate.secrets.base import Credentials
 
 from remoting_lab import PASSWORD, USERNAME, http_settings

@@ -24,7 +24,7 @@ from patchgate.config import Lab
 from patchgate.errors import HypervisorError, RemotingAuthError
 from patchgate.hypervisors.base import GuestEndpoint
 from patchgate.liveness import process_alive
-from patchgate.remoting.psrp import PsrpRemoting
+from patchgate.remoting.psrp_remoting import PsrpRemoting
 from patchgate.remoting.staging import OP_STAGE_PREPARE, op_script
 from patchgate.secrets.base import Credentials
 from patchgate_twin.process import RemoteTwinLab

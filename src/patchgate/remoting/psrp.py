@@ -37,11 +37,10 @@ from patchgate.config.lab import PsrpSettings
 from patchgate.errors import ConfigError, LabError, LabTimeout, RemotingAuthError, RemotingError
 from patchgate.hypervisors.base import GuestEndpoint
 from patchgate.remoting.base import Script, ScriptResult, SessionIdentity, pypsrp_copy_script
-from patchgate.remoting.psrp_remoting import PsrpRemoting
 from patchgate.secrets.base import Credentials
 from patchgate.secrets.redact import redactor
 
-__all__ = ["PsrpRemoting", "PsrpSession"]
+__all__ = ["PsrpSession"]
 
 log = logging.getLogger(__name__)
 
