@@ -7,7 +7,6 @@ error, 130 interrupted before a verdict could be written.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import secrets
 import signal
@@ -492,11 +491,8 @@ def _debug() -> bool:
 
 
 def run() -> None:
-    """The ``patchgate`` command: ``main``, then exit without the interpreter's last garbage collection walking
-    everything the command built (a tenth of a second after a validate that loaded a twin lab)."""
-    code = main()
-    gc.freeze()
-    sys.exit(code)
+    """The ``patchgate`` command: ``main``, its exit code as the process's."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":

@@ -91,24 +91,13 @@ def _remove_stale_leases(manager: object, report: ReapReport, *, vms: set[str] |
                 manager.acquire([info.vm], f"reap-{os.getpid()}", timeout=REAP_LEASE_TIMEOUT,
                                 auto_renew=False).release()
             else:
-                _release_vault_lease(manager, info.vm, info.lease_id)
+                manager.release_for_dead_holder(info.vm, info.lease_id,  # type: ignore[attr-defined]
+                                                f"reap pid {os.getpid()}")
         except LabError as exc:
             report.items.append(ReapItem(info.vm, "failed", f"could not remove the {what}: {exc.detail}",
                                          info.run_id))
             continue
         report.items.append(ReapItem(info.vm, "lease-removed", what, info.run_id))
-
-
-def _release_vault_lease(manager: object, vm: str, lease_id: str) -> None:
-    """Write a 'released' record over a dead holder's Vault lease, with check-and-set on the version we read."""
-    version, record = manager._read(vm)  # type: ignore[attr-defined]
-    if not record or record.get("lease_id") != lease_id:
-        return  # someone else took it meanwhile: not ours to touch
-    import time
-
-    released = {**record, "state": "released", "expires": time.time(), "released_by": f"reap pid {os.getpid()}"}
-    if manager._write(vm, released, cas=version) is None:  # type: ignore[attr-defined]
-        raise LeaseError("the lease changed while it was being removed", vm=vm)
 
 
 # ------------------------------------------------------------------ VMs
