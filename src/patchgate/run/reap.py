@@ -16,7 +16,6 @@ On vSphere the run tags on the VMs are the second witness: the vSphere reaper re
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import socket
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from patchgate.config.lab import Lab, VmSpec
-from patchgate.errors import EXIT_INCONCLUSIVE, LabError, LeaseError
+from patchgate.errors import LabError, LeaseError
 from patchgate.run.ledger import LedgerState, append_entry, ledgers, read_ledger
 
 log = logging.getLogger("patchgate.run.reap")
@@ -217,15 +216,3 @@ def _vsphere_tags(hypervisor: object, lab: Lab, report: ReapReport, *, dry_run: 
             continue
         outcome = {"reverted": "restored", "would-revert": "would-restore"}.get(action.outcome, action.outcome)
         report.items.append(ReapItem(action.vm, outcome, f"(vSphere run tag) {action.reason}", action.run))
-
-
-def cmd_reap(args: argparse.Namespace) -> int:
-    from patchgate.config import load_lab, resolve_lab
-
-    lab = load_lab(resolve_lab(args.lab))
-    # the report says what happened; the lease and twin loggers would only repeat it
-    logging.getLogger("patchgate").setLevel(logging.ERROR)
-    report = reap_lab(lab, dry_run=bool(getattr(args, "dry_run", False)),
-                      twin_catalogs=[Path(p) for p in getattr(args, "twin_catalog", []) or []])
-    print(report.render(), end="")
-    return EXIT_INCONCLUSIVE if report.failed else 0
