@@ -42,6 +42,8 @@ def test_sigint_to_the_process_group_at_any_moment_releases_everything(tmp_path:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
         where = f"trial {trial} (SIGINT at +{delay:g}s, exit {proc.returncode})"
+        if proc.returncode == 1 and "init_import_site" in output and output.rstrip().endswith("KeyboardInterrupt"):
+            continue  # the interpreter was still importing its site module: no patchgate code had run (as -SIGINT)
         if "Traceback" in output:
             problems.append(f"{where}: a traceback was printed:\n{output[-2500:]}")
         # 2: the suites wrote an inconclusive verdict; 130: interrupted before one could be written; -SIGINT: the
