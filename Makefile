@@ -30,7 +30,7 @@ setup: $(STAMP)
 # writes them (it checks nothing, so its verdict is inconclusive, exit 2); otherwise every `patchgate validate`
 # under PYTHONDONTWRITEBYTECODE rewrites them again.
 compile: $(STAMP)
-	@$(PY) -m compileall -q -x '/\.gopath/' src fixtures suites bench tools conftest.py
+	@$(PY) -m compileall -q -x '/\.gopath/' src suites bench tools conftest.py
 	@out=$$(mktemp -d) && env -u PYTHONDONTWRITEBYTECODE PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(PY) -m pytest suites -q \
 	  --collect-only -p no:cacheprovider -p allure_pytest.plugin -p testinfra.plugin --lab twin \
 	  --candidate KB5070881 --out $$out >/dev/null; rc=$$?; rm -rf $$out; [ $$rc = 0 ] || [ $$rc = 2 ]

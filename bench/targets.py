@@ -6,9 +6,9 @@ from typing import Any
 
 REQUEST_RATIO = 10.0      # at least 10x fewer WSMan requests per capture than one execute_ps per probe
 WALL_RATIO = 5.0          # at least 5x less wall time per capture
-EFFICIENCY = 0.85         # at 16 and at 32 VMs
-EFFICIENCY_AT = (16, 32)
-CPU_PER_VM = 0.5          # harness CPU seconds per VM
+EFFICIENCY = 0.97         # at 32 and at 64 VMs, at real-lab latencies (scaled)
+EFFICIENCY_AT = (32, 64)
+CPU_PER_VM = 0.25         # harness CPU seconds per VM (the twin's own CPU left out)
 
 
 def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -29,11 +29,10 @@ def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
             how = f"-n {best['workers']}" if best["workers"] else "one process"
             rows.append({"target": f"parallel efficiency at {size} VMs >= {EFFICIENCY:g}",
                          "measured": f"{best['efficiency']:.3f} ({how})", "ok": best["efficiency"] >= EFFICIENCY})
-        biggest = max(r["vms"] for r in parallel["runs"])
-        single = [r for r in parallel["runs"] if r["vms"] == biggest and not r["workers"]
-                  and r.get("cpu_per_vm_s") is not None]
-        if single:  # one process: xdist adds each worker's start-up, which is not a per-VM cost
-            per_vm = single[0]["cpu_per_vm_s"]
-            rows.append({"target": f"harness CPU per VM <= {CPU_PER_VM:g}s",
-                         "measured": f"{per_vm:.2f}s ({biggest} VMs, one process)", "ok": per_vm <= CPU_PER_VM})
+        for size in EFFICIENCY_AT:
+            single = [r for r in parallel["runs"] if r["vms"] == size and not r["workers"]]
+            if single:  # one process: xdist adds each worker's start-up, which is not a per-VM cost
+                per_vm = single[0]["cpu_per_vm_s"]
+                rows.append({"target": f"harness CPU per VM <= {CPU_PER_VM:g}s at {size} VMs",
+                             "measured": f"{per_vm:.3f}s (one process)", "ok": per_vm <= CPU_PER_VM})
     return rows

@@ -33,6 +33,12 @@ class ValidateRun:
     cpu_sys_s: float
     gate: dict[str, Any] = field(default_factory=dict)
     stdout: str = ""
+    twin_cpu_s: float = 0.0  # what the twin's own processes (the simulated lab) used, out of cpu_s
+
+    @property
+    def harness_cpu_s(self) -> float:
+        """The harness's CPU: the whole process tree without the simulated lab (a real lab spends its own)."""
+        return self.cpu_s - self.twin_cpu_s
 
     @property
     def cpu_s(self) -> float:
@@ -64,6 +70,9 @@ def validate(lab: Path, candidate: str, out: Path, *pytest_args: str, timeout: f
     state = Path(tempfile.mkdtemp(prefix="patchgate-bench-state-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "GITLAB_", "CI_")) and k != "CI"}
     env["PATCHGATE_STATE_DIR"] = str(state)
+    cpu_dir = state / "twin-cpu"
+    cpu_dir.mkdir()
+    env["PATCHGATE_TWIN_CPU_DIR"] = str(cpu_dir)  # each twin process writes its CPU there when it closes
     argv = [PATCHGATE, "validate", "--lab", str(lab), "--candidate", candidate, "--out", str(out)]
     if pytest_args:
         argv += ["--", *pytest_args]
@@ -74,6 +83,8 @@ def validate(lab: Path, candidate: str, out: Path, *pytest_args: str, timeout: f
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     gate_file = out / "gate.json"
     gate = json.loads(gate_file.read_text(encoding="utf-8")) if gate_file.is_file() else {}
+    twin = [json.loads(f.read_text(encoding="utf-8")) for f in cpu_dir.glob("twin-*.json")]
     return ValidateRun(lab=lab, out=out, exit_code=proc.returncode, wall_s=wall,
                        cpu_user_s=after.ru_utime - before.ru_utime, cpu_sys_s=after.ru_stime - before.ru_stime,
-                       gate=gate, stdout=proc.stdout + proc.stderr)
+                       gate=gate, stdout=proc.stdout + proc.stderr,
+                       twin_cpu_s=sum(t["user_s"] + t["sys_s"] for t in twin))

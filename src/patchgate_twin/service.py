@@ -98,3 +98,22 @@ class TwinService:
         """Stop the listeners and write the disks changed since their last write."""
         self.endpoints.stop_all()
         self.twin.close()
+        record_cpu()
+
+
+CPU_DIR_ENV = "PATCHGATE_TWIN_CPU_DIR"
+
+
+def record_cpu() -> None:
+    """For benchmarks (``$PATCHGATE_TWIN_CPU_DIR``): the CPU this twin process used, so that a measurement can
+    tell the harness's CPU from the simulated lab's (a real lab's machines spend theirs elsewhere)."""
+    folder = os.environ.get(CPU_DIR_ENV)
+    if not folder:
+        return
+    import json
+    import resource
+    from pathlib import Path
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    path = Path(folder) / f"twin-{os.getpid()}.json"
+    path.write_text(json.dumps({"user_s": usage.ru_utime, "sys_s": usage.ru_stime}), encoding="utf-8")
