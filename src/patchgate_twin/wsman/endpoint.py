@@ -18,6 +18,7 @@ import ssl
 import threading
 import time
 import uuid
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,10 +218,7 @@ class WSManEndpoint:
     # ------------------------------------------------------------------ actions
 
     def _do_create(self, request: soap.Request) -> str:
-        body = request.body
-        shell_el = body.find("rsp:Shell", soap.NS) if body is not None else None
-        if shell_el is None:
-            raise soap.BadRequest("Create needs an rsp:Shell body")
+        shell_el = _body_element(request, "rsp:Shell", "Create needs an rsp:Shell body")
         creation = shell_el.find("pwsh:creationXml", soap.NS)
         if creation is None or not (creation.text or "").strip():
             raise soap.BadRequest("this endpoint serves PowerShell only: the shell needs a creationXml")
@@ -258,10 +256,7 @@ class WSManEndpoint:
         return ""
 
     def _do_command(self, request: soap.Request) -> str:
-        body = request.body
-        line = body.find("rsp:CommandLine", soap.NS) if body is not None else None
-        if line is None:
-            raise soap.BadRequest("Command needs an rsp:CommandLine body")
+        line = _body_element(request, "rsp:CommandLine", "Command needs an rsp:CommandLine body")
         command_id = (line.attrib.get("CommandId") or str(uuid.uuid4())).upper()
         data = b"".join(_b64(a.text or "", "Arguments") for a in line.findall("rsp:Arguments", soap.NS))
         with self._cond:
@@ -287,10 +282,7 @@ class WSManEndpoint:
         return "<rsp:SendResponse/>"
 
     def _do_signal(self, request: soap.Request) -> str:
-        body = request.body
-        signal = body.find("rsp:Signal", soap.NS) if body is not None else None
-        if signal is None:
-            raise soap.BadRequest("Signal needs an rsp:Signal body")
+        signal = _body_element(request, "rsp:Signal", "Signal needs an rsp:Signal body")
         code = (signal.findtext("rsp:Code", default="", namespaces=soap.NS) or "").strip()
         cid = signal.attrib.get("CommandId")
         with self._cond:
@@ -460,3 +452,11 @@ def _b64(text: str, what: str) -> bytes:
         return base64.b64decode(text.strip(), validate=False)
     except (binascii.Error, ValueError):
         raise soap.BadRequest(f"{what} is not valid base64") from None
+
+
+def _body_element(request: soap.Request, path: str, missing: str) -> ET.Element:
+    """The element at ``path`` in the request's body; a WSMan fault saying ``missing`` when there is none."""
+    element = request.body.find(path, soap.NS) if request.body is not None else None
+    if element is None:
+        raise soap.BadRequest(missing)
+    return element

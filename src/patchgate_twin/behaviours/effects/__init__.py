@@ -52,8 +52,8 @@ def _one_action(value: Any) -> Any:
     (most often a misspelt action)."""
     if isinstance(value, EffectBase):
         return value
-    if not isinstance(value, dict):
-        raise ValueError(f"an effect is a mapping with exactly one action (one of {', '.join(ACTIONS)})")  # noqa: TRY004 - pydantic reports ValueError
+    if not isinstance(value, dict):  # pydantic reports a ValueError at the effect's place
+        raise ValueError(f"an effect is a mapping with exactly one action (one of {', '.join(ACTIONS)})")  # noqa: TRY004
     given = _actions_given(value)
     if len(given) != 1 and set(value) <= {*ACTIONS, *EffectBase.model_fields}:
         raise ValueError(f"an effect needs exactly one action (one of {', '.join(ACTIONS)}); got "
@@ -76,7 +76,8 @@ def _tag(value: Any) -> str:
 
 
 _TAGGED = tuple(Annotated[model, Tag(model.__name__)] for model in (*EFFECT_MODELS, WithoutOneAction))
-Effect = Annotated[Union[_TAGGED], Discriminator(_tag), BeforeValidator(_one_action)]  # type: ignore[valid-type]  # noqa: UP007
+Effect = Annotated[Union[_TAGGED],  # type: ignore[valid-type]  # noqa: UP007 - a union built from the table
+                   Discriminator(_tag), BeforeValidator(_one_action)]
 """Any effect, as written in a behaviour's ``effects`` list."""
 
 _ADAPTER: TypeAdapter[EffectBase] = TypeAdapter(Effect)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, ClassVar, Literal
 
+from pydantic import AfterValidator
+
 from patchgate_twin import specs
 from patchgate_twin.behaviours.common import Strict
 from patchgate_twin.behaviours.conditions import Condition
@@ -31,11 +33,14 @@ class EffectBase(Strict):
         raise NotImplementedError
 
 
-def model_patch(cls: type, value: Any, *, key: str | None) -> dict[str, Any]:
-    """Validate ``value`` as a patch of dataclass ``cls`` (only the keys written), needing ``key`` if given."""
-    if not isinstance(value, dict):
-        raise ValueError(f"must be a mapping of {cls.__name__} fields")  # noqa: TRY004 - pydantic reports ValueError
-    data = specs.dump(specs.partial(cls).model_validate(value))
-    if key and not data.get(key):
-        raise ValueError(f"needs '{key}'")
-    return data
+def patch_of(cls: type, *, key: str | None = None) -> AfterValidator:
+    """Checks a mapping as a patch of dataclass ``cls`` (keeping only the keys written), needing ``key`` if given:
+    ``upsert_service: Annotated[dict[str, Any], patch_of(Service, key="name")]``."""
+
+    def check(value: dict[str, Any]) -> dict[str, Any]:
+        data = specs.dump(specs.partial(cls).model_validate(value))
+        if key and not data.get(key):
+            raise ValueError(f"needs '{key}'")
+        return data
+
+    return AfterValidator(check)

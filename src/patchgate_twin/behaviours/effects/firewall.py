@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar
-
-from pydantic import field_validator
+from typing import Annotated, Any, ClassVar
 
 from patchgate_twin import specs
-from patchgate_twin.behaviours.effects.base import EffectBase, model_patch
+from patchgate_twin.behaviours.effects.base import EffectBase, patch_of
 from patchgate_twin.behaviours.windows import patched
 from patchgate_twin.model import FirewallProfile, FirewallRule, NetConnectionProfile, WindowsHost
 
@@ -17,12 +15,7 @@ class SetFirewallProfile(EffectBase):
     """``set_firewall_profile: {name: Public, default_inbound_action: Allow}``."""
 
     ACTION: ClassVar[str] = "set_firewall_profile"
-    set_firewall_profile: dict[str, Any]
-
-    @field_validator("set_firewall_profile")
-    @classmethod
-    def _profile(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return model_patch(FirewallProfile, value, key="name")
+    set_firewall_profile: Annotated[dict[str, Any], patch_of(FirewallProfile, key="name")]
 
     def apply(self, host: WindowsHost, now: dt.datetime) -> None:
         name = self.set_firewall_profile["name"]
@@ -34,12 +27,7 @@ class UpsertFirewallRule(EffectBase):
     """``upsert_firewall_rule: {name: FPS-SMB-In-TCP, enabled: false}``; a new rule defaults to inbound Allow."""
 
     ACTION: ClassVar[str] = "upsert_firewall_rule"
-    upsert_firewall_rule: dict[str, Any]
-
-    @field_validator("upsert_firewall_rule")
-    @classmethod
-    def _rule(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return model_patch(FirewallRule, value, key="name")
+    upsert_firewall_rule: Annotated[dict[str, Any], patch_of(FirewallRule, key="name")]
 
     def apply(self, host: WindowsHost, now: dt.datetime) -> None:
         name = self.upsert_firewall_rule["name"]
@@ -61,12 +49,7 @@ class UpsertConnectionProfile(EffectBase):
     """``upsert_connection_profile: {interface_alias: Ethernet, network_category: Public}``."""
 
     ACTION: ClassVar[str] = "upsert_connection_profile"
-    upsert_connection_profile: dict[str, Any]
-
-    @field_validator("upsert_connection_profile")
-    @classmethod
-    def _conn(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return model_patch(NetConnectionProfile, value, key="interface_alias")
+    upsert_connection_profile: Annotated[dict[str, Any], patch_of(NetConnectionProfile, key="interface_alias")]
 
     def apply(self, host: WindowsHost, now: dt.datetime) -> None:
         data = self.upsert_connection_profile

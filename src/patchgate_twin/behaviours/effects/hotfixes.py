@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import field_validator
 
 from patchgate_twin import specs
 from patchgate_twin.behaviours.common import norm_kb
-from patchgate_twin.behaviours.effects.base import EffectBase, model_patch
+from patchgate_twin.behaviours.effects.base import EffectBase, patch_of
 from patchgate_twin.model import HotFix, WindowsHost
 
 
@@ -17,14 +17,12 @@ class AddHotfix(EffectBase):
     """``add_hotfix: {hotfix_id: KB5070893, description: Security Update}``; replaces an entry for the same KB."""
 
     ACTION: ClassVar[str] = "add_hotfix"
-    add_hotfix: dict[str, Any]
+    add_hotfix: Annotated[dict[str, Any], patch_of(HotFix, key="hotfix_id")]
 
     @field_validator("add_hotfix")
     @classmethod
-    def _hotfix(cls, value: dict[str, Any]) -> dict[str, Any]:
-        data = model_patch(HotFix, value, key="hotfix_id")
-        data["hotfix_id"] = norm_kb(data["hotfix_id"])
-        return data
+    def _kb(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return {**value, "hotfix_id": norm_kb(value["hotfix_id"])}
 
     def apply(self, host: WindowsHost, now: dt.datetime) -> None:
         kb = self.add_hotfix["hotfix_id"]

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar
-
-from pydantic import field_validator
+from typing import Annotated, Any, ClassVar
 
 from patchgate_twin import specs
-from patchgate_twin.behaviours.effects.base import EffectBase, model_patch
+from patchgate_twin.behaviours.effects.base import EffectBase, patch_of
 from patchgate_twin.behaviours.windows import patched, scm_event, start_service, start_type_text, stop_service
 from patchgate_twin.model import Service, WindowsHost
 
@@ -18,12 +16,7 @@ class UpsertService(EffectBase):
     a changed state 7036; a service that stops loses its process, one that starts gets one."""
 
     ACTION: ClassVar[str] = "upsert_service"
-    upsert_service: dict[str, Any]
-
-    @field_validator("upsert_service")
-    @classmethod
-    def _service(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return model_patch(Service, value, key="name")
+    upsert_service: Annotated[dict[str, Any], patch_of(Service, key="name")]
 
     def apply(self, host: WindowsHost, now: dt.datetime) -> None:
         data = self.upsert_service

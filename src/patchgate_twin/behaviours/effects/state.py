@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import ValidationError, field_validator
 
 from patchgate_twin import specs
-from patchgate_twin.behaviours.effects.base import EffectBase, model_patch
+from patchgate_twin.behaviours.effects.base import EffectBase, patch_of
 from patchgate_twin.behaviours.paths import path_type, set_path
 from patchgate_twin.behaviours.windows import patched
 from patchgate_twin.model import HotpatchState, RebootFlags, WindowsHost, WsusState
@@ -57,19 +57,21 @@ class SetBuild(EffectBase):
             host.current_build = str(self.set_build["current_build"])
 
 
-class SetRebootFlags(EffectBase):
+class _StatePatch(EffectBase):
+    """A patch of one of the host's state objects: the host attribute ``TARGET``, by the action's mapping."""
+
+    TARGET: ClassVar[str]
+
+    def apply(self, host: WindowsHost, now: dt.datetime) -> None:
+        setattr(host, self.TARGET, patched(getattr(host, self.TARGET), getattr(self, self.ACTION)))
+
+
+class SetRebootFlags(_StatePatch):
     """``set_reboot_flags: {cbs_reboot_pending: true}``: patch the reboot-pending state."""
 
     ACTION: ClassVar[str] = "set_reboot_flags"
-    set_reboot_flags: dict[str, Any]
-
-    @field_validator("set_reboot_flags")
-    @classmethod
-    def _flags(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return model_patch(RebootFlags, value, key=None)
-
-    def apply(self, host: WindowsHost, now: dt.datetime) -> None:
-        host.reboot = patched(host.reboot, self.set_reboot_flags)
+    TARGET: ClassVar[str] = "reboot"
+    set_reboot_flags: Annotated[dict[str, Any], patch_of(RebootFlags)]
 
 
 class AddPendingFileRenames(EffectBase):
@@ -82,31 +84,17 @@ class AddPendingFileRenames(EffectBase):
         host.reboot.pending_file_rename_operations.extend(self.add_pending_file_renames)
 
 
-class PatchWsus(EffectBase):
+class PatchWsus(_StatePatch):
     """``wsus: {app_pool_state: Stopped, sync_outcome: Failed}``: WSUS state, including what the next sync does."""
 
     ACTION: ClassVar[str] = "wsus"
-    wsus: dict[str, Any]
-
-    @field_validator("wsus")
-    @classmethod
-    def _wsus(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return model_patch(WsusState, value, key=None)
-
-    def apply(self, host: WindowsHost, now: dt.datetime) -> None:
-        host.wsus = patched(host.wsus, self.wsus)
+    TARGET: ClassVar[str] = "wsus"
+    wsus: Annotated[dict[str, Any], patch_of(WsusState)]
 
 
-class PatchHotpatch(EffectBase):
+class PatchHotpatch(_StatePatch):
     """``hotpatch: {license_state: Unlicensed}``: enrollment, VBS, Arc agent and licensing state."""
 
     ACTION: ClassVar[str] = "hotpatch"
-    hotpatch: dict[str, Any]
-
-    @field_validator("hotpatch")
-    @classmethod
-    def _hotpatch(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return model_patch(HotpatchState, value, key=None)
-
-    def apply(self, host: WindowsHost, now: dt.datetime) -> None:
-        host.hotpatch = patched(host.hotpatch, self.hotpatch)
+    TARGET: ClassVar[str] = "hotpatch"
+    hotpatch: Annotated[dict[str, Any], patch_of(HotpatchState)]
