@@ -24,7 +24,7 @@ from patchgate.model.posture import AREAS
 from patchgate.probes import probe_text
 from patchgate.probes.batch import compose_capture, parse_capture
 from patchgate.probes.parsers import parse_probe
-from patchgate.remoting.psrp import PsrpRemoting
+from patchgate.remoting.psrp_remoting import PsrpRemoting
 
 NOT_REQUESTS = {"faults", "auth_failures"}  # endpoint counters that are not WSMan actions
 

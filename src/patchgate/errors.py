@@ -106,7 +106,3 @@ class StagingError(LabError):
 
 class InstallError(LabError):
     """The package install itself failed on the VM (not a posture regression)."""
-
-
-class RunInterrupted(PatchgateError):
-    """SIGINT/SIGTERM arrived; cleanup runs and the verdict becomes inconclusive."""

@@ -243,7 +243,7 @@ def write_lifecycle_container(vm: str, obs: Any, children: list[str], *, kept_no
                               posture: list | None = None, early: dict[str, Any] | None = None) -> None:
     """The VM's container; ``posture`` holds its posture attachments when they were written already, ``early``
     those written while it was in the lab."""
-    from allure_commons._core import plugin_manager
+    from allure_commons import plugin_manager
     from allure_commons.model2 import StatusDetails, TestBeforeResult, TestResultContainer, TestStepResult
 
     steps = []

@@ -7,7 +7,6 @@ a failure an active waiver covers is *waived*. Works the same under pytest-xdist
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import json
 from pathlib import Path
 
@@ -183,13 +182,6 @@ def _expired_waivers(state) -> list[dict[str, object]]:
              "expires": w.expires.isoformat(), "justification": w.justification}
             for w in state.lab.policy.waivers
             if w.expired(state.today) and (not w.candidate or w.candidate.upper() == kb)]
-
-
-@pytest.hookimpl(tryfirst=True, specname="pytest_sessionfinish")
-def pytest_sessionfinish_freezes_the_heap(session: pytest.Session, exitstatus: int) -> None:
-    """Everything allocated so far lives until the process exits: the garbage collector need not walk it again
-    while the evidence is written, nor in pytest's final collection."""
-    gc.freeze()
 
 
 @pytest.hookimpl(trylast=True)

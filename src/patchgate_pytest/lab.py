@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
-import time
 from typing import Callable, Iterator
 
 import pytest
@@ -13,14 +11,11 @@ from patchgate_pytest.invariants import APPLIES_TO
 from patchgate_pytest.state import RunState, active_configs, run_state
 from patchgate.config import Candidate, Policy
 from patchgate.errors import LabError
-from patchgate.heap import settle_the_heap
 from patchgate.config.inputs import INPUTS_CHECKED_BY_PARENT
 from patchgate.run.labrun import LabRun
 from patchgate.model.observations import VmObservation
-from patchgate.turns import CHECKS_RANK, TURNS
 
 VM_PARAM = "vm_name"
-VM_ID_RE = re.compile(r"\[([^\[\]]+)\]$")  # the VM name is each invariant test's parameter id
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -61,76 +56,41 @@ def _vm_of(item: pytest.Item) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _worker_queue(config: pytest.Config, session: pytest.Session, *,
-                  settle: float = 0.0) -> list[pytest.Item] | None:
-    """Under pytest-xdist: the items queued on this worker (whole VM groups, thanks to the VM scheduler).
-
-    The scheduler sends a worker all its VMs and then its shutdown marker, but the messages land in the queue
-    while the first test already runs; ``settle`` waits (up to that many seconds) for the marker, so the worker
-    starts every VM's lifecycle at once instead of discovering VMs one test at a time."""
-    if not hasattr(config, "workerinput"):
-        return None
-    for plugin in config.pluginmanager.get_plugins():
-        if type(plugin).__name__ == "WorkerInteractor" and hasattr(plugin, "torun"):
-            deadline = time.monotonic() + settle
-            while True:
-                with plugin.torun.lock() as queued:
-                    snapshot = list(queued)
-                upcoming = getattr(plugin, "nextitem_index", None)
-                complete = any(not isinstance(i, int) for i in [*snapshot, upcoming] if i is not None)
-                if complete or time.monotonic() >= deadline:
-                    break
-                time.sleep(0.01)  # the queue fills from xdist's channel thread: poll it until the deadline
-            indexes = [i for i in snapshot if isinstance(i, int)]
-            if isinstance(upcoming, int):
-                indexes.insert(0, upcoming)
-            current = getattr(plugin, "item_index", None)
-            if isinstance(current, int):
-                indexes.insert(0, current)
-            return [session.items[i] for i in indexes if 0 <= i < len(session.items)]
-    return []
+def _vms_with_checks(config: pytest.Config, vm_names: set[str | None]) -> list[str]:
+    """The selected VMs that have checks, in the lab file's order (not the items', which pytest reorders)."""
+    state = run_state(config)
+    return [vm.name for vm in state.selected_vms if vm.name in vm_names] if state is not None else []
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """Under pytest-xdist send every test of one VM to one worker, so each VM's lifecycle runs once."""
+    """Under pytest-xdist every check of one VM goes to one worker (each VM's lifecycle runs once), and every
+    VM is handed out at once (patchgate_pytest.vm_scheduling)."""
     if run_state(config) is None:
         return None
-    from xdist.scheduler import LoadScopeScheduling
+    from patchgate_pytest.vm_scheduling import VmScheduling
+    from xdist.workermanage import parse_tx_spec_config
 
-    class VmScheduling(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            match = VM_ID_RE.search(nodeid)
-            return match.group(1) if match else nodeid
-
-        def schedule(self) -> None:
-            """Hand out every VM at once (round robin), not two at a time: a worker starts the lifecycles of
-            all its VMs together, so a VM never waits for another VM's tests to finish before it is reverted."""
-            initial = self.collection is None
-            super().schedule()
-            if not initial or not self.workqueue:
-                return
-            nodes = [node for node in self.nodes if not node.shutting_down]
-            while self.workqueue and nodes:
-                for node in nodes:
-                    if self.workqueue:
-                        self._assign_work_unit(node)
-            for node in nodes:
-                node.shutdown()
-
-    return VmScheduling(config, log)
+    state = run_state(config)
+    return VmScheduling(config, [vm.name for vm in state.selected_vms], len(parse_tx_spec_config(config)))
 
 
-def _selected_vm_names(session: pytest.Session, *, settle: float = 0.0) -> list[str]:
-    queue = _worker_queue(session.config, session, settle=settle)
-    names: list[str] = []
-    for item in (queue if queue is not None else session.items):
-        callspec = getattr(item, "callspec", None)
-        if callspec is not None and VM_PARAM in callspec.params:
-            name = callspec.params[VM_PARAM]
-            if name not in names:
-                names.append(name)
-    return names
+def _selected_vm_names(session: pytest.Session) -> list[str]:
+    """The VMs whose lifecycles this process starts at once: every VM with checks in one process; under
+    pytest-xdist the VMs the scheduler deals to this worker (patchgate_pytest.vm_scheduling). A worker that replaces
+    one that died starts none at once: it learns its VMs as their checks arrive (``LabRun.observation``)."""
+    from patchgate_pytest.vm_scheduling import original_worker_index, vm_partition
+
+    config = session.config
+    names = _vms_with_checks(config, {_vm_of(item) for item in session.items})
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return names
+    workers = int(workerinput["workercount"])
+    state = run_state(config)
+    partition = vm_partition([vm.name for vm in state.selected_vms] if state else [], workers)
+    own = original_worker_index(str(workerinput.get("workerid", "")), workers)
+    return [name for name in names if own is not None and partition.get(name) == own]
 
 
 @pytest.fixture(scope="session")
@@ -150,7 +110,7 @@ def start_lab_run(config: pytest.Config, session: pytest.Session) -> LabRun:
     assert state is not None
     if state.lab_run is not None:
         return state.lab_run
-    names = _selected_vm_names(session, settle=2.0)
+    names = _selected_vm_names(session)
     # Restore each VM right after its post capture unless a check needs the live VM (testinfra's `host`) or
     # --keep-on-failure must see the verdicts first: the restore then overlaps the checks instead of following them.
     live_vm_needed = any("host" in getattr(item, "fixturenames", ()) for item in session.items)
@@ -159,7 +119,6 @@ def start_lab_run(config: pytest.Config, session: pytest.Session) -> LabRun:
                  restore_when_captured=not live_vm_needed,
                  twin_inputs_checked=os.environ.get(INPUTS_CHECKED_BY_PARENT) == "1")
     state.lab_run = run
-    settle_the_heap()
     from patchgate_pytest.progress import lease_wait_for
     from patchgate.leases.base import lease_waits
 
@@ -171,69 +130,21 @@ def start_lab_run(config: pytest.Config, session: pytest.Session) -> LabRun:
     return run
 
 
-def run_checks_as_vms_get_ready(session: pytest.Session, run: LabRun) -> None:
-    """pytest's test loop, VM by VM in the order the VMs get ready (one process, no xdist).
-
-    Collection keeps each VM's checks together (``vm_name`` has session scope), so running the groups in
-    readiness order starts the first VM's checks while the slowest VM is still being captured. pytest tears a VM's
-    ``vm_name`` down when the next test belongs to another VM, so the next group is chosen (waiting for a VM if
-    none is ready) before the last check of the current one runs."""
-    groups: dict[str, list[pytest.Item]] = {}
-    leading: list[pytest.Item] = []
-    for item in session.items:
-        vm = _vm_of(item)
-        (groups.setdefault(vm, []) if vm is not None else leading).append(item)
-    waiting = list(groups)
-    meanwhile = while_no_vm_is_ready(session, run)
-
-    def next_group() -> list[pytest.Item] | None:
-        while waiting:
-            started = [name for name in waiting if name in run.lifecycles]
-            if len(started) < len(waiting):  # never started (cannot happen after start_lab_run): take it as it is
-                name = next(n for n in waiting if n not in run.lifecycles)
-            else:
-                name = run.first_prepared(waiting, timeout=0.5)  # short waits keep Ctrl-C prompt
-                if name is None:
-                    meanwhile()
-                    continue
-            waiting.remove(name)
-            return groups[name]
-        return None
-
-    try:
-        queue = leading + (next_group() or [])
-        while queue:
-            item = queue.pop(0)
-            if not queue:
-                queue = next_group() or []
-            with TURNS.taken(rank=CHECKS_RANK):  # a VM still in the lab goes first (patchgate.turns)
-                item.config.hook.pytest_runtest_protocol(item=item, nextitem=queue[0] if queue else None)
-            if session.shouldfail:
-                raise session.Failed(session.shouldfail)
-            if session.shouldstop:
-                raise session.Interrupted(session.shouldstop)
-    except BaseException:  # Ctrl-C / SIGTERM / -x while VMs still prepare: stop them at their next step
-        run.interrupt()
-        raise
-
-
 WARMED_UP = pytest.StashKey[bool]()  # the one-time work of while_no_vm_is_ready is done
 
 
 def while_no_vm_is_ready(session: pytest.Session, run: LabRun) -> Callable[[], None]:
-    """What the test loop does between its short waits for the next ready VM, so that the work is not done when
-    the VMs' checks all want the CPU: the one-time work of reporting checks (first call), then the evidence
-    that is final already (patchgate_pytest.allure_wiring). A turn with the checks' rank: lab traffic goes first."""
+    """What the progress view does between its short waits for the first ready VM, so that the work is not
+    done when the VMs' checks all want the CPU: the one-time work of reporting checks (first call), then the
+    evidence that is final already (patchgate_pytest.allure_wiring)."""
     from patchgate_pytest.allure_wiring import keep_early_attachments
 
     def meanwhile() -> None:
         if not session.config.stash.get(WARMED_UP, False):
             session.config.stash[WARMED_UP] = True
-            read_run_facts()  # mostly waiting (git, package metadata): no turn needed
-            with TURNS.taken(rank=CHECKS_RANK):
-                warm_up_reporting(session.items)
-        with TURNS.taken(rank=CHECKS_RANK):
-            keep_early_attachments(session.config, {name: lc.obs for name, lc in list(run.lifecycles.items())})
+            read_run_facts()
+            warm_up_reporting(session.items)
+        keep_early_attachments(session.config, {name: lc.obs for name, lc in list(run.lifecycles.items())})
 
     return meanwhile
 

@@ -25,7 +25,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, TextIO
+from typing import Callable, Iterator, TextIO
 
 import pytest
 
@@ -329,8 +329,9 @@ def _vm_items(session: pytest.Session) -> bool:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtestloop(session: pytest.Session) -> Iterator[None]:
     """In one process (no xdist), start every lifecycle now and show the live table or the transition lines until
-    the first VM is ready for its checks; the checks then run VM by VM as each gets ready (patchgate_pytest.lab), and the
-    transitions that happen meanwhile are printed after pytest's report, so the two never interleave."""
+    the first VM is ready for its checks; pytest's own test loop then runs each VM's checks once that VM is
+    ready (its ``obs`` waits for it), and the transitions that happen meanwhile are printed after pytest's
+    report, so the two never interleave."""
     config = session.config
     state = run_state(config)
     xdist_controller = config.pluginmanager.has_plugin("dsession")
@@ -365,29 +366,13 @@ def pytest_runtestloop(session: pytest.Session) -> Iterator[None]:
                                 "running the checks")
         else:
             progress.write_line(f"patchgate: {len(ready)} of {len(run.lifecycles)} VM(s) prepared in {took:.1f}s "
-                                f"({broken} broken); each VM's checks run as it gets ready, its steps are listed "
+                                f"({broken} broken); each VM's checks run once it is ready, its steps are listed "
                                 "after the report")
     progress.hold()
-    config.stash[CHECKS_AS_VMS_GET_READY] = run
     try:
         yield
     finally:
         finish_lab_run(config, session, run)  # no-op when the lab_run fixture already finished it
-
-
-CHECKS_AS_VMS_GET_READY = pytest.StashKey[Any]()  # the LabRun whose VMs' checks run in readiness order
-
-
-@pytest.hookimpl(tryfirst=True, specname="pytest_runtestloop")
-def pytest_runtestloop_in_readiness_order(session: pytest.Session) -> bool | None:
-    """The test loop itself (in place of pytest's) once the wrapper above has started the lab."""
-    run = session.config.stash.get(CHECKS_AS_VMS_GET_READY, None)
-    if run is None:
-        return None
-    from patchgate_pytest.lab import run_checks_as_vms_get_ready
-
-    run_checks_as_vms_get_ready(session, run)
-    return True
 
 
 # ---------------------------------------------------------------- xdist: workers forward, the controller shows

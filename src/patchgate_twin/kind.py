@@ -93,8 +93,7 @@ class TwinKind(BaseLabKind):
             from patchgate_twin.wsman import TwinEndpoints
 
             endpoints = TwinEndpoints(shell, _host_credentials(lab, secrets, twin),
-                                      latency=lab.hypervisor.settings.latency.wsman_round_trip,
-                                      order=[vm.name for vm in lab.vms])
+                                      latency=lab.hypervisor.settings.latency.wsman_round_trip)
             parts.remoting_counters = endpoints.counters
             parts.closers.insert(0, endpoints.stop_all)
             handle.endpoints = endpoints
@@ -153,8 +152,7 @@ class TwinKind(BaseLabKind):
         if lab.remoting.kind == "psrp":
             from patchgate_twin.wsman import TwinEndpoints
 
-            endpoints = TwinEndpoints(shell, _host_credentials(lab, secrets, twin), latency=0.0,
-                                      order=[vm.name for vm in lab.vms])
+            endpoints = TwinEndpoints(shell, _host_credentials(lab, secrets, twin), latency=0.0)
             parts.remoting_counters = endpoints.counters
             parts.closers.insert(0, endpoints.stop_all)
             handle.endpoints = endpoints

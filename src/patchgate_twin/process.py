@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from patchgate.config.lab import Lab
 from patchgate.errors import HypervisorError, LabError
-from patchgate.heap import settle_the_heap
 from patchgate.remoting.logging_hygiene import quiet_transport_loggers
 from patchgate.secrets.base import credential_pair
 from patchgate.secrets.redact import RedactingFilter
@@ -111,7 +110,6 @@ def _build_service(lab: Lab, catalog: "Catalog | None", twin_catalogs: list[str]
         if catalog is None:
             catalog = check_twin_inputs(lab, [Path(folder) for folder in twin_catalogs])
         _SERVICE = TwinService(lab, catalog)
-        settle_the_heap()  # the hosts, their disks and the loaded modules live as long as the child
     except BaseException as exc:  # noqa: BLE001 - reported to the harness when it asks for the service
         _SERVICE_ERROR = exc
     finally:

@@ -34,8 +34,7 @@ class TwinService:
         self._credentials: dict[str, tuple[str, str]] = {}
         self._credentials_lock = threading.Lock()
         self.endpoints = TwinEndpoints(TwinShell(self.twin), self._host_credentials,
-                                       latency=settings.latency.wsman_round_trip,  # type: ignore[union-attr]
-                                       order=[vm.name for vm in lab.vms])
+                                       latency=settings.latency.wsman_round_trip)  # type: ignore[union-attr]
 
     def _host_credentials(self, vm: str) -> tuple[str, str]:
         with self._credentials_lock:

@@ -54,3 +54,111 @@ def test_no_handoff_of_the_twin_process():
     """The twin's process is started by its lab kind when the run builds its components, nowhere else."""
     source = "\n".join(p.read_text(encoding="utf-8") for p in _python_files())
     assert "handoff" not in source.lower() and "peek_names" not in source
+
+
+# ------------------------------------------------------------------ no tricks, no third-party internals
+
+ROOT = ENGINE.parents[1]
+HARNESS = [ENGINE, ROOT / "src" / "patchgate_twin", ROOT / "src" / "patchgate_pytest"]
+THIRD_PARTY = ("pypsrp", "psrpcore", "allure_commons", "allure_pytest", "xdist")
+
+
+def _harness_files() -> list[Path]:
+    return [path for folder in HARNESS for path in sorted(folder.rglob("*.py"))]
+
+
+def _where(path: Path, node: ast.AST) -> str:
+    return f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}"
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _privates_defined(paths: list[Path]) -> set[str]:
+    """The private names these files define: methods, and attributes they assign."""
+    names: set[str] = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _private(node.name):
+                names.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and _private(node.attr):
+                names.add(node.attr)
+    return names
+
+
+def _own_attributes(paths: list[Path]) -> set[str]:
+    """The private attributes the harness's own objects keep (``self._cache = ...``)."""
+    return {node.attr for path in paths for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and _private(node.attr)
+            and isinstance(node.value, ast.Name) and node.value.id == "self"}
+
+
+def _library_privates() -> frozenset[str]:
+    """The private names the libraries define, but for attributes the harness's own objects keep too."""
+    import importlib.util
+
+    paths: list[Path] = []
+    for package in THIRD_PARTY:
+        spec = importlib.util.find_spec(package)
+        assert spec is not None and spec.submodule_search_locations, package
+        paths += Path(next(iter(spec.submodule_search_locations))).rglob("*.py")
+    return frozenset(_privates_defined(paths) - _own_attributes(_harness_files()))
+
+
+# pytest-xdist's worker state: public-looking names of its private WorkerInteractor
+XDIST_WORKER_STATE = frozenset({"torun", "nextitem_index", "WorkerInteractor"})
+
+
+def _third_party_names(tree: ast.AST) -> set[str]:
+    """Names a module imports from the libraries (classes it could subclass)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in THIRD_PARTY:
+            names.update(alias.asname or alias.name for alias in node.names)
+    return names
+
+
+def _tricks(path: Path, library_privates: frozenset[str]) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: list[str] = []
+    imported_from_libraries = _third_party_names(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            for module in modules:
+                parts = module.split(".")
+                if module in ("patchgate.turns", "patchgate.heap"):
+                    found.append(f"{_where(path, node)} imports {module}")
+                if parts[0] in THIRD_PARTY and any(_private(part) for part in parts[1:]):
+                    found.append(f"{_where(path, node)} imports the private module {module}")
+        elif isinstance(node, ast.Attribute):
+            receiver = node.value
+            if isinstance(receiver, ast.Name) and receiver.id == "gc" and node.attr in ("freeze", "set_threshold"):
+                found.append(f"{_where(path, node)} calls gc.{node.attr}")
+            if node.attr == "__class__" and isinstance(node.ctx, ast.Store):
+                found.append(f"{_where(path, node)} swaps an object's class")
+            if node.attr in XDIST_WORKER_STATE:
+                found.append(f"{_where(path, node)} reads pytest-xdist's worker state ({node.attr})")
+            if node.attr in library_privates and not (isinstance(receiver, ast.Name) and receiver.id in
+                                                      ("self", "cls")):
+                found.append(f"{_where(path, node)} reads or writes {node.attr} of an object it does not own")
+        elif isinstance(node, ast.Constant) and node.value in XDIST_WORKER_STATE:
+            found.append(f"{_where(path, node)} looks for pytest-xdist's {node.value}")
+        elif isinstance(node, ast.ClassDef):
+            bases = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}
+            if bases & imported_from_libraries:
+                for item in node.body:
+                    if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name in library_privates:
+                        found.append(f"{_where(path, item)} overrides {item.name} of a library class")
+    return found
+
+
+def test_no_tricks_and_no_third_party_internals():
+    """No interpreter-lock scheduler, no garbage-collector tuning, no class swaps, and nothing private of
+    pypsrp, psrpcore, allure or pytest-xdist read, written or overridden (their public interfaces only)."""
+    library_privates = _library_privates()
+    assert {"_serializer", "_report_item", "_process_message", "_change_state"} <= library_privates
+    found = [line for path in _harness_files() for line in _tricks(path, library_privates)]
+    assert not found, "\n".join(found)
+    assert not (ENGINE / "turns.py").exists() and not (ENGINE / "heap.py").exists()

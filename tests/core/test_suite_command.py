@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from _pytest.config import get_config
 
-from patchgate.cli import _suite_command, build_parser
+from patchgate.cli import build_parser
+from patchgate.cli.validate import _suite_command
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from support.contenders import check_log
+from support.waiting import wait_until
 
 from patchgate.config import load_lab
 from patchgate.leases import build_lease_manager
@@ -52,12 +52,12 @@ def test_eight_runs_never_hold_one_vm_together(backend: str, vault_lab: VaultLab
                     "vms": vms, "shared": str(shared)}
             procs.append(subprocess.Popen([sys.executable, str(RECORDING), json.dumps(spec)], env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        deadline = time.monotonic() + START_TIMEOUT
-        while len(list(shared.glob("ready-*"))) < len(procs):
+        def all_ready() -> bool:
             exited = [p for p in procs if p.poll() is not None]
             assert not exited, f"a contender exited before the start: {exited[0].communicate()}"
-            assert time.monotonic() < deadline, "contenders did not get ready"
-            time.sleep(0.05)
+            return len(list(shared.glob("ready-*"))) >= len(procs)
+
+        wait_until(all_ready, "contenders did not get ready", timeout=START_TIMEOUT)
         (shared / "go").touch()
         results = []
         for proc in procs:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from support.contenders import check_log
 from support.openbao import OpenBao
+from support.waiting import wait_until
 
 from .helpers import clean_env, explain, gate, patchgate, write_lab
 from .test_lease_contention import RECORDING, SELECTIONS
@@ -95,11 +96,12 @@ def test_eight_runs_with_waits_longer_than_the_ttl_never_share_a_vm(vault_lab: V
                     "shared": str(shared)}
             procs.append(subprocess.Popen([sys.executable, str(RECORDING), json.dumps(spec)], env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        deadline = time.monotonic() + 120
-        while len(list(shared.glob("ready-*"))) < len(procs):
-            assert not [p for p in procs if p.poll() is not None], "a contender exited before the start"
-            assert time.monotonic() < deadline, "contenders did not get ready"
-            time.sleep(0.05)
+        def all_ready() -> bool:
+            exited = [p for p in procs if p.poll() is not None]
+            assert not exited, f"a contender exited before the start: {exited[0].communicate()}"
+            return len(list(shared.glob("ready-*"))) >= len(procs)
+
+        wait_until(all_ready, "contenders did not get ready", timeout=120)
         started = time.time()
         (shared / "go").touch()
         results = []

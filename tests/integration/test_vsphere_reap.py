@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.waiting import wait_until
 
 from patchgate.config import load_lab
 from patchgate.hypervisors.vsphere import VsphereHypervisor
@@ -118,10 +119,8 @@ def test_a_clean_rehearsal_lab_reads_clean_and_reap_converges(simulator: Vcsim, 
 
     (ledger_path,) = set(runs.glob("*.jsonl")) - earlier
     pid = read_ledger(ledger_path).pid
-    deadline = time.monotonic() + 30
-    while process_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)  # the suites' process dies with its group, maybe a moment after validate
-    assert not process_alive(pid)
+    # the suites' process dies with its group, maybe a moment after validate
+    wait_until(lambda: not process_alive(pid), f"the suites' process {pid} to end", timeout=30)
     first = patchgate("reap", "--lab", str(lab_path), env=env)
     assert first.returncode == 0 and "restored" in first.stdout, explain(first)
     second = patchgate("reap", "--lab", str(lab_path), env=env)

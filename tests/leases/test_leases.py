@@ -256,6 +256,26 @@ def test_vault_lease_deleted_by_hand_counts_as_free(openbao: OpenBao) -> None:
         manager.close()
 
 
+def test_vault_lease_of_a_dead_holder_is_released_only_while_it_is_that_holders(openbao: OpenBao) -> None:
+    lab = "lab-" + uuid.uuid4().hex[:8]
+    manager = build_manager({"kind": "vault", "lab": lab, "address": openbao.address,
+                             "token": openbao.root_token, "leases_path": "patchgate/leases", "ttl": 60})
+    try:
+        manager.acquire(["vm0", "vm1"], "dead-run", timeout=5, auto_renew=False)  # never released
+        held = {info.vm: info.lease_id for info in manager.list_leases()}
+        assert set(held) == {"vm0", "vm1"}
+        manager.release_for_dead_holder("vm1", "not-" + held["vm1"], "reap pid 1")  # another holder's: kept
+        manager.release_for_dead_holder("vm0", held["vm0"], "reap pid 1")
+        assert [info.vm for info in manager.list_leases()] == ["vm1"]
+        record = openbao.client().secrets.kv.v2.read_secret_version(
+            f"patchgate/leases/{lab}/vm0", raise_on_deleted_version=True)["data"]["data"]
+        assert record["state"] == "released" and record["released_by"] == "reap pid 1"
+        with manager.acquire(["vm0"], "next-run", timeout=5, auto_renew=False):
+            assert sorted(i.run_id for i in manager.list_leases()) == ["dead-run", "next-run"]
+    finally:
+        manager.close()
+
+
 def test_patchgate_leases_command_lists_held_leases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     from patchgate.cli import main

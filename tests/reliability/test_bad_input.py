@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from patchgate import cli
+from patchgate.cli import validate as validate_command
 from patchgate_twin.faults import FAULTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,7 +213,7 @@ def guarded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         def poll(self) -> int | None:
             return -9 if self.killed else None
 
-    monkeypatch.setattr(cli, "_start_suites", lambda *_args, **_kwargs: Suites())
+    monkeypatch.setattr(validate_command, "_start_suites", lambda *_args, **_kwargs: Suites())
     return state
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from support.reliability import FAULTY, HEALTHY, ROOT, VMS, Run, lab_data, make_run
+from support.waiting import wait_until
 
 SLOW_INSTALL = {"install": 120}  # seconds of twin install time: the run is mid-install when the signal arrives
 DEADLINE = 90
@@ -130,10 +131,7 @@ def test_sigkill_leaves_the_lab_changed_and_reap_restores_it(tmp_path: Path) -> 
 def _wait_until_gone(pid: int, timeout: float = 30.0) -> None:
     from patchgate.run.liveness import process_alive
 
-    deadline = time.monotonic() + timeout
-    while process_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling a real condition (the process table) with a deadline
-    assert not process_alive(pid), f"run process {pid} still alive {timeout:g}s after SIGKILL"
+    wait_until(lambda: not process_alive(pid), f"run process {pid} still alive after SIGKILL", timeout=timeout)
 
 
 @pytest.mark.slow

@@ -9,7 +9,8 @@ from pydantic import SecretStr
 from remoting_lab import PASSWORD, USERNAME, LabHost, http_settings
 
 from patchgate.hypervisors.base import GuestEndpoint
-from patchgate.remoting.psrp import PsrpRemoting, PsrpSession
+from patchgate.remoting.psrp import PsrpSession
+from patchgate.remoting.psrp_remoting import PsrpRemoting
 from patchgate.secrets.base import Credentials
 from patchgate_twin.wsman import TwinEndpoints
 

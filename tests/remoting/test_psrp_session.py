@@ -9,11 +9,12 @@ import time
 
 import pytest
 from pydantic import SecretStr
+from support.waiting import wait_until
 
 from patchgate.errors import LabTimeout, RemotingAuthError, RemotingError
 from patchgate.hypervisors.base import GuestEndpoint
 from patchgate.remoting.base import Script
-from patchgate.remoting.psrp import PsrpRemoting
+from patchgate.remoting.psrp_remoting import PsrpRemoting
 from patchgate.secrets.base import Credentials
 
 from remoting_lab import PASSWORD, USERNAME, http_settings
@@ -134,10 +135,8 @@ def test_receive_long_polls_until_the_pipeline_finishes(open_session, endpoints,
     outcome: dict = {}
     worker = threading.Thread(target=lambda: outcome.setdefault("result", session.run(Script("slow", "Get-Date"))))
     worker.start()
-    deadline = time.monotonic() + 20
-    while endpoints.counters("ws2025-a").get("receive_timeouts", 0) < 2:
-        assert time.monotonic() < deadline, "the endpoint never answered an expired long-poll"
-        time.sleep(0.05)
+    wait_until(lambda: endpoints.counters("ws2025-a").get("receive_timeouts", 0) >= 2,
+               "the endpoint never answered an expired long-poll", timeout=20)
     lab_host.gate.set()
     worker.join(20)
     assert _doc(outcome["result"])["vm"] == "ws2025-a"
@@ -236,62 +235,23 @@ def test_idle_shells_expire_on_the_host(endpoints, credentials, lab_host):
         endpoint.stop()
 
 
-def test_the_twin_decodes_a_repeated_pipeline_once_and_each_vm_keeps_its_own_parameters(open_session, lab_host):
-    from patchgate_twin.wsman.pool import _decoded_create_pipeline
-
-    script = "param($Name)\n# a script every VM receives\n" + "Write-Output $Name\n" * 200
-    before = _decoded_create_pipeline.cache_info()
-    names = {}
-    for vm in ("ws2025-a", "ws2025-b"):
-        for value in ("same", "same", vm):
-            names.setdefault(vm, []).append(_doc(open_session(vm).run(Script("echo", script, {"Name": value})))
-                                            ["parameters"]["Name"])
-    after = _decoded_create_pipeline.cache_info()
-    assert names == {"ws2025-a": ["same", "same", "ws2025-a"], "ws2025-b": ["same", "same", "ws2025-b"]}
-    assert after.hits - before.hits >= 3  # the repeated ("same") pipelines after the first
-    assert after.misses - before.misses <= 3  # "same" once, and each VM's own value
-
-
-def test_vms_taking_turns_all_finish_with_their_own_answers(endpoints, credentials):
-    from patchgate.turns import TURNS
-
+def test_vms_on_their_own_threads_all_finish_with_their_own_answers(endpoints, credentials):
     vms = [f"ws2025-{i:02d}" for i in range(6)]
     results: dict[str, list[str]] = {}
     errors: list[BaseException] = []
 
-    def work(rank: int, vm: str) -> None:
-        TURNS.rank = rank  # as a lifecycle thread does: its place in the run
+    def work(vm: str) -> None:
         try:
             port = endpoints.start(vm)
             with PsrpRemoting(http_settings()).open(vm, GuestEndpoint("127.0.0.1", port), credentials) as session:
                 results[vm] = [json.loads(session.run(Script(f"p{i}", "Get-Date")).text)["vm"] for i in range(3)]
-                assert not TURNS.holding()  # the turn is given back when a call returns
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(rank, vm)) for rank, vm in enumerate(vms)]
+    threads = [threading.Thread(target=work, args=(vm,)) for vm in vms]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
     assert not errors
     assert results == {vm: [vm] * 3 for vm in vms}
-    assert not TURNS._busy and not TURNS._waiting
-
-
-def test_a_repeated_pipeline_is_serialised_once_and_sent_byte_for_byte_as_pypsrp_would(open_session, lab_host):
-    from patchgate.remoting import psrp
-    from patchgate_twin.wsman.pool import _decoded_create_pipeline
-
-    script = Script("echo", "param($Name)\n# serialised once per process\n$Name", {"Name": "same"})
-    psrp._PIPELINE_MESSAGES.clear()
-    _decoded_create_pipeline.cache_clear()
-    first = open_session("ws2025-a").run(script)  # pypsrp serialises it
-    assert len(psrp._PIPELINE_MESSAGES) == 1
-    second = open_session("ws2025-b").run(script)  # the kept message
-    psrp._PIPELINE_MESSAGES.clear()
-    third = open_session("ws2025-c").run(script)  # pypsrp serialises it again
-    assert [_doc(r)["vm"] for r in (first, second, third)] == ["ws2025-a", "ws2025-b", "ws2025-c"]
-    assert all(_doc(r)["parameters"] == {"Name": "same"} for r in (first, second, third))
-    # the twin decodes by the exact bytes it receives: one decoding means three identical messages
-    assert _decoded_create_pipeline.cache_info().misses == 1

@@ -18,7 +18,7 @@ from remoting_lab import PASSWORD, USERNAME, LabHost, http_settings
 from patchgate.errors import RemotingError
 from patchgate.hypervisors.base import GuestEndpoint
 from patchgate.remoting.base import Script
-from patchgate.remoting.psrp import PsrpRemoting
+from patchgate.remoting.psrp_remoting import PsrpRemoting
 from patchgate.secrets.base import Credentials
 from patchgate_twin.wsman import TwinEndpoints
 

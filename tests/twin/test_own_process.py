@@ -13,17 +13,18 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from support.waiting import wait_until
 
 from patchgate.run.components import LabComponents, build_components
 from patchgate.config import Lab
 from patchgate.errors import HypervisorError, RemotingAuthError
+from patchgate.hypervisors.base import GuestEndpoint
 from patchgate.run.liveness import process_alive
-from patchgate.remoting.psrp import PsrpRemoting
+from patchgate.remoting.psrp_remoting import PsrpRemoting
 from patchgate.remoting.staging import OP_STAGE_PREPARE, op_script
 from patchgate.secrets.base import Credentials
 from patchgate_twin.process import RemoteTwinLab
@@ -57,12 +58,7 @@ def build(document: dict) -> LabComponents:
 
 
 def wait_until_gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not process_alive(pid):
-            return True
-        time.sleep(0.05)  # polling a condition with a deadline, not standing in for one
-    return False
+    return wait_until(lambda: not process_alive(pid), f"process {pid} to end", timeout=timeout)
 
 
 def test_psrp_twin_labs_are_served_from_another_process_and_answer_wsman(state: Path) -> None:
@@ -207,8 +203,19 @@ def test_the_service_is_what_the_child_runs(state: Path) -> None:
     try:
         service.revert("op-hp-01")
         service.power_on("op-hp-01")
-        port = service.start_endpoint("op-hp-01", "patchgate", "secret")
-        assert port > 0 and service.counters("op-hp-01") is not None
+        port = service.start_endpoint("op-hp-01", "patchgate", "twin-service-pass-1")
+        credentials = Credentials(username="patchgate", password=SecretStr("twin-service-pass-1"))
+        session = PsrpRemoting(lab.remoting.settings).open("op-hp-01", GuestEndpoint("127.0.0.1", port),
+                                                            credentials)
+        try:
+            assert session.run(op_script(OP_STAGE_PREPARE, Path="C:\\staging"), timeout=30).output
+            assert service.counters("op-hp-01").get("pipelines", 0) >= 1
+            service.revert("op-hp-01")  # the guest forgets the shell: the session reconnects once
+            service.power_on("op-hp-01")
+            assert session.run(op_script(OP_STAGE_PREPARE, Path="C:\\staging"), timeout=30).output
+            assert session.reconnects == 1
+        finally:
+            session.close()
     finally:
         service.close()
 

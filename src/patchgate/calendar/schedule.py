@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from patchgate.config.strict import Strict
 from patchgate.config.validation import validate_document
 from patchgate.config.yamlfile import load_yaml
 from patchgate.errors import LabError
@@ -46,10 +47,6 @@ class CalendarGap(LabError):
     like lab trouble it makes the run inconclusive, so a stale calendar can neither block nor approve."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def _kb(value: str) -> str:
     norm = value.upper()
     if not re.fullmatch(r"KB\d{6,8}", norm):
@@ -57,7 +54,7 @@ def _kb(value: str) -> str:
     return norm
 
 
-class Release(_Strict):
+class Release(Strict):
     kb: str
     build: str = Field(..., pattern=r"^\d{5}\.\d{1,6}$")
     month: str | None = Field(None, pattern=r"^\d{4}-\d{2}$")
@@ -75,7 +72,7 @@ class Release(_Strict):
         return int(self.build.split(".")[1])
 
 
-class Quarter(_Strict):
+class Quarter(Strict):
     id: str = Field(..., pattern=r"^\d{4}Q[1-4]$")
     baseline: Release
     hotpatches: list[Release] = Field(default_factory=list)
@@ -98,7 +95,7 @@ class Quarter(_Strict):
                 *(r.kb for r in self.oob if r.hotpatch_compatible)}
 
 
-class PendingMonth(_Strict):
+class PendingMonth(Strict):
     """A month Microsoft has shipped (or planned) whose KB the calendar could not verify [U]: listed so the calendar
     shows it, never used to keep a machine on the track."""
 
@@ -109,7 +106,7 @@ class PendingMonth(_Strict):
     note: str = ""
 
 
-class NonOsUpdate(_Strict):
+class NonOsUpdate(Strict):
     """A servicing stack or .NET update: outside hotpatch scope, never judged by the track rule."""
 
     kb: str
@@ -120,7 +117,7 @@ class NonOsUpdate(_Strict):
     _norm = field_validator("kb")(classmethod(lambda cls, v: _kb(v)))
 
 
-class CalendarFile(_Strict):
+class CalendarFile(Strict):
     product: str
     current_build: str
     sources: list[str] = Field(default_factory=list)
@@ -200,10 +197,6 @@ class HotpatchCalendar:
     def release(self, kb: str) -> Release | None:
         entry = self._by_kb.get(kb.upper())
         return entry[1] if entry else None
-
-    def quarter_of(self, kb: str) -> Quarter | None:
-        entry = self._by_kb.get(kb.upper())
-        return entry[0] if entry else None
 
     def quarter_for_baseline(self, kb: str) -> Quarter | None:
         """The quarter that ``kb`` is the baseline of, or None."""

@@ -7,18 +7,16 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic import Field, HttpUrl, field_validator, model_validator
+
+from patchgate.config.strict import Strict
 
 Classification = Literal["hotpatch", "baseline", "lcu", "oob", "wsus-security", "ssu", "dotnet", "other"]
 # Outside hotpatch scope: servicing stack and .NET Framework updates never move a machine off the track.
 NON_OS_CLASSIFICATIONS = frozenset({"ssu", "dotnet"})
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PackageFile(_Strict):
+class PackageFile(Strict):
     file: Path = Field(..., description="path relative to the candidate file")
     sha256: str
 
@@ -30,7 +28,7 @@ class PackageFile(_Strict):
         return value.lower()
 
 
-class References(_Strict):
+class References(Strict):
     kb_article: HttpUrl
     cves: list[str] = Field(default_factory=list)
     other: list[HttpUrl] = Field(default_factory=list)
@@ -44,7 +42,7 @@ class References(_Strict):
         return value
 
 
-class Candidate(_Strict):
+class Candidate(Strict):
     kb: str
     title: str = Field(..., min_length=3)
     classification: Classification
@@ -97,10 +95,6 @@ class Candidate(_Strict):
     def target_package(self) -> PackageFile:
         """The package DISM installs: the only one, or the one whose file name names the candidate's KB."""
         return self.packages[0] if len(self.packages) == 1 else self.target_packages[0]
-
-    @property
-    def target_ubr(self) -> int:
-        return int(self.target_build.split(".")[1])
 
     def package_path(self, package: PackageFile) -> Path:
         base = self.source.parent if self.source else Path.cwd()

@@ -6,18 +6,13 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from patchgate.config.located import FieldProblem
 from patchgate.config.policy import Policy
+from patchgate.config.strict import Strict
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
-
-
-class Strict(BaseModel):
-    """Unknown keys are typos; reject them."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # ---------------------------------------------------------------- hypervisors

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from patchgate.config.strict import Strict
 
 INVARIANT_ID = r"^(hotpatch|wsus|services|firewall)\.[a-z0-9_]+$"
 INVARIANTS = frozenset({
@@ -18,11 +20,7 @@ INVARIANTS = frozenset({
 """Every invariant the suites check (docs/invariants.md): a waiver naming another one could never apply."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Allowlists(_Strict):
+class Allowlists(Strict):
     """Changes that are expected and never fail an invariant; each is still shown in the diff."""
 
     firewall_rule_groups: list[str] = Field(default_factory=list,
@@ -46,7 +44,7 @@ class Allowlists(_Strict):
         return out
 
 
-class Waiver(_Strict):
+class Waiver(Strict):
     """An accepted failure of one invariant on some VMs, owned by a person, until a date."""
 
     invariant: str = Field(..., pattern=INVARIANT_ID, description="for example hotpatch.track")
@@ -83,6 +81,6 @@ class Waiver(_Strict):
         return today > self.expires
 
 
-class Policy(_Strict):
+class Policy(Strict):
     allow: Allowlists = Allowlists()
     waivers: list[Waiver] = Field(default_factory=list)

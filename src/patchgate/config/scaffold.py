@@ -12,9 +12,7 @@ someone fills it in from the KB article: no properties field is documented to ca
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import re
 import sys
 import typing
@@ -22,8 +20,7 @@ from pathlib import Path
 
 from patchgate.config.candidate import Classification
 from patchgate.errors import ConfigError
-from patchgate.evidence.hashing import sha256_file
-from patchgate.config.msu_properties import MsuProperties, read_msu_properties
+from patchgate.config.msu_properties import MsuProperties
 
 CLASSIFICATIONS = typing.get_args(Classification)
 KB_IN_NAME = re.compile(r"kb(\d{6,8})", re.IGNORECASE)
@@ -98,30 +95,3 @@ def render_candidate(kb: str, classification: str, packages: list[tuple[str, str
               "# notes: what each package's own properties file says (patchgate candidate new)",
               f"notes: {json.dumps(notes)}"]
     return "\n".join(lines) + "\n"
-
-
-def cmd_candidate_new(args: argparse.Namespace) -> int:
-    packages = [Path(p) for p in args.packages]
-    for package in packages:
-        if not package.is_file():
-            raise ConfigError("package file not found", file=str(package))
-    kb = (args.kb or kb_of(packages[0])).upper()
-    if not kb.startswith("KB"):
-        kb = f"KB{kb}"
-    out = Path(args.out) if args.out else Path("candidates") / f"{kb}.yaml"
-    if out.exists():
-        raise ConfigError("the candidate file exists already: remove it or pass --out", file=str(out))
-    classification = _classification(args.classification)
-    entries = [(Path(os.path.relpath(p.resolve(), out.resolve().parent)).as_posix(), sha256_file(p))
-               for p in packages]
-    read = [read_msu_properties(p) for p in packages]
-    check_kb(kb, [(str(p), props) for p, props in zip(packages, read)])
-    notes, link = package_notes([(file, props) for (file, _digest), props in zip(entries, read)])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_candidate(kb, classification, entries, notes=notes, kb_article=link), encoding="utf-8")
-    print(f"wrote {out}: {kb}, {len(entries)} package(s) with their sha256, classification {classification}")
-    for line in notes.splitlines():
-        print(f"  {line}")
-    todo = "title, target_build, release_date" + ("" if link else " and references.kb_article")
-    print(f"fill in {todo} from the KB article; 'patchgate validate --candidate {out}' refuses the file until then")
-    return 0

@@ -4,16 +4,13 @@ does and restore it afterwards), install nothing, and say per VM what patchgate 
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
 from pathlib import Path
 
 from patchgate.config.candidate import Candidate
 from patchgate.config.lab import Lab
 from patchgate.doctor.checks import Check, account_checks, assumption_checks, identity_checks, webadmin_check
 from patchgate.doctor.facts import GuestFacts, read_facts
-from patchgate.doctor.noise import noise_checks, noise_outcomes, print_noise
 from patchgate.doctor.preflight import judge_preflight
 from patchgate.errors import EXIT_INCONCLUSIVE, LabError
 from patchgate.run.labrun import LabRun, RunSelection
@@ -219,71 +216,8 @@ def exit_code(results: dict[str, list[Check]]) -> int:
     return EXIT_INCONCLUSIVE if any(c.status == "fail" for checks in results.values() for c in checks) else EXIT_OK
 
 
-def _load(args: argparse.Namespace) -> tuple[Lab, Candidate | None, list[Path]]:
-    """The lab (and candidate) the command names, checked as validate checks them: bad input is exit 4."""
-    from patchgate.config import load_candidate, load_lab
-    from patchgate.config.inputs import resolve_candidate, resolve_lab
-
-    lab = load_lab(resolve_lab(args.lab))
-    catalogs = [Path(folder) for folder in args.twin_catalog]
-    RunSelection(vms=args.vm).apply(lab)
-    candidate = load_candidate(resolve_candidate(args.candidate)) if getattr(args, "candidate", None) else None
-    from patchgate.labkinds import KindOptions, check_kind_inputs
-
-    check_kind_inputs(lab, KindOptions(catalogs=catalogs))  # the lab kind's own files: exit 4
-    return lab, candidate, catalogs
-
-
 def _run(lab: Lab, candidate: Candidate | None, catalogs: list[Path], vms: list[str], *,
          boot: bool = False, noise: bool = False) -> LabRun:
     lifecycle = NoiseDoctorLifecycle if noise else BootingDoctorLifecycle if boot else DoctorLifecycle
     return LabRun(lab, candidate, selection=RunSelection(vms=vms), twin_catalogs=catalogs,  # type: ignore[arg-type]
                   twin_inputs_checked=True, lifecycle_class=lifecycle)
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    lab, candidate, catalogs = _load(args)
-    run = _run(lab, candidate, catalogs, args.vm, boot=args.boot, noise=args.noise)
-    results = diagnose(run)
-    noise = {name: noise_outcomes(lifecycle) for name, lifecycle in run.lifecycles.items()} if args.noise else {}
-    for name, outcomes in noise.items():
-        results[name] += noise_checks(outcomes)
-    code = exit_code(results)
-    if args.json:
-        document = {"lab": lab.name, "checked_at": dt.datetime.now(dt.UTC).isoformat(), "exit_code": code,
-                    "vms": {vm: [c.to_dict() for c in checks] for vm, checks in results.items()}}
-        if args.noise:
-            document["noise"] = noise
-        print(json.dumps(document, indent=2))
-    else:
-        print_report(lab.name, results)
-        if args.noise:
-            print_noise(noise)
-    return code
-
-
-def cmd_capture(args: argparse.Namespace) -> int:
-    """One posture capture of one VM, saved as a transcript (redacted) in ``args.out``."""
-    from patchgate.doctor.transcript import write_transcript
-    from patchgate.probes.batch import parse_capture
-    from patchgate.remoting.base import ScriptResult
-
-    args.vm = [args.vm]
-    lab, _candidate, catalogs = _load(args)
-    run = _run(lab, None, catalogs, args.vm, boot=args.boot)
-    results = diagnose(run)
-    lifecycle = run.lifecycles[args.vm[0]]
-    obs = lifecycle.obs
-    if obs.baseline_raw is None or not isinstance(lifecycle, DoctorLifecycle) or lifecycle.facts_raw is None:
-        print_report(lab.name, results)
-        print("patchgate capture: no transcript written (the VM could not be captured)")
-        return EXIT_INCONCLUSIVE
-    raw = parse_capture(ScriptResult("capture", [obs.baseline_raw]), vm=obs.vm.name).raw
-    names = [obs.vm.name, lifecycle.facts.computer_name if lifecycle.facts else None,
-             obs.endpoint.hostname if obs.endpoint else None]
-    out = write_transcript(Path(args.out), raw=raw, preflight=lifecycle.facts_raw, role=obs.vm.role,
-                           source="twin" if lab.hypervisor.kind == "twin" else lab.hypervisor.kind,
-                           names=[n for n in names if n], keep_names=args.keep_names)
-    print(f"patchgate capture: {obs.vm.name}: {len(raw)} probe(s) and the preflight written to {out}"
-          f"{'' if args.keep_names else ' (host names replaced)'}")
-    return EXIT_OK

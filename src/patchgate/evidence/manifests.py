@@ -19,7 +19,6 @@ signature may already cover it. ``patchgate report`` records its own outputs in 
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import fnmatch
 import functools
@@ -41,7 +40,7 @@ from typing import Any
 from patchgate import __version__
 from patchgate.atomic import atomic_write
 from patchgate.evidence.ci import ci_context
-from patchgate.errors import EXIT_CONFIG, ConfigError
+from patchgate.errors import ConfigError
 from patchgate.evidence.hashing import sha256_file
 from patchgate.labkinds import kind_facts
 from patchgate.secrets.redact import redactor
@@ -525,30 +524,3 @@ def manifest_digest(out_dir: Path) -> str:
     every file the manifest lists."""
     load_manifest(out_dir)
     return sha256_file(out_dir / EVIDENCE_MANIFEST)
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    out_dir = Path(args.dir)
-    try:
-        if getattr(args, "print_digest", False):
-            print(f"sha256:{manifest_digest(out_dir)}  {out_dir / EVIDENCE_MANIFEST}")
-            return EXIT_OK
-        expected = getattr(args, "digest", None)
-        if expected and expected.lower().removeprefix("sha256:") != manifest_digest(out_dir):
-            print(f"CHANGED  {EVIDENCE_MANIFEST} (its sha256 is not the --digest given)")
-            print(f"FAILED: the evidence manifest is not the one recorded in {out_dir}", file=sys.stderr)
-            return EXIT_MISMATCH
-        result = verify_dir(out_dir, public_key=getattr(args, "public_key", None), lab=getattr(args, "lab", None))
-    except ConfigError as exc:
-        print(f"patchgate: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    for line in result.lines():
-        print(line)
-    for note in result.notes:
-        print(note)
-    if result.ok:
-        print(f"OK: {result.evidence_checked} file(s) match {out_dir / EVIDENCE_MANIFEST}")
-        return EXIT_OK
-    print(f"FAILED: {len(result.changed)} changed, {len(result.missing)} missing, {len(result.extra)} extra, "
-          f"{len(result.problems)} other problem(s) in {out_dir}", file=sys.stderr)
-    return EXIT_MISMATCH

@@ -18,7 +18,6 @@ excerpts), so the same texts can be produced outside pytest.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import html
 import json
@@ -26,12 +25,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from patchgate.errors import EXIT_CONFIG, ConfigError
+from patchgate.errors import ConfigError
 from patchgate.secrets.redact import redactor
 
 REPORT_FOLDER = "report"
@@ -400,20 +398,3 @@ def generate(run_dir: Path) -> dict[str, Path]:
     written = {"report": index, "summary_html": summary[0], "summary_md": summary[1]}
     written["manifest"] = write_report_manifest(run_dir, [index, *summary])
     return written
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    run_dir = Path(args.dir)
-    try:
-        written = generate(run_dir)
-    except ConfigError as exc:
-        print(f"patchgate: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except RuntimeError as exc:
-        print(f"patchgate: {exc}", file=sys.stderr)
-        return 3
-    gate = json.loads((run_dir / "gate.json").read_text(encoding="utf-8"))
-    print(f"verdict: {gate['verdict'].upper()} for {gate['candidate']['kb']} on lab {gate['lab']['name']}")
-    print(f"report:  {written['report']}")
-    print(f"summary: {written['summary_html']} (and {written['summary_md'].name})")
-    return 0

@@ -169,6 +169,16 @@ class VaultLeaseManager:
                         "holder",
                         handle.vm)
 
+    def release_for_dead_holder(self, vm: str, lease_id: str, released_by: str) -> None:
+        """Write a 'released' record over a dead holder's lease (``patchgate reap``), with check-and-set on the
+        version read: a lease someone else took meanwhile is left alone."""
+        version, record = self._read(vm)
+        if not record or record.get("lease_id") != lease_id:
+            return
+        released = {**record, "state": RELEASED, "expires": time.time(), "released_by": released_by}
+        if self._write(vm, released, cas=version) is None:
+            raise LeaseError("the lease changed while it was being removed", vm=vm)
+
     # ------------------------------------------------------------ LeaseManager
 
     def acquire(self, vms: list[str], run_id: str, *, timeout: float, auto_renew: bool = True) -> Lease:

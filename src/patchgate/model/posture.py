@@ -274,10 +274,6 @@ class FirewallPosture(_ToDict):
     rules: dict[str, FirewallRuleInfo] = field(default_factory=dict)  # by rule Name (DisplayName is localized)
     connection_profiles: tuple[ConnectionProfileInfo, ...] = ()
 
-    @property
-    def enabled_rules(self) -> dict[str, FirewallRuleInfo]:
-        return {k: r for k, r in self.rules.items() if r.enabled}
-
 
 # ----------------------------------------------------------------------------------------------- updates
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -36,6 +38,22 @@ class ScriptResult:
     @property
     def text(self) -> str:
         return "\n".join(self.output)
+
+
+@functools.cache
+def pypsrp_copy_script() -> str:
+    """The copy script pypsrp ships (``pypsrp/pwsh_scripts/copy.ps1``) without its comments and blank lines, as
+    pypsrp's own ``Client.copy`` sends it: read from the package's data, not through pypsrp's private helpers."""
+    text = (resources.files("pypsrp") / "pwsh_scripts" / "copy.ps1").read_text(encoding="utf-8")
+    lines, in_comment = [], False
+    for line in (raw.strip() for raw in text.splitlines()):
+        if in_comment:
+            in_comment = not line.endswith("#>")
+        elif line.startswith("<#"):
+            in_comment = True
+        elif line and not line.startswith("#"):
+            lines.append(line)
+    return "\n".join(lines)
 
 
 @runtime_checkable

@@ -13,20 +13,15 @@ read, and ``Add-WindowsPackage`` of an already installed package is a no-op.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
-import ipaddress
-import json
 import logging
 import math
 import threading
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 import requests
-from pypsrp._utils import get_pwsh_script
 from pypsrp.complex_objects import PSInvocationState
 from pypsrp.exceptions import (
     AuthenticationError,
@@ -35,21 +30,17 @@ from pypsrp.exceptions import (
     WinRMTransportError,
     WSManFaultError,
 )
-from pypsrp.messages import CreatePipeline
 from pypsrp.powershell import PowerShell, RunspacePool
-from pypsrp.serializer import Serializer
 from pypsrp.wsman import NAMESPACES, WSMan, WSManAction
 
 from patchgate.config.lab import PsrpSettings
 from patchgate.errors import ConfigError, LabError, LabTimeout, RemotingAuthError, RemotingError
 from patchgate.hypervisors.base import GuestEndpoint
-from patchgate.remoting.base import Script, ScriptResult, SessionIdentity
-from patchgate.remoting.psrp_remoting import PsrpRemoting
+from patchgate.remoting.base import Script, ScriptResult, SessionIdentity, pypsrp_copy_script
 from patchgate.secrets.base import Credentials
 from patchgate.secrets.redact import redactor
-from patchgate.turns import TURNS
 
-__all__ = ["PsrpRemoting", "PsrpSession"]
+__all__ = ["PsrpSession"]
 
 log = logging.getLogger(__name__)
 
@@ -61,100 +52,15 @@ ERROR_WSMAN_SHELL_NOT_FOUND = 0x8033805B
 _COPY_HEADER_BYTES = 82
 
 
-_PLAIN_SERIALIZER = Serializer()
-_LONG_STRING = 1024  # shorter strings are cheaper to escape than to look up
-
-
-@functools.lru_cache(maxsize=32)
-def _escaped_long_string(value: str) -> str:
-    return str(Serializer._serialize_string(_PLAIN_SERIALIZER, value))
-
-
-_PIPELINE_MESSAGES: dict[str, bytes] = {}
-_PIPELINE_MESSAGES_MAX = 64
-
-
-def pipeline_key(script: str, *arguments: Any, **parameters: Any) -> str | None:
-    """What makes one of our CreatePipeline messages what it is (the pool's settings being ours and fixed):
-    the script, its arguments and its parameters; None when a value is not plain JSON (never cached)."""
-    try:
-        return json.dumps([script, arguments, parameters], sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError):
-        return None
-
-
-class _ScriptCachingSerializer(Serializer):
-    """pypsrp's Serializer, escaping each long string once and serialising each distinct pipeline once per process.
-
-    pypsrp escapes every control character of a string (each newline of a script) through a Python callback;
-    the composed capture and the staging scripts are the same text for every VM and every capture of a run,
-    so their escaped form is kept (a few dozen strings at most). The escaping itself is pypsrp's.
-
-    A CreatePipeline message (host info, the commands, their parameters) carries no pipeline or pool id (those
-    travel in the message header), so the session names the pipeline it is about to start (``pipeline_key``)
-    and the message pypsrp serialised for the first VM is sent as it is for the next ones. pypsrp's
-    Message.pack sends bytes unchanged, which is what ``serialize`` returns for such a message.
-    """
-
-    pipeline_key: str | None = None
-
-    def serialize(self, value: Any, metadata: Any = None, parent: Any = None, clear: bool = True) -> Any:
-        key = self.pipeline_key
-        if key is None or not clear or parent is not None or metadata is not None or \
-                not isinstance(value, CreatePipeline):
-            return super().serialize(value, metadata, parent, clear)
-        message = _PIPELINE_MESSAGES.get(key)
-        if message is None:
-            message = ET.tostring(super().serialize(value), encoding="utf-8", method="xml")
-            if len(_PIPELINE_MESSAGES) >= _PIPELINE_MESSAGES_MAX:
-                _PIPELINE_MESSAGES.clear()
-            _PIPELINE_MESSAGES[key] = message
-        return message
-
-    def _serialize_string(self, value: str | None) -> str | None:
-        if value is not None and len(value) >= _LONG_STRING:
-            return _escaped_long_string(value)
-        return super()._serialize_string(value)
-
-
 class _WSMan(WSMan):
     """pypsrp's WSMan with Receive retries off: the session decides about retrying (reconnect once),
-    and pypsrp's five silent read-timeout retries would multiply a hung host's wait by six.
-
-    Its requests session stops reading the environment on every request once pypsrp has taken the proxy and CA
-    settings from it (at session build): requests would otherwise walk os.environ and look for a .netrc on
-    each WSMan round trip, which is most of a twin request's CPU."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        build = self.transport._build_session
-
-        def build_once_from_environment() -> Any:
-            session = build()
-            session.trust_env = False
-            return session
-
-        self.transport._build_session = build_once_from_environment  # type: ignore[method-assign]
-        send = self.transport.send
-
-        def send_without_the_turn(*args: Any, **kwargs: Any) -> Any:
-            with TURNS.released():  # the round trip is a wait: another VM computes meanwhile
-                return send(*args, **kwargs)
-
-        self.transport.send = send_without_the_turn  # type: ignore[method-assign]
+    and pypsrp's five silent read-timeout retries would multiply a hung host's wait by six."""
 
     def receive(self, resource_uri: str, resource: Any, option_set: Any = None, selector_set: Any = None,
                 timeout: int | None = None) -> Any:
         res = self.invoke(WSManAction.RECEIVE, resource_uri, resource, option_set, selector_set, timeout,
                           retries_on_read_timeout=0)
         return res.find("s:Body", namespaces=NAMESPACES)
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address.lower() == "localhost"
 
 
 def _wire(value: Any) -> Any:
@@ -227,11 +133,10 @@ class PsrpSession(SessionIdentity):
 
     def connect(self) -> None:
         """Open the pool; bounded by connect_timeout (TCP) and read_timeout (each answer)."""
-        with self._lock, TURNS.taken():
+        with self._lock:
             self._closed = False
             wsman = self._build_wsman()
             pool = RunspacePool(wsman)
-            pool._serializer.__class__ = _ScriptCachingSerializer  # its fragmenter shares the same object
             try:
                 pool.open()
             except Exception as exc:
@@ -250,7 +155,7 @@ class PsrpSession(SessionIdentity):
         self._wsman, self._pool = None, None
 
     def close(self) -> None:
-        with self._lock, TURNS.taken():
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
@@ -320,7 +225,7 @@ class PsrpSession(SessionIdentity):
                              vm=self.vm, host=self.host)
 
     def _with_reconnect(self, what: str, attempt: Callable[[], T]) -> T:
-        with self._lock, TURNS.taken():
+        with self._lock:
             if self._closed:
                 raise RemotingError(f"the session to {self.host} is closed", vm=self.vm, host=self.host)
             try:
@@ -348,21 +253,14 @@ class PsrpSession(SessionIdentity):
     # ------------------------------------------------------------------ pipelines
 
     def _drive(self, ps: PowerShell, name: str, timeout: float | None,
-               input_data: Iterator[Any] | None = None, *, key: str | None = None) -> None:
-        """Start ``ps`` and poll it; each Receive long-polls at most operation_timeout (less near the deadline).
-        ``key`` names the pipeline for the serializer's cache (``pipeline_key``)."""
+               input_data: Iterator[Any] | None = None) -> None:
+        """Start ``ps`` and poll it; each Receive long-polls at most operation_timeout (less near the deadline)."""
         assert self._wsman is not None and self._pool is not None
         deadline = time.monotonic() + timeout if timeout else None
         default_op = self._wsman.operation_timeout
         self.pipelines += 1
-        serializer = self._pool._serializer
         try:
-            # hosts may speak different protocol versions (the Command objects depend on it)
-            serializer.pipeline_key = f"{self._pool.protocol_version}|{key}" if key is not None else None
-            try:
-                ps.begin_invoke(input=input_data)
-            finally:
-                serializer.pipeline_key = None
+            ps.begin_invoke(input=input_data)
             while ps.state == PSInvocationState.RUNNING:
                 op = self.settings.operation_timeout
                 if deadline is not None:
@@ -393,7 +291,7 @@ class PsrpSession(SessionIdentity):
             ps_parameters = {name: _wire(value) for name, value in script.parameters.items()}
             for name, value in ps_parameters.items():
                 ps.add_parameter(name, value)
-            self._drive(ps, script.name, timeout, key=pipeline_key(script.body, **ps_parameters))
+            self._drive(ps, script.name, timeout)
             errors = [redactor.redact(_text(e)) for e in ps.streams.error]
             if ps.state == PSInvocationState.FAILED and not errors:
                 errors = [f"the pipeline for '{script.name}' failed without an error record"]
@@ -430,10 +328,8 @@ class PsrpSession(SessionIdentity):
             assert self._pool is not None and self._wsman is not None
             buffer_size = int((self._wsman.max_payload_size - _COPY_HEADER_BYTES) / 4 * 3)
             ps = PowerShell(self._pool)
-            script = get_pwsh_script("copy.ps1")
-            ps.add_script(script).add_argument(destination).add_argument(False)
-            self._drive(ps, f"copy {source.name}", timeout, input_data=chunks(buffer_size),
-                        key=pipeline_key(script, destination, False))
+            ps.add_script(pypsrp_copy_script()).add_argument(destination).add_argument(False)
+            self._drive(ps, f"copy {source.name}", timeout, input_data=chunks(buffer_size))
             if ps.had_errors or ps.state != PSInvocationState.COMPLETED or not ps.output:
                 detail = "; ".join(redactor.redact(_text(e)) for e in ps.streams.error) or "no output"
                 raise RemotingError(f"copying {source.name} to {destination} on {self.host} failed: {detail}",

@@ -318,7 +318,7 @@ class SshSession(SessionIdentity):
 
         SFTP would need the Windows path mapped to ``/C:/...`` and a second subsystem to allow; this way
         the copy has the same remote SHA-1 check and the same twin handling as over WSMan."""
-        from pypsrp._utils import get_pwsh_script
+        from patchgate.remoting.base import pypsrp_copy_script
 
         source = Path(source)
         if not source.is_file():
@@ -327,7 +327,7 @@ class SshSession(SessionIdentity):
         chunks = [base64.b64encode(data[i:i + COPY_CHUNK]).decode() for i in range(0, len(data), COPY_CHUNK)]
         chunks = chunks or [""]
         chunks.append(base64.b64encode(hashlib.sha1(data).hexdigest().encode()).decode())
-        stdin = build_stdin(get_pwsh_script("copy.ps1"), positional=[destination, False], inputs=chunks)
+        stdin = build_stdin(pypsrp_copy_script(), positional=[destination, False], inputs=chunks)
         name = f"copy {source.name}"
         result = self._with_reconnect(f"copying {source.name} to {destination}",
                                       lambda: self._result(name, *self._exec(name, stdin, timeout)))

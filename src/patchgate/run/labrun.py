@@ -20,7 +20,6 @@ from patchgate.run.ledger import Ledger
 from patchgate.run.lifecycle import LifecycleContext, ProgressCallback, VmLifecycle
 from patchgate.model.observations import VmObservation
 from patchgate.secrets.redact import redactor
-from patchgate.turns import TURNS
 
 log = logging.getLogger("patchgate.run")
 
@@ -141,7 +140,7 @@ class LabRun:
                     self._broken_stub(vm, exc)
                 return
             for vm in wanted:
-                lifecycle = self.lifecycle_class(self._ctx, vm, rank=self.vms.index(vm))
+                lifecycle = self.lifecycle_class(self._ctx, vm)
                 self.lifecycles[vm.name] = lifecycle
                 self._futures[vm.name] = self._pool.submit(lifecycle.prepare)
             self._ctx.remoting.prepare()  # the transport loads while the lab reverts, not during the leases
@@ -227,8 +226,7 @@ class LabRun:
         to restore it meanwhile; the checks only read the finished observation."""
         self.ensure([vm_name])
         lifecycle = self.lifecycles[vm_name]
-        with TURNS.released():  # the VM's own thread needs turns to get there
-            lifecycle.prepared.wait()
+        lifecycle.prepared.wait()
         future = self._futures.get(vm_name)
         if future is not None and future.done():
             future.result()  # a prepare thread that died of something else than lab trouble: raise it here
@@ -245,7 +243,7 @@ class LabRun:
 
     def first_prepared(self, vm_names: list[str], timeout: float) -> str | None:
         """The first of ``vm_names`` (in that order) whose observation is final, waiting up to ``timeout``
-        seconds for one; None when none is ready by then. Lets the checks of each VM start as it gets ready."""
+        seconds for one; None when none is ready by then (the progress view shows the lab until then)."""
         deadline = time.monotonic() + timeout
         with self._prepared_changed:
             while True:
@@ -283,21 +281,17 @@ class LabRun:
             self._finished = True
         failed_vms = failed_vms or set()
         if self._pool is not None:
-            # The caller may hold a turn (the last check's teardown ends the session): a VM still in its
-            # lifecycle, or closing its session before its restore, takes turns with its rank, so the wait
-            # gives the turn back.
-            with TURNS.released():
-                # prepare threads stop at their next step once stop is set; wait for them before restoring
-                for future in self._futures.values():
-                    try:
-                        future.result()
-                    except BaseException:  # noqa: BLE001 - recorded on the observation already
-                        pass
-                restores = [self._pool.submit(lc.restore, keep=self.keep_on_failure and (
-                    name in failed_vms or lc.obs.broken)) for name, lc in self.lifecycles.items()]
-                for future in restores:
+            # prepare threads stop at their next step once stop is set; wait for them before restoring
+            for future in self._futures.values():
+                try:
                     future.result()
-                self._pool.shutdown(wait=True)
+                except BaseException:  # noqa: BLE001 - recorded on the observation already
+                    pass
+            restores = [self._pool.submit(lc.restore, keep=self.keep_on_failure and (
+                name in failed_vms or lc.obs.broken)) for name, lc in self.lifecycles.items()]
+            for future in restores:
+                future.result()
+            self._pool.shutdown(wait=True)
         self._note_lost_leases()
         for lease in self._leases:
             try:

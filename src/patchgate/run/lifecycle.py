@@ -26,7 +26,6 @@ from patchgate.remoting.base import RemoteSession, Remoting, Script, ScriptResul
 from patchgate.run.retry import with_retries
 from patchgate.secrets.base import SecretsProvider
 from patchgate.secrets.redact import redactor
-from patchgate.turns import READING_RANK, TURNS
 
 log = logging.getLogger("patchgate.run.lifecycle")
 
@@ -82,10 +81,9 @@ class LifecycleContext:
 
 
 class VmLifecycle:
-    def __init__(self, ctx: LifecycleContext, vm: VmSpec, *, rank: int = 0) -> None:
+    def __init__(self, ctx: LifecycleContext, vm: VmSpec) -> None:
         self.ctx = ctx
         self.vm = vm
-        self.rank = rank  # the VM's place in the run: its turn for CPU-bound work (patchgate.turns)
         self.obs = VmObservation(vm=vm)
         self.session: RemoteSession | None = None
         self.prepared = threading.Event()
@@ -168,7 +166,6 @@ class VmLifecycle:
 
     def prepare(self) -> VmObservation:
         """Run the sequence up to the post capture; lab trouble is recorded, never raised."""
-        TURNS.rank = self.rank
         try:
             self._prepare()
         except LabError as exc:
@@ -182,7 +179,6 @@ class VmLifecycle:
                 self.ctx.on_prepared(self.vm.name)
         if self.ctx.restore_when_captured:
             self.restore()  # while the checks run: they only read the finished observation
-        TURNS.rank = None  # the pool thread may drive another VM next
         return self.obs
 
     def _prepare(self) -> None:
@@ -200,12 +196,11 @@ class VmLifecycle:
         try:
             self._install()
         except BaseException:
-            with contextlib.suppress(Exception), TURNS.released():
+            with contextlib.suppress(Exception):
                 obs.baseline, obs.baseline_raw = reading.result()  # evidence of the VM before the failed install
             raise
         self._pair_installed(bool(obs.install and obs.install.restart_needed))
-        with TURNS.released():
-            obs.baseline, obs.baseline_raw = reading.result()  # a capture nobody can read: lab trouble, raised
+        obs.baseline, obs.baseline_raw = reading.result()  # a capture nobody can read: lab trouble, raised
         obs.clock_offsets["baseline"] = _offset(obs.baseline, *baseline_window)
         self._guest_lag = _lag(obs.baseline, baseline_window[1])
         if obs.install and obs.install.restart_needed:
@@ -274,8 +269,7 @@ class VmLifecycle:
         began = _now()
         control.install = InstallRecord(kb="(control: no candidate)", exit_code=0, restart_needed=False,
                                         output=[], started_at=began, finished_at=began)
-        with TURNS.released():  # a paired control waits here for the candidate's install
-            restarted = restart()
+        restarted = restart()  # a paired control waits here for the candidate's install
         if restarted:
             self._reboot()
             if control.unreachable is not None:
@@ -297,14 +291,13 @@ class VmLifecycle:
         pair = self.vm.paired()
         if pair is None or self.ctx.lab.control_plan.mode != "reboot" or self.ctx.lab.control_plan.vm != "paired":
             return
-        self._pair = VmLifecycle(self.ctx, pair, rank=self.rank)
+        self._pair = VmLifecycle(self.ctx, pair)
         self._pair_restart: cf.Future[bool] = cf.Future()
         self._pair_thread = threading.Thread(target=self._pair._run_as_control, args=(self._pair_restart,),
                                              name=f"patchgate-control-{pair.name}", daemon=True)
         self._pair_thread.start()
 
     def _run_as_control(self, restart: "cf.Future[bool]") -> None:
-        TURNS.rank = self.rank
         try:
             self._control_run(restart.result)
         except LabError as exc:
@@ -314,8 +307,6 @@ class VmLifecycle:
         except BaseException as exc:  # noqa: BLE001 - a bug in the control never breaks the candidate's run
             self.obs.error = LabError(f"unexpected {exc.__class__.__name__}: {redactor.redact(str(exc))}",
                                       vm=self.vm.name, step="control")
-        finally:
-            TURNS.rank = None
 
     def _pair_installed(self, restart_needed: bool | None) -> None:
         """Tell the paired control what the candidate's install demanded (None: the run ended before it)."""
@@ -334,8 +325,7 @@ class VmLifecycle:
         if pair is None:
             return
         self._pair_installed(None)
-        with TURNS.released():
-            self._pair_thread.join()
+        self._pair_thread.join()
         self.obs.steps.extend(pair.obs.steps)
         if pair.obs.error is not None:
             self.obs.control_error = f"on the paired VM {pair.vm.name}: {redactor.redact(str(pair.obs.error))}"
@@ -380,9 +370,7 @@ class VmLifecycle:
                     f"{c.name}: {c.detail} ({c.advice})" for c in failed), vm=self.vm.name, step="preflight")
 
     def _capture(self, since: dt.datetime | None) -> tuple[object, str]:
-        result = self._take_capture(since)
-        with TURNS.taken():
-            return self._read_capture(result)
+        return self._read_capture(self._take_capture(since))
 
     def _take_capture(self, since: dt.datetime | None) -> ScriptResult:
         from patchgate.probes.batch import compose_capture
@@ -406,17 +394,15 @@ class VmLifecycle:
         return capture.posture, result.text
 
     def _read_while_installing(self, result: ScriptResult, step: Step) -> "cf.Future[tuple[object, str]]":
-        """Read the baseline capture on a thread of its own, after every VM's lab traffic (``READING_RANK``),
-        while this VM stages and installs: when a fleet captures its baselines together, the last VM no longer
-        waits for every other VM's capture to be parsed before its install starts. The capture is taken before
+        """Read the baseline capture on a thread of its own while this VM stages and installs: the install
+        does not wait for the capture to be parsed. The capture is taken before
         the install either way; one that cannot be read fails its step and breaks the VM after the install
         (the VM is restored, and lab trouble never gives a verdict)."""
         reading: cf.Future[tuple[object, str]] = cf.Future()
 
         def read() -> None:
             try:
-                with TURNS.taken(rank=READING_RANK):
-                    reading.set_result(self._read_capture(result))
+                reading.set_result(self._read_capture(result))
             except BaseException as exc:  # noqa: BLE001 - handed to the VM's thread, which raises it
                 step.ok = False
                 step.detail = redactor.redact(str(exc))

@@ -16,7 +16,6 @@ On vSphere the run tags on the VMs are the second witness: the vSphere reaper re
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import socket
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from patchgate.config.lab import Lab, VmSpec
-from patchgate.errors import EXIT_INCONCLUSIVE, LabError, LeaseError
+from patchgate.errors import LabError, LeaseError
 from patchgate.run.ledger import LedgerState, append_entry, ledgers, read_ledger
 
 log = logging.getLogger("patchgate.run.reap")
@@ -91,24 +90,13 @@ def _remove_stale_leases(manager: object, report: ReapReport, *, vms: set[str] |
                 manager.acquire([info.vm], f"reap-{os.getpid()}", timeout=REAP_LEASE_TIMEOUT,
                                 auto_renew=False).release()
             else:
-                _release_vault_lease(manager, info.vm, info.lease_id)
+                manager.release_for_dead_holder(info.vm, info.lease_id,  # type: ignore[attr-defined]
+                                                f"reap pid {os.getpid()}")
         except LabError as exc:
             report.items.append(ReapItem(info.vm, "failed", f"could not remove the {what}: {exc.detail}",
                                          info.run_id))
             continue
         report.items.append(ReapItem(info.vm, "lease-removed", what, info.run_id))
-
-
-def _release_vault_lease(manager: object, vm: str, lease_id: str) -> None:
-    """Write a 'released' record over a dead holder's Vault lease, with check-and-set on the version we read."""
-    version, record = manager._read(vm)  # type: ignore[attr-defined]
-    if not record or record.get("lease_id") != lease_id:
-        return  # someone else took it meanwhile: not ours to touch
-    import time
-
-    released = {**record, "state": "released", "expires": time.time(), "released_by": f"reap pid {os.getpid()}"}
-    if manager._write(vm, released, cas=version) is None:  # type: ignore[attr-defined]
-        raise LeaseError("the lease changed while it was being removed", vm=vm)
 
 
 # ------------------------------------------------------------------ VMs
@@ -228,15 +216,3 @@ def _vsphere_tags(hypervisor: object, lab: Lab, report: ReapReport, *, dry_run: 
             continue
         outcome = {"reverted": "restored", "would-revert": "would-restore"}.get(action.outcome, action.outcome)
         report.items.append(ReapItem(action.vm, outcome, f"(vSphere run tag) {action.reason}", action.run))
-
-
-def cmd_reap(args: argparse.Namespace) -> int:
-    from patchgate.config import load_lab, resolve_lab
-
-    lab = load_lab(resolve_lab(args.lab))
-    # the report says what happened; the lease and twin loggers would only repeat it
-    logging.getLogger("patchgate").setLevel(logging.ERROR)
-    report = reap_lab(lab, dry_run=bool(getattr(args, "dry_run", False)),
-                      twin_catalogs=[Path(p) for p in getattr(args, "twin_catalog", []) or []])
-    print(report.render(), end="")
-    return EXIT_INCONCLUSIVE if report.failed else 0

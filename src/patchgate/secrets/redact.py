@@ -88,9 +88,6 @@ class Redactor:
                 data = data.replace(raw, MASK.encode())
         return data
 
-    def contains_secret(self, text: str) -> bool:
-        return any(value in text for value in self._values)
-
     @property
     def count(self) -> int:
         return len(self._values)

@@ -28,20 +28,18 @@ from psrpcore import (
     PipelineInputEvent,
     PSRPPayload,
     ServerPipeline,
+    ServerRunspacePool,
     StreamType,
 )
 from psrpcore.types import (
     ErrorCategory,
     ErrorCategoryInfo,
-    ErrorRecord,
     NETException,
     PSInvocationState,
 )
 
-from patchgate.turns import TURNS
 from patchgate_twin.shell import PipelineOutput, ScriptHost, Statement, TwinFault
 from patchgate_twin.wsman import soap
-from patchgate_twin.wsman.pool import TwinRunspacePool
 from patchgate_twin.wsman.transport import BASIC_CHALLENGE, CredentialSource, Drop, Hang, HttpListener, Reply
 from patchgate_twin.wsman.values import to_python, to_wire
 
@@ -74,7 +72,7 @@ class _Shell:
     idle_timeout: float
     input_streams: str
     output_streams: str
-    pool: TwinRunspacePool
+    pool: ServerRunspacePool
     chunk: int
     last_activity: float = field(default_factory=time.monotonic)
     queues: dict[uuid.UUID | None, collections.deque[bytes]] = field(default_factory=dict)
@@ -86,9 +84,8 @@ class WSManEndpoint:
 
     def __init__(self, vm: str, script_host: ScriptHost, credentials: CredentialSource, *,
                  latency: float = 0.0, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-                 ssl_context: ssl.SSLContext | None = None, path: str = "wsman", rank: int = 0) -> None:
+                 ssl_context: ssl.SSLContext | None = None, path: str = "wsman") -> None:
         self.vm = vm
-        self.rank = rank  # the VM's place in the lab: its turn for the twin's CPU (patchgate.turns)
         self.script_host = script_host
         self._credentials = credentials
         self.idle_timeout = idle_timeout
@@ -147,34 +144,21 @@ class WSManEndpoint:
             self._sweep()
             return len(self._shells)
 
-    @property
-    def shell_count(self) -> int:
-        with self._cond:
-            return len(self._shells)
-
     # ------------------------------------------------------------------ dispatch
 
     def handle(self, data: bytes) -> tuple[int, bytes]:
-        """One WSMan request. It computes in the VM's turn, except a Receive, which mostly waits for output
-        (and takes the endpoint's lock while it waits, which a turn must never be taken under).
-
-        Parsing and answering are two turns, not one: between them a VM ahead in the run that is waiting goes
-        first."""
-        with TURNS.taken(self.rank):
-            try:
-                request = soap.parse_request(data)
-            except soap.BadRequest as exc:
-                self.count("faults")
-                return 500, soap.fault("", exc.code, str(exc), self.vm, exc.subcode, receiver=False)
+        """One WSMan request."""
+        try:
+            request = soap.parse_request(data)
+        except soap.BadRequest as exc:
+            self.count("faults")
+            return 500, soap.fault("", exc.code, str(exc), self.vm, exc.subcode, receiver=False)
         self.count(request.action)
         refuses = getattr(self.script_host, "refuses_remoting", None)
         if refuses is not None and refuses(self.vm):  # the guest's WinRM is stopped or firewalled off
             self.count("refused")
             raise Drop()
-        if request.action == "Receive":
-            return self._dispatch(request)
-        with TURNS.taken(self.rank):
-            return self._dispatch(request)
+        return self._dispatch(request)
 
     def _dispatch(self, request: soap.Request) -> tuple[int, bytes]:
         try:
@@ -232,7 +216,7 @@ class WSManEndpoint:
             idle_timeout=idle,
             input_streams=shell_el.findtext("rsp:InputStreams", default="stdin pr", namespaces=soap.NS),
             output_streams=shell_el.findtext("rsp:OutputStreams", default="stdout", namespaces=soap.NS),
-            pool=TwinRunspacePool(), chunk=chunk)
+            pool=ServerRunspacePool(), chunk=chunk)
         data = _b64(creation.text or "", "creationXml")
         with self._cond:
             self._sweep()
@@ -404,28 +388,24 @@ class WSManEndpoint:
         except Exception as exc:  # the twin's bug shows as a failed pipeline, naming itself
             log.exception("twin script host failed on %s", self.vm)
             result = PipelineOutput(errors=[f"twin script host error: {type(exc).__name__}: {exc}"], failed=True)
-        # The script host waits as the lab would (an install's time), so only the output's encoding takes a turn;
-        # the turn comes before the endpoint's lock, as in handle().
-        with TURNS.taken(self.rank), self._cond:
+        with self._cond:
             if entry.pipe.state != PSInvocationState.Running:  # stopped or terminated meanwhile
                 return
             try:
                 for value in result.output:
                     entry.pipe.write_output(to_wire(value))
                 errors = list(result.errors)
-                terminating = errors.pop() if result.failed and errors else None
-                for message in errors:
+                if result.failed and not errors:
+                    errors = ["The pipeline failed."]
+                # psrpcore has no public way to end a pipeline as Failed: a terminating error is the last error
+                # record of a completed pipeline, which the harness reads the same way (ScriptResult.errors)
+                for index, message in enumerate(errors):
+                    terminating = result.failed and index == len(errors) - 1
                     entry.pipe.write_error(NETException(Message=message),
                                            ErrorCategoryInfo(Category=ErrorCategory.NotSpecified),
-                                           fully_qualified_error_id="PatchgateTwinError")
-                if result.failed:
-                    record = ErrorRecord(
-                        Exception=NETException(Message=terminating or "The pipeline failed."),
-                        CategoryInfo=ErrorCategoryInfo(Category=ErrorCategory.NotSpecified),
-                        FullyQualifiedErrorId="PatchgateTwinTerminatingError")
-                    entry.pipe._change_state(PSInvocationState.Failed, error=record)  # no public fail()
-                else:
-                    entry.pipe.complete()
+                                           fully_qualified_error_id="PatchgateTwinTerminatingError" if terminating
+                                           else "PatchgateTwinError")
+                entry.pipe.complete()
             finally:
                 entry.finished = True
                 self._drain(shell)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ssl
 import threading
-from collections.abc import Sequence
 from typing import Any, Callable
 
 from patchgate.secrets.base import credential_pair
@@ -21,9 +20,8 @@ class TwinEndpoints:
 
     def __init__(self, script_host: ScriptHost, credentials_for_vm: Callable[[str], Any], *,
                  latency: float = 0.0, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-                 ssl_context: ssl.SSLContext | None = None, order: Sequence[str] = ()) -> None:
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self._script_host = script_host
-        self._order = {name: index for index, name in enumerate(order)}  # the lab's VM order: each VM's turn
         self._credentials_for_vm = credentials_for_vm
         self._latency = latency
         self._idle_timeout = idle_timeout
@@ -37,8 +35,7 @@ class TwinEndpoints:
             if endpoint is None:
                 endpoint = WSManEndpoint(vm, self._script_host, lambda: credential_pair(self._credentials_for_vm(vm)),
                                          latency=self._latency, idle_timeout=self._idle_timeout,
-                                         ssl_context=self._ssl_context,
-                                         rank=self._order.get(vm, len(self._order) + len(self._endpoints)))
+                                         ssl_context=self._ssl_context)
                 self._endpoints[vm] = endpoint
             return endpoint.start()
 

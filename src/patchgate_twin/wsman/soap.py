@@ -33,7 +33,6 @@ _ACTION_BASE = {
     "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Send": "Send",
     "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Signal": "Signal",
 }
-ACTION_URIS = {short: uri for uri, short in _ACTION_BASE.items()}
 
 COMMAND_STATE_DONE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Done"
 COMMAND_STATE_RUNNING = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Running"

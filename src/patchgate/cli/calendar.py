@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 from pathlib import Path
 
 from patchgate.calendar.schedule import HotpatchCalendar, default_calendar
+from patchgate.cli.common import Parser
 
 
 def _calendar(args: argparse.Namespace) -> HotpatchCalendar:
@@ -63,3 +65,19 @@ def cmd_import(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def add_command(sub: Any) -> None:
+    calendar = sub.add_parser("calendar", help="show the hotpatch calendar (months, KBs, builds, kinds, sources)",
+                              description="Show the Windows Server 2025 hotpatch calendar the track check uses: the "
+                              "built-in one, a lab's ('calendar:' in the lab file) or a file. 'calendar import "
+                              "PAGE' turns a saved copy of Microsoft's release information page (HTML or markdown) "
+                              "into the calendar format (docs/calendar.md).",
+                              epilog="exit codes: 0 shown or imported, 4 a calendar file or page that cannot be read")
+    calendar.add_argument("--lab", help="show the calendar this lab file (or name) uses")
+    calendar.add_argument("--file", help="show this calendar file")
+    calendar_sub = calendar.add_subparsers(dest="calendar_command", metavar="import", parser_class=Parser)
+    calendar_import = calendar_sub.add_parser("import", help="saved release information page -> calendar file")
+    calendar_import.add_argument("page", help="the saved page (.html or .md)")
+    calendar_import.add_argument("--out", help="write the calendar file here (default: standard output)")
+    calendar.set_defaults(func=cmd_calendar)

@@ -1,0 +1,99 @@
+"""The ``patchgate`` command: one module per subcommand (each adds its parser and runs it), this one the frame.
+
+Exit codes (docs/exit-codes.md): 0 approve, 1 block, 2 inconclusive, 3 internal error, 4 usage or configuration
+error, 130 interrupted before a verdict could be written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Sequence
+
+from patchgate import __version__
+from patchgate.cli.common import CLASSIFICATIONS, EPILOG, ROLES, Parser, fail, lazy
+from patchgate.errors import EXIT_CONFIG, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_INTERRUPTED, ConfigError, PatchgateError
+
+__all__ = ["CLASSIFICATIONS", "ROLES", "build_parser", "main", "run"]
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program whose reader closed the pipe
+SUBCOMMANDS = ("validate", "gate", "report", "verify", "candidate", "leases", "reap", "doctor", "calendar")
+COMMANDS_ENTRY_POINTS = "patchgate.commands"
+"""Installed lab kinds add their subcommands here: a function taking the subparsers and the lazy loader."""
+
+
+def build_parser() -> Parser:
+    import importlib
+    from importlib import metadata
+
+    parser = Parser(prog="patchgate", description="Decide whether a Windows update may be released: restore lab "
+                    "VMs from snapshots, install the candidate, check that hotpatch enrollment, WSUS sync, service "
+                    "health and firewall posture survive, and give a verdict with evidence.",
+                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"patchgate {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"patchgate.cli.{name}").add_command(sub)
+    for entry in metadata.entry_points(group=COMMANDS_ENTRY_POINTS):  # subcommands of installed lab kinds
+        entry.load()(sub, lazy)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        from patchgate.secrets import install_logging_redaction
+
+        install_logging_redaction()  # before anything can log a secret (hvac, requests, pypsrp debug logs)
+        parser = build_parser()
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        return fail("interrupted", EXIT_INTERRUPTED)
+    if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
+        args.pytest_args = args.pytest_args[1:]
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_CONFIG
+    from patchgate.run.interrupts import StopOnce
+
+    previous = signal.signal(signal.SIGTERM, StopOnce())  # SIGTERM stops a command as Ctrl-C does
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        return fail(str(exc), EXIT_CONFIG)
+    except PatchgateError as exc:
+        from patchgate.secrets.redact import redactor
+
+        return fail(redactor.redact(str(exc)), EXIT_INCONCLUSIVE)
+    except KeyboardInterrupt:
+        return fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:  # the reader went away (`| head`): what it did not read is not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's exit flush must not fail too
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug users
+        import traceback
+
+        from patchgate.secrets.redact import redactor
+
+        if _debug():
+            traceback.print_exc()
+        return fail(f"internal error: {exc.__class__.__name__}: {redactor.redact(str(exc))} "
+                    "(set PATCHGATE_DEBUG=1 for the traceback)", EXIT_INTERNAL)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _debug() -> bool:
+    """PATCHGATE_DEBUG asks for tracebacks of internal errors (a value that is no boolean asks too)."""
+    from patchgate.environment import environment
+
+    try:
+        return environment().debug
+    except ConfigError:
+        return True
+
+
+def run() -> None:
+    sys.exit(main())
