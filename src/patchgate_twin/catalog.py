@@ -3,7 +3,7 @@
 Layout of a catalogue directory (the built-in one is ``patchgate/twin`` itself):
 
     DIR/images/*.yaml     one image per file (patchgate_twin.images)
-    DIR/catalog/*.yaml    behaviour files, each ``behaviours: [...]`` (patchgate_twin.behaviour.Behaviour)
+    DIR/catalog/*.yaml    behaviour files, each ``behaviours: [...]`` (patchgate_twin.behaviours.Behaviour)
 
 Directories are read in order (built-in first); a later image or behaviour with the same name/KB replaces the
 earlier one, so a lab can override a built-in behaviour without copying the rest. Within one directory a KB or
@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from patchgate.config.yamlfile import load_yaml
 from patchgate.errors import ConfigError
 from patchgate_twin import specs
-from patchgate_twin.behaviour import Behaviour
+from patchgate_twin.behaviours import Behaviour
 from patchgate_twin.images import Images
 from patchgate_twin.model import WindowsHost
 

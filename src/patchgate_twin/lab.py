@@ -361,7 +361,7 @@ class TwinLab:
 
     def reboot(self, name: str) -> None:
         """Restart: the guest goes down, post-reboot effects apply, then it boots again."""
-        from patchgate_twin.behaviour import complete_reboot
+        from patchgate_twin.behaviours import complete_reboot
 
         vm = self.vm(name)
         with vm.lock:

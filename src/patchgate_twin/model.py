@@ -248,7 +248,7 @@ class WindowsHost:
     reboot: RebootFlags = field(default_factory=RebootFlags)
     files: dict[str, bytes] = field(default_factory=dict)  # staged files by Windows path (lower-case key)
     # Twin bookkeeping, not a Windows object: effects of installed updates that show only after the next restart
-    # (patchgate_twin.behaviour queues them; complete_reboot applies them).
+    # (patchgate_twin.behaviours queues them; complete_reboot applies them).
     pending_after_reboot: list[Any] = field(default_factory=list)
     # Twin bookkeeping: events that happen later (a crash seconds after an install, EventLog 6005 after a boot)
     scheduled_events: list[ScheduledEvent] = field(default_factory=list)

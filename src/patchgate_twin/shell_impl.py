@@ -127,7 +127,7 @@ class TwinShell:
     def _install(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
         """Add-WindowsPackage -Online -PackagePath <file|folder> -NoRestart on the twin. A folder holds a
         checkpoint cumulative update and its prerequisites: each package installs in name order, as DISM does."""
-        from patchgate_twin.behaviour import apply_install
+        from patchgate_twin.behaviours import apply_install
 
         path = filecopy.resolve(str(stmt.parameters.get("PackagePath", "")))
         staged, intact = filecopy.staged_files(host.files, path, dict(stmt.parameters.get("Sha256") or {}))
@@ -200,7 +200,7 @@ class TwinShell:
         return folder(key.rstrip("\\") + "\\")
 
     def _wsus_sync(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
-        from patchgate_twin.behaviour import run_wsus_sync
+        from patchgate_twin.behaviours import run_wsus_sync
 
         if not host.wsus.role_installed:
             return PipelineOutput(errors=["Get-WsusServer : The term 'Get-WsusServer' is not recognized as the "

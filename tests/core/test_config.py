@@ -287,3 +287,13 @@ def test_candidate_new_refuses_a_package_whose_properties_name_another_kb(tmp_pa
     assert main(["candidate", "new", str(package), "--classification", "lcu", "--out", str(tmp_path / "x.yaml")]) == 4
     assert "KB Article Number 5070881, not KB5072033" in capsys.readouterr().err
     assert not (tmp_path / "x.yaml").exists()
+
+
+@pytest.mark.parametrize("invariant", sorted(__import__("patchgate.config.policy", fromlist=["INVARIANTS"]).INVARIANTS))
+def test_every_invariant_of_the_suites_can_be_waived(invariant: str) -> None:
+    """The waiver's id pattern admits every area the suites check (management.reachable included)."""
+    from patchgate.config.policy import Waiver
+
+    waiver = Waiver(invariant=invariant, roles=["member"], justification="accepted for this lab until fixed",
+                    owner="jdoe", expires="2030-01-31")
+    assert waiver.invariant == invariant

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from patchgate_twin.behaviour import Behaviour
+from patchgate_twin.behaviours import Behaviour
 from patchgate_twin.catalog import Catalog
 
 PATCHGATE = str(Path(sys.executable).with_name("patchgate"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from patchgate_twin.behaviour import INVARIANT_IDS
+from patchgate_twin.behaviours import INVARIANT_IDS
 from patchgate_twin.catalog import Catalog
 from tests.invariants import table
 from tests.invariants.catalogue_runs import CatalogueRuns, vm_name

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from patchgate_twin.behaviour import INVARIANT_IDS
+from patchgate_twin.behaviours import INVARIANT_IDS
 from tests.invariants.catalogue_runs import CatalogueRuns, vm_name
 
 pytestmark = pytest.mark.slow

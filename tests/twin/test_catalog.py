@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 
 from patchgate.errors import ConfigError
-from patchgate_twin.behaviour import (
+from patchgate_twin.behaviours import (
     CBS_E_NOT_APPLICABLE,
     Behaviour,
     Condition,
-    Effect,
+    EffectBase,
     WsusRoleMissing,
-    apply_effect,
     apply_install,
     complete_reboot,
+    parse_effect,
     run_wsus_sync,
 )
 from patchgate_twin.catalog import Catalog, load_behaviour_file
@@ -41,8 +41,8 @@ def behaviour(data: dict[str, Any]) -> Behaviour:
                                      "restart": "never", **data})
 
 
-def effect(data: dict[str, Any]) -> Effect:
-    return Effect.model_validate(data)
+def effect(data: dict[str, Any]) -> EffectBase:
+    return parse_effect(data)
 
 
 # ------------------------------------------------------------------ conditions
@@ -92,52 +92,52 @@ def test_guarded_effects_use_the_state_before_the_install(catalog: Catalog) -> N
 
 def test_set_by_dotted_path(catalog: Catalog) -> None:
     h = host(catalog, "ws2025-dc-wsus-oct2025")
-    apply_effect(h, effect({"set": {"hotpatch.hotpatch_table_size": 0, "services.WinRM.start_mode": "Manual",
+    effect({"set": {"hotpatch.hotpatch_table_size": 0, "services.WinRM.start_mode": "Manual",
                                     "wsus.last_sync.result": "Failed", "connection_profiles.0.network_category":
-                                    "Public", "edition_id": "ServerStandard"}}), NOW)
+                                    "Public", "edition_id": "ServerStandard"}}).apply(h, NOW)
     assert h.hotpatch.hotpatch_table_size == 0 and h.services["WinRM"].start_mode == "Manual"
     assert h.wsus.last_sync and h.wsus.last_sync.result == "Failed"
     assert h.connection_profiles[0].network_category == "Public" and h.edition_id == "ServerStandard"
-    apply_effect(h, effect({"set": {"hotpatch.enrollment_package": None}}), NOW)
+    effect({"set": {"hotpatch.enrollment_package": None}}).apply(h, NOW)
     assert h.hotpatch.enrollment_package is None and not h.hotpatch_enrolled
 
 
 def test_build_and_hotfix_effects(catalog: Catalog) -> None:
     h = host(catalog)
-    apply_effect(h, effect({"set_build": {"ubr": 7092}}), NOW)
-    apply_effect(h, effect({"add_hotfix": {"hotfix_id": "kb5068966", "description": "Hotpatch"}}), NOW)
+    effect({"set_build": {"ubr": 7092}}).apply(h, NOW)
+    effect({"add_hotfix": {"hotfix_id": "kb5068966", "description": "Hotpatch"}}).apply(h, NOW)
     assert h.build == "26100.7092" and h.has_kb("KB5068966")
     added = next(x for x in h.hotfixes if x.hotfix_id == "KB5068966")
     assert added.installed_on == NOW.date() and added.description == "Hotpatch"
-    apply_effect(h, effect({"remove_hotfix": "KB5068966"}), NOW)
+    effect({"remove_hotfix": "KB5068966"}).apply(h, NOW)
     assert not h.has_kb("KB5068966")
 
 
 def test_service_effects_keep_processes_and_log_scm_events(catalog: Catalog) -> None:
     h = host(catalog)
     pid = h.services["CryptSvc"].process_id
-    apply_effect(h, effect({"upsert_service": {"name": "CryptSvc", "state": "Stopped"}}), NOW)
+    effect({"upsert_service": {"name": "CryptSvc", "state": "Stopped"}}).apply(h, NOW)
     assert h.services["CryptSvc"].process_id == 0 and pid not in {p.process_id for p in h.processes}
-    apply_effect(h, effect({"upsert_service": {"name": "CryptSvc", "state": "Running"}}), NOW)
+    effect({"upsert_service": {"name": "CryptSvc", "state": "Running"}}).apply(h, NOW)
     new_pid = h.services["CryptSvc"].process_id
     assert new_pid and any(p.process_id == new_pid and p.name == "svchost.exe" for p in h.processes)
-    apply_effect(h, effect({"upsert_service": {"name": "Spooler", "start_mode": "Disabled"}}), NOW)
-    apply_effect(h, effect({"upsert_service": {"name": "NewSvc", "path_name": r"C:\x\new.exe", "state": "Running",
-                                               "start_mode": "Auto"}}), NOW)
+    effect({"upsert_service": {"name": "Spooler", "start_mode": "Disabled"}}).apply(h, NOW)
+    effect({"upsert_service": {"name": "NewSvc", "path_name": r"C:\x\new.exe", "state": "Running",
+                                               "start_mode": "Auto"}}).apply(h, NOW)
     ids = [(e.id, e.provider_name) for e in h.events if e.time_created == NOW]
     assert (7036, "Service Control Manager") in ids and (7040, "Service Control Manager") in ids
     assert (7045, "Service Control Manager") in ids
     assert any(p.name == "new.exe" and p.process_id == h.services["NewSvc"].process_id for p in h.processes)
-    apply_effect(h, effect({"remove_service": "NewSvc"}), NOW)
+    effect({"remove_service": "NewSvc"}).apply(h, NOW)
     assert "NewSvc" not in h.services and not any(p.name == "new.exe" for p in h.processes)
 
 
 def test_firewall_effects(catalog: Catalog) -> None:
     h = host(catalog)
-    apply_effect(h, effect({"set_firewall_profile": {"name": "Public", "default_inbound_action": "Allow"}}), NOW)
-    apply_effect(h, effect({"upsert_firewall_rule": {"name": "FPS-SMB-In-TCP", "enabled": False}}), NOW)
-    apply_effect(h, effect({"upsert_firewall_rule": {"name": "X-In", "local_port": ["4444"]}}), NOW)
-    apply_effect(h, effect({"remove_firewall_rule": "WINRM-HTTP-Compat-In-TCP"}), NOW)
+    effect({"set_firewall_profile": {"name": "Public", "default_inbound_action": "Allow"}}).apply(h, NOW)
+    effect({"upsert_firewall_rule": {"name": "FPS-SMB-In-TCP", "enabled": False}}).apply(h, NOW)
+    effect({"upsert_firewall_rule": {"name": "X-In", "local_port": ["4444"]}}).apply(h, NOW)
+    effect({"remove_firewall_rule": "WINRM-HTTP-Compat-In-TCP"}).apply(h, NOW)
     assert h.firewall_profiles["Public"].default_inbound_action == "Allow"
     assert h.firewall_profiles["Domain"].default_inbound_action == "Block"
     assert h.firewall_rules["FPS-SMB-In-TCP"].enabled is False
@@ -148,23 +148,23 @@ def test_firewall_effects(catalog: Catalog) -> None:
 
 def test_connection_port_process_event_effects(catalog: Catalog) -> None:
     h = host(catalog, "ws2025-dc-wsus-oct2025")
-    apply_effect(h, effect({"upsert_connection_profile": {"interface_alias": "Ethernet", "network_category":
-                                                          "Public"}}), NOW)
-    apply_effect(h, effect({"upsert_connection_profile": {"interface_alias": "Ethernet 2"}}), NOW)
-    apply_effect(h, effect({"remove_connection_profile": "Ethernet 2"}), NOW)
+    effect({"upsert_connection_profile": {"interface_alias": "Ethernet", "network_category":
+                                                          "Public"}}).apply(h, NOW)
+    effect({"upsert_connection_profile": {"interface_alias": "Ethernet 2"}}).apply(h, NOW)
+    effect({"remove_connection_profile": "Ethernet 2"}).apply(h, NOW)
     assert [(c.interface_alias, c.network_category) for c in h.connection_profiles] == [("Ethernet", "Public")]
-    apply_effect(h, effect({"remove_listening_port": {"local_port": 8530}}), NOW)
+    effect({"remove_listening_port": {"local_port": 8530}}).apply(h, NOW)
     assert not any(p.local_port == 8530 for p in h.listening_ports)
-    apply_effect(h, effect({"add_listening_port": {"local_port": 8530, "process_name": "System"}}), NOW)
+    effect({"add_listening_port": {"local_port": 8530, "process_name": "System"}}).apply(h, NOW)
     assert any(p.local_port == 8530 and p.owning_process == 4 for p in h.listening_ports)
-    apply_effect(h, effect({"add_process": {"name": "cmd.exe", "parent_name": "WsusService.exe"}}), NOW)
+    effect({"add_process": {"name": "cmd.exe", "parent_name": "WsusService.exe"}}).apply(h, NOW)
     cmd = next(p for p in h.processes if p.name == "cmd.exe")
     assert cmd.parent_process_id == h.services["WsusService"].process_id
-    apply_effect(h, effect({"remove_process": {"name": "cmd.exe"}}), NOW)
+    effect({"remove_process": {"name": "cmd.exe"}}).apply(h, NOW)
     assert not any(p.name == "cmd.exe" for p in h.processes)
-    apply_effect(h, effect({"add_event": {"log_name": "Application", "provider_name": "Windows Server Update Services",
+    effect({"add_event": {"log_name": "Application", "provider_name": "Windows Server Update Services",
                                           "id": 7053, "level": "Error", "message": "InvalidCastException",
-                                          "offset_seconds": 90}}), NOW)
+                                          "offset_seconds": 90}}).apply(h, NOW)
     assert not any(e.id == 7053 for e in h.events)  # written when it happens, not ahead of time
     due = NOW + dt.timedelta(seconds=90 * TIME_SCALE)
     assert h.write_due_events(due - dt.timedelta(microseconds=1)) == 0 and h.write_due_events(due) == 1
@@ -174,10 +174,10 @@ def test_connection_port_process_event_effects(catalog: Catalog) -> None:
 
 def test_reboot_wsus_and_hotpatch_state_effects(catalog: Catalog) -> None:
     h = host(catalog, "ws2025-dc-wsus-oct2025")
-    apply_effect(h, effect({"set_reboot_flags": {"cbs_reboot_pending": True}}), NOW)
-    apply_effect(h, effect({"add_pending_file_renames": [r"\??\C:\a.tmp"]}), NOW)
-    apply_effect(h, effect({"wsus": {"app_pool_state": "Stopped", "sync_outcome": "Failed"}}), NOW)
-    apply_effect(h, effect({"hotpatch": {"license_state": "Unlicensed", "device_licensing_mutex": True}}), NOW)
+    effect({"set_reboot_flags": {"cbs_reboot_pending": True}}).apply(h, NOW)
+    effect({"add_pending_file_renames": [r"\??\C:\a.tmp"]}).apply(h, NOW)
+    effect({"wsus": {"app_pool_state": "Stopped", "sync_outcome": "Failed"}}).apply(h, NOW)
+    effect({"hotpatch": {"license_state": "Unlicensed", "device_licensing_mutex": True}}).apply(h, NOW)
     assert h.reboot.cbs_reboot_pending and h.reboot.pending_file_rename_operations == [r"\??\C:\a.tmp"]
     assert h.wsus.app_pool_state == "Stopped" and h.wsus.role_installed
     assert h.hotpatch.license_state == "Unlicensed" and h.hotpatch.hotpatch_table_size == 4096
@@ -230,7 +230,7 @@ def test_effect_on_something_the_host_lacks_is_skipped_and_logged(catalog: Catal
 
 def test_reboot_starts_auto_services(catalog: Catalog) -> None:
     h = host(catalog)
-    apply_effect(h, effect({"upsert_service": {"name": "CryptSvc", "state": "Stopped"}}), NOW)
+    effect({"upsert_service": {"name": "CryptSvc", "state": "Stopped"}}).apply(h, NOW)
     complete_reboot(h, NOW)
     assert h.services["CryptSvc"].state == "Running" and h.services["CryptSvc"].process_id
 

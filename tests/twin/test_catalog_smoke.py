@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from patchgate_twin.behaviour import apply_install, complete_reboot, run_wsus_sync
+from patchgate_twin.behaviours import apply_install, complete_reboot, run_wsus_sync
 from patchgate_twin.catalog import Catalog, UnknownKb
 
 NOW = dt.datetime(2025, 10, 25, 9, 0, tzinfo=dt.UTC)

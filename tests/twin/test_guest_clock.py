@@ -13,7 +13,7 @@ from pathlib import Path
 from patchgate.config import load_lab
 from patchgate.probes.batch import compose_capture, parse_capture
 from patchgate.remoting.base import ScriptResult
-from patchgate_twin.behaviour import Behaviour, apply_install
+from patchgate_twin.behaviours import Behaviour, apply_install
 from patchgate_twin.catalog import Catalog
 from patchgate_twin.lab import TwinLab
 from patchgate_twin.model import TIME_SCALE

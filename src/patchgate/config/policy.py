@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from patchgate.config.strict import Strict
 
-INVARIANT_ID = r"^(hotpatch|wsus|services|firewall)\.[a-z0-9_]+$"
+INVARIANT_ID = r"^(hotpatch|wsus|services|firewall|management)\.[a-z0-9_]+$"
 INVARIANTS = frozenset({
     "hotpatch.enrollment", "hotpatch.arc_agent", "hotpatch.no_restart", "hotpatch.build", "hotpatch.track",
     "hotpatch.reboot_pending", "wsus.role", "wsus.services", "wsus.app_pool", "wsus.ports", "wsus.sync",

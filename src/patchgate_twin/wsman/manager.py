@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from patchgate.secrets.base import credential_pair
 from patchgate_twin.shell import ScriptHost
-from patchgate_twin.wsman.server import DEFAULT_IDLE_TIMEOUT, WSManEndpoint
+from patchgate_twin.wsman.endpoint import DEFAULT_IDLE_TIMEOUT, WSManEndpoint
 
 
 class TwinEndpoints:

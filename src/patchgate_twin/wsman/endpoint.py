@@ -1,4 +1,5 @@
-"""One twin host's WinRM listener: WSMan over HTTP(S) on 127.0.0.1, PSRP through psrpcore's server classes.
+"""One twin host's WinRM endpoint: the WSMan actions (shells, commands, send, receive, signal) and the PSRP
+runspace pool behind them, through psrpcore's server classes. The HTTP side is patchgate_twin.wsman.transport.
 
 Each VM gets its own endpoint on its own ephemeral port, exactly as each Windows host has its own listener,
 so request counters are per VM and a fault injected into one host never disturbs another. The endpoint runs
@@ -12,19 +13,14 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
-import hmac
 import logging
-import os
-import select
-import socket
 import ssl
-import struct
 import threading
 import time
 import uuid
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from psrpcore import (
     CreatePipelineEvent,
@@ -44,6 +40,7 @@ from psrpcore.types import (
 
 from patchgate_twin.shell import PipelineOutput, ScriptHost, Statement, TwinFault
 from patchgate_twin.wsman import soap
+from patchgate_twin.wsman.transport import BASIC_CHALLENGE, CredentialSource, Drop, Hang, HttpListener, Reply
 from patchgate_twin.wsman.values import to_python, to_wire
 
 log = logging.getLogger(__name__)
@@ -51,8 +48,6 @@ log = logging.getLogger(__name__)
 MAX_LONG_POLL = 600.0  # never hold a Receive longer than this, whatever the client asks
 DEFAULT_IDLE_TIMEOUT = 7200.0  # WinRM's default shell IdleTimeout (2 hours)
 SIGNAL_TERMINATE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/terminate"
-
-CredentialSource = Callable[[], tuple[str, str]]
 
 
 @dataclass
@@ -84,111 +79,6 @@ class _Shell:
     pipelines: dict[uuid.UUID, _Pipeline] = field(default_factory=dict)
 
 
-class _Reply(Exception):
-    """Short-circuit a handler with an HTTP status and body."""
-
-    def __init__(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
-        super().__init__(status)
-
-
-class _Drop(Exception):
-    """Reset the TCP connection without answering."""
-
-
-class _Hang(Exception):
-    """Hold the request unanswered until the client gives up (or the endpoint stops)."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-
-    def __init__(self, endpoint: "WSManEndpoint", ssl_context: ssl.SSLContext | None) -> None:
-        self.endpoint = endpoint
-        self.ssl_context = ssl_context
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        conn, addr = super().get_request()
-        # Without this each response waits ~40 ms for the client's delayed ACK.
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.ssl_context is not None:
-            conn = self.ssl_context.wrap_socket(conn, server_side=True)
-        return conn, addr
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-    server_version = "Microsoft-HTTPAPI/2.0"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("wsman %s: " + format, self.server.endpoint.vm, *args)
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
-        endpoint = self.server.endpoint
-        length = int(self.headers.get("Content-Length") or 0)
-        data = self.rfile.read(length) if length else b""
-        if endpoint.latency:
-            time.sleep(endpoint.latency)  # the injected network round trip, for benchmarks
-        try:
-            if not endpoint.authorised(self.headers.get("Authorization")):
-                endpoint.count("auth_failures")
-                raise _Reply(401, b"", {"WWW-Authenticate": 'Basic realm="WSMAN"'})
-            status, body = endpoint.handle(data)
-            self._send(status, body)
-        except _Reply as reply:
-            self._send(reply.status, reply.body, reply.headers)
-        except _Hang:
-            self._hang()
-        except _Drop:
-            self._reset()
-
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        if body:
-            self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if body:
-            self.wfile.write(body)
-
-    def _hang(self) -> None:
-        """Answer nothing until the client closes its side or the endpoint stops (a real hung listener)."""
-        stopping = self.server.endpoint.stopping
-        sock = self.connection
-        while not stopping.is_set():
-            readable, _, _ = select.select([sock], [], [], 0.1)
-            if readable:
-                try:
-                    if not sock.recv(1, socket.MSG_PEEK):
-                        break
-                except (OSError, ssl.SSLError):
-                    break
-        self._reset()
-
-    def _reset(self) -> None:
-        """Drop the connection with a TCP RST, as a crashed WinRM service or a middlebox would."""
-        self.close_connection = True
-        sock = self.connection
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
-        try:
-            # The handler's file objects hold references to the socket; close the descriptor itself.
-            os.close(sock.detach())
-        except OSError:
-            pass
-
-
 class WSManEndpoint:
     """The WinRM listener of one twin VM. ``start()`` returns the port; ``stop()`` ends every request."""
 
@@ -198,51 +88,35 @@ class WSManEndpoint:
         self.vm = vm
         self.script_host = script_host
         self._credentials = credentials
-        self.latency = latency
         self.idle_timeout = idle_timeout
         self.path = path
         self.stopping = threading.Event()
         self._cond = threading.Condition()
         self._shells: dict[str, _Shell] = {}
         self._counters: collections.Counter[str] = collections.Counter()
-        self._ssl_context = ssl_context
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._listener = HttpListener(self, credentials, stopping=self.stopping, latency=latency,
+                                      ssl_context=ssl_context)
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> int:
-        if self._server is not None:
-            return self.port
-        self.stopping.clear()
-        self._server = _Server(self, self._ssl_context)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"twin-wsman-{self.vm}", daemon=True)
-        self._thread.start()
-        return self.port
+        if not self._listener.running:
+            self.stopping.clear()
+        return self._listener.start()
 
     def stop(self) -> None:
         self.stopping.set()
         with self._cond:
             self._cond.notify_all()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
+        self._listener.stop()
 
     @property
     def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError(f"WSMan endpoint for {self.vm} is not running")
-        return int(self._server.server_address[1])
+        return self._listener.port
 
     @property
     def url(self) -> str:
-        scheme = "https" if self._ssl_context else "http"
-        return f"{scheme}://127.0.0.1:{self.port}/{self.path}"
+        return f"{self._listener.scheme}://127.0.0.1:{self.port}/{self.path}"
 
     def counters(self) -> dict[str, int]:
         with self._cond:
@@ -270,19 +144,6 @@ class WSManEndpoint:
             self._sweep()
             return len(self._shells)
 
-    # ------------------------------------------------------------------ auth
-
-    def authorised(self, header: str | None) -> bool:
-        if not header or not header.startswith("Basic "):
-            return False
-        try:
-            user, _, password = base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        expected_user, expected_password = self._credentials()
-        return (hmac.compare_digest(user.lower().encode(), expected_user.lower().encode())
-                and hmac.compare_digest(password.encode(), expected_password.encode()))
-
     # ------------------------------------------------------------------ dispatch
 
     def handle(self, data: bytes) -> tuple[int, bytes]:
@@ -296,7 +157,7 @@ class WSManEndpoint:
         refuses = getattr(self.script_host, "refuses_remoting", None)
         if refuses is not None and refuses(self.vm):  # the guest's WinRM is stopped or firewalled off
             self.count("refused")
-            raise _Drop()
+            raise Drop()
         return self._dispatch(request)
 
     def _dispatch(self, request: soap.Request) -> tuple[int, bytes]:
@@ -306,9 +167,7 @@ class WSManEndpoint:
         except soap.BadRequest as exc:
             self.count("faults")
             return 500, soap.fault(request.message_id, exc.code, str(exc), self.vm, exc.subcode)
-        except _Reply:
-            raise
-        except (_Hang, _Drop):
+        except (Reply, Hang, Drop):
             raise
         except Exception as exc:  # a twin bug must look like a host-side fault, not kill the listener
             log.exception("wsman %s: %s failed", self.vm, request.action)
@@ -343,10 +202,7 @@ class WSManEndpoint:
     # ------------------------------------------------------------------ actions
 
     def _do_create(self, request: soap.Request) -> str:
-        body = request.body
-        shell_el = body.find("rsp:Shell", soap.NS) if body is not None else None
-        if shell_el is None:
-            raise soap.BadRequest("Create needs an rsp:Shell body")
+        shell_el = _body_element(request, "rsp:Shell", "Create needs an rsp:Shell body")
         creation = shell_el.find("pwsh:creationXml", soap.NS)
         if creation is None or not (creation.text or "").strip():
             raise soap.BadRequest("this endpoint serves PowerShell only: the shell needs a creationXml")
@@ -384,10 +240,7 @@ class WSManEndpoint:
         return ""
 
     def _do_command(self, request: soap.Request) -> str:
-        body = request.body
-        line = body.find("rsp:CommandLine", soap.NS) if body is not None else None
-        if line is None:
-            raise soap.BadRequest("Command needs an rsp:CommandLine body")
+        line = _body_element(request, "rsp:CommandLine", "Command needs an rsp:CommandLine body")
         command_id = (line.attrib.get("CommandId") or str(uuid.uuid4())).upper()
         data = b"".join(_b64(a.text or "", "Arguments") for a in line.findall("rsp:Arguments", soap.NS))
         with self._cond:
@@ -413,10 +266,7 @@ class WSManEndpoint:
         return "<rsp:SendResponse/>"
 
     def _do_signal(self, request: soap.Request) -> str:
-        body = request.body
-        signal = body.find("rsp:Signal", soap.NS) if body is not None else None
-        if signal is None:
-            raise soap.BadRequest("Signal needs an rsp:Signal body")
+        signal = _body_element(request, "rsp:Signal", "Signal needs an rsp:Signal body")
         code = (signal.findtext("rsp:Code", default="", namespaces=soap.NS) or "").strip()
         cid = signal.attrib.get("CommandId")
         with self._cond:
@@ -475,11 +325,11 @@ class WSManEndpoint:
     def _apply_fault(self, request: soap.Request, fault: TwinFault) -> None:
         self._counters["injected_" + fault.kind.replace("-", "_")] += 1
         if fault.kind == "connection-reset":
-            raise _Drop()
+            raise Drop()
         if fault.kind == "hang":
-            raise _Hang()
+            raise Hang()
         if fault.kind == "auth-failure":
-            raise _Reply(401, b"", {"WWW-Authenticate": 'Basic realm="WSMAN"'})
+            raise Reply(401, b"", BASIC_CHALLENGE)
         raise soap.BadRequest(fault.detail or "The WS-Management service encountered an internal error.",
                               code=soap.ERROR_WSMAN_TWIN_FAULT, subcode="wsman:InternalError")
 
@@ -582,3 +432,11 @@ def _b64(text: str, what: str) -> bytes:
         return base64.b64decode(text.strip(), validate=False)
     except (binascii.Error, ValueError):
         raise soap.BadRequest(f"{what} is not valid base64") from None
+
+
+def _body_element(request: soap.Request, path: str, missing: str) -> ET.Element:
+    """The element at ``path`` in the request's body; a WSMan fault saying ``missing`` when there is none."""
+    element = request.body.find(path, soap.NS) if request.body is not None else None
+    if element is None:
+        raise soap.BadRequest(missing)
+    return element
