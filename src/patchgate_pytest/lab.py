@@ -272,7 +272,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if vm_name is None or state is None or state.lab_run is None or state.lab_run.components is None:
         return
     parts = state.lab_run.components.parts
-    if parts is not None and parts.before_check is not None:
+    if parts.before_check is not None:
         parts.before_check(vm_name, state.lab_run.ledger, hasattr(item.config, "workerinput"))
 
 

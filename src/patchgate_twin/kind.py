@@ -82,25 +82,9 @@ class TwinKind(BaseLabKind):
                             changed_vms=lambda: _changed_disks(twin))
         if in_own_process(lab):
             return self._own_process(lab, secrets, options, stop)
-        twin, shell = self._in_process(lab, options, stop)
-        handle = TwinHandle(twin, shell)
-        parts = LabParts(hypervisor=None, secrets=_fault_secrets(secrets, twin, lab), handle=handle,  # type: ignore[arg-type]
-                         before_leases=twin.hold_leases, before_check=WorkerDies(twin),
-                         changed_vms=lambda: _changed_disks(twin),
-                         closers=[twin.close])
-        endpoints = None
-        if lab.remoting.kind == "psrp":
-            from patchgate_twin.wsman import TwinEndpoints
-
-            endpoints = TwinEndpoints(shell, _host_credentials(lab, secrets, twin),
-                                      latency=lab.hypervisor.settings.latency.wsman_round_trip)
-            parts.remoting_counters = endpoints.counters
-            parts.closers.insert(0, endpoints.stop_all)
-            handle.endpoints = endpoints
-        else:
-            from patchgate_twin.inprocess_remoting import InProcessRemoting
-
-            parts.remoting = InProcessRemoting(shell)
+        parts = LabParts(hypervisor=None, secrets=secrets)  # type: ignore[arg-type]
+        twin, endpoints = self._serve_in_process(parts, lab, options, stop,
+                                                 latency=lab.hypervisor.settings.latency.wsman_round_trip)
         restarted = endpoints.drop_shells if endpoints is not None else None
         parts.hypervisor = TwinHypervisor(twin, _endpoint_for(lab, twin, endpoints), on_guest_restart=restarted)
         return parts
@@ -128,38 +112,40 @@ class TwinKind(BaseLabKind):
                         closers=[endpoints.stop_all, twin.close])
 
     @staticmethod
-    def _in_process(lab: Lab, options: KindOptions, stop: threading.Event) -> tuple[Any, Any]:
+    def _serve_in_process(parts: LabParts, lab: Lab, options: KindOptions, stop: threading.Event, *,
+                          latency: float) -> tuple[Any, Any]:
+        """The twin's hosts in this process, served to ``parts``: over WSMan listeners (psrp remoting) or called
+        directly (inprocess remoting), with the twin's faults and hooks. Returns (the twin lab, its listeners)."""
         from patchgate_twin.lab import build_twin_lab
         from patchgate_twin.shell_impl import TwinShell
 
         twin = build_twin_lab(lab, options.catalogs, stop=stop)
-        return twin, TwinShell(twin)
+        shell = TwinShell(twin)
+        accounts = parts.secrets
+        parts.secrets = _fault_secrets(accounts, twin, lab)
+        handle = parts.handle = TwinHandle(twin, shell)
+        parts.before_leases = twin.hold_leases
+        parts.before_check = WorkerDies(twin)
+        parts.changed_vms = lambda: _changed_disks(twin)
+        parts.closers.append(twin.close)
+        if lab.remoting.kind != "psrp":
+            from patchgate_twin.inprocess_remoting import InProcessRemoting
+
+            parts.remoting = InProcessRemoting(shell)
+            return twin, None
+        from patchgate_twin.wsman import TwinEndpoints
+
+        endpoints = handle.endpoints = TwinEndpoints(shell, _host_credentials(lab, accounts, twin), latency=latency)
+        parts.remoting_counters = endpoints.counters
+        parts.closers.insert(0, endpoints.stop_all)
+        return twin, endpoints
 
     # ------------------------------------------------------------ the guests of a simulator vCenter
 
     def attach_guests(self, parts: LabParts, lab: Lab, options: KindOptions, stop: threading.Event) -> LabParts:
         from patchgate_twin.vsphere_guest import attach_twin_guest
 
-        twin, shell = self._in_process(lab, options, stop)
-        secrets = parts.secrets
-        parts.secrets = _fault_secrets(secrets, twin, lab)
-        handle = parts.handle = TwinHandle(twin, shell)
-        parts.before_leases = twin.hold_leases
-        parts.before_check = WorkerDies(twin)
-        parts.changed_vms = lambda: _changed_disks(twin)
-        parts.closers.append(twin.close)
-        endpoints = None
-        if lab.remoting.kind == "psrp":
-            from patchgate_twin.wsman import TwinEndpoints
-
-            endpoints = TwinEndpoints(shell, _host_credentials(lab, secrets, twin), latency=0.0)
-            parts.remoting_counters = endpoints.counters
-            parts.closers.insert(0, endpoints.stop_all)
-            handle.endpoints = endpoints
-        else:
-            from patchgate_twin.inprocess_remoting import InProcessRemoting
-
-            parts.remoting = InProcessRemoting(shell)
+        twin, endpoints = self._serve_in_process(parts, lab, options, stop, latency=0.0)
         parts.hypervisor = attach_twin_guest(parts.hypervisor, twin, _endpoint_for(lab, twin, endpoints))  # type: ignore[arg-type]
         return parts
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from patchgate.config.lab import Lab
 from patchgate.hypervisors.base import Hypervisor
@@ -19,13 +19,12 @@ class LabComponents:
     hypervisor: Hypervisor
     remoting: Remoting
     secrets: SecretsProvider
-    parts: LabParts | None = None
-    closers: list[Callable[[], None]] = field(default_factory=list)
+    parts: LabParts
 
     @property
     def handle(self) -> Any:
         """The lab kind's own object for the run (the twin's lab, say), for the kind's tests and tools."""
-        return self.parts.handle if self.parts is not None else None
+        return self.parts.handle
 
     @property
     def cert_validation(self) -> dict[str, bool]:
@@ -34,7 +33,7 @@ class LabComponents:
                 "secrets": bool(getattr(self.secrets, "cert_validation", True))}
 
     def close(self) -> None:
-        for closer in (self.hypervisor.close, self.secrets.close, *self.closers):
+        for closer in (self.hypervisor.close, self.secrets.close, *self.parts.closers):
             try:
                 closer()
             except Exception:  # closing one part must not keep the others open
@@ -65,5 +64,4 @@ def build_components(lab: Lab, *, twin_catalogs: list[Path] | None = None, stop:
         for closer in (parts.hypervisor.close, *parts.closers):
             closer()
         raise
-    return LabComponents(hypervisor=parts.hypervisor, remoting=remoting, secrets=parts.secrets, parts=parts,
-                         closers=list(parts.closers))
+    return LabComponents(hypervisor=parts.hypervisor, remoting=remoting, secrets=parts.secrets, parts=parts)

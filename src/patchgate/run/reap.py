@@ -181,7 +181,7 @@ def reap_lab(lab: Lab, *, dry_run: bool = False, run_id: str | None = None,
     lease_manager = build_lease_manager(lab)
     components = _components(lab, twin_catalogs or [])
     hypervisor = components.hypervisor
-    changed = components.parts.changed_vms if components.parts is not None else None
+    changed = components.parts.changed_vms
     try:
         scope = None
         if run_id is not None:  # the VMs this run's dead processes changed or still hold a lease record on
