@@ -42,6 +42,8 @@ def build_parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
+        # a signal held back while the command loaded (patchgate.entry) arrives here, as "interrupted"
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
         from patchgate.secrets import install_logging_redaction
 
         install_logging_redaction()  # before anything can log a secret (hvac, requests, pypsrp debug logs)

@@ -74,7 +74,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     root = suites.resolve().parent
     state_dir()  # ledgers, leases and twin disks live there: an unusable folder is said now, not mid-run
     args.fresh_seed = secrets.randbelow(2**31)  # used when neither --seed nor the lab file names one
-    lab, candidate = _check_inputs(args, lab_path, candidate_path)  # exit 4 before anything starts
+    # exit 4 before anything starts; Ctrl-C meanwhile is held back and raised once the check is over: pydantic
+    # builds its validators here, and an interrupt landing inside that build would be reported and then ignored
+    with stop_signals_blocked():
+        lab, candidate = _check_inputs(args, lab_path, candidate_path)
     run_id = new_run_id()
     out = Path(args.out) if args.out else Path("reports") / f"{run_id}-{candidate.kb}-{lab.name}"
     require_fresh_out_dir(out)
