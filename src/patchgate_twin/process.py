@@ -151,9 +151,16 @@ class TwinProcess:
         try:
             self._manager.start(initializer=_start_in_child,
                                 initargs=(lab, catalog, records, [str(f) for f in twin_catalogs or []]))
-        except Exception as exc:
+        except BaseException as exc:
+            # Ctrl-C can land while the manager waits for the forked child's address: the child runs already,
+            # and no shutdown knows it yet. Left alive it would wait for this process to die, while this
+            # process's exit waits for its children (multiprocessing joins them): a hang, not an interrupt.
+            self._child = getattr(self._manager, "_process", None)
+            self._kill_child()
             self._end()
-            raise HypervisorError(f"the twin's process did not start: {exc}") from None
+            if isinstance(exc, Exception):
+                raise HypervisorError(f"the twin's process did not start: {exc}") from None
+            raise
         self.address = str(self._manager.address)
         self._child = getattr(self._manager, "_process", None)  # multiprocessing's Process of the child
 

@@ -185,6 +185,57 @@ def test_the_twin_exits_when_the_harness_is_killed(state: Path, tmp_path: Path) 
             harness.kill()
 
 
+HARNESS_INTERRUPTED_AT = """\
+import signal, sys, threading, time
+from patchgate.run.components import build_components
+from patchgate.config import Lab
+document = {document!r}
+after = float(sys.argv[1])
+signal.signal(signal.SIGALRM, signal.default_int_handler)
+if after:
+    signal.setitimer(signal.ITIMER_REAL, after)
+started = time.perf_counter()
+try:
+    c = build_components(Lab.model_validate(document), twin_catalogs=[], stop=threading.Event())
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    print("started", time.perf_counter() - started, flush=True)
+    c.close()
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_twins_process_starts_never_hangs_the_harness(state: Path, tmp_path: Path) -> None:
+    """An interrupt that lands while the harness waits for the forked child's address: the harness ends (it
+    used to wait forever for a child that itself waited for the harness to die). A timer stands in for the
+    terminal; its delays walk across the whole start in steps of a few milliseconds, which is the point of
+    this test (the window is a few milliseconds wide)."""
+    script = tmp_path / "harness.py"
+    script.write_text(HARNESS_INTERRUPTED_AT.format(document=lab_document()), encoding="utf-8")
+
+    def harness(after: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(script), str(after)], capture_output=True, text=True,
+                              env=os.environ.copy(), timeout=30)
+
+    uninterrupted = harness(0)
+    assert uninterrupted.returncode == 0 and uninterrupted.stdout.startswith("started"), uninterrupted.stderr
+    start_time = float(uninterrupted.stdout.split()[1])
+    problems = []
+    for step in range(1, 41):
+        after = start_time * 1.3 * step / 40
+        try:
+            ended = harness(after)
+        except subprocess.TimeoutExpired:
+            problems.append(f"interrupted at +{after * 1000:.0f} ms: the harness hung")
+            continue
+        # -SIGINT: CPython ends by SIGINT when the interrupt landed in exec()'d code (a dataclass being made),
+        # caught or not; what matters is that the harness ended and reached its own handler
+        if ended.returncode not in (0, -signal.SIGINT) or not ended.stdout.strip():
+            problems.append(f"interrupted at +{after * 1000:.0f} ms: exit {ended.returncode}\n{ended.stderr[-1500:]}")
+    assert not problems, "\n".join(problems)
+
+
 def test_own_process_false_keeps_the_twin_in_the_harness(state: Path) -> None:
     components = build(lab_document(own_process=False))
     try:
