@@ -224,7 +224,7 @@ def test_the_engine_names_the_twin_only_in_comments_and_docstrings():
             if not allowed:
                 found.append(f"{where}:{line}: {token[:90]}")
     assert not found, "the engine names the twin outside comments and docstrings:\n" + "\n".join(found)
-    assert used == TWIN_MENTIONS_ALLOWED.keys(), f"allowed mentions that are gone: {TWIN_MENTIONS_ALLOWED.keys() - used}"
+    assert used == TWIN_MENTIONS_ALLOWED.keys(), f"allowed mentions gone: {TWIN_MENTIONS_ALLOWED.keys() - used}"
 
 
 def test_the_twin_scan_sees_names_and_strings_but_not_comments(tmp_path):

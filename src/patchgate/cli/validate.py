@@ -45,7 +45,7 @@ def add_command(sub: Any) -> None:
     validate.add_argument("--ring", action="append", default=[], metavar="RING",
                           help="only VMs in this ring, as the lab file names them, e.g. ring0 (repeatable)")
     validate.add_argument("--seed", type=int, default=None, metavar="N",
-                          help="seed of a simulated lab's real-world noise (hypervisor.settings.noise: realistic); default: "
+                          help="seed of a simulated lab's noise (hypervisor.settings.noise: realistic); default: "
                                "the lab file's seed, else a fresh one, recorded in run-manifest.json")
     validate.add_argument("--control", action="store_true",
                           help="also take each VM through the same lifecycle without the candidate (lab `control: "

@@ -28,8 +28,8 @@ STEP_CHECKS: dict[str, tuple[str, str, str]] = {
                "check the VM has no running task or pending question and the account may revert snapshots"),
     "power_on": ("hypervisor", "power on", "check the VM in the hypervisor console (host, licence, resources)"),
     "wait_ready": ("hypervisor", "guest ready",
-                   ("the guest did not report ready: check VMware Tools (or the fault a simulated lab injects), its IP address and "
-                    "its console")),
+                   ("the guest did not report ready: check VMware Tools (or the fault a simulated lab injects), its "
+                    "IP address and its console")),
     "connect": ("remoting", "WinRM reachable and auth",
                 ("check the WinRM listener (winrm enumerate winrm/config/listener), the firewall (5985/5986), the "
                  "lab file's remoting.auth and the VM's credentials")),
