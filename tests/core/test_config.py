@@ -310,6 +310,13 @@ def _twin_lab_with(tmp_path: Path, change) -> Path:
 VSPHERE = {"kind": "vsphere", "settings": {"url": "https://vcenter.example.com/sdk"}}
 
 
+def real_vsphere(document):
+    """The twin lab's VMs on a vCenter with real guests."""
+    document.update(hypervisor=VSPHERE, secrets={"kind": "env"})
+    for vm in document["vms"]:
+        vm.pop("image")
+
+
 @pytest.mark.parametrize("change, field, words", [
     (lambda d: d["hypervisor"]["settings"]["latency"].update(install=9999), "hypervisor.settings.latency.install",
      "less than or equal to 3600"),
@@ -348,11 +355,14 @@ def test_a_lab_kind_declares_the_model_of_its_settings(tmp_path):
     twin = load_lab(ROOT / "labs" / "twin.yaml")
     assert type(twin.hypervisor.settings).__module__ == "patchgate_twin.settings"
     assert twin.hypervisor.settings.noise == "realistic" and twin.simulated
-
-    def real_vsphere(document):
-        document.update(hypervisor=VSPHERE, secrets={"kind": "env"})
-        for vm in document["vms"]:
-            vm.pop("image")
-
     vsphere = load_lab(_twin_lab_with(tmp_path, real_vsphere))
     assert isinstance(vsphere.hypervisor.settings, VsphereSettings) and not vsphere.simulated
+
+
+def test_catalogue_folders_for_a_lab_whose_kinds_read_none_are_refused(tmp_path):
+    from patchgate.labkinds import KindOptions, check_kind_inputs
+
+    lab = load_lab(_twin_lab_with(tmp_path, real_vsphere))
+    with pytest.raises(ConfigError, match=r"--twin-catalog only applies to labs of a kind that reads catalogues "
+                                          r"\(this lab's: vsphere\)"):
+        check_kind_inputs(lab, KindOptions(catalogs=[tmp_path]))
