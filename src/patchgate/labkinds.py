@@ -68,6 +68,7 @@ class LabKind(Protocol):
     remoting_kinds: tuple[str, ...]  # ``remoting.kind`` values the kind serves itself (no network)
     simulates_guests: bool  # its guests are simulated: each VM names an ``image`` and may list ``faults``
     needs_hypervisor_login: bool  # the hypervisor login comes from the lab's secrets
+    reads_catalogs: bool  # the catalogue folders (CATALOG_OPTION) mean something to it
 
     def prepare(self, lab: "Lab", *, seed: int | None, fresh_seed: int | None) -> "Lab":
         """The lab with the run's own settings filled in (the noise seed of a simulated lab, say)."""
@@ -97,7 +98,7 @@ class BaseLabKind:
     """The methods a kind may leave out, and what a kind declares when it says nothing."""
 
     name = "base"
-    reads_catalogs = False  # whether the catalogue folders (CATALOG_OPTION) mean anything to this kind
+    reads_catalogs = False
     settings_model: "type[BaseModel] | None" = None
     secrets_model: "type[BaseModel] | None" = None
     remoting_kinds: tuple[str, ...] = ()
@@ -188,7 +189,7 @@ def check_kind_inputs(lab: "Lab", options: KindOptions) -> list[Any]:
 
 
 def require_catalog_reader(lab: "Lab", options: KindOptions) -> None:
-    if options.catalogs and not any(getattr(kind, "reads_catalogs", False) for kind in kinds_of(lab)):
+    if options.catalogs and not any(kind.reads_catalogs for kind in kinds_of(lab)):
         raise ConfigError(f"{CATALOG_OPTION} only applies to labs of a kind that reads catalogues (this lab's: "
                           f"{', '.join(kind.name for kind in kinds_of(lab))})", file=_source(lab))
 
