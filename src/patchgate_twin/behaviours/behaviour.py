@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from patchgate_twin.behaviours.common import Strict, norm_kb
+from patchgate.model.kb import kb_id
+from patchgate_twin.behaviours.common import Strict
 from patchgate_twin.behaviours.conditions import Condition
 from patchgate_twin.behaviours.effects import Effect
 from patchgate_twin.behaviours.expect import Expect
@@ -61,7 +62,7 @@ class Behaviour(Strict):
     @field_validator("kb")
     @classmethod
     def _kb(cls, value: str) -> str:
-        return norm_kb(value)
+        return kb_id(value)
 
     @field_validator("sources")
     @classmethod
