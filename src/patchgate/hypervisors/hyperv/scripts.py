@@ -1,0 +1,139 @@
+"""The PowerShell the Hyper-V provider runs on a host: one script per operation, parameters bound by name.
+
+Each script starts with its ``# patchgate-op:`` marker, takes its values as parameters (never interpolated into
+the text) and prints one compressed JSON object (arrays inside an object, so Windows PowerShell 5.1 never
+collapses a one-element list). Enums are converted to strings, dates to ISO 8601 UTC.
+
+Cmdlets and the properties read, from the Hyper-V module's reference on learn.microsoft.com
+(https://learn.microsoft.com/powershell/module/hyper-v/):
+
+- ``Get-VM -Id`` / ``-Name``: ``VMId``, ``Name``, ``State``, ``Notes``, ``CheckpointType`` [U: property names
+  checked against samples, not against a host];
+- ``Get-VMSnapshot -VM <vm> [-Name]`` (parameter set VMObject) and its ``Id``, ``Name``, ``SnapshotType``,
+  ``CreationTime`` (the reference's own example sorts on ``CreationTime``; ``Id``/``SnapshotType`` [U]);
+- ``Restore-VMSnapshot -VMSnapshot <snap> -AsJob -Confirm:$false`` (parameter set SnapshotObject, documented
+  with ``-AsJob`` and ``-Confirm``), waited for with ``Wait-Job -Timeout``;
+- ``Stop-VM -TurnOff -Force`` (power off without a guest shutdown), ``Start-VM``;
+- ``Restart-VM -Type Reboot -Force`` (a guest OS restart through the Shutdown integration service) [U];
+- ``Get-VMIntegrationService -VM <vm> -Name Heartbeat``: ``Enabled``, ``PrimaryStatusDescription`` (``OK`` when
+  the guest's heartbeat is healthy) [U: the exact text];
+- ``Get-VMNetworkAdapter -VM <vm>``: ``IPAddresses`` (what the guest reports through KVP data exchange);
+- ``Set-VM -Notes`` (the run tag line), ``Checkpoint-VM -SnapshotName`` (the failure checkpoint).
+
+An unverified property that is wrong shows as lab trouble (a readiness wait that times out, a lookup that
+finds nothing: inconclusive), never as a skipped check.
+"""
+
+from __future__ import annotations
+
+from patchgate.remoting.base import Script
+
+_HEAD = "$ErrorActionPreference = 'Stop'\n$ProgressPreference = 'SilentlyContinue'\n"
+
+HOST = """# patchgate-op: hyperv-host
+""" + _HEAD + """
+$module = [bool](Get-Command -Name Get-VM -Module Hyper-V -ErrorAction SilentlyContinue)
+$groups = @([Security.Principal.WindowsIdentity]::GetCurrent().Groups | ForEach-Object {
+    try { $_.Translate([Security.Principal.NTAccount]).Value } catch { [string]$_ } })
+$admin = [bool]($groups | Where-Object { $_ -like '*\\Hyper-V Administrators' -or $_ -like '*\\Administrators' })
+ConvertTo-Json -Compress -InputObject ([ordered]@{
+    host = $env:COMPUTERNAME; module = $module; hyperv_admin = $admin })
+"""
+
+FIND = """# patchgate-op: hyperv-find
+param([string]$Name, [string]$VMId)
+""" + _HEAD + """
+if ($VMId) { $vms = @(Get-VM -Id $VMId -ErrorAction SilentlyContinue) }
+else { $vms = @(Get-VM -Name $Name -ErrorAction SilentlyContinue) }
+$found = @($vms | ForEach-Object { [ordered]@{
+    VMId = [string]$_.VMId; Name = $_.Name; State = [string]$_.State; CheckpointType = [string]$_.CheckpointType } })
+ConvertTo-Json -Compress -Depth 4 -InputObject ([ordered]@{ host = $env:COMPUTERNAME; vms = $found })
+"""
+
+CHECKPOINTS = """# patchgate-op: hyperv-checkpoints
+param([string]$VMId, [string]$Name)
+""" + _HEAD + """
+$vm = Get-VM -Id $VMId
+$found = @(Get-VMSnapshot -VM $vm -Name $Name -ErrorAction SilentlyContinue | ForEach-Object { [ordered]@{
+    Id = [string]$_.Id; Name = $_.Name; SnapshotType = [string]$_.SnapshotType
+    CreationTime = $_.CreationTime.ToUniversalTime().ToString('o') } })
+ConvertTo-Json -Compress -Depth 4 -InputObject ([ordered]@{ VMId = $VMId; checkpoints = $found })
+"""
+
+STATE = """# patchgate-op: hyperv-state
+param([string]$VMId)
+""" + _HEAD + """
+$vm = Get-VM -Id $VMId
+$heartbeat = Get-VMIntegrationService -VM $vm -Name Heartbeat
+$ips = @(Get-VMNetworkAdapter -VM $vm | ForEach-Object { $_.IPAddresses } | Where-Object { $_ })
+ConvertTo-Json -Compress -Depth 4 -InputObject ([ordered]@{
+    VMId = $VMId; State = [string]$vm.State; HeartbeatEnabled = [bool]$heartbeat.Enabled
+    Heartbeat = [string]$heartbeat.PrimaryStatusDescription; IPAddresses = $ips; Notes = [string]$vm.Notes })
+"""
+
+RESTORE = """# patchgate-op: hyperv-restore
+param([string]$VMId, [string]$CheckpointId, [int]$TimeoutSeconds)
+""" + _HEAD + """
+$vm = Get-VM -Id $VMId
+$checkpoint = Get-VMSnapshot -VM $vm | Where-Object { [string]$_.Id -eq $CheckpointId }
+if (-not $checkpoint) {
+    ConvertTo-Json -Compress -InputObject ([ordered]@{ job = 'NotStarted'; errors = @('checkpoint not found');
+        State = [string]$vm.State })
+    return
+}
+if ([string]$vm.State -ne 'Off') { Stop-VM -VM $vm -TurnOff -Force -Confirm:$false }
+$job = Restore-VMSnapshot -VMSnapshot $checkpoint -Confirm:$false -AsJob
+$null = Wait-Job -Job $job -Timeout $TimeoutSeconds
+$state = [string]$job.State
+$jobErrors = @()
+if ($state -ne 'Running') {
+    $null = Receive-Job -Job $job -ErrorAction SilentlyContinue -ErrorVariable jobErrors
+    Remove-Job -Job $job -Force
+}
+$vm = Get-VM -Id $VMId
+ConvertTo-Json -Compress -Depth 4 -InputObject ([ordered]@{
+    job = $state; errors = @($jobErrors | ForEach-Object { [string]$_ }); State = [string]$vm.State })
+"""
+
+START = """# patchgate-op: hyperv-start
+param([string]$VMId)
+""" + _HEAD + """
+$vm = Get-VM -Id $VMId
+if ([string]$vm.State -ne 'Running') { Start-VM -VM $vm }
+ConvertTo-Json -Compress -InputObject ([ordered]@{ VMId = $VMId; State = [string](Get-VM -Id $VMId).State })
+"""
+
+RESTART = """# patchgate-op: hyperv-restart
+param([string]$VMId)
+""" + _HEAD + """
+$vm = Get-VM -Id $VMId
+Restart-VM -VM $vm -Type Reboot -Force -Confirm:$false
+ConvertTo-Json -Compress -InputObject ([ordered]@{ VMId = $VMId; State = [string](Get-VM -Id $VMId).State })
+"""
+
+TAG = """# patchgate-op: hyperv-tag
+param([string]$VMId, [string]$Prefix, [string]$Value)
+""" + _HEAD + """
+$vm = Get-VM -Id $VMId
+$lines = @(([string]$vm.Notes) -split "`r?`n" | Where-Object { $_ -and -not $_.StartsWith($Prefix) })
+if ($Value) { $lines += ($Prefix + $Value) }
+Set-VM -VM $vm -Notes ($lines -join "`r`n")
+ConvertTo-Json -Compress -InputObject ([ordered]@{ VMId = $VMId; Notes = [string](Get-VM -Id $VMId).Notes })
+"""
+
+CHECKPOINT_CREATE = """# patchgate-op: hyperv-checkpoint-create
+param([string]$VMId, [string]$Name)
+""" + _HEAD + """
+$vm = Get-VM -Id $VMId
+Checkpoint-VM -VM $vm -SnapshotName $Name -Confirm:$false
+ConvertTo-Json -Compress -InputObject ([ordered]@{ VMId = $VMId; Name = $Name })
+"""
+
+SCRIPTS = {"hyperv-host": HOST, "hyperv-find": FIND, "hyperv-checkpoints": CHECKPOINTS, "hyperv-state": STATE,
+           "hyperv-restore": RESTORE, "hyperv-start": START, "hyperv-restart": RESTART, "hyperv-tag": TAG,
+           "hyperv-checkpoint-create": CHECKPOINT_CREATE}
+
+
+def op(name: str, **parameters: object) -> Script:
+    """The script of operation ``name`` with its parameters."""
+    return Script(name=name, body=SCRIPTS[name], parameters=dict(parameters))
