@@ -114,30 +114,34 @@ class HypervHypervisor:
     # ------------------------------------------------------------------ checkpoints
 
     def snapshot(self, vm: VmSpec) -> SnapshotRef:
+        return self._checkpoint(vm, "snapshot")
+
+    def _checkpoint(self, vm: VmSpec, step: str) -> SnapshotRef:
+        """The VM's checkpoint named ``vm.snapshot``: exactly one, of the type the lab asks for."""
         pool, vm_id = self.locate(vm)
-        doc = pool.run("hyperv-checkpoints", vm=vm.name, step="snapshot", VMId=vm_id, Name=vm.snapshot)
+        doc = pool.run("hyperv-checkpoints", vm=vm.name, step=step, VMId=vm_id, Name=vm.snapshot)
         found = [c for c in doc.get("checkpoints") or [] if c.get("Name") == vm.snapshot]
         if not found:
             raise HypervisorError(f"checkpoint '{vm.snapshot}' not found on VM {vm_id} (host {pool.name})",
-                                  vm=vm.name, step="snapshot")
+                                  vm=vm.name, step=step)
         if len(found) > 1:
             when = ", ".join(str(c.get("CreationTime")) for c in found)
             raise HypervisorError(f"checkpoint name '{vm.snapshot}' is ambiguous ({len(found)} checkpoints, "
-                                  f"created {when}); rename all but one", vm=vm.name, step="snapshot")
+                                  f"created {when}); rename all but one", vm=vm.name, step=step)
         checkpoint = found[0]
         kind = str(checkpoint.get("SnapshotType") or "")
         wanted = self.settings.checkpoint_type
         if wanted != "any" and not kind.lower().startswith(wanted):
             raise HypervisorError(f"checkpoint '{vm.snapshot}' is a {kind or 'unknown'} checkpoint; the lab "
                                   f"asks for {wanted} (hypervisor.settings.checkpoint_type)", vm=vm.name,
-                                  step="snapshot")
+                                  step=step)
         return SnapshotRef(vm=vm.name, name=vm.snapshot, identifier=str(checkpoint["Id"]),
                            extra={"vm_id": vm_id, "host": pool.name, "checkpoint_type": kind,
                                   "created": str(checkpoint.get("CreationTime") or "")})
 
     def revert(self, vm: VmSpec) -> SnapshotRef:
         """Turn the VM off, restore its checkpoint as a host job and wait for the job (``job_timeout``)."""
-        snap = self.snapshot(vm)
+        snap = self._checkpoint(vm, "revert")
         pool, vm_id = self.locate(vm)
         timeout = self.settings.job_timeout
         doc = pool.run("hyperv-restore", vm=vm.name, step="revert", timeout=timeout + 60, VMId=vm_id,
