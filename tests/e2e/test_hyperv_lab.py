@@ -104,3 +104,22 @@ def test_reap_restores_what_a_killed_hyperv_run_left(tmp_path: Path) -> None:
     assert disks.at_snapshot("ws25-mbr-01")
     again = patchgate("reap", "--lab", str(lab_path), env=env)
     assert again.returncode == 0 and "nothing to reap" in again.stdout, again.stdout + again.stderr
+
+
+def test_doctor_checks_the_host_and_the_checkpoints(tmp_path: Path) -> None:
+    env = clean_env(tmp_path / "state")
+    ok = patchgate("doctor", "--lab", str(EXAMPLE), "--vm", "ws25-hp-01", env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert re.search(r"OK\s+hypervisor Hyper-V rights\s+.*hv-twin-01", ok.stdout), ok.stdout
+    assert re.search(r"OK\s+hypervisor checkpoint type\s+'baseline-2025-10' is a Standard checkpoint \(VMId "
+                     r"[0-9a-f-]{36}\)", ok.stdout), ok.stdout
+
+    lab = yaml.safe_load(EXAMPLE.read_text())
+    lab["name"] = "hyperv-doctor"
+    lab["vms"][0]["faults"] = ["host-unreachable"]
+    lab_path = tmp_path / "lab.yaml"
+    lab_path.write_text(yaml.safe_dump(lab, sort_keys=False))
+    bad = patchgate("doctor", "--lab", str(lab_path), "--vm", "ws25-hp-01", env=env)
+    assert bad.returncode != 0, bad.stdout
+    assert re.search(r"FAIL\s+hypervisor reachable and credentials\s+\[host hv-twin-01, step connect\]", bad.stdout), \
+        bad.stdout

@@ -247,6 +247,27 @@ class HypervHypervisor:
         pool.run("hyperv-checkpoint-create", vm=vm.name, step="failure-snapshot", VMId=vm_id, Name=name)
         return name
 
+    # ------------------------------------------------------------------ doctor
+
+    def doctor_checks(self, vm: VmSpec, snap: SnapshotRef | None) -> list[tuple[str, str, str, str]]:
+        """(name, status, detail, advice) for ``patchgate doctor``: the host's rights and the checkpoint's type."""
+        out: list[tuple[str, str, str, str]] = []
+        host = self.settings.vm_hosts.get(vm.name) or (snap.extra.get("host") if snap else None)
+        facts = self.host_facts.get(host or "", {})
+        if facts and not facts.get("hyperv_admin"):
+            out.append(("Hyper-V rights", "warn", f"the account is in neither Hyper-V Administrators nor "
+                        f"Administrators on {host}", "add it to the host's Hyper-V Administrators group "
+                        "(docs/hyperv.md)"))
+        elif facts:
+            out.append(("Hyper-V rights", "ok", f"Hyper-V Administrators (or Administrators) on {host}", ""))
+        if snap is not None:
+            kind = snap.extra.get("checkpoint_type", "")
+            comes_back = ("off: patchgate starts it" if kind.lower().startswith("production")
+                          else "as it was taken (saved when taken running): patchgate starts or resumes it")
+            out.append(("checkpoint type", "ok", f"'{snap.name}' is a {kind or 'unknown'} checkpoint "
+                        f"(VMId {snap.extra.get('vm_id')}); a restore brings the VM back {comes_back}", ""))
+        return out
+
 
 def guest_address(addresses: list[Any]) -> str | None:
     """The first IPv4 address the guest reports that is neither link-local nor loopback-only noise."""
