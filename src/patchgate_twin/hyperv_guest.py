@@ -79,7 +79,8 @@ def attach_hyperv_hosts(parts: LabParts, lab: Lab, twin: Any, guest_endpoints: A
 
     settings = lab.hypervisor.settings
     restarted = guest_endpoints.drop_shells if guest_endpoints is not None else None
-    shell = TwinHypervHost(twin, checkpoint_type=settings.checkpoint_type, on_guest_restart=restarted)
+    shell = TwinHypervHost(twin, lambda vm: host_of(lab, vm), checkpoint_type=settings.checkpoint_type,
+                           on_guest_restart=restarted)
     credentials = parts.secrets.hypervisor_credentials()
     account = (credentials.username, credentials.password.get_secret_value())
     hosts = []

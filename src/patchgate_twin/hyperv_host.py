@@ -38,6 +38,7 @@ class HostVm:
 
     name: str
     vm_id: str
+    host: str  # the Hyper-V host it lives on
     checkpoints: dict[str, dict[str, str]]
     notes: str = ""
     lookups: int = 0  # checkpoint lookups (fault 'checkpoint-missing')
@@ -49,7 +50,7 @@ class HostVm:
 class TwinHypervHost:
     """ScriptHost for the twin's Hyper-V host endpoints (one per host of the lab)."""
 
-    def __init__(self, twin: Any, *, checkpoint_type: str = "Standard",
+    def __init__(self, twin: Any, host_of: Callable[[str], str], *, checkpoint_type: str = "Standard",
                  on_guest_restart: Callable[[str], object] | None = None) -> None:
         self.twin = twin
         self.lab = twin.lab
@@ -60,8 +61,8 @@ class TwinHypervHost:
             vm_id = str(uuid.uuid5(NAMESPACE, f"{self.lab.name}/{spec.name}"))
             checkpoint = {"Id": str(uuid.uuid5(NAMESPACE, f"{vm_id}/{spec.snapshot}")), "Name": spec.snapshot,
                           "SnapshotType": kind, "CreationTime": "2025-10-14T18:00:00.0000000Z"}
-            self.vms[vm_id] = HostVm(spec.name, vm_id, {spec.snapshot: checkpoint})
-        self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
+            self.vms[vm_id] = HostVm(spec.name, vm_id, host_of(spec.name), {spec.snapshot: checkpoint})
+        self._ops: dict[str, Callable[[str, dict[str, Any]], Any]] = {
             "hyperv-host": self._host, "hyperv-find": self._find, "hyperv-checkpoints": self._checkpoints,
             "hyperv-state": self._state, "hyperv-restore": self._restore, "hyperv-start": self._start,
             "hyperv-restart": self._restart, "hyperv-tag": self._tag,
@@ -70,6 +71,7 @@ class TwinHypervHost:
         self.pipelines = 0
 
     def vm_id(self, name: str) -> str:
+        """The VMId the twin's host gives VM ``name`` (stable for a lab and VM name)."""
         return next(vm.vm_id for vm in self.vms.values() if vm.name == name)
 
     # ------------------------------------------------------------ ScriptHost
@@ -84,33 +86,33 @@ class TwinHypervHost:
             return PipelineOutput(errors=["The term is not recognized as the name of a cmdlet (twin Hyper-V host "
                                           f"{host} answers patchgate's hyperv-* operations only)"], failed=True)
         try:
-            return PipelineOutput(output=[_json(self._ops[match.group(1)](dict(first.parameters)))])
+            return PipelineOutput(output=[_json(self._ops[match.group(1)](host, dict(first.parameters)))])
         except _CmdletError as exc:
             return PipelineOutput(errors=[str(exc)], failed=True)
 
     # ------------------------------------------------------------ operations
 
-    def _vm(self, params: dict[str, Any]) -> HostVm:
+    def _vm(self, host: str, params: dict[str, Any]) -> HostVm:
         vm = self.vms.get(str(params.get("VMId") or "").lower())
-        if vm is None:
+        if vm is None or vm.host != host:
             raise _CmdletError(f"Hyper-V was unable to find a virtual machine with id '{params.get('VMId')}'.")
         return vm
 
     def _power(self, vm: HostVm) -> str:
         return "Running" if self.twin.power_state(vm.name) == "poweredOn" else "Off"
 
-    def _host(self, _params: dict[str, Any]) -> dict[str, Any]:
-        return {"host": "TWIN-HV01", "module": True, "hyperv_admin": True}
+    def _host(self, host: str, _params: dict[str, Any]) -> dict[str, Any]:
+        return {"host": host.upper(), "module": True, "hyperv_admin": True}
 
-    def _find(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _find(self, host: str, params: dict[str, Any]) -> dict[str, Any]:
         wanted_id = str(params.get("VMId") or "").lower()
-        found = [vm for vm in self.vms.values()
-                 if (vm.vm_id == wanted_id if wanted_id else vm.name == params.get("Name"))]
-        return {"host": "TWIN-HV01", "vms": [{"VMId": vm.vm_id, "Name": vm.name, "State": self._power(vm),
+        found = [vm for vm in self.vms.values() if vm.host == host
+                 and (vm.vm_id == wanted_id if wanted_id else vm.name == params.get("Name"))]
+        return {"host": host.upper(), "vms": [{"VMId": vm.vm_id, "Name": vm.name, "State": self._power(vm),
                                               "CheckpointType": "Standard"} for vm in found]}
 
-    def _checkpoints(self, params: dict[str, Any]) -> dict[str, Any]:
-        vm = self._vm(params)
+    def _checkpoints(self, host: str, params: dict[str, Any]) -> dict[str, Any]:
+        vm = self._vm(host, params)
         with vm.lock:
             vm.lookups += 1
             if self._transient(vm.name, "checkpoint-missing", vm.lookups):
@@ -118,8 +120,8 @@ class TwinHypervHost:
             found = [c for c in vm.checkpoints.values() if c["Name"] == params.get("Name")]
         return {"VMId": vm.vm_id, "checkpoints": found}
 
-    def _state(self, params: dict[str, Any]) -> dict[str, Any]:
-        vm = self._vm(params)
+    def _state(self, host: str, params: dict[str, Any]) -> dict[str, Any]:
+        vm = self._vm(host, params)
         with vm.lock:
             restarted, vm.restarted = vm.restarted, False
         ready = self.twin.is_ready(vm.name) and not restarted
@@ -128,8 +130,8 @@ class TwinHypervHost:
         return {"VMId": vm.vm_id, "State": self._power(vm), "HeartbeatEnabled": True,
                 "Heartbeat": "OK" if beating else "No Contact", "IPAddresses": list(addresses), "Notes": vm.notes}
 
-    def _restore(self, params: dict[str, Any]) -> dict[str, Any]:
-        vm = self._vm(params)
+    def _restore(self, host: str, params: dict[str, Any]) -> dict[str, Any]:
+        vm = self._vm(host, params)
         if not any(c["Id"] == params.get("CheckpointId") for c in vm.checkpoints.values()):
             return {"job": "NotStarted", "errors": ["checkpoint not found"], "State": self._power(vm)}
         self.twin.power_off(vm.name)  # Stop-VM -TurnOff
@@ -146,32 +148,32 @@ class TwinHypervHost:
         self._guest_restarted(vm.name)
         return {"job": "Completed", "errors": [], "State": self._power(vm)}
 
-    def _start(self, params: dict[str, Any]) -> dict[str, Any]:
-        vm = self._vm(params)
+    def _start(self, host: str, params: dict[str, Any]) -> dict[str, Any]:
+        vm = self._vm(host, params)
         try:
             self.twin.power_on(vm.name)
         except LabError as exc:
             raise _CmdletError(f"'{vm.name}' failed to start: {exc.detail}") from None
         return {"VMId": vm.vm_id, "State": self._power(vm)}
 
-    def _restart(self, params: dict[str, Any]) -> dict[str, Any]:
-        vm = self._vm(params)
+    def _restart(self, host: str, params: dict[str, Any]) -> dict[str, Any]:
+        vm = self._vm(host, params)
         with vm.lock:
             vm.restarted = True
         self.twin.reboot(vm.name)
         self._guest_restarted(vm.name)
         return {"VMId": vm.vm_id, "State": self._power(vm)}
 
-    def _tag(self, params: dict[str, Any]) -> dict[str, Any]:
-        vm = self._vm(params)
+    def _tag(self, host: str, params: dict[str, Any]) -> dict[str, Any]:
+        vm = self._vm(host, params)
         prefix, value = str(params.get("Prefix") or ""), str(params.get("Value") or "")
         with vm.lock:
             lines = [line for line in vm.notes.splitlines() if line and not line.startswith(prefix)]
             vm.notes = "\r\n".join([*lines, prefix + value] if value else lines)
             return {"VMId": vm.vm_id, "Notes": vm.notes}
 
-    def _checkpoint_create(self, params: dict[str, Any]) -> dict[str, Any]:
-        vm = self._vm(params)
+    def _checkpoint_create(self, host: str, params: dict[str, Any]) -> dict[str, Any]:
+        vm = self._vm(host, params)
         name = str(params.get("Name"))
         self.twin.keep_snapshot(vm.name, name)
         with vm.lock:

@@ -204,19 +204,15 @@ class HypervHypervisor:
                 raise HypervisorError("the run is stopping", vm=vm.name, step="wait_ready")
 
     def reboot(self, vm: VmSpec) -> None:
-        """A guest OS restart (``Restart-VM -Type Reboot``); no hard reset behind the caller's back. Waits for the
-        heartbeat to drop so the readiness wait that follows cannot see the guest from before the restart."""
+        """A guest OS restart: ``Stop-VM -Force`` (a shutdown through the guest, never a hard reset behind the
+        caller's back; ``Restart-VM`` is one) and ``Start-VM``. The shutdown waits for the guest to be off, so the
+        readiness wait that follows cannot see the guest from before the restart."""
         pool, vm_id = self.locate(vm)
-        pool.run("hyperv-restart", vm=vm.name, step="reboot", VMId=vm_id)
-        deadline = time.monotonic() + self.settings.reboot_down_timeout
-        while time.monotonic() < deadline:
-            state = self._state(vm, "reboot")
-            if state.get("Heartbeat") not in HEARTBEAT_OK:
-                return
-            if self.cancel_event.wait(min(self.settings.poll_interval, 0.5)):
-                return
-        log.warning("vm %s: the heartbeat still reported OK %gs after the restart request", vm.name,
-                    self.settings.reboot_down_timeout)
+        doc = pool.run("hyperv-restart", vm=vm.name, step="reboot", timeout=self.settings.reboot_down_timeout + 360,
+                       VMId=vm_id)
+        if doc.get("State") != "Running":
+            raise HypervisorError(f"the VM is {doc.get('State')} after its restart (host {pool.name})",
+                                  vm=vm.name, step="reboot")
 
     # ------------------------------------------------------------------ run hygiene
 

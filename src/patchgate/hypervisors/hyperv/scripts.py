@@ -10,11 +10,14 @@ Cmdlets and the properties read, from the Hyper-V module's reference on learn.mi
 - ``Get-VM -Id`` / ``-Name``: ``VMId``, ``Name``, ``State``, ``Notes``, ``CheckpointType`` [U: property names
   checked against samples, not against a host];
 - ``Get-VMSnapshot -VM <vm> [-Name]`` (parameter set VMObject) and its ``Id``, ``Name``, ``SnapshotType``,
-  ``CreationTime`` (the reference's own example sorts on ``CreationTime``; ``Id``/``SnapshotType`` [U]);
+  ``CreationTime`` (the reference's own example sorts on ``CreationTime``; ``Id`` [U]; the reference lists
+  SnapshotType values Standard, Recovery, Planned, ... and no Production: what a production checkpoint reports
+  there is [U], so ``checkpoint_type: production`` fails a revert naming the reported type rather than guess);
 - ``Restore-VMSnapshot -VMSnapshot <snap> -AsJob -Confirm:$false`` (parameter set SnapshotObject, documented
   with ``-AsJob`` and ``-Confirm``), waited for with ``Wait-Job -Timeout``;
 - ``Stop-VM -TurnOff -Force`` (power off without a guest shutdown), ``Start-VM``;
-- ``Restart-VM -Type Reboot -Force`` (a guest OS restart through the Shutdown integration service) [U];
+- a guest restart is ``Stop-VM -Force`` (a shutdown through the guest OS; Hyper-V gives it five minutes) and
+  ``Start-VM``: ``Restart-VM`` is documented as a hard restart, "like powering the computer down";
 - ``Get-VMIntegrationService -VM <vm> -Name Heartbeat``: ``Enabled``, ``PrimaryStatusDescription`` (``OK`` when
   the guest's heartbeat is healthy) [U: the exact text];
 - ``Get-VMNetworkAdapter -VM <vm>``: ``IPAddresses`` (what the guest reports through KVP data exchange);
@@ -107,7 +110,8 @@ RESTART = """# patchgate-op: hyperv-restart
 param([string]$VMId)
 """ + _HEAD + """
 $vm = Get-VM -Id $VMId
-Restart-VM -VM $vm -Type Reboot -Force -Confirm:$false
+Stop-VM -VM $vm -Force -Confirm:$false
+Start-VM -VM (Get-VM -Id $VMId)
 ConvertTo-Json -Compress -InputObject ([ordered]@{ VMId = $VMId; State = [string](Get-VM -Id $VMId).State })
 """
 

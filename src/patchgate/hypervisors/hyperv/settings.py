@@ -40,8 +40,8 @@ class HypervSettings(Strict):
     ip_timeout: float = Field(300, gt=0, description="seconds the guest may take to report an IP through KVP")
     job_timeout: float = Field(1800, gt=0, description="seconds a checkpoint restore job may take on the host")
     poll_interval: float = Field(2.0, gt=0, le=60, description="seconds between readiness polls of the host")
-    reboot_down_timeout: float = Field(120, gt=0, description="after a guest restart request: wait this long for "
-                                       "the heartbeat to drop before waiting for readiness again")
+    reboot_down_timeout: float = Field(420, gt=0, description="seconds a guest restart's shutdown (Stop-VM -Force; "
+                                       "Hyper-V gives the guest five minutes) may take before patchgate gives up")
     keep_failure_snapshot: bool = Field(False, description="take a checkpoint `patchgate-failure-<run>` of a VM "
                                         "whose run failed, before its restore")
     run_tag_prefix: str = Field("patchgate.run=", min_length=1, description="the line of the VM's Notes that "
