@@ -39,6 +39,7 @@ HYPERV_FAULTS: dict[str, str] = {
     "heartbeat-never-ok": "the Heartbeat integration service never reports OK after a start",
     "no-kvp-ip": "the guest never reports an IP address through KVP data exchange",
     "host-unreachable": "the VM's Hyper-V host refuses every WinRM connection",
+    "psdirect-refused": "the host cannot open a PowerShell Direct session to the guest (remoting.kind psdirect)",
 }
 ALL_FAULTS = {**FAULTS, **HYPERV_FAULTS}
 

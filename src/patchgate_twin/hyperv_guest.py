@@ -9,7 +9,6 @@ own, so the provider's readiness answer is completed with that port here.
 from __future__ import annotations
 
 import socket
-import threading
 from typing import Any, Callable
 
 from patchgate.config.lab import Lab, VmSpec
@@ -71,16 +70,19 @@ def host_of(lab: Lab, vm_name: str) -> str:
 
 
 def attach_hyperv_hosts(parts: LabParts, lab: Lab, twin: Any, guest_endpoints: Any,
-                        endpoint_for: Callable[[str], GuestEndpoint], stop: threading.Event,
+                        endpoint_for: Callable[[str], GuestEndpoint], guest_credentials: Callable[[str], Any],
                         options: KindOptions) -> LabParts:
-    """Serve the lab's Hyper-V hosts from ``twin`` and give ``parts`` the engine's provider pointed at them."""
+    """Serve the lab's Hyper-V hosts from ``twin`` and give ``parts`` the engine's provider pointed at them (and,
+    with ``remoting.kind: psdirect``, the engine's PowerShell Direct remoting through those hosts)."""
+    from patchgate.hypervisors.hyperv.kind import psdirect_remoting
     from patchgate.hypervisors.hyperv.provider import HypervHypervisor, host_remoting
     from patchgate_twin.wsman import WSManEndpoint
 
     settings = lab.hypervisor.settings
     restarted = guest_endpoints.drop_shells if guest_endpoints is not None else None
     shell = TwinHypervHost(twin, lambda vm: host_of(lab, vm), checkpoint_type=settings.checkpoint_type,
-                           on_guest_restart=restarted)
+                           on_guest_restart=restarted, guest_shell=parts.handle.shell,
+                           guest_credentials=guest_credentials)
     credentials = parts.secrets.hypervisor_credentials()
     account = (credentials.username, credentials.password.get_secret_value())
     hosts = []
@@ -94,8 +96,11 @@ def attach_hyperv_hosts(parts: LabParts, lab: Lab, twin: Any, guest_endpoints: A
             parts.closers.insert(0, endpoint.stop)
         hosts.append(host.model_copy(update={"address": "127.0.0.1", "port": port, "ssl": False}))
     served = settings.model_copy(update={"host": None, "hosts": hosts})
-    inner = HypervHypervisor(served, host_remoting(lab), credentials, lab.name)
+    direct = lab.remoting.kind == "psdirect"
+    inner = HypervHypervisor(served, host_remoting(lab), credentials, lab.name, guest_addresses=not direct)
     parts.hypervisor = TwinGuestHyperv(inner, endpoint_for)  # type: ignore[assignment]
+    if direct:  # the guests are reached through the host, not over WSMan: the twin serves no guest listener
+        parts.remoting = psdirect_remoting(lab, inner)
     parts.handle.hyperv_host = shell
     return parts
 

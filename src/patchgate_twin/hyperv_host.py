@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from patchgate.errors import LabError
-from patchgate_twin.shell import PipelineOutput, Statement
+from patchgate.secrets.base import credential_pair
+from patchgate_twin import filecopy
+from patchgate_twin.shell import PipelineOutput, Statement, TwinFault
 
 log = logging.getLogger(__name__)
 
-MARKER_RE = re.compile(r"^\s*#\s*patchgate-op:\s*(hyperv-[a-z-]+)")
+MARKER_RE = re.compile(r"^\s*#\s*patchgate-op:\s*((?:hyperv|psdirect)-[a-z-]+)")
 NAMESPACE = uuid.UUID("5d1f0a8e-8c1e-4d5e-9c39-6b5c7d2a7f10")
 GUEST_ADDRESSES = ["127.0.0.1", "fe80::215:5dff:fe00:1"]
 
@@ -51,10 +53,15 @@ class TwinHypervHost:
     """ScriptHost for the twin's Hyper-V host endpoints (one per host of the lab)."""
 
     def __init__(self, twin: Any, host_of: Callable[[str], str], *, checkpoint_type: str = "Standard",
-                 on_guest_restart: Callable[[str], object] | None = None) -> None:
+                 on_guest_restart: Callable[[str], object] | None = None, guest_shell: Any = None,
+                 guest_credentials: Callable[[str], Any] | None = None) -> None:
         self.twin = twin
         self.lab = twin.lab
         self._on_guest_restart = on_guest_restart
+        self.guest_shell = guest_shell  # TwinShell: what PowerShell Direct runs in a guest
+        self._guest_credentials = guest_credentials  # what a guest accepts at a PowerShell Direct logon
+        self.host_files: dict[str, dict[str, bytes]] = {}  # per host: files copied to it (on their way to a guest)
+        self.direct: set[str] = set()  # VMIds with an open PowerShell Direct session
         self.vms: dict[str, HostVm] = {}
         kind = "Production" if checkpoint_type == "production" else "Standard"
         for spec in [*self.lab.vms, *self.lab.control_vms]:
@@ -67,6 +74,7 @@ class TwinHypervHost:
             "hyperv-state": self._state, "hyperv-restore": self._restore, "hyperv-start": self._start,
             "hyperv-restart": self._restart, "hyperv-tag": self._tag,
             "hyperv-checkpoint-create": self._checkpoint_create,
+            "psdirect-open": self._direct_open, "psdirect-copy": self._direct_copy, "psdirect-close": self._direct_close,
         }
         self.pipelines = 0
 
@@ -81,7 +89,11 @@ class TwinHypervHost:
         if not statements:
             return PipelineOutput()
         first = statements[0]
+        if first.is_script and filecopy.is_copy_script(first.script):  # pypsrp's copy script, to the host's disk
+            return filecopy.run_copy(self.host_files.setdefault(host, {}), first, input_data)
         match = MARKER_RE.match(first.script.lstrip()[:200]) if first.is_script else None
+        if match is not None and match.group(1) == "psdirect-run":
+            return self._direct_run(host, dict(first.parameters))
         if match is None or match.group(1) not in self._ops:
             return PipelineOutput(errors=["The term is not recognized as the name of a cmdlet (twin Hyper-V host "
                                           f"{host} answers patchgate's hyperv-* operations only)"], failed=True)
@@ -181,6 +193,58 @@ class TwinHypervHost:
                                     "CreationTime": dt.datetime.now(dt.UTC).isoformat()}
         return {"VMId": vm.vm_id, "Name": name}
 
+    # ------------------------------------------------------------ PowerShell Direct
+
+    def _direct_open(self, host: str, params: dict[str, Any]) -> dict[str, Any]:
+        vm = self._vm(host, params)
+        if not self.twin.is_ready(vm.name):
+            raise _CmdletError(f"An error has occurred which Windows PowerShell cannot handle. The virtual machine "
+                               f"'{vm.name}' is not in running state.")
+        if self.twin.has_fault(vm.name, "psdirect-refused"):
+            raise _CmdletError("An error has occurred which Windows PowerShell cannot handle. A remote session might "
+                               "have ended. (twin fault 'psdirect-refused')")
+        expected = credential_pair(self._guest_credentials(vm.name)) if self._guest_credentials else None
+        if expected != (params.get("UserName"), params.get("Password")):
+            raise _CmdletError("The credential is invalid.")
+        self.direct.add(vm.vm_id)
+        return {"VMId": vm.vm_id, "State": "Opened"}
+
+    def _direct_vm(self, host: str, params: dict[str, Any]) -> HostVm:
+        vm = self._vm(host, params)
+        if vm.vm_id not in self.direct:
+            raise _CmdletError("patchgate-psdirect-no-session")
+        return vm
+
+    def _direct_run(self, host: str, params: dict[str, Any]) -> PipelineOutput:
+        try:
+            vm = self._direct_vm(host, params)
+        except _CmdletError as exc:
+            return PipelineOutput(errors=[str(exc)], failed=True)
+        statement = Statement(script=str(params.get("Body") or ""), parameters=dict(params.get("Parameters") or {}))
+        try:
+            return self.guest_shell.run_pipeline(vm.name, [statement], [])
+        except TwinFault as fault:  # the guest went away under the session: what Invoke-Command reports
+            self.direct.discard(vm.vm_id)
+            return PipelineOutput(errors=[f"The background process reported an error with the following message: "
+                                          f"The pipe has been ended. ({fault.detail})"], failed=True)
+
+    def _direct_copy(self, host: str, params: dict[str, Any]) -> dict[str, Any]:
+        vm = self._direct_vm(host, params)
+        files = self.host_files.setdefault(host, {})
+        data = files.pop(filecopy.key(str(params.get("HostPath"))), None)
+        if data is None:
+            raise _CmdletError(f"Cannot find path '{params.get('HostPath')}' because it does not exist.")
+        destination = filecopy.resolve(str(params.get("Destination")))
+        self.twin.host(vm.name).files[filecopy.key(destination)] = data
+        self.twin.persist(vm.name, dirty=True)
+        return {"VMId": vm.vm_id, "Path": destination}
+
+    def _direct_close(self, host: str, params: dict[str, Any]) -> dict[str, Any]:
+        vm = self._vm(host, params)
+        closed = vm.vm_id in self.direct
+        self.direct.discard(vm.vm_id)
+        return {"VMId": vm.vm_id, "closed": closed}
+
     # ------------------------------------------------------------ helpers
 
     def _transient(self, vm_name: str, kind: str, attempt: int) -> bool:
@@ -195,6 +259,7 @@ class TwinHypervHost:
         return attempt <= limit
 
     def _guest_restarted(self, vm_name: str) -> None:
+        self.direct.discard(self.vm_id(vm_name))  # a restarted guest forgets its PowerShell Direct session
         if self._on_guest_restart is not None:
             try:
                 self._on_guest_restart(vm_name)

@@ -155,12 +155,13 @@ class TwinKind(BaseLabKind):
     def attach_guests(self, parts: LabParts, lab: Lab, options: KindOptions, stop: threading.Event) -> LabParts:
         from patchgate_twin.vsphere_guest import attach_twin_guest
 
+        accounts = parts.secrets
         twin, endpoints = self._serve_in_process(parts, lab, options, stop, latency=0.0)
         if lab.hypervisor.kind == "hyperv":  # the twin serves the Hyper-V hosts too; the engine's provider drives them
             from patchgate_twin.hyperv_guest import attach_hyperv_hosts
 
-            return attach_hyperv_hosts(parts, lab, twin, endpoints, _endpoint_for(lab, twin, endpoints), stop,
-                                       options)
+            return attach_hyperv_hosts(parts, lab, twin, endpoints, _endpoint_for(lab, twin, endpoints),
+                                       _host_credentials(lab, accounts, twin), options)
         parts.hypervisor = attach_twin_guest(parts.hypervisor, twin, _endpoint_for(lab, twin, endpoints))  # type: ignore[arg-type]
         return parts
 

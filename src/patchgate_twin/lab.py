@@ -470,6 +470,9 @@ def check_twin_inputs(lab: Lab, extra_catalog_dirs: list[Path]) -> "Catalog":
                 if kind in HYPERV_FAULTS and lab.hypervisor.kind != "hyperv":
                     raise ConfigError(f"twin fault '{kind}' acts on a Hyper-V host: it needs hypervisor.kind "
                                       "hyperv with guests: twin", file=where, field=field_name)
+                if kind == "psdirect-refused" and lab.remoting.kind != "psdirect":
+                    raise ConfigError("twin fault 'psdirect-refused' acts on PowerShell Direct: it needs remoting.kind "
+                                      "psdirect", file=where, field=field_name)
                 if kind not in ALL_FAULTS:
                     raise ConfigError(f"unknown twin fault '{kind}' (known: {', '.join(sorted(ALL_FAULTS))})",
                                       file=where, field=field_name)

@@ -31,22 +31,40 @@ def _outcomes(out: Path) -> tuple[str, set[tuple[str, str, str]]]:
     return gate["verdict"], {(c["vm"], c["invariant"], c["status"]) for c in gate["checks"]}
 
 
+GUEST_PASSWORD = "psdirect-canary-Guest-7f3a"  # the guests' password in the PowerShell Direct runs
+HOST_PASSWORD = "psdirect-canary-Host-91c2"
+
+
+def _psdirect_lab(path: Path) -> Path:
+    """The example with PowerShell Direct to the guests, and known credentials to look for in every output."""
+    lab = yaml.safe_load(EXAMPLE.read_text())
+    lab["name"] = "hyperv-twin-direct"
+    lab["remoting"] = {"kind": "psdirect", "settings": {"host": lab["remoting"]["settings"]}}
+    lab["secrets"] = {"kind": "env"}
+    path.write_text(yaml.safe_dump(lab, sort_keys=False))
+    return path
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], tuple[subprocess.CompletedProcess[str], Path]]:
     base = tmp_path_factory.mktemp("hyperv")
+    direct = str(_psdirect_lab(base / "psdirect.yaml"))
+    accounts = {"PATCHGATE_USERNAME": "Administrator", "PATCHGATE_PASSWORD": GUEST_PASSWORD,
+                "PATCHGATE_HYPERVISOR_USERNAME": "hv-admin", "PATCHGATE_HYPERVISOR_PASSWORD": HOST_PASSWORD}
     done = {}
-    for lab in (str(EXAMPLE), "twin"):
+    for name, lab in (("hyperv", str(EXAMPLE)), ("psdirect", direct), ("twin", "twin")):
         for candidate in ("KB5070881", "KB5070893"):
-            key = ("hyperv" if lab != "twin" else "twin", candidate)
-            out = base / f"{key[0]}-{candidate}"
-            env = clean_env(base / f"state-{key[0]}-{candidate}")
-            done[key] = (_validate(lab, candidate, out, env), out)
+            out = base / f"{name}-{candidate}"
+            env = clean_env(base / f"state-{name}-{candidate}", **(accounts if name == "psdirect" else {}))
+            done[(name, candidate)] = (_validate(lab, candidate, out, env), out)
     return done
 
 
+@pytest.mark.parametrize("lab", ["hyperv", "psdirect"])
 @pytest.mark.parametrize(("candidate", "code", "verdict"), [("KB5070881", 1, "block"), ("KB5070893", 0, "approve")])
-def test_the_hyperv_lab_gives_the_default_labs_verdicts(runs, candidate: str, code: int, verdict: str) -> None:
-    proc, out = runs[("hyperv", candidate)]
+def test_the_hyperv_lab_gives_the_default_labs_verdicts(runs, lab: str, candidate: str, code: int,
+                                                        verdict: str) -> None:
+    proc, out = runs[(lab, candidate)]
     assert proc.returncode == code, proc.stdout[-3000:] + proc.stderr[-2000:]
     got, checks = _outcomes(out)
     assert got == verdict
@@ -68,6 +86,15 @@ def test_each_vm_is_restored_by_checkpoint_id_on_the_host(runs) -> None:
     assert "hv-twin-01" in json.dumps(manifest)
     wsus = json.loads((out / "vms" / "ws25-wsus-01.json").read_text())
     assert "reboot" in {s["name"] for s in wsus["steps"]}  # its install restarted it through Restart-VM
+
+
+def test_powershell_direct_runs_leave_no_credential_anywhere(runs) -> None:
+    for candidate in ("KB5070881", "KB5070893"):
+        proc, out = runs[("psdirect", candidate)]
+        assert '"remoting": "psdirect"' in (out / "run-manifest.json").read_text()
+        texts = [proc.stdout, proc.stderr, *(p.read_text(errors="replace") for p in out.rglob("*") if p.is_file())]
+        for secret in (GUEST_PASSWORD, HOST_PASSWORD):
+            assert not any(secret in text for text in texts), f"{secret} leaked"
 
 
 def test_reap_restores_what_a_killed_hyperv_run_left(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ EXPECTED_STEP: dict[str, str] = {
     "heartbeat-never-ok": "wait_ready",
     "no-kvp-ip": "wait_ready",
     "host-unreachable": "connect",  # the run cannot start: every VM is broken, none is touched
+    "psdirect-refused": "connect",  # on a PowerShell Direct lab: the guest's session cannot be opened
 }
 PARALLEL = 3
 RUN_TIMEOUT = 240
@@ -32,7 +33,9 @@ def test_every_hyperv_fault_is_in_the_matrix() -> None:
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Run, subprocess.CompletedProcess[str]]]:
     base = tmp_path_factory.mktemp("hyperv-faults")
-    runs = {fault: make_run(base, fault, hyperv_lab_data("hv-" + fault, faults=[fault])) for fault in EXPECTED_STEP}
+    runs = {fault: make_run(base, fault, hyperv_lab_data("hv-" + fault, faults=[fault],
+                                                         psdirect=fault.startswith("psdirect-")))
+            for fault in EXPECTED_STEP}
 
     def run(fault: str) -> subprocess.CompletedProcess[str]:
         r = runs[fault]

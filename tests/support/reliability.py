@@ -124,10 +124,13 @@ def allure_broken_vms(out: Path) -> set[str]:
     return vms
 
 
-def hyperv_lab_data(name: str, *, faults: list[str] | None = None) -> dict[str, Any]:
-    """lab_data's two VMs on a twin Hyper-V host (hypervisor.kind hyperv, guests: twin)."""
+def hyperv_lab_data(name: str, *, faults: list[str] | None = None, psdirect: bool = False) -> dict[str, Any]:
+    """lab_data's two VMs on a twin Hyper-V host (hypervisor.kind hyperv, guests: twin); ``psdirect``: the guests
+    are reached with PowerShell Direct through the host."""
     lab = lab_data(name, faults=faults)
     lab["hypervisor"] = {"kind": "hyperv", "settings": {"host": "hv-01", "guests": "twin", "poll_interval": 0.2}}
+    if psdirect:
+        lab["remoting"] = {"kind": "psdirect", "settings": {"host": lab["remoting"]["settings"]}}
     return lab
 
 

@@ -43,12 +43,13 @@ class HostPool:
     def name(self) -> str:
         return self.host.name
 
-    def _new_session(self) -> Any:
+    def open_session(self, label: str | None = None) -> Any:
+        """A new, connected PSRP session to this host (the pool's own, or one a PowerShell Direct guest keeps)."""
         from patchgate.remoting.psrp import PsrpSession
 
         endpoint = GuestEndpoint(address=self.host.address or self.host.name, port=self.host.port,
                                  hostname=self.host.name)
-        session = PsrpSession(f"hyperv-host {self.host.name}", endpoint, self._credentials, self.settings)
+        session = PsrpSession(label or f"hyperv-host {self.host.name}", endpoint, self._credentials, self.settings)
         session.connect()
         return session
 
@@ -65,7 +66,7 @@ class HostPool:
         try:
             if session is None:
                 try:
-                    session = self._new_session()
+                    session = self.open_session()
                 except BaseException:
                     with self._cond:
                         self._open -= 1

@@ -42,8 +42,9 @@ class HypervHypervisor:
     kind = "hyperv"
 
     def __init__(self, settings: HypervSettings, remoting: PsrpSettings, credentials: Credentials,
-                 lab_name: str) -> None:
+                 lab_name: str, *, guest_addresses: bool = True) -> None:
         self.settings = settings
+        self.guest_addresses = guest_addresses  # false with PowerShell Direct: the guest is reached via its host
         self.lab_name = lab_name
         self.cert_validation = bool(settings.cert_validation and any(
             (h.ssl if h.ssl is not None else remoting.ssl) for h in settings.all_hosts))
@@ -87,6 +88,15 @@ class HypervHypervisor:
             found = self._find(vm)
             with self._lock:
                 self._ids[vm.name] = found
+        return self.hosts[found[0]], found[1]
+
+    def located(self, vm_name: str) -> tuple[HostPool, str]:
+        """The host and VMId of a VM this run has looked up already (PowerShell Direct opens its session there)."""
+        with self._lock:
+            found = self._ids.get(vm_name)
+        if found is None:
+            raise HypervisorError("the VM was not looked up on its Hyper-V host before its guest session",
+                                  vm=vm_name, step="connect")
         return self.hosts[found[0]], found[1]
 
     def _find(self, vm: VmSpec) -> tuple[str, str]:
@@ -182,14 +192,14 @@ class HypervHypervisor:
         began = time.monotonic()
         beat_deadline = began + min(timeout, self.settings.heartbeat_timeout)
         ip_deadline = began + min(timeout, self.settings.ip_timeout)
-        need_address = vm.address is None
+        need_address = vm.address is None and self.guest_addresses
         last: dict[str, Any] = {}
         while True:
             last = self._state(vm, "wait_ready")
             beating = bool(last.get("HeartbeatEnabled")) and last.get("Heartbeat") in HEARTBEAT_OK
             address = guest_address(last.get("IPAddresses") or [])
             if beating and (address or not need_address):
-                return GuestEndpoint(address=vm.address or address or "")
+                return GuestEndpoint(address=vm.address or address or "", hostname=None if need_address else vm.name)
             now = time.monotonic()
             if not beating and now >= beat_deadline:
                 raise LabTimeout(f"the Heartbeat integration service did not report OK within "
@@ -278,9 +288,14 @@ def guest_address(addresses: list[Any]) -> str | None:
 
 
 def host_remoting(lab: Any) -> PsrpSettings:
-    """The psrp settings the hosts are reached with: the lab's own remoting (psrp), checked here (exit 4)."""
+    """The psrp settings the hosts are reached with: the lab's own psrp remoting, or PowerShell Direct's
+    ``settings.host``; any other remoting is bad input (exit 4)."""
+    if lab.remoting.kind == "psdirect":
+        from patchgate.hypervisors.hyperv.psdirect_settings import psdirect_settings
+
+        return psdirect_settings(lab).host
     if lab.remoting.kind != "psrp":
         raise ConfigError(f"hypervisor.kind hyperv drives its hosts over psrp; remoting.kind is "
-                          f"'{lab.remoting.kind}'", file=str(lab.source) if lab.source else None,
-                          field="remoting.kind")
+                          f"'{lab.remoting.kind}' (psrp, or psdirect for PowerShell Direct)",
+                          file=str(lab.source) if lab.source else None, field="remoting.kind")
     return lab.remoting.settings

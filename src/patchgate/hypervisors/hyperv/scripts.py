@@ -141,3 +141,56 @@ SCRIPTS = {"hyperv-host": HOST, "hyperv-find": FIND, "hyperv-checkpoints": CHECK
 def op(name: str, **parameters: object) -> Script:
     """The script of operation ``name`` with its parameters."""
     return Script(name=name, body=SCRIPTS[name], parameters=dict(parameters))
+
+
+# PowerShell Direct (remoting.kind: psdirect): the guest's PSSession lives in the host session's runspace, opened
+# once with the guest's credentials (New-PSSession -VMId -Credential, PowerShell 5.1's New-PSSession reference:
+# https://learn.microsoft.com/powershell/module/microsoft.powershell.core/new-pssession?view=powershell-5.1),
+# then every script runs in it (Invoke-Command -Session) and files go through it (Copy-Item -ToSession).
+
+PSDIRECT_OPEN = """# patchgate-op: psdirect-open
+param([string]$VMId, [string]$UserName, [string]$Password)
+""" + _HEAD + """
+$secret = ConvertTo-SecureString -String $Password -AsPlainText -Force
+$credential = New-Object System.Management.Automation.PSCredential($UserName, $secret)
+if (-not $global:PatchgatePsDirect) { $global:PatchgatePsDirect = @{} }
+$old = $global:PatchgatePsDirect[$VMId]
+if ($old) { Remove-PSSession -Session $old -ErrorAction SilentlyContinue }
+$global:PatchgatePsDirect[$VMId] = New-PSSession -VMId $VMId -Credential $credential
+ConvertTo-Json -Compress -InputObject ([ordered]@{
+    VMId = $VMId; State = [string]$global:PatchgatePsDirect[$VMId].State })
+"""
+
+PSDIRECT_RUN = """# patchgate-op: psdirect-run
+param([string]$VMId, [string]$Body, [hashtable]$Parameters)
+$ProgressPreference = 'SilentlyContinue'
+$session = if ($global:PatchgatePsDirect) { $global:PatchgatePsDirect[$VMId] } else { $null }
+if (-not $session -or [string]$session.State -ne 'Opened') { throw 'patchgate-psdirect-no-session' }
+Invoke-Command -Session $session -ArgumentList $Body, $Parameters -ScriptBlock {
+    param($Body, $Parameters)
+    $block = [scriptblock]::Create($Body)
+    & $block @Parameters
+}
+"""
+
+PSDIRECT_COPY = """# patchgate-op: psdirect-copy
+param([string]$VMId, [string]$HostPath, [string]$Destination)
+""" + _HEAD + """
+$session = if ($global:PatchgatePsDirect) { $global:PatchgatePsDirect[$VMId] } else { $null }
+if (-not $session -or [string]$session.State -ne 'Opened') { throw 'patchgate-psdirect-no-session' }
+try { Copy-Item -Path $HostPath -Destination $Destination -ToSession $session -Force }
+finally { Remove-Item -LiteralPath $HostPath -Force -ErrorAction SilentlyContinue }
+ConvertTo-Json -Compress -InputObject ([ordered]@{ VMId = $VMId; Path = $Destination })
+"""
+
+PSDIRECT_CLOSE = """# patchgate-op: psdirect-close
+param([string]$VMId)
+""" + _HEAD + """
+$session = if ($global:PatchgatePsDirect) { $global:PatchgatePsDirect[$VMId] } else { $null }
+if ($session) { Remove-PSSession -Session $session -ErrorAction SilentlyContinue; $global:PatchgatePsDirect.Remove($VMId) }
+ConvertTo-Json -Compress -InputObject ([ordered]@{ VMId = $VMId; closed = [bool]$session })
+"""
+
+SCRIPTS.update({"psdirect-open": PSDIRECT_OPEN, "psdirect-run": PSDIRECT_RUN, "psdirect-copy": PSDIRECT_COPY,
+                "psdirect-close": PSDIRECT_CLOSE})
+NO_SESSION = "patchgate-psdirect-no-session"
