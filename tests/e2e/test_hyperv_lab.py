@@ -4,15 +4,13 @@ twin's Hyper-V host over WSMan/PSRP, and the verdicts are those of the default l
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from support.runs import PATCHGATE, ROOT, clean_env, patchgate
+from support.runs import PATCHGATE, ROOT, clean_env, kill_group, patchgate
 from support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -115,12 +113,8 @@ def test_reap_restores_what_a_killed_hyperv_run_left(tmp_path: Path) -> None:
         wait_until(lambda: any('"install"' in p.read_text() for p in runs.glob("*.jsonl")) if runs.is_dir()
                    else run.poll() is not None, "the run reaching its install", timeout=120)
         assert run.poll() is None, run.communicate()[0][-3000:]
-        os.killpg(run.pid, signal.SIGKILL)
-        run.wait(timeout=60)
     finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait(timeout=30)
+        kill_group(run)
     from patchgate_twin.lab import TwinDisks
 
     disks = TwinDisks("hyperv-reap", folder=tmp_path / "state" / "twin" / "hyperv-reap")
