@@ -128,3 +128,34 @@ def test_the_settings_name_their_mistakes() -> None:
         HypervSettings(host="hv-1", vm_hosts={"a": "hv-x"})
     with pytest.raises(ValidationError, match="is not a VMId"):
         HypervSettings(host="hv-1", vm_ids={"a": "nope"})
+
+
+def test_the_reaper_reverts_a_vm_whose_notes_name_a_run_that_is_gone() -> None:
+    import socket
+    import subprocess
+    from datetime import UTC, datetime
+
+    from patchgate.hypervisors.vsphere.reaper import reap
+    from patchgate.hypervisors.vsphere.runtag import RunTag
+
+    lab = _lab("hv-tags")
+    components = _components(lab)
+    try:
+        hv = components.hypervisor.inner
+        vm = lab.vm(FAULTY)
+        pool, vm_id = hv.locate(vm)
+        ended = subprocess.Popen(["true"])
+        ended.wait(timeout=30)  # a process that has ended: its pid names no live run
+        dead = RunTag(run="run-gone", host=socket.gethostname(), pid=ended.pid,
+                      started=datetime.now(UTC).isoformat(timespec="seconds"))
+        pool.run("hyperv-tag", vm=vm.name, step="test", VMId=vm_id, Prefix=hv.settings.run_tag_prefix,
+                 Value=dead.to_json())
+        components.handle.hyperv_host.vms[vm_id].notes += "\r\nowner: the lab team"  # the operator's own line
+        assert hv.run_tag(vm) == dead
+        actions = {a.vm: a for a in reap(hv, [vm, lab.vm(HEALTHY)])}
+        assert actions[FAULTY].outcome == "reverted", actions[FAULTY]
+        assert HEALTHY not in actions  # no tag: nothing to say
+        assert hv.run_tag(vm) is None
+        assert components.handle.hyperv_host.vms[vm_id].notes == "owner: the lab team"
+    finally:
+        components.close()

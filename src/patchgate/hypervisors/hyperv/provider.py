@@ -233,13 +233,14 @@ class HypervHypervisor:
         pool.run("hyperv-tag", vm=vm.name, step="mark-in-use", VMId=vm_id, Prefix=self.settings.run_tag_prefix,
                  Value=value)
 
-    def run_tag(self, vm: VmSpec) -> RunTag | None:
+    def raw_run_tag(self, vm: VmSpec) -> str | None:
+        """The run tag's text: the Notes line after ``run_tag_prefix`` (None when no line has the prefix)."""
         notes = str(self._state(vm, "run-tag").get("Notes") or "")
         prefix = self.settings.run_tag_prefix
-        for line in notes.splitlines():
-            if line.startswith(prefix):
-                return RunTag.parse(line[len(prefix):])
-        return None
+        return next((line[len(prefix):] for line in notes.splitlines() if line.startswith(prefix)), None)
+
+    def run_tag(self, vm: VmSpec) -> RunTag | None:
+        return RunTag.parse(self.raw_run_tag(vm))
 
     @property
     def keep_failure_snapshots(self) -> bool:

@@ -44,6 +44,8 @@ class HypervSettings(Strict):
                                        "Hyper-V gives the guest five minutes) may take before patchgate gives up")
     keep_failure_snapshot: bool = Field(False, description="take a checkpoint `patchgate-failure-<run>` of a VM "
                                         "whose run failed, before its restore")
+    reap_max_age: float = Field(43200, gt=0, description="seconds after which a run tag written on another "
+                                "machine counts as abandoned (the reaper cannot check that machine's processes)")
     run_tag_prefix: str = Field("patchgate.run=", min_length=1, description="the line of the VM's Notes that "
                                 "names the run using it (the rest of the Notes is left alone)")
     guests: str = Field("real", description="who plays the VMs' guest OS: `real`, or the lab kind that simulates "
