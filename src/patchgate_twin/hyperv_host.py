@@ -78,6 +78,11 @@ class TwinHypervHost:
         }
         self.pipelines = 0
 
+    @property
+    def operations(self) -> set[str]:
+        """The op scripts this host answers (``psdirect-run`` is answered by the guest it names)."""
+        return {*self._ops, "psdirect-run"}
+
     def vm_id(self, name: str) -> str:
         """The VMId the twin's host gives VM ``name`` (stable for a lab and VM name)."""
         return next(vm.vm_id for vm in self.vms.values() if vm.name == name)

@@ -59,7 +59,6 @@ class PsdirectSession(SessionIdentity):
             error = RemotingAuthError if any(t in why.lower() for t in CREDENTIAL_REFUSED) else RemotingError
             raise error(f"PowerShell Direct to VM {self.vm_id} on {self.host_entry.name} refused: {why}",
                         vm=self.vm, host=self.host_entry.name)
-        self.reconnects += 1
 
     def run(self, script: Script, *, timeout: float | None = None) -> ScriptResult:
         with self._lock:
@@ -90,6 +89,7 @@ class PsdirectSession(SessionIdentity):
         self._ensure()
         result = self._host_session.run(script, timeout=timeout)
         if any(NO_SESSION in e for e in result.errors):
+            self.reconnects += 1
             self._open_guest()
             result = self._host_session.run(script, timeout=timeout)
         return result
