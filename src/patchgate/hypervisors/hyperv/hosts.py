@@ -76,8 +76,12 @@ class HostPool:
         finally:
             if session is not None:
                 with self._cond:
-                    self._free.append(session)
+                    closed = self._closed
+                    if not closed:
+                        self._free.append(session)
                     self._cond.notify()
+                if closed:  # the run closed the pool while this call ran: nobody will take the session again
+                    session.close()
 
     def run(self, name: str, *, vm: str | None, step: str, timeout: float | None = None,
             **parameters: object) -> dict[str, Any]:

@@ -67,7 +67,7 @@ class HypervHypervisor:
             facts = pool.run("hyperv-host", vm=None, step="connect")
             if not facts.get("module"):
                 raise HypervisorError(f"Hyper-V host {name}: the Hyper-V PowerShell module is not installed "
-                                      "(Install-WindowsFeature RSAT-Hyper-V-Tools)", step="connect", host=name)
+                                      "(Install-WindowsFeature Hyper-V-PowerShell)", step="connect", host=name)
             self.host_facts[name] = facts
             log.info("Hyper-V host %s reachable (%s)", name, facts.get("host"))
 

@@ -15,7 +15,8 @@ Cmdlets and the properties read, from the Hyper-V module's reference on learn.mi
   there is [U], so ``checkpoint_type: production`` fails a revert naming the reported type rather than guess);
 - ``Restore-VMSnapshot -VMSnapshot <snap> -AsJob -Confirm:$false`` (parameter set SnapshotObject, documented
   with ``-AsJob`` and ``-Confirm``), waited for with ``Wait-Job -Timeout``;
-- ``Stop-VM -TurnOff -Force`` (power off without a guest shutdown), ``Start-VM``;
+- ``Stop-VM -TurnOff -Force`` (power off without a guest shutdown) before a restore of a running or paused VM; a
+  saved VM is restored as it is (applying a checkpoint replaces its saved state [U]); ``Start-VM``;
 - a guest restart is ``Stop-VM -Force`` (a shutdown through the guest OS; Hyper-V gives it five minutes) and
   ``Start-VM``: ``Restart-VM`` is documented as a hard restart, "like powering the computer down";
 - ``Get-VMIntegrationService -VM <vm> -Name Heartbeat``: ``Enabled``, ``PrimaryStatusDescription`` (``OK`` when
@@ -84,7 +85,7 @@ if (-not $checkpoint) {
         State = [string]$vm.State })
     return
 }
-if ([string]$vm.State -ne 'Off') { Stop-VM -VM $vm -TurnOff -Force -Confirm:$false }
+if (@('Running', 'Paused') -contains [string]$vm.State) { Stop-VM -VM $vm -TurnOff -Force -Confirm:$false }
 $job = Restore-VMSnapshot -VMSnapshot $checkpoint -Confirm:$false -AsJob
 $null = Wait-Job -Job $job -Timeout $TimeoutSeconds
 $state = [string]$job.State
