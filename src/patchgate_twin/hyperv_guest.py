@@ -9,11 +9,12 @@ own, so the provider's readiness answer is completed with that port here.
 from __future__ import annotations
 
 import socket
+import threading
 from typing import Any, Callable
 
 from patchgate.config.lab import Lab, VmSpec
 from patchgate.hypervisors.base import GuestEndpoint, SnapshotRef
-from patchgate.labkinds import KindOptions, LabParts
+from patchgate.labkinds import LabParts
 from patchgate_twin.hyperv_host import TwinHypervHost
 from patchgate_twin.model import TIME_SCALE
 
@@ -71,7 +72,7 @@ def host_of(lab: Lab, vm_name: str) -> str:
 
 def attach_hyperv_hosts(parts: LabParts, lab: Lab, twin: Any, guest_endpoints: Any,
                         endpoint_for: Callable[[str], GuestEndpoint], guest_credentials: Callable[[str], Any],
-                        options: KindOptions) -> LabParts:
+                        stop: threading.Event) -> LabParts:
     """Serve the lab's Hyper-V hosts from ``twin`` and give ``parts`` the engine's provider pointed at them (and,
     with ``remoting.kind: psdirect``, the engine's PowerShell Direct remoting through those hosts)."""
     from patchgate.hypervisors.hyperv.kind import psdirect_remoting
@@ -97,7 +98,7 @@ def attach_hyperv_hosts(parts: LabParts, lab: Lab, twin: Any, guest_endpoints: A
         hosts.append(host.model_copy(update={"address": "127.0.0.1", "port": port, "ssl": False}))
     served = settings.model_copy(update={"host": None, "hosts": hosts})
     direct = lab.remoting.kind == "psdirect"
-    inner = HypervHypervisor(served, host_remoting(lab), credentials, lab.name, guest_addresses=not direct)
+    inner = HypervHypervisor(served, host_remoting(lab), credentials, lab.name, guest_addresses=not direct, stop=stop)
     parts.hypervisor = TwinGuestHyperv(inner, endpoint_for)  # type: ignore[assignment]
     if direct:  # the guests are reached through the host, not over WSMan: the twin serves no guest listener
         parts.remoting = psdirect_remoting(lab, inner)

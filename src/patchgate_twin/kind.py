@@ -161,7 +161,7 @@ class TwinKind(BaseLabKind):
             from patchgate_twin.hyperv_guest import attach_hyperv_hosts
 
             return attach_hyperv_hosts(parts, lab, twin, endpoints, _endpoint_for(lab, twin, endpoints),
-                                       _host_credentials(lab, accounts, twin), options)
+                                       _host_credentials(lab, accounts, twin), stop)
         parts.hypervisor = attach_twin_guest(parts.hypervisor, twin, _endpoint_for(lab, twin, endpoints))  # type: ignore[arg-type]
         return parts
 

@@ -30,7 +30,7 @@ class HypervKind(BaseLabKind):
                 parts, lab, options, stop)
         direct = lab.remoting.kind == "psdirect"
         hypervisor = HypervHypervisor(lab.hypervisor.settings, host_remoting(lab), secrets.hypervisor_credentials(),
-                                      lab.name, guest_addresses=not direct)
+                                      lab.name, guest_addresses=not direct, stop=stop)
         return LabParts(hypervisor=hypervisor, secrets=secrets, remoting=psdirect_remoting(lab, hypervisor))
 
     def run_facts(self, lab: Any) -> dict[str, Any]:

@@ -42,7 +42,7 @@ class HypervHypervisor:
     kind = "hyperv"
 
     def __init__(self, settings: HypervSettings, remoting: PsrpSettings, credentials: Credentials,
-                 lab_name: str, *, guest_addresses: bool = True) -> None:
+                 lab_name: str, *, guest_addresses: bool = True, stop: threading.Event | None = None) -> None:
         self.settings = settings
         self.guest_addresses = guest_addresses  # false with PowerShell Direct: the guest is reached via its host
         self.lab_name = lab_name
@@ -54,7 +54,7 @@ class HypervHypervisor:
                       for h in settings.all_hosts}
         self._ids: dict[str, tuple[str, str]] = {}  # VM name -> (host, VMId)
         self._lock = threading.Lock()
-        self.cancel_event = threading.Event()
+        self.cancel_event = stop or threading.Event()  # the run's stop: a readiness wait ends when the run stops
         self.host_facts: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ session
