@@ -31,7 +31,7 @@ def _lab(name: str, *, settings: dict[str, Any] | None = None, faults: list[str]
 
 
 def _components(lab: Lab) -> LabComponents:
-    components = build_components(lab, twin_catalogs=[], stop=threading.Event())
+    components = build_components(lab, kind_catalogs=[], stop=threading.Event())
     components.hypervisor.connect()
     return components
 

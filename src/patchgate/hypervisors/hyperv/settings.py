@@ -48,8 +48,8 @@ class HypervSettings(Strict):
                                 "machine counts as abandoned (the reaper cannot check that machine's processes)")
     run_tag_prefix: str = Field("patchgate.run=", min_length=1, description="the line of the VM's Notes that "
                                 "names the run using it (the rest of the Notes is left alone)")
-    guests: str = Field("real", description="who plays the VMs' guest OS: `real`, or the lab kind that simulates "
-                        "them (`twin`: a twin Hyper-V host, docs/hyperv.md)")
+    guests: str = Field("real", description="who plays the VMs' guest OS: `real`, or the name of the lab kind "
+                        "that simulates them and serves the Hyper-V hosts too (docs/hyperv.md)")
 
     @field_validator("vm_ids")
     @classmethod
