@@ -216,7 +216,7 @@ def test_ctrl_c_while_the_twins_process_starts_never_hangs_the_harness(state: Pa
 
     def harness(after: float) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, str(script), str(after)], capture_output=True, text=True,
-                              env=os.environ.copy(), timeout=30)
+                              env=os.environ.copy(), timeout=90)  # a hang never ends; a busy machine is slow
 
     uninterrupted = harness(0)
     assert uninterrupted.returncode == 0 and uninterrupted.stdout.startswith("started"), uninterrupted.stderr
@@ -227,7 +227,7 @@ def test_ctrl_c_while_the_twins_process_starts_never_hangs_the_harness(state: Pa
         try:
             ended = harness(after)
         except subprocess.TimeoutExpired:
-            problems.append(f"interrupted at +{after * 1000:.0f} ms: the harness hung")
+            problems.append(f"interrupted at +{after * 1000:.0f} ms: the harness did not end within 90 s")
             continue
         # -SIGINT: CPython ends by SIGINT when the interrupt landed in exec()'d code (a dataclass being made),
         # caught or not; what matters is that the harness ended and reached its own handler
