@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from patchgate.config.install import InstallSettings, WsusSettings
 from patchgate.config.located import FieldProblem
 from patchgate.config.policy import Policy
 from patchgate.config.strict import Strict
@@ -311,6 +312,8 @@ class Lab(Strict):
     timeouts: Timeouts = Timeouts()
     retries: Retries = Retries()
     policy: Policy = Policy()
+    install: InstallSettings = InstallSettings()
+    wsus: WsusSettings | None = Field(None, description="the lab's WSUS server and group (`install: {via: wsus}`)")
     calendar: Path | None = Field(None, description="the lab's own hotpatch calendar file (relative to the lab file); "
                                                      "default: the built-in calendar (docs/calendar.md)")
     control: Control = Field(
@@ -342,7 +345,21 @@ class Lab(Strict):
         if self.remoting.kind == "inprocess" and self.hypervisor.kind != "twin":
             raise ValueError("remoting kind 'inprocess' works only with the twin hypervisor")
         self._check_pairs(seen)
+        self._check_wsus()
         return self
+
+    def _check_wsus(self) -> None:
+        if self.install.via != "wsus":
+            return
+        if self.wsus is None:
+            raise FieldProblem(("install", "via"), "`install: {via: wsus}` needs a `wsus:` section naming the "
+                               "server and the computer target group")
+        server = next((vm for vm in self.vms if vm.name == self.wsus.server), None)
+        if server is None:
+            raise FieldProblem(("wsus", "server"), f"'{self.wsus.server}' is not a VM of the lab; name the lab VM "
+                               "with role wsus-server that approves the candidate")
+        if server.role != "wsus-server":
+            raise FieldProblem(("wsus", "server"), f"VM '{server.name}' has role {server.role}, not wsus-server")
 
     def _check_pairs(self, names: set[str]) -> None:
         paired = self.control_plan.vm == "paired"
