@@ -1,0 +1,82 @@
+"""`patchgate validate` with `install: {via: wsus}`: in the October 2025 incident's offering window KB5070881 is
+offered to the enrolled VMs and blocks on wsus.offered and hotpatch.track; with Microsoft's later offering rules the
+enrolled VMs are offered KB5070893 and the run approves. The evidence shows what each VM was offered."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
+EXAMPLE = ROOT / "labs" / "twin-wsus.example.yaml"
+ENROLLED = ("ws25-hp-01", "ws25-az-01")
+SERVER = "ws25-wsus-01"
+
+pytestmark = pytest.mark.slow
+
+
+def _validate(lab: Path, kb: str, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PATCHGATE, "validate", "--lab", str(lab), "--candidate", kb, "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def _evidence(out: Path, vm: str) -> dict:
+    return json.loads((out / "vms" / f"{vm}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def incident(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path_factory.mktemp("wsus-incident")
+    return _validate(EXAMPLE, "KB5070881", out), out
+
+
+@pytest.fixture(scope="module")
+def later(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    folder = tmp_path_factory.mktemp("wsus-later")
+    lab = folder / "lab.yaml"
+    text = EXAMPLE.read_text()
+    assert "image: ws2025-std-wsus-oct2025-incident" in text
+    lab.write_text(text.replace("image: ws2025-std-wsus-oct2025-incident", "image: ws2025-std-wsus-oct2025"))
+    return _validate(lab, "KB5070893", folder / "out"), folder / "out"
+
+
+def test_kb5070881_offered_in_the_incident_window_blocks_the_enrolled_vms(incident):
+    proc, out = incident
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    gate = json.loads((out / "gate.json").read_text())
+    assert gate["verdict"] == "block"
+    failed = {(c["vm"], c["invariant"]) for c in gate["checks"] if c["status"] == "failed"}
+    assert failed == {(vm, inv) for vm in ENROLLED for inv in ("wsus.offered", "hotpatch.track")}
+    message = next(c["message"] for c in gate["checks"] if c["invariant"] == "wsus.offered" and c["status"] == "failed")
+    assert "WSUS offered KB5070881" in message and "off the hotpatch track" in message
+
+
+def test_the_evidence_shows_what_each_vm_was_offered_and_that_the_approval_was_undone(incident):
+    _proc, out = incident
+    for vm in ENROLLED:
+        wsus = _evidence(out, vm)["wsus"]
+        assert [o["Kb"] for o in wsus["offered"]] == ["KB5070881"] and wsus["installed"] == ["KB5070881"]
+        assert wsus["result"] == "Succeeded" and wsus["reboot_required"] is True and wsus["task_removed"] is True
+        assert wsus["server"] == SERVER and wsus["group"] == "patchgate-lab"
+    server = _evidence(out, SERVER)
+    assert server["wsus"]["approval"]["kb"] == "KB5070881"
+    assert server["wsus"]["undo"]["Removed"] == 1
+    steps = [s["name"] for s in server["steps"]]
+    assert steps.index("wsus_approve") < steps.index("wsus_wait_clients") < steps.index("wsus_unapprove") \
+        < steps.index("install")
+
+
+def test_with_the_later_rules_enrolled_vms_are_offered_kb5070893_and_the_run_approves(later):
+    proc, out = later
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    gate = json.loads((out / "gate.json").read_text())
+    assert gate["verdict"] == "approve"
+    offered = {c["vm"]: c["status"] for c in gate["checks"] if c["invariant"] == "wsus.offered"}
+    assert offered == {"ws25-hp-01": "passed", "ws25-az-01": "passed", SERVER: "skipped"}
+    for vm in ENROLLED:
+        assert [o["Kb"] for o in _evidence(out, vm)["wsus"]["offered"]] == ["KB5070893"]
