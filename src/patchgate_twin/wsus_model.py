@@ -15,10 +15,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from patchgate_twin.behaviours import Behaviour, apply_install
-from patchgate_twin.behaviours.results import hresult
+from patchgate_twin.behaviours.results import CBS_E_INSTALLERS_FAILED, hresult
 from patchgate_twin.lab import TwinLab
 from patchgate_twin.model import WindowsHost
-from patchgate_twin.shell import PipelineOutput, Statement
+from patchgate_twin.shell import PipelineOutput, Statement, TwinFault
 
 ALL_COMPUTERS = "All Computers"
 # WUA result codes (OperationResultCode) and the HRESULTs the twin reports
@@ -118,7 +118,9 @@ class TwinWsus:
         task = str(stmt.parameters.get("TaskName", "patchgate-wsus"))
         self.policies[vm] = {"WUServer": url, "WUStatusServer": url, "TargetGroupEnabled": 1, "TargetGroup": group,
                              "AU\\UseWUServer": 1, "AU\\NoAutoUpdate": 1}
-        doc = self._task(host, url, group)
+        if self.lab.has_fault(vm, "install-hangs"):
+            self._hang()
+        doc = self._task(vm, host, url, group)
         doc.update({"TaskName": task, "TaskRemoved": True})
         if doc["Installed"]:
             self.lab.after_install(vm, host)
@@ -131,7 +133,21 @@ class TwinWsus:
                 return (vm, self.lab.host(vm)) if self.lab.is_ready(vm) else None
         return None
 
-    def _task(self, host: WindowsHost, url: str, group: str) -> dict[str, Any]:
+    def offers(self, server_vm: str, server: WindowsHost, host: WindowsHost, group: str) -> list[Behaviour]:
+        """What the server offers ``host`` in ``group``: approved for it (or All Computers), held by the server's
+        metadata, not installed, applicable and matching the update's offering rules."""
+        state = self.server(server_vm, server)
+        approved = set(state.approvals.get(ALL_COMPUTERS, set()))
+        if state.targeting_mode == "Client":  # otherwise the client's TargetGroup is ignored
+            approved |= state.approvals.get(group, set())
+        held = [b for b in (self._held(server, kb) for kb in sorted(approved)) if b is not None]
+        return [b for b in held if not host.has_kb(b.kb) and b.offered_by_wsus(host, server.wsus.metadata_as_of)]
+
+    def _hang(self) -> None:
+        self.lab.stop.wait()  # until the run stops or the client gives up
+        raise TwinFault("hang", "the WSUS install task never finished")
+
+    def _task(self, vm: str, host: WindowsHost, url: str, group: str) -> dict[str, Any]:
         doc: dict[str, Any] = {"Offered": [], "Installed": [], "Results": [], "ResultCode": ORC_SUCCEEDED,
                                "HResult": 0, "RebootRequired": False, "Error": None}
         found = self._server_at(url)
@@ -139,22 +155,21 @@ class TwinWsus:
             doc.update(ResultCode=ORC_FAILED, HResult=WU_E_PT_WINHTTP_NAME_NOT_RESOLVED,
                        Error=f"no WSUS server answers at {url} ({hresult(WU_E_PT_WINHTTP_NAME_NOT_RESOLVED)})")
             return doc
-        server_vm, server = found
-        state = self.server(server_vm, server)
-        approved = state.approvals.get(group, set()) | state.approvals.get(ALL_COMPUTERS, set())
-        if state.targeting_mode != "Client":
-            approved = state.approvals.get(ALL_COMPUTERS, set())  # the client's TargetGroup is ignored
-        before = host.clone()
-        offers = [b for b in (self._held(server, kb) for kb in sorted(approved)) if b is not None
-                  and not host.has_kb(b.kb) and b.offered_by_wsus(before, server.wsus.metadata_as_of)]
+        offers = self.offers(*found, host, group)
         now = host.guest_time(self.lab.clock())
         for behaviour in offers:
             doc["Offered"].append({"Kb": behaviour.kb, "Title": behaviour.title, "UpdateId": f"twin-{behaviour.kb}",
                                    "Classification": CLASSIFICATIONS.get(behaviour.classification,
                                                                          "Security Updates"),
                                    "Hotpatch": behaviour.classification == "hotpatch"})
+        if offers and self.lab.has_fault(vm, "install-fails"):
+            doc.update(ResultCode=ORC_FAILED, HResult=CBS_E_INSTALLERS_FAILED,
+                       Error=f"Installation Failure: {hresult(CBS_E_INSTALLERS_FAILED)} (twin fault 'install-fails')")
+            return doc
         for behaviour in offers:
             outcome = apply_install(host, behaviour, now)
+            if outcome.hangs:
+                self._hang()
             code = ORC_FAILED if outcome.failed else ORC_SUCCEEDED
             doc["Results"].append({"Kb": behaviour.kb, "ResultCode": code,
                                    "HResult": outcome.exit_code if outcome.failed else 0,

@@ -46,10 +46,11 @@ def test_an_offer_window_ends_before_it_starts_is_refused():
         OfferRule.model_validate({"from": "2025-10-24", "until": "2025-10-24"})
 
 
-def _shell(image: str) -> TwinShell:
+def _shell(image: str, client_faults: tuple[str, ...] = ()) -> TwinShell:
+    """The example lab with this image on its WSUS server and these faults on ws25-hp-01, up and running."""
     lab = load_lab(ROOT / "labs" / "twin-wsus.example.yaml")
-    lab = lab.model_copy(update={"vms": [vm.model_copy(update={"image": image}) if vm.name == SERVER else vm
-                                         for vm in lab.vms]})
+    changes = {SERVER: {"image": image}, ENROLLED: {"faults": list(client_faults)}}
+    lab = lab.model_copy(update={"vms": [vm.model_copy(update=changes.get(vm.name, {})) for vm in lab.vms]})
     twin = build_twin_lab(lab, [])
     for vm in (SERVER, ENROLLED, AZURE):
         twin.revert(vm)
@@ -109,3 +110,13 @@ def test_a_reverted_server_has_no_approvals():
     shell.lab.revert(SERVER)
     shell.lab.power_on(SERVER)
     assert shell.wsus.approved(SERVER, "patchgate-lab") == set()
+
+
+def test_an_install_fault_fails_the_task_with_what_was_offered():
+    shell = _shell("ws2025-std-wsus-oct2025-incident", client_faults=("install-fails",))
+    approval = approve(InProcessSession(shell, SERVER), server=SERVER, kb="KB5070881", group="patchgate-lab",
+                       timeout=30)
+    result = _client(shell, ENROLLED, approval.url)
+    assert result.result_code == 4 and "install-fails" in (result.error or "")
+    assert [o["Kb"] for o in result.offered] == ["KB5070881"] and result.installed == []
+    assert not shell.lab.host(ENROLLED).has_kb("KB5070881")

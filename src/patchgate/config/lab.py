@@ -357,7 +357,8 @@ class Lab(Strict):
         server = next((vm for vm in self.vms if vm.name == self.wsus.server), None)
         if server is None:
             raise FieldProblem(("wsus", "server"), f"'{self.wsus.server}' is not a VM of the lab; name the lab VM "
-                               "with role wsus-server that approves the candidate")
+                               "with role wsus-server that approves the candidate (a WSUS outside the lab is not "
+                               "supported yet)")
         if server.role != "wsus-server":
             raise FieldProblem(("wsus", "server"), f"VM '{server.name}' has role {server.role}, not wsus-server")
 

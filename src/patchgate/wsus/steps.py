@@ -90,7 +90,7 @@ def install_via_wsus(lc: VmLifecycle) -> None:
                                     task_name=f"patchgate-wsus-{ctx.run_id}", task_timeout=round_.settings.task_timeout,
                                     timeout=round_.settings.task_timeout + ctx.lab.timeouts.capture)
             obs.wsus = {"server": approval.server, "group": approval.group, "url": round_.url, **result.to_dict()}
-            _judge_install(lc.vm.name, kb, result)
+            judge_install(lc.vm.name, kb, result)
             obs.install = InstallRecord(kb=kb, exit_code=3010 if result.reboot_required else 0,
                                         restart_needed=result.reboot_required, output=[], started_at=started,
                                         finished_at=_now())
@@ -101,7 +101,7 @@ def install_via_wsus(lc: VmLifecycle) -> None:
         round_.finished(lc.vm.name)
 
 
-def _judge_install(vm: str, kb: str, result) -> None:
+def judge_install(vm: str, kb: str, result) -> None:
     """Lab trouble, never a verdict: the task failed, or the candidate was not installed (a VM WSUS did not
     offer it to tells nothing about it; what it was offered is in the evidence)."""
     offered = [str(o.get("Kb") or "").upper() for o in result.offered]
