@@ -15,6 +15,7 @@ import pytest
 
 from patchgate_pytest.invariants import applies_to, invariant, note
 from patchgate_pytest.messages import violation
+from patchgate_pytest.track import on_track_at_baseline
 from patchgate.calendar.schedule import CalendarGap
 from patchgate.errors import LabError
 
@@ -31,7 +32,7 @@ def _offered(obs) -> list[dict]:
     return [o for o in offer["offered"] if isinstance(o, dict)]
 
 
-def _on_track_at_baseline(obs, cal, extra: set[str]) -> set[str]:
+def _enrolled_baseline(obs, cal, extra: set[str]) -> set[str]:
     """The baseline's KBs, for an enrolled VM on the track; skips (or breaks) the check otherwise."""
     if not obs.baseline.area("hotpatch").enrolled:
         if obs.vm.role == "hotpatch-member":
@@ -39,14 +40,7 @@ def _on_track_at_baseline(obs, cal, extra: set[str]) -> set[str]:
                            vm=obs.vm.name, step="capture_baseline")
         pytest.skip(f"{obs.vm.name} is not hotpatch-enrolled at baseline: no offer can take it off the track")
     before = obs.baseline.area("updates").kb_ids
-    was = cal.track_status(before - extra)
-    if was.unknown:
-        raise CalendarGap(cal.stale_message("installed at baseline: " + ", ".join(sorted(was.unknown))),
-                          vm=obs.vm.name, step="wsus.offered")
-    if not was.on_track:
-        why = ", ".join(sorted(was.offending)) or "no known baseline"
-        pytest.skip(f"already off the hotpatch track at baseline ({why}): WSUS offers it LCUs until the next "
-                    "baseline")
+    on_track_at_baseline(obs, cal, before - extra, step="wsus.offered")
     return before
 
 
@@ -54,7 +48,7 @@ def _on_track_at_baseline(obs, cal, extra: set[str]) -> set[str]:
 def test_enrolled_vm_is_offered_only_what_keeps_the_track(obs, policy, hotpatch_calendar):
     offered = _offered(obs)
     cal, extra = hotpatch_calendar, set(policy.allow.kbs)
-    before = _on_track_at_baseline(obs, cal, extra)
+    before = _enrolled_baseline(obs, cal, extra)
     rows, off, unknown, hotpatches = [], [], [], []
     for item in offered:
         kb = str(item.get("Kb") or "").upper()

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from patchgate_twin.behaviours.common import Strict, norm_kb
+from patchgate_twin.behaviours.common import Strict, check_urls, norm_kb
 from patchgate_twin.behaviours.conditions import Condition
 from patchgate_twin.behaviours.effects import Effect
 from patchgate_twin.behaviours.expect import Expect
@@ -66,13 +66,7 @@ class Behaviour(Strict):
     def _kb(cls, value: str) -> str:
         return norm_kb(value)
 
-    @field_validator("sources")
-    @classmethod
-    def _urls(cls, value: list[str]) -> list[str]:
-        for url in value:
-            if not url.startswith(("https://", "http://")):
-                raise ValueError(f"'{url}' is not a URL")
-        return value
+    _urls = field_validator("sources")(classmethod(lambda cls, value: check_urls(value)))
 
     @model_validator(mode="after")
     def _real_needs_sources(self) -> Behaviour:

@@ -9,7 +9,7 @@ import datetime as dt
 
 from pydantic import Field, field_validator, model_validator
 
-from patchgate_twin.behaviours.common import Strict
+from patchgate_twin.behaviours.common import Strict, check_urls
 from patchgate_twin.behaviours.conditions import Condition
 from patchgate_twin.model import WindowsHost
 
@@ -24,13 +24,7 @@ class OfferRule(Strict):
     note: str = ""
     sources: list[str] = Field(default_factory=list)
 
-    @field_validator("sources")
-    @classmethod
-    def _urls(cls, value: list[str]) -> list[str]:
-        for url in value:
-            if not url.startswith(("https://", "http://")):
-                raise ValueError(f"'{url}' is not a URL")
-        return value
+    _urls = field_validator("sources")(classmethod(lambda cls, value: check_urls(value)))
 
     @model_validator(mode="after")
     def _window(self) -> OfferRule:
