@@ -269,7 +269,7 @@ def _reap_dead_processes(config: pytest.Config, state) -> None:
         return
     from patchgate.run.reap import reap_lab
 
-    report = reap_lab(state.lab, run_id=state.run_id, twin_catalogs=list(state.twin_catalogs))
+    report = reap_lab(state.lab, run_id=state.run_id, kind_catalogs=list(state.kind_catalogs))
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(report.render().rstrip(), yellow=True)

@@ -20,6 +20,7 @@ from patchgate.errors import LabError
 from patchgate.hypervisors.base import GuestEndpoint
 from patchgate.labkinds import BaseLabKind, KindOptions, LabParts
 from patchgate.secrets.base import SecretsProvider
+from patchgate_twin.settings import TwinHypervisorSettings, TwinSecretsSettings
 
 VAULT_FAULTS = ("vault-unreachable", "vault-sealed")
 
@@ -46,6 +47,14 @@ def in_own_process(lab: Lab) -> bool:
 class TwinKind(BaseLabKind):
     name = "twin"
     reads_catalogs = True
+    settings_model = TwinHypervisorSettings
+    secrets_model = TwinSecretsSettings  # per-run accounts the twin's hosts accept (secrets.kind: twin)
+    remoting_kinds = ("inprocess",)  # unit tests: the twin's shell called directly, no network
+    simulates_guests = True
+    needs_hypervisor_login = False
+
+    def kept_vm_hint(self, vm: dict[str, Any]) -> str | None:
+        return "left changed (not restored), its twin disk is kept in the state folder (PATCHGATE_STATE_DIR)"
 
     def prepare(self, lab: Lab, *, seed: int | None, fresh_seed: int | None) -> Lab:
         from patchgate_twin.noise import seeded

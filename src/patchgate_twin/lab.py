@@ -22,12 +22,13 @@ from typing import Callable
 from typing import TYPE_CHECKING
 
 from patchgate.atomic import atomic_write
-from patchgate.config.lab import Lab, TwinLatency, VmSpec
+from patchgate.config.lab import Lab, VmSpec
 from patchgate.errors import ConfigError, HypervisorError, LabTimeout
 from patchgate_twin.faults import FAULTS, Fault, parse_faults
 from patchgate_twin.lease_fault import LeaseHeldFault
 from patchgate_twin.model import WindowsHost, utcnow
 from patchgate_twin.noise import HostNoise, NoiseSettings
+from patchgate_twin.settings import TwinLatency
 
 if TYPE_CHECKING:
     from patchgate_twin.catalog import Catalog

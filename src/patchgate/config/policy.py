@@ -8,6 +8,7 @@ import difflib
 from pydantic import Field, field_validator, model_validator
 
 from patchgate.config.strict import Strict
+from patchgate.model.kb import kb_id
 
 INVARIANT_ID = r"^(hotpatch|wsus|services|firewall|management)\.[a-z0-9_]+$"
 INVARIANTS = frozenset({
@@ -35,13 +36,7 @@ class Allowlists(Strict):
     @field_validator("kbs")
     @classmethod
     def _kb_ids(cls, value: list[str]) -> list[str]:
-        out = []
-        for kb in value:
-            norm = kb.upper() if kb.upper().startswith("KB") else f"KB{kb}"
-            if not norm[2:].isdigit():
-                raise ValueError(f"'{kb}' is not a KB id such as KB5070893")
-            out.append(norm)
-        return out
+        return [kb_id(kb, bare_number=True) for kb in value]
 
 
 class Waiver(Strict):

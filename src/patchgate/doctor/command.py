@@ -28,8 +28,8 @@ STEP_CHECKS: dict[str, tuple[str, str, str]] = {
                "check the VM has no running task or pending question and the account may revert snapshots"),
     "power_on": ("hypervisor", "power on", "check the VM in the hypervisor console (host, licence, resources)"),
     "wait_ready": ("hypervisor", "guest ready",
-                   ("the guest did not report ready: check VMware Tools (or the twin's fault), its IP address and "
-                    "its console")),
+                   ("the guest did not report ready: check VMware Tools (or the fault a simulated lab injects), its "
+                    "IP address and its console")),
     "connect": ("remoting", "WinRM reachable and auth",
                 ("check the WinRM listener (winrm enumerate winrm/config/listener), the firewall (5985/5986), the "
                  "lab file's remoting.auth and the VM's credentials")),
@@ -219,5 +219,5 @@ def exit_code(results: dict[str, list[Check]]) -> int:
 def _run(lab: Lab, candidate: Candidate | None, catalogs: list[Path], vms: list[str], *,
          boot: bool = False, noise: bool = False) -> LabRun:
     lifecycle = NoiseDoctorLifecycle if noise else BootingDoctorLifecycle if boot else DoctorLifecycle
-    return LabRun(lab, candidate, selection=RunSelection(vms=vms), twin_catalogs=catalogs,  # type: ignore[arg-type]
-                  twin_inputs_checked=True, lifecycle_class=lifecycle)
+    return LabRun(lab, candidate, selection=RunSelection(vms=vms), kind_catalogs=catalogs,  # type: ignore[arg-type]
+                  kind_inputs_checked=True, lifecycle_class=lifecycle)

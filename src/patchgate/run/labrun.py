@@ -61,16 +61,16 @@ class LabRun:
     """Owns the components, leases and lifecycles of one run. ``start`` then ``observation`` then ``finish``."""
 
     def __init__(self, lab: Lab, candidate: Candidate, *, selection: RunSelection | None = None,
-                 twin_catalogs: list[Path] | None = None, run_id: str | None = None,
+                 kind_catalogs: list[Path] | None = None, run_id: str | None = None,
                  progress: ProgressCallback | None = None, keep_on_failure: bool = False,
-                 restore_when_captured: bool = False, twin_inputs_checked: bool = False,
+                 restore_when_captured: bool = False, kind_inputs_checked: bool = False,
                  lifecycle_class: type[VmLifecycle] = VmLifecycle) -> None:
         self.lab = lab
         self.lifecycle_class = lifecycle_class  # what each VM goes through (patchgate doctor: no install)
-        self.twin_inputs_checked = twin_inputs_checked  # build_components: the twin's process may load them
+        self.kind_inputs_checked = kind_inputs_checked  # build_components: the twin's process may load them
         self.candidate = candidate
         self.vms = (selection or RunSelection()).apply(lab)
-        self.twin_catalogs = twin_catalogs or []
+        self.kind_catalogs = kind_catalogs or []
         self.run_id = run_id or new_run_id()
         self.progress = progress
         self.keep_on_failure = keep_on_failure
@@ -99,8 +99,8 @@ class LabRun:
         """Build components and start the prepare of ``vm_names`` (default: every selected VM) concurrently.
         Never raises LabError: lab trouble at this level marks the affected VMs broken."""
         try:
-            self.components = build_components(self.lab, twin_catalogs=self.twin_catalogs, stop=self.stop,
-                                               twin_inputs_checked=self.twin_inputs_checked)
+            self.components = build_components(self.lab, kind_catalogs=self.kind_catalogs, stop=self.stop,
+                                               kind_inputs_checked=self.kind_inputs_checked)
             self.components.hypervisor.connect()
         except LabError as exc:
             self.run_error = exc

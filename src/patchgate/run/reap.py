@@ -161,25 +161,25 @@ def _restore(hypervisor: object, lease_manager: object, dirty: _Dirty, report: R
     report.items.append(ReapItem(name, "restored", f"to snapshot '{snap.name}': {dirty.why}"))
 
 
-def _components(lab: Lab, twin_catalogs: list[Path]) -> Any:
+def _components(lab: Lab, kind_catalogs: list[Path]) -> Any:
     """The lab's components as its kind builds them for the reaper: no injected faults (they describe trouble
     during a validation run, and the reaper is the operator cleaning up after one)."""
     from patchgate.run.components import build_components
 
-    components = build_components(lab, twin_catalogs=twin_catalogs, stop=threading.Event(), inject_faults=False)
+    components = build_components(lab, kind_catalogs=kind_catalogs, stop=threading.Event(), inject_faults=False)
     components.hypervisor.connect()
     return components
 
 
 def reap_lab(lab: Lab, *, dry_run: bool = False, run_id: str | None = None,
-             twin_catalogs: list[Path] | None = None) -> ReapReport:
+             kind_catalogs: list[Path] | None = None) -> ReapReport:
     """Restore VMs and remove leases that dead runs of ``lab`` left behind (only run ``run_id``'s, if given)."""
     from patchgate.leases import build_lease_manager
 
     report = ReapReport(lab.name, dry_run)
     states = [s for s in ledgers(lab.name) if run_id is None or s.run_id == run_id]
     lease_manager = build_lease_manager(lab)
-    components = _components(lab, twin_catalogs or [])
+    components = _components(lab, kind_catalogs or [])
     hypervisor = components.hypervisor
     changed = components.parts.changed_vms
     try:

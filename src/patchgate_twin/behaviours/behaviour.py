@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from patchgate_twin.behaviours.common import Strict, check_urls, norm_kb
+from patchgate.model.kb import kb_id
+from patchgate_twin.behaviours.common import Strict, check_urls
 from patchgate_twin.behaviours.conditions import Condition
 from patchgate_twin.behaviours.effects import Effect
 from patchgate_twin.behaviours.expect import Expect
@@ -64,7 +65,7 @@ class Behaviour(Strict):
     @field_validator("kb")
     @classmethod
     def _kb(cls, value: str) -> str:
-        return norm_kb(value)
+        return kb_id(value)
 
     _urls = field_validator("sources")(classmethod(lambda cls, value: check_urls(value)))
 
