@@ -45,7 +45,7 @@ def _enrolled_baseline(obs, cal, extra: set[str]) -> set[str]:
 
 
 @invariant("wsus.offered", severity="blocker")
-def test_enrolled_vm_is_offered_only_what_keeps_the_track(obs, policy, hotpatch_calendar):
+def test_an_enrolled_vm_is_offered_only_hotpatch_compatible_updates(obs, policy, hotpatch_calendar):
     offered = _offered(obs)
     cal, extra = hotpatch_calendar, set(policy.allow.kbs)
     before = _enrolled_baseline(obs, cal, extra)
