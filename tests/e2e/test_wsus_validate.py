@@ -83,3 +83,15 @@ def test_with_the_later_rules_enrolled_vms_are_offered_kb5070893_and_the_run_app
     assert offered == {"ws25-hp-01": "passed", "ws25-az-01": "passed", SERVER: "skipped"}
     for vm in ENROLLED:
         assert [o["Kb"] for o in _evidence(out, vm)["wsus"]["offered"]] == ["KB5070893"]
+
+
+def test_doctor_warns_that_hotpatch_through_wsus_is_unverified_on_the_enrolled_vms():
+    proc = subprocess.run([PATCHGATE, "doctor", "--lab", str(EXAMPLE), "--json"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    vms = json.loads(proc.stdout)["vms"]
+    for vm in ENROLLED:
+        checks = {c["name"]: c for c in vms[vm]}
+        assert checks["hotpatch through WSUS"]["status"] == "warn" and "[U]" in checks["hotpatch through WSUS"]["detail"]
+        assert checks["install through WSUS"]["status"] == "ok"
+    assert "hotpatch through WSUS" not in {c["name"] for c in vms[SERVER]}
