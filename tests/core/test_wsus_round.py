@@ -65,3 +65,17 @@ def test_the_server_waits_for_every_client_and_names_those_still_installing():
     assert round_.wait_clients(timeout=0.01) == ["b"]
     threading.Thread(target=round_.finished, args=("b",)).start()
     assert round_.wait_clients(timeout=30) == []
+
+
+def test_a_run_narrowed_to_a_client_knows_its_server_is_not_in_it():
+    from pathlib import Path
+
+    from patchgate.config import load_candidate, load_lab, resolve_candidate
+    from patchgate.run.labrun import LabRun, RunSelection
+
+    lab = load_lab(Path(__file__).resolve().parents[2] / "labs" / "twin-wsus.example.yaml")
+    run = LabRun(lab, load_candidate(resolve_candidate("KB5070881")), selection=RunSelection(vms=["ws25-hp-01"]))
+    narrowed = run._wsus_round(["ws25-hp-01"])
+    assert narrowed is not None and not narrowed.server_in_run
+    whole = LabRun(lab, run.candidate)._wsus_round(["ws25-hp-01", "ws25-az-01", "ws25-wsus-01"])
+    assert whole is not None and whole.server_in_run and whole.wait_clients(0) == ["ws25-az-01", "ws25-hp-01"]

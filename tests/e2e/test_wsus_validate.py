@@ -36,13 +36,18 @@ def incident(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
 
 
 @pytest.fixture(scope="module")
-def later(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
-    folder = tmp_path_factory.mktemp("wsus-later")
-    lab = folder / "lab.yaml"
+def later_lab(tmp_path_factory) -> Path:
+    """The example with Microsoft's later offering rules: its WSUS server holds the newest metadata."""
+    lab = tmp_path_factory.mktemp("wsus-later") / "lab.yaml"
     text = EXAMPLE.read_text()
     assert "image: ws2025-std-wsus-oct2025-incident" in text
     lab.write_text(text.replace("image: ws2025-std-wsus-oct2025-incident", "image: ws2025-std-wsus-oct2025"))
-    return _validate(lab, "KB5070893", folder / "out"), folder / "out"
+    return lab
+
+
+@pytest.fixture(scope="module")
+def later(later_lab) -> tuple[subprocess.CompletedProcess[str], Path]:
+    return _validate(later_lab, "KB5070893", later_lab.parent / "out"), later_lab.parent / "out"
 
 
 def test_kb5070881_offered_in_the_incident_window_blocks_the_enrolled_vms(incident):
@@ -83,6 +88,16 @@ def test_with_the_later_rules_enrolled_vms_are_offered_kb5070893_and_the_run_app
     assert offered == {"ws25-hp-01": "passed", "ws25-az-01": "passed", SERVER: "skipped"}
     for vm in ENROLLED:
         assert [o["Kb"] for o in _evidence(out, vm)["wsus"]["offered"]] == ["KB5070893"]
+
+
+def test_kb5070881_with_the_later_rules_is_not_offered_to_enrolled_vms_so_the_run_cannot_approve(later_lab):
+    out = later_lab.parent / "out-kb5070881"
+    proc = _validate(later_lab, "KB5070881", out)
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-2000:]
+    for vm in ENROLLED:
+        evidence = _evidence(out, vm)
+        assert evidence["wsus"]["offered"] == [] and evidence["failed_step"] == "install"
+        assert f"WSUS did not offer KB5070881 to VM {vm} (offered: nothing)" in evidence["error"]
 
 
 def test_doctor_warns_that_hotpatch_through_wsus_is_unverified_on_the_enrolled_vms():
