@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import pytest
 
+from patchgate.calendar.schedule import CalendarGap
+from patchgate.errors import LabError
 from patchgate_pytest.invariants import applies_to, invariant, note
 from patchgate_pytest.messages import violation
 from patchgate_pytest.track import on_track_at_baseline
-from patchgate.calendar.schedule import CalendarGap
-from patchgate.errors import LabError
 
 pytestmark = applies_to("hotpatch-member", "member", "domain-controller", "wsus-server")
 

@@ -22,7 +22,7 @@ SUCCEEDED = (2, 3)  # orcSucceeded, orcSucceededWithErrors
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def approve_for_lab(lc: VmLifecycle) -> None:
