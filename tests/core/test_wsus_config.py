@@ -36,6 +36,7 @@ def test_a_lab_without_install_installs_the_package():
     (("server: ws25-wsus-01", "server: ws25-hp-01"), "wsus.server", "not wsus-server"),
     (("group: patchgate-lab", "group: 'lab;1'"), "wsus.group", "cannot contain ;"),
     (("via: wsus ", "via: winget "), "install.via", "package"),
+    (("timeouts:\n", "limits:\n  total: 2\ntimeouts:\n"), "limits.total", "at least 3"),
 ])
 def test_a_wrong_wsus_field_is_named_with_its_line(tmp_path, change, field, words):
     text = EXAMPLE.read_text().replace(*change, 1)

@@ -350,6 +350,10 @@ class Lab(Strict):
                                "supported yet)")
         if server.role != "wsus-server":
             raise FieldProblem(("wsus", "server"), f"VM '{server.name}' has role {server.role}, not wsus-server")
+        if self.limits.total < len(self.vms):
+            raise FieldProblem(("limits", "total"), f"`install: {{via: wsus}}` runs every VM at once (the other VMs "
+                               f"wait for the WSUS server's approval): limits.total must be at least "
+                               f"{len(self.vms)}, the lab's VMs")
 
     def _check_pairs(self, names: set[str]) -> None:
         paired = self.control_plan.vm == "paired"

@@ -20,6 +20,7 @@ from patchgate.run.ledger import Ledger
 from patchgate.run.lifecycle import LifecycleContext, ProgressCallback, VmLifecycle
 from patchgate.model.observations import VmObservation
 from patchgate.secrets.redact import redactor
+from patchgate.wsus.round import WsusRound
 
 log = logging.getLogger("patchgate.run")
 
@@ -119,13 +120,11 @@ class LabRun:
                                            thread_name_prefix="patchgate-vm")
         self.ensure(started)
 
-    def _wsus_round(self, started: list[str]):
+    def _wsus_round(self, started: list[str]) -> WsusRound | None:
         """``install: {via: wsus}``: the approval the lab's WSUS server VM and the other VMs share (one process:
         a server VM another pytest-xdist worker runs approves nothing here, and the clients say so)."""
         if self.lab.install.via != "wsus" or self.lab.wsus is None:
             return None
-        from patchgate.wsus.round import WsusRound
-
         server = self.lab.wsus.server
         clients = [vm.name for vm in self.vms if vm.name != server and vm.name in started]
         return WsusRound(self.lab.wsus, clients, server_in_run=server in started, stop=self.stop)
