@@ -100,6 +100,18 @@ def test_kb5070881_with_the_later_rules_is_not_offered_to_enrolled_vms_so_the_ru
         assert f"WSUS did not offer KB5070881 to VM {vm} (offered: nothing)" in evidence["error"]
 
 
+def test_a_client_whose_install_fails_is_lab_trouble_and_the_approval_is_still_undone(tmp_path):
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(EXAMPLE.read_text().replace("    image: ws2025-dc-hotpatch-oct2025\n",
+                                               "    image: ws2025-dc-hotpatch-oct2025\n    faults: [install-fails]\n"))
+    proc = _validate(lab, "KB5070881", tmp_path / "out")
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-2000:]
+    broken = _evidence(tmp_path / "out", "ws25-hp-01")
+    assert broken["failed_step"] == "install" and "ResultCode 4" in broken["error"]
+    assert broken["wsus"]["result"] == "Failed" and broken["wsus"]["task_removed"] is True
+    assert _evidence(tmp_path / "out", SERVER)["wsus"]["undo"]["Removed"] == 1
+
+
 def test_doctor_warns_that_hotpatch_through_wsus_is_unverified_on_the_enrolled_vms():
     proc = subprocess.run([PATCHGATE, "doctor", "--lab", str(EXAMPLE), "--json"], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, check=False)

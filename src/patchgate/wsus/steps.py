@@ -4,7 +4,6 @@ other VM wait for the approval, then point it at WSUS and install what it is off
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -15,8 +14,6 @@ from patchgate.wsus.ops import RESULT_CODES, approve, client_install, unapprove
 
 if TYPE_CHECKING:
     from patchgate.run.lifecycle import VmLifecycle
-
-log = logging.getLogger("patchgate.wsus")
 
 SUCCEEDED = (2, 3)  # orcSucceeded, orcSucceededWithErrors
 
@@ -57,6 +54,7 @@ def _undo(lc: VmLifecycle) -> None:
     assert round_ is not None and round_.approval is not None
     record = Step(name="wsus_unapprove", started_at=_now())
     lc.obs.steps.append(record)
+    lc._emit(record.name, "start")
     began = time.monotonic()
     try:
         if lc.session is None:
@@ -68,8 +66,8 @@ def _undo(lc: VmLifecycle) -> None:
         record.ok = False
         record.detail = redactor.redact(f"the approval could not be undone ({exc}); the server VM's restore "
                                         "reverts it")
-        log.warning("%s: %s", lc.vm.name, record.detail)
     record.duration = time.monotonic() - began
+    lc._emit(record.name, "ok" if record.ok else "fail", record.detail)
     if lc.obs.wsus is not None:
         lc.obs.wsus["undo"] = round_.undone or {"error": record.detail}
 
