@@ -32,23 +32,24 @@ def _offered(obs) -> list[dict]:
     return [o for o in offer["offered"] if isinstance(o, dict)]
 
 
-def _enrolled_baseline(obs, cal, extra: set[str]) -> set[str]:
-    """The baseline's KBs, for an enrolled VM on the track; skips (or breaks) the check otherwise."""
+def _enrolled_baseline(obs, cal, extra: set[str]) -> tuple[set[str], set[str]]:
+    """The baseline's KBs and those the track allows, for an enrolled VM on the track; skips (or breaks) the
+    check otherwise."""
     if not obs.baseline.area("hotpatch").enrolled:
         if obs.vm.role == "hotpatch-member":
             raise LabError("role is hotpatch-member but the baseline is not hotpatch-enrolled: fix the snapshot",
                            vm=obs.vm.name, step="capture_baseline")
         pytest.skip(f"{obs.vm.name} is not hotpatch-enrolled at baseline: no offer can take it off the track")
     before = obs.baseline.area("updates").kb_ids
-    on_track_at_baseline(obs, cal, before - extra, step="wsus.offered")
-    return before
+    was = on_track_at_baseline(obs, cal, before - extra, step="wsus.offered")
+    return before, set(was.allowed) | extra
 
 
 @invariant("wsus.offered", severity="blocker")
 def test_an_enrolled_vm_is_offered_only_hotpatch_compatible_updates(obs, policy, hotpatch_calendar):
     offered = _offered(obs)
     cal, extra = hotpatch_calendar, set(policy.allow.kbs)
-    before = _enrolled_baseline(obs, cal, extra)
+    before, allowed = _enrolled_baseline(obs, cal, extra)
     rows, off, unknown, hotpatches = [], [], [], []
     for item in offered:
         kb = str(item.get("Kb") or "").upper()
@@ -66,7 +67,8 @@ def test_an_enrolled_vm_is_offered_only_hotpatch_compatible_updates(obs, policy,
     assert not off, violation(
         obs, f"WSUS offered {', '.join(off)}, which takes this enrolled VM off the hotpatch track (monthly restart "
         "LCUs until the next baseline)", rows, headers=HEADERS,
-        hint="Decline it for enrolled machines; Microsoft offers KB5070893 to them instead of KB5070881.")
+        hint="Decline it for enrolled machines (Microsoft offers them KB5070893 instead of KB5070881). Allowed on "
+             "this track: " + ", ".join(sorted(allowed)))
     if unknown:
         raise CalendarGap(cal.stale_message("offered by WSUS: " + ", ".join(unknown)), vm=obs.vm.name,
                           step="wsus.offered")
