@@ -31,8 +31,9 @@ ENTRY_POINT_GROUP = "patchgate.lab_kinds"
 CATALOG_OPTION = "--twin-catalog"  # the documented option whose folders reach the kinds that read catalogues
 BUILTIN_KINDS: dict[str, str] = {
     "vsphere": "patchgate.hypervisors.vsphere.kind:KIND",
+    "hyperv": "patchgate.hypervisors.hyperv.kind:KIND",
 }
-PLANNED_KINDS = {"hyperv": "the hyperv hypervisor kind is planned but not available yet"}
+PLANNED_KINDS: dict[str, str] = {}
 
 
 @dataclass

@@ -32,6 +32,7 @@ class TwinHandle:
     lab: Any  # TwinLab, or RemoteTwinLab when the twin runs in its own process
     shell: Any = None  # TwinShell (in-process only)
     endpoints: Any = None  # the hosts' WinRM listeners (TwinEndpoints or RemoteEndpoints)
+    hyperv_host: Any = None  # the twin's Hyper-V host model (Hyper-V labs only)
 
     def has_fault(self, vm: str, kind: str) -> bool:
         return bool(self.lab.has_fault(vm, kind))
@@ -128,7 +129,7 @@ class TwinKind(BaseLabKind):
         from patchgate_twin.lab import build_twin_lab
         from patchgate_twin.shell_impl import TwinShell
 
-        twin = build_twin_lab(lab, options.catalogs, stop=stop)
+        twin = build_twin_lab(lab, options.catalogs, stop=stop, inject_faults=options.inject_faults)
         shell = TwinShell(twin)
         accounts = parts.secrets
         parts.secrets = _fault_secrets(accounts, twin, lab)
@@ -154,7 +155,13 @@ class TwinKind(BaseLabKind):
     def attach_guests(self, parts: LabParts, lab: Lab, options: KindOptions, stop: threading.Event) -> LabParts:
         from patchgate_twin.vsphere_guest import attach_twin_guest
 
+        accounts = parts.secrets
         twin, endpoints = self._serve_in_process(parts, lab, options, stop, latency=0.0)
+        if lab.hypervisor.kind == "hyperv":  # the twin serves the Hyper-V hosts too; the engine's provider drives them
+            from patchgate_twin.hyperv_guest import attach_hyperv_hosts
+
+            return attach_hyperv_hosts(parts, lab, twin, endpoints, _endpoint_for(lab, twin, endpoints),
+                                       _host_credentials(lab, accounts, twin), stop)
         parts.hypervisor = attach_twin_guest(parts.hypervisor, twin, _endpoint_for(lab, twin, endpoints))  # type: ignore[arg-type]
         return parts
 

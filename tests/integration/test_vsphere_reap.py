@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.runs import kill_group
 from support.waiting import wait_until
 
 from patchgate.config import load_lab
@@ -104,12 +105,8 @@ def test_a_clean_rehearsal_lab_reads_clean_and_reap_converges(simulator: Vcsim, 
             return any('"install"' in p.read_text() for p in set(runs.glob("*.jsonl")) - earlier)
 
         wait_until(installing, "the run never reached its install", timeout=TAG_TIMEOUT)
-        os.killpg(run.pid, signal.SIGKILL)
-        run.wait(timeout=60)
     finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait(timeout=30)
+        kill_group(run)
     from patchgate.run.ledger import read_ledger
     from patchgate.run.liveness import process_alive
 

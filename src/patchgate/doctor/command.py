@@ -178,6 +178,9 @@ def vm_checks(run: LabRun, name: str) -> list[Check]:
                                     "turn it on with the lab's CA bundle (docs/lab-file.md) before trusting "
                                     "a verdict"))
     checks += _step_checks(obs.steps)
+    own = getattr(run.components.hypervisor, "doctor_checks", None) if run.components is not None else None
+    if own is not None and run.run_error is None:  # what only this hypervisor kind can say about the VM
+        checks += [Check("hypervisor", *found) for found in own(lifecycle.vm, obs.snapshot)]
     checks += getattr(lifecycle, "checks", [])
     state = getattr(lifecycle, "power_state", None)
     if state is not None and state != "poweredOn":

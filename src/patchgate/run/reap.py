@@ -192,8 +192,8 @@ def reap_lab(lab: Lab, *, dry_run: bool = False, run_id: str | None = None,
                            leases=lease_manager.list_leases() if run_id is None else [])
         for item in dirty.values():
             _restore(hypervisor, lease_manager, item, report)
-        if lab.hypervisor.kind == "vsphere" and run_id is None:
-            _vsphere_tags(hypervisor, lab, report, dry_run=dry_run, done=set(dirty))
+        if run_id is None and hasattr(getattr(hypervisor, "inner", hypervisor), "raw_run_tag"):
+            _run_tags(hypervisor, lab, report, dry_run=dry_run, done=set(dirty))
         if not dry_run:
             for state in states:
                 fresh = read_ledger(state.path)
@@ -205,8 +205,9 @@ def reap_lab(lab: Lab, *, dry_run: bool = False, run_id: str | None = None,
     return report
 
 
-def _vsphere_tags(hypervisor: object, lab: Lab, report: ReapReport, *, dry_run: bool, done: set[str]) -> None:
-    """Second witness on vSphere: VMs whose run tag names a run that is gone (ledger lost or another host)."""
+def _run_tags(hypervisor: object, lab: Lab, report: ReapReport, *, dry_run: bool, done: set[str]) -> None:
+    """Second witness where the hypervisor tags VMs (vSphere's custom attribute, Hyper-V's Notes): VMs whose run
+    tag names a run that is gone (its ledger lost, or written on another host)."""
     from patchgate.hypervisors.vsphere.reaper import reap as reap_tags
 
     target = getattr(hypervisor, "inner", hypervisor)
@@ -215,4 +216,4 @@ def _vsphere_tags(hypervisor: object, lab: Lab, report: ReapReport, *, dry_run: 
         if action.outcome == "alive":
             continue
         outcome = {"reverted": "restored", "would-revert": "would-restore"}.get(action.outcome, action.outcome)
-        report.items.append(ReapItem(action.vm, outcome, f"(vSphere run tag) {action.reason}", action.run))
+        report.items.append(ReapItem(action.vm, outcome, f"(run tag on the VM) {action.reason}", action.run))
