@@ -8,6 +8,7 @@ from typing import Annotated, Any, Callable, Literal
 from pydantic import BaseModel, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from patchgate.config.install import InstallSettings, WsusSettings
 from patchgate.config.located import FieldProblem
 from patchgate.config.policy import Policy
 from patchgate.config.strict import Strict
@@ -299,6 +300,8 @@ class Lab(Strict):
     timeouts: Timeouts = Timeouts()
     retries: Retries = Retries()
     policy: Policy = Policy()
+    install: InstallSettings = InstallSettings()
+    wsus: WsusSettings | None = Field(None, description="the lab's WSUS server and group (`install: {via: wsus}`)")
     calendar: Path | None = Field(None, description="the lab's own hotpatch calendar file (relative to the lab file); "
                                                      "default: the built-in calendar (docs/calendar.md)")
     control: Control = Field(
@@ -331,7 +334,26 @@ class Lab(Strict):
                                    "that simulates the guests can inject")
         self._check_remoting_kind()
         self._check_pairs(seen)
+        self._check_wsus()
         return self
+
+    def _check_wsus(self) -> None:
+        if self.install.via != "wsus":
+            return
+        if self.wsus is None:
+            raise FieldProblem(("install", "via"), "`install: {via: wsus}` needs a `wsus:` section naming the "
+                               "server and the computer target group")
+        server = next((vm for vm in self.vms if vm.name == self.wsus.server), None)
+        if server is None:
+            raise FieldProblem(("wsus", "server"), f"'{self.wsus.server}' is not a VM of the lab; name the lab VM "
+                               "with role wsus-server that approves the candidate (a WSUS outside the lab is not "
+                               "supported yet)")
+        if server.role != "wsus-server":
+            raise FieldProblem(("wsus", "server"), f"VM '{server.name}' has role {server.role}, not wsus-server")
+        if self.limits.total < len(self.vms):
+            raise FieldProblem(("limits", "total"), f"`install: {{via: wsus}}` runs every VM at once (the other VMs "
+                               f"wait for the WSUS server's approval): limits.total must be at least "
+                               f"{len(self.vms)}, the lab's VMs")
 
     def _check_pairs(self, names: set[str]) -> None:
         paired = self.control_plan.vm == "paired"

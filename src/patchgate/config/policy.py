@@ -16,7 +16,7 @@ INVARIANTS = frozenset({
     "hotpatch.reboot_pending", "wsus.role", "wsus.services", "wsus.app_pool", "wsus.ports", "wsus.sync",
     "wsus.exploitation_indicators", "services.auto_start_running", "services.configuration",
     "services.scm_failures", "services.new_services", "firewall.profiles", "firewall.rules", "firewall.exposure",
-    "firewall.listening_ports", "firewall.core_services", "management.reachable",
+    "firewall.listening_ports", "firewall.core_services", "management.reachable", "wsus.offered",
 })
 """Every invariant the suites check (docs/invariants.md): a waiver naming another one could never apply."""
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from patchgate.config.candidate import Candidate
 from patchgate.config.lab import Lab
 from patchgate.doctor.checks import Check, account_checks, assumption_checks, identity_checks, webadmin_check
+from patchgate.wsus.doctor import wsus_install_checks
 from patchgate.doctor.facts import GuestFacts, read_facts
 from patchgate.doctor.preflight import judge_preflight
 from patchgate.errors import EXIT_INCONCLUSIVE, LabError
@@ -108,6 +109,7 @@ class DoctorLifecycle(VmLifecycle):
         with self.step("capture", limit="capture"):
             obs.baseline, obs.baseline_raw = self._capture(since=None)
         self.checks += assumption_checks(obs.baseline, vm.role)  # type: ignore[arg-type]
+        self.checks += wsus_install_checks(ctx.lab, vm, obs.baseline)
 
 
 class BootingDoctorLifecycle(DoctorLifecycle):

@@ -20,6 +20,7 @@ from patchgate.run.ledger import Ledger
 from patchgate.run.lifecycle import LifecycleContext, ProgressCallback, VmLifecycle
 from patchgate.model.observations import VmObservation
 from patchgate.secrets.redact import redactor
+from patchgate.wsus.round import WsusRound
 
 log = logging.getLogger("patchgate.run")
 
@@ -108,14 +109,25 @@ class LabRun:
                 self._broken_stub(vm, exc)
             return
         self.ledger = Ledger(self.run_id, self.lab.name, str(self.lab.source) if self.lab.source else None)
+        started = vm_names if vm_names is not None else [vm.name for vm in self.vms]
         self._ctx = LifecycleContext(lab=self.lab, candidate=self.candidate, hypervisor=self.components.hypervisor,
                                      remoting=self.components.remoting, secrets=self.components.secrets,
                                      run_id=self.run_id, ledger=self.ledger, stop=self.stop, progress=self.progress,
                                      restore_when_captured=self.restore_when_captured,
-                                     on_prepared=self._note_prepared, confirm_lease=self.confirm_lease)
+                                     on_prepared=self._note_prepared, confirm_lease=self.confirm_lease,
+                                     wsus=self._wsus_round(started))
         self._pool = cf.ThreadPoolExecutor(max_workers=min(self.lab.limits.total, len(self.vms)),
                                            thread_name_prefix="patchgate-vm")
-        self.ensure(vm_names if vm_names is not None else [vm.name for vm in self.vms])
+        self.ensure(started)
+
+    def _wsus_round(self, started: list[str]) -> WsusRound | None:
+        """``install: {via: wsus}``: the approval the lab's WSUS server VM and the other VMs share (one process:
+        a server VM another pytest-xdist worker runs approves nothing here, and the clients say so)."""
+        if self.lab.install.via != "wsus" or self.lab.wsus is None:
+            return None
+        server = self.lab.wsus.server
+        clients = [vm.name for vm in self.vms if vm.name != server and vm.name in started]
+        return WsusRound(self.lab.wsus, clients, server_in_run=server in started, stop=self.stop)
 
     def ensure(self, vm_names: list[str]) -> None:
         """Take the leases of VMs not started yet and start their prepare (under pytest-xdist a worker learns

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from patchgate.config.candidate import Candidate
 from patchgate.config.lab import Lab, VmSpec
@@ -26,6 +26,9 @@ from patchgate.remoting.base import RemoteSession, Remoting, Script, ScriptResul
 from patchgate.run.retry import with_retries
 from patchgate.secrets.base import SecretsProvider
 from patchgate.secrets.redact import redactor
+
+if TYPE_CHECKING:
+    from patchgate.wsus.round import WsusRound
 
 log = logging.getLogger("patchgate.run.lifecycle")
 
@@ -70,6 +73,7 @@ class LifecycleContext:
     restore_when_captured: bool = False  # nothing will look at the live VMs after the post capture
     on_prepared: Callable[[str], object] | None = None  # told each VM's name once its observation is final
     confirm_lease: Callable[[str], None] | None = None  # raises LeaseLost unless the run still holds the VM
+    wsus: "WsusRound | None" = None  # lab `install: {via: wsus}`: the run's approval on its WSUS server
 
     def __post_init__(self) -> None:
         limits = self.lab.limits
@@ -173,6 +177,8 @@ class VmLifecycle:
         except PatchgateError as exc:
             self.obs.error = LabError(str(exc), vm=self.vm.name)
         finally:
+            if self.ctx.wsus is not None:
+                self.ctx.wsus.finished(self.vm.name, self.obs.error)
             self._finish_pair()
             self.prepared.set()
             if self.ctx.on_prepared is not None:
@@ -418,6 +424,12 @@ class VmLifecycle:
         from patchgate.remoting.staging import stage_and_install
 
         ctx, obs = self.ctx, self.obs
+        if ctx.wsus is not None:  # docs/wsus.md: the server approves, then installs as a package itself
+            from patchgate.wsus.steps import approve_for_lab, install_via_wsus
+
+            if self.vm.name != ctx.wsus.server:
+                return install_via_wsus(self)
+            approve_for_lab(self)
         with self.step("install", limit="install", mutates=True) as record:
             assert self.session is not None
             ctx.ledger.record("install", vm=self.vm.name, kb=ctx.candidate.kb)

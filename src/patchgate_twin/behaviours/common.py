@@ -22,3 +22,11 @@ def norm_kbs(value: Any) -> Any:
     if isinstance(value, list):
         return [kb_id(v) if isinstance(v, str) else v for v in value]
     return value
+
+
+def check_urls(value: list[str]) -> list[str]:
+    """A ``sources`` list: every entry is an http(s) URL."""
+    for url in value:
+        if not url.startswith(("https://", "http://")):
+            raise ValueError(f"'{url}' is not a URL")
+    return value
