@@ -37,7 +37,7 @@ def test_copy_round_trip_bytes_match(open_session, lab_host, tmp_path, size):
     local.write_bytes(data)
     remote = r"C:\ProgramData\patchgate\staging\Payload.BIN"
     assert session.copy_file(local, remote) == remote
-    assert lab_host.vm_files("ws2025-a")[filecopy.key(remote)] == data
+    assert lab_host.read("ws2025-a", filecopy.key(remote)) == data
 
 
 def test_copy_uses_the_long_lived_pool(open_session, endpoints, tmp_path):
@@ -50,16 +50,19 @@ def test_copy_uses_the_long_lived_pool(open_session, endpoints, tmp_path):
     assert counters["Create"] == 1 and counters["pipelines"] == 2
 
 
-def test_twin_copy_refuses_a_transport_hash_mismatch():
+def test_twin_copy_refuses_a_transport_hash_mismatch(tmp_path):
     import base64
+    from patchgate_twin.guestfiles import BlobStore, GuestFiles
     from patchgate_twin.shell import Statement
-    files: dict[str, bytes] = {}
+    files = GuestFiles({}, BlobStore(tmp_path / "disk"))
     chunk = base64.b64encode(b"hello").decode()
     wrong = base64.b64encode(hashlib.sha1(b"other").hexdigest().encode()).decode()
     script = "\n".join(filecopy._COPY_MARKERS)
     out = filecopy.run_copy(files, Statement(script=script, arguments=[r"C:\a.txt", False]), [chunk, wrong])
     assert out.failed and "hash mismatch" in out.errors[0]
-    assert files == {}
+    assert files.index == {}
+    assert [p.name for p in (tmp_path / "disk").iterdir()] == ["incoming"]  # nothing left half-written
+    assert not any((tmp_path / "disk" / "incoming").iterdir())
 
 
 def test_stage_and_install_happy_path(open_session, lab_host, tmp_path):
@@ -71,7 +74,7 @@ def test_stage_and_install_happy_path(open_session, lab_host, tmp_path):
     assert result.staged_paths == [expected_path]
     assert result.package_path == expected_path
     assert result.exit_code == 3010 and result.restart_needed is True
-    assert lab_host.vm_files("ws2025-a")[filecopy.key(expected_path)] == data
+    assert lab_host.read("ws2025-a", filecopy.key(expected_path)) == data
     install_call = lab_host.calls[-1][1][0]
     assert install_call.script.startswith("# patchgate-op: install")
     assert install_call.parameters == {"PackagePath": expected_path,
@@ -117,7 +120,7 @@ def test_a_staged_file_that_is_gone_is_refused(open_session, lab_host, tmp_path)
     session = open_session()
     candidate = _candidate(tmp_path, {"kb.msu": b"the approved bytes"})
     root = staging.stage(session, candidate)[0]
-    lab_host.vm_files("ws2025-a").pop(filecopy.key(root))  # removed between the copy and the install
+    lab_host.vm_files("ws2025-a").index.pop(filecopy.key(root))  # removed between the copy and the install
     with pytest.raises(StagingError, match="not there"):
         staging.install(session, root, kb="KB5070881", expected={"kb.msu": candidate.packages[0].sha256})
     assert lab_host.installed == []
