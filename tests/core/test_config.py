@@ -297,3 +297,27 @@ def test_every_invariant_of_the_suites_can_be_waived(invariant: str) -> None:
     waiver = Waiver(invariant=invariant, roles=["member"], justification="accepted for this lab until fixed",
                     owner="jdoe", expires="2030-01-31")
     assert waiver.invariant == invariant
+
+
+def test_staging_defaults_to_the_harness_content_server_with_its_own_timeout():
+    from patchgate.config.lab import Timeouts
+    from patchgate.config.staging import Staging
+
+    assert Staging().source == "harness" and Staging().address == "127.0.0.1"
+    assert Timeouts().stage == 1800 and Timeouts().stage != Timeouts().install
+
+
+def test_staging_wsus_is_refused_as_planned_and_share_needs_its_path():
+    import pytest
+    from pydantic import ValidationError
+
+    from patchgate.config.staging import Staging
+
+    with pytest.raises(ValidationError, match="planned"):
+        Staging(source="wsus")
+    with pytest.raises(ValidationError, match="needs share"):
+        Staging(source="share")
+    with pytest.raises(ValidationError, match="UNC path"):
+        Staging(source="share", share={"path": "files01/updates"})
+    share = Staging(source="share", share={"path": r"\\files01\updates", "credentials": "lab/share-reader"})
+    assert share.share is not None and share.share.credentials == "lab/share-reader"

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from patchgate.config.located import FieldProblem
 from patchgate.config.policy import Policy
+from patchgate.config.staging import Staging
 from patchgate.config.strict import Strict
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
@@ -285,6 +286,8 @@ class Limits(Strict):
 class Timeouts(Strict):
     ready: float = Field(600, gt=0)
     install: float = Field(3600, gt=0)
+    stage: float = Field(1800, gt=0, description="getting the candidate's packages onto one VM (downloaded or "
+                         "copied, hashed), apart from the install's own timeout")
     reboot: float = Field(900, gt=0)
     capture: float = Field(300, gt=0)
     revert: float = Field(600, gt=0)
@@ -310,6 +313,7 @@ class Lab(Strict):
     limits: Limits = Limits()
     timeouts: Timeouts = Timeouts()
     retries: Retries = Retries()
+    staging: Staging = Staging()
     policy: Policy = Policy()
     calendar: Path | None = Field(None, description="the lab's own hotpatch calendar file (relative to the lab file); "
                                                      "default: the built-in calendar (docs/calendar.md)")
