@@ -59,6 +59,7 @@ class TwinShell:
             "install": self._install,
             "wsus-sync": self._wsus_sync,
             "preflight": self._preflight,
+            "fetch": self._fetch,
         }
         self.pipelines: dict[str, int] = {}
         self._count_lock = threading.Lock()
@@ -130,6 +131,12 @@ class TwinShell:
         from patchgate_twin.render_preflight import render_preflight
 
         return PipelineOutput(output=[render_preflight(host, self.lab.vm(vm).faults, self.lab.guest_now(vm))])
+
+    def _fetch(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
+        """The VM downloads a package from the run's content server, from this (the twin's) process."""
+        from patchgate_twin.download import run_fetch
+
+        return run_fetch(self.lab.files(vm, host), dict(stmt.parameters), self.lab.vm(vm).faults, self.lab.stop)
 
     def _install(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
         """Add-WindowsPackage -Online -PackagePath <file|folder> -NoRestart on the twin. A folder holds a

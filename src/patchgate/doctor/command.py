@@ -73,6 +73,7 @@ class DoctorLifecycle(VmLifecycle):
     """A VM read as it is: its snapshot and power state from the hypervisor, then, when it runs, the preflight
     and one posture capture. Nothing a restore would have to undo: no revert, no power change, no install."""
 
+    installs = False
     facts: GuestFacts | None = None
     facts_raw: str | None = None  # what preflight.ps1 printed (transcripts)
     power_state: str | None = None  # what the hypervisor reported; not poweredOn: the guest was not read

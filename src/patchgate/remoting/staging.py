@@ -243,7 +243,13 @@ def fetch(session: RemoteSession, candidate: Candidate, source: PackageSource, *
         left = budget.left("stage")
         script = op_script(OP_FETCH, Url=offer.url, Destination=remote, Sha256=offer.sha256, Size=offer.size,
                            Fingerprint=offer.fingerprint, TimeoutSeconds=max(1, int(left or 1800)))
-        doc = parse_document(session.run(script, timeout=left), OP_FETCH, FETCH_CONTRACT, vm, StagingError)
+        try:
+            result = session.run(script, timeout=left)
+        except LabTimeout as exc:
+            raise LabTimeout(f"fetching {local.name} onto VM {vm} ran past the stage timeout "
+                             f"({budget.timeout or 0:g}s, timeouts.stage): {exc.detail}", vm=vm,
+                             step="stage") from exc
+        doc = parse_document(result, OP_FETCH, FETCH_CONTRACT, vm, StagingError)
         log_lines = _lines(doc["Log"])
         actual = str(doc["Sha256"] or "").lower()
         if actual != package.sha256:

@@ -92,6 +92,7 @@ class LabRun:
         self.ledger: Ledger | None = None
         self.remoting_counters: dict[str, dict[str, int]] = {}
         self._finished = False
+        self.packages = None  # the run's content server or share (patchgate.remoting.sources)
 
     # ------------------------------------------------------------ start
 
@@ -102,6 +103,10 @@ class LabRun:
             self.components = build_components(self.lab, twin_catalogs=self.twin_catalogs, stop=self.stop,
                                                twin_inputs_checked=self.twin_inputs_checked)
             self.components.hypervisor.connect()
+            if self.lifecycle_class.installs:
+                from patchgate.remoting.sources import package_source
+
+                self.packages = package_source(self.lab, self.run_id)
         except LabError as exc:
             self.run_error = exc
             for vm in self.vms:
@@ -112,7 +117,8 @@ class LabRun:
                                      remoting=self.components.remoting, secrets=self.components.secrets,
                                      run_id=self.run_id, ledger=self.ledger, stop=self.stop, progress=self.progress,
                                      restore_when_captured=self.restore_when_captured,
-                                     on_prepared=self._note_prepared, confirm_lease=self.confirm_lease)
+                                     on_prepared=self._note_prepared, confirm_lease=self.confirm_lease,
+                                     packages=self.packages)
         self._pool = cf.ThreadPoolExecutor(max_workers=min(self.lab.limits.total, len(self.vms)),
                                            thread_name_prefix="patchgate-vm")
         self.ensure(vm_names if vm_names is not None else [vm.name for vm in self.vms])
@@ -144,6 +150,12 @@ class LabRun:
                 self.lifecycles[vm.name] = lifecycle
                 self._futures[vm.name] = self._pool.submit(lifecycle.prepare)
             self._ctx.remoting.prepare()  # the transport loads while the lab reverts, not during the leases
+
+    def _stop_packages(self) -> None:
+        """The content server lives as long as the run: its tokens fetch nothing after this."""
+        stop = getattr(self.packages, "stop", None)
+        if stop is not None:
+            stop()
 
     def _keep_counters(self) -> None:
         """WSMan request counters of the lab's endpoints (where its kind counts them), kept as evidence of one
@@ -305,6 +317,7 @@ class LabRun:
                 log.warning("closing the lease manager failed: %s", redactor.redact(str(exc)))
         interrupted = self.stop.is_set()
         self.stop.set()  # releases anything still waiting on the lab (a twin install that hangs, a long poll)
+        self._stop_packages()
         if self.components is not None:
             self._keep_counters()
             if close_in_background:

@@ -23,6 +23,7 @@ from patchgate.hypervisors.base import Hypervisor
 from patchgate.run.ledger import Ledger
 from patchgate.model.observations import InstallRecord, Step, VmObservation
 from patchgate.remoting.base import RemoteSession, Remoting, Script, ScriptResult
+from patchgate.remoting.staging import PackageSource
 from patchgate.run.retry import with_retries
 from patchgate.secrets.base import SecretsProvider
 from patchgate.secrets.redact import redactor
@@ -70,6 +71,7 @@ class LifecycleContext:
     restore_when_captured: bool = False  # nothing will look at the live VMs after the post capture
     on_prepared: Callable[[str], object] | None = None  # told each VM's name once its observation is final
     confirm_lease: Callable[[str], None] | None = None  # raises LeaseLost unless the run still holds the VM
+    packages: PackageSource | None = None  # where the VMs pull the candidate from (None: pushed to them)
 
     def __post_init__(self) -> None:
         limits = self.lab.limits
@@ -81,6 +83,7 @@ class LifecycleContext:
 
 
 class VmLifecycle:
+    installs = True  # it installs the candidate, so the run serves its packages (patchgate doctor does not)
     def __init__(self, ctx: LifecycleContext, vm: VmSpec) -> None:
         self.ctx = ctx
         self.vm = vm
@@ -415,18 +418,19 @@ class VmLifecycle:
         return reading
 
     def _install(self) -> None:
-        from patchgate.remoting.staging import stage_and_install
+        from patchgate.remoting.staging import describe_fetched, stage_and_install
 
         ctx, obs = self.ctx, self.obs
         with self.step("install", limit="install", mutates=True) as record:
             assert self.session is not None
             ctx.ledger.record("install", vm=self.vm.name, kb=ctx.candidate.kb)
             started = _now()
-            result = stage_and_install(self.session, ctx.candidate, timeout=ctx.lab.timeouts.install)
+            result = stage_and_install(self.session, ctx.candidate, timeout=ctx.lab.timeouts.install,
+                                       source=ctx.packages, stage_timeout=ctx.lab.timeouts.stage)
             obs.install = InstallRecord(kb=ctx.candidate.kb, exit_code=result.exit_code,
                                         restart_needed=result.restart_needed, output=list(result.output),
                                         started_at=started, finished_at=_now(), packages=list(result.packages))
-            record.detail = (f"exit {result.exit_code}, restart "
+            record.detail = (f"{describe_fetched(result.fetched)}; exit {result.exit_code}, restart "
                              f"{'required' if result.restart_needed else 'not required'}")
 
     def _reboot(self) -> None:

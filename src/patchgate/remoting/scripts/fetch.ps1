@@ -121,6 +121,7 @@ if ($uri.Scheme -eq 'https' -and $pin) {
 $resumes = 0
 try {
     Import-Module BitsTransfer
+    # SecurityFlagValue names as a PowerShell user documents them (reddit r/PowerShell, 2024) [U]
     $flags = 'IgnoreCertCNInvalid, IgnoreCertDateInvalid, IgnoreUnknownCA'
     Start-BitsTransfer -Source $Url -Destination $partial -Priority Foreground -TransferType Download `
         -SecurityFlags $flags -RetryInterval 60 -RetryTimeout ([Math]::Max(60, $TimeoutSeconds)) `
