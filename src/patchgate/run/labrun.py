@@ -18,6 +18,7 @@ from patchgate.errors import ConfigError, LabError, LeaseLost
 from patchgate.config.inputs import new_run_id
 from patchgate.run.ledger import Ledger
 from patchgate.run.lifecycle import LifecycleContext, ProgressCallback, VmLifecycle
+from patchgate.run.transfer import TransferCallback
 from patchgate.model.observations import VmObservation
 from patchgate.secrets.redact import redactor
 
@@ -64,7 +65,8 @@ class LabRun:
                  twin_catalogs: list[Path] | None = None, run_id: str | None = None,
                  progress: ProgressCallback | None = None, keep_on_failure: bool = False,
                  restore_when_captured: bool = False, twin_inputs_checked: bool = False,
-                 lifecycle_class: type[VmLifecycle] = VmLifecycle) -> None:
+                 lifecycle_class: type[VmLifecycle] = VmLifecycle,
+                 transfer: TransferCallback | None = None) -> None:
         self.lab = lab
         self.lifecycle_class = lifecycle_class  # what each VM goes through (patchgate doctor: no install)
         self.twin_inputs_checked = twin_inputs_checked  # build_components: the twin's process may load them
@@ -73,6 +75,7 @@ class LabRun:
         self.twin_catalogs = twin_catalogs or []
         self.run_id = run_id or new_run_id()
         self.progress = progress
+        self.transfer = transfer  # bytes each VM pulled so far (the progress view)
         self.keep_on_failure = keep_on_failure
         self.restore_when_captured = restore_when_captured and not keep_on_failure
         self.stop = threading.Event()
@@ -118,7 +121,7 @@ class LabRun:
                                      run_id=self.run_id, ledger=self.ledger, stop=self.stop, progress=self.progress,
                                      restore_when_captured=self.restore_when_captured,
                                      on_prepared=self._note_prepared, confirm_lease=self.confirm_lease,
-                                     packages=self.packages)
+                                     packages=self.packages, transfer=self.transfer)
         self._pool = cf.ThreadPoolExecutor(max_workers=min(self.lab.limits.total, len(self.vms)),
                                            thread_name_prefix="patchgate-vm")
         self.ensure(vm_names if vm_names is not None else [vm.name for vm in self.vms])

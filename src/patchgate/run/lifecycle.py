@@ -25,6 +25,7 @@ from patchgate.model.observations import InstallRecord, Step, VmObservation
 from patchgate.remoting.base import RemoteSession, Remoting, Script, ScriptResult
 from patchgate.remoting.staging import PackageSource
 from patchgate.run.retry import with_retries
+from patchgate.run.transfer import TransferCallback, TransferWatch
 from patchgate.secrets.base import SecretsProvider
 from patchgate.secrets.redact import redactor
 
@@ -72,6 +73,7 @@ class LifecycleContext:
     on_prepared: Callable[[str], object] | None = None  # told each VM's name once its observation is final
     confirm_lease: Callable[[str], None] | None = None  # raises LeaseLost unless the run still holds the VM
     packages: PackageSource | None = None  # where the VMs pull the candidate from (None: pushed to them)
+    transfer: TransferCallback | None = None  # told the bytes each VM pulled so far, while they move
 
     def __post_init__(self) -> None:
         limits = self.lab.limits
@@ -425,13 +427,23 @@ class VmLifecycle:
             assert self.session is not None
             ctx.ledger.record("install", vm=self.vm.name, kb=ctx.candidate.kb)
             started = _now()
-            result = stage_and_install(self.session, ctx.candidate, timeout=ctx.lab.timeouts.install,
-                                       source=ctx.packages, stage_timeout=ctx.lab.timeouts.stage)
+            with self._watch_transfer():
+                result = stage_and_install(self.session, ctx.candidate, timeout=ctx.lab.timeouts.install,
+                                           source=ctx.packages, stage_timeout=ctx.lab.timeouts.stage)
             obs.install = InstallRecord(kb=ctx.candidate.kb, exit_code=result.exit_code,
                                         restart_needed=result.restart_needed, output=list(result.output),
                                         started_at=started, finished_at=_now(), packages=list(result.packages))
             record.detail = (f"{describe_fetched(result.fetched)}; exit {result.exit_code}, restart "
                              f"{'required' if result.restart_needed else 'not required'}")
+
+    def _watch_transfer(self) -> contextlib.AbstractContextManager[object]:
+        """Bytes and rate in the progress view while the VM pulls the packages (a source that counts them)."""
+        sent = getattr(self.ctx.packages, "sent", None)
+        if self.ctx.transfer is None or sent is None:
+            return contextlib.nullcontext()
+        total = sum(self.ctx.candidate.package_path(p).stat().st_size for p in self.ctx.candidate.packages
+                    if self.ctx.candidate.package_path(p).is_file())
+        return TransferWatch(self.vm.name, lambda: int(sent(self.vm.name)), total, self.ctx.transfer)
 
     def _reboot(self) -> None:
         ctx, vm, obs = self.ctx, self.vm, self.obs
