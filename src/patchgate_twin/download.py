@@ -56,7 +56,7 @@ def run_fetch(files: GuestFiles, parameters: dict[str, Any], faults: dict[str, F
     name = filecopy.key(destination)
     expected = str(parameters.get("Sha256", "")).upper()
     if files.exists(name) and filecopy.file_hash(files, name) == expected:
-        return _document(files, destination, "present", 0, True, 0,
+        return _document(destination, expected, "present", 0, True, 0,
                          ["Already present with the expected SHA-256; not downloaded"])
     url = str(parameters.get("Url", ""))
     parsed = urllib.parse.urlsplit(url)
@@ -68,7 +68,7 @@ def run_fetch(files: GuestFiles, parameters: dict[str, Any], faults: dict[str, F
                     faults=faults, stop=stop,
                     drops_left=int(drops.argument) if drops and drops.argument and drops.argument.isdigit()
                     else (1 if drops else 0))
-    writer = files.store.writer()
+    writer = files.store.writer(sha1=False)
     try:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
@@ -90,9 +90,9 @@ def run_fetch(files: GuestFiles, parameters: dict[str, Any], faults: dict[str, F
         writer.abort()
         job.log.append(f"Refused: the downloaded file has SHA-256 {actual}, expected {expected}; it was deleted")
         files.index.pop(name, None)
-        return _document(files, destination, "http", job.downloaded, False, job.resumes, job.log)
+        return _document(destination, None, "http", job.downloaded, False, job.resumes, job.log)
     files.link(name, writer.commit())
-    return _document(files, destination, "http", job.downloaded, False, job.resumes, job.log)
+    return _document(destination, actual, "http", job.downloaded, False, job.resumes, job.log)
 
 
 class _Refused(Exception):
@@ -113,7 +113,7 @@ def _attempt(job: _Download, writer: BlobWriter, files: GuestFiles) -> BlobWrite
                            f"({response.status}) {response.reason}.")
         if response.status == 200 and writer.size:
             writer.abort()  # the server ignored the Range: start over, as FileMode.Create does
-            writer = files.store.writer()
+            writer = files.store.writer(sha1=False)
         while True:
             data = response.read(CHUNK)
             if not data:
@@ -179,10 +179,9 @@ class _DroppedAfter(_Dropped):
         self.arrived = arrived
 
 
-def _document(files: GuestFiles, path: str, method: str, downloaded: int, skipped: bool, resumes: int,
+def _document(path: str, digest: str | None, method: str, downloaded: int, skipped: bool, resumes: int,
               log: list[str]) -> PipelineOutput:
-    name = filecopy.key(path)
-    digest = filecopy.file_hash(files, name)
+    """The op's document; ``digest``: the SHA-256 of what is at ``path`` now (hashed once, as the op does)."""
     return PipelineOutput(output=[json.dumps({"Path": path, "Sha256": digest, "Bytes": downloaded,
                                               "Skipped": skipped, "Method": method, "Resumes": resumes,
                                               "Log": log}, separators=(",", ":"))])

@@ -106,6 +106,7 @@ class Upload:
         if self.error is not None:
             self._writer.abort()
             return None, self.error
+        assert self._writer.sha1 is not None
         actual = self._writer.sha1.hexdigest()
         if actual != expected:
             self._writer.abort()

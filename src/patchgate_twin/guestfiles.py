@@ -32,8 +32,8 @@ class BlobStore:
     def path(self, sha256: str) -> Path:
         return self.folder / sha256.lower()
 
-    def writer(self) -> "BlobWriter":
-        return BlobWriter(self)
+    def writer(self, *, sha1: bool = True) -> "BlobWriter":
+        return BlobWriter(self, sha1=sha1)
 
     def put(self, chunks: Iterable[bytes]) -> str:
         """Store a stream of bytes; returns its SHA-256 (lower-case hex)."""
@@ -79,21 +79,23 @@ class BlobStore:
 
 
 class BlobWriter:
-    """One file being written: hashed as it goes (SHA-256 for its name, SHA-1 for pypsrp's copy check)."""
+    """One file being written: hashed as it goes (SHA-256 for its name, and SHA-1 for pypsrp's copy check unless
+    ``sha1`` is False: a download needs only the SHA-256)."""
 
-    def __init__(self, store: BlobStore) -> None:
+    def __init__(self, store: BlobStore, *, sha1: bool = True) -> None:
         self.store = store
         fd, name = tempfile.mkstemp(dir=store.incoming)
         self._handle = os.fdopen(fd, "wb")
         self._path = Path(name)
         self.sha256 = hashlib.sha256()
-        self.sha1 = hashlib.sha1()
+        self.sha1 = hashlib.sha1() if sha1 else None
         self.size = 0
 
     def write(self, data: bytes) -> None:
         self._handle.write(data)
         self.sha256.update(data)
-        self.sha1.update(data)
+        if self.sha1 is not None:
+            self.sha1.update(data)
         self.size += len(data)
 
     def commit(self) -> str:

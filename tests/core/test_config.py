@@ -321,3 +321,19 @@ def test_staging_wsus_is_refused_as_planned_and_share_needs_its_path():
         Staging(source="share", share={"path": "files01/updates"})
     share = Staging(source="share", share={"path": r"\\files01\updates", "credentials": "lab/share-reader"})
     assert share.share is not None and share.share.credentials == "lab/share-reader"
+
+
+def test_doctor_warns_when_real_vms_would_pull_from_the_loopback_address():
+    from patchgate.config import load_lab
+    from patchgate.doctor.checks import staging_check
+
+    twin = load_lab(ROOT / "labs" / "twin.yaml")
+    assert staging_check(twin) is None  # the twin's guests are on this machine
+    vsphere = load_lab(ROOT / "labs" / "vsphere-sim.example.yaml")
+    real = vsphere.model_copy(update={"hypervisor": vsphere.hypervisor.model_copy(update={
+        "settings": vsphere.hypervisor.settings.model_copy(update={"guests": "real"})})})
+    check = staging_check(real)
+    assert check is not None and check.status == "warn" and "127.0.0.1" in check.detail
+    assert "staging.address" in check.advice
+    lab_facing = real.model_copy(update={"staging": real.staging.model_copy(update={"address": "10.0.0.5"})})
+    assert staging_check(lab_facing) is None

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from patchgate.config.candidate import Candidate
 from patchgate.config.lab import Lab
-from patchgate.doctor.checks import Check, account_checks, assumption_checks, identity_checks, webadmin_check
+from patchgate.doctor.checks import (Check, account_checks, assumption_checks, identity_checks, staging_check,
+                                     webadmin_check)
 from patchgate.doctor.facts import GuestFacts, read_facts
 from patchgate.doctor.preflight import judge_preflight
 from patchgate.errors import EXIT_INCONCLUSIVE, LabError
@@ -176,6 +177,9 @@ def vm_checks(run: LabRun, name: str) -> list[Check]:
                                     "certificate validation is off in the lab file",
                                     "turn it on with the lab's CA bundle (docs/lab-file.md) before trusting "
                                     "a verdict"))
+    staged = staging_check(run.lab)
+    if staged is not None:
+        checks.append(staged)
     checks += _step_checks(obs.steps)
     checks += getattr(lifecycle, "checks", [])
     state = getattr(lifecycle, "power_state", None)

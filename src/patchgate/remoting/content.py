@@ -41,7 +41,7 @@ from patchgate.secrets.redact import redactor
 
 log = logging.getLogger(__name__)
 
-SEND_CHUNK = 256 * 1024
+SEND_CHUNK = 1 << 20
 TOKEN_BYTES = 32
 VM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")

@@ -38,32 +38,30 @@ $expected = $Sha256.ToUpperInvariant()
 $deadline = (Get-Date).AddSeconds($TimeoutSeconds)
 $partial = "$Destination.partial"
 
-function Out-Result([string]$Method, [long]$Bytes, [bool]$Skipped, [int]$Resumes) {
-    $hash = $null
-    if (Test-Path -LiteralPath $Destination -PathType Leaf) {
-        $hash = (Get-FileHash -LiteralPath $Destination -Algorithm SHA256).Hash
-    }
-    [pscustomobject]@{ Path = $Destination; Sha256 = $hash; Bytes = $Bytes; Skipped = $Skipped; Method = $Method;
+function Out-Result([string]$Method, [long]$Bytes, [bool]$Skipped, [int]$Resumes, $Hash) {
+    # $Hash: the SHA-256 of what is at Destination now ($null: nothing is), hashed once (packages are gigabytes)
+    [pscustomobject]@{ Path = $Destination; Sha256 = $Hash; Bytes = $Bytes; Skipped = $Skipped; Method = $Method;
                        Resumes = $Resumes; Log = @($log) } | ConvertTo-Json -Compress -Depth 3
 }
 
 function Test-Download([string]$Path) {
-    # the downloaded file becomes Destination only when it is the approved one; otherwise it is removed
+    # the downloaded file becomes Destination only when it is the approved one (its hash is returned);
+    # otherwise it is removed and $null returned
     $actual = (Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash
     if ($actual -eq $expected) {
         Move-Item -LiteralPath $Path -Destination $Destination -Force
-        return $true
+        return $actual
     }
     $log.Add("Refused: the downloaded file has SHA-256 $actual, expected $expected; it was deleted")
     Remove-Item -LiteralPath $Path -Force
-    return $false
+    return $null
 }
 
 New-Item -ItemType Directory -Path (Split-Path -LiteralPath $Destination -Parent) -Force | Out-Null
 if (Test-Path -LiteralPath $Destination -PathType Leaf) {
     if ((Get-FileHash -LiteralPath $Destination -Algorithm SHA256).Hash -eq $expected) {
         $log.Add('Already present with the expected SHA-256; not downloaded')
-        Out-Result 'present' 0 $true 0
+        Out-Result 'present' 0 $true 0 $expected
         return
     }
     Remove-Item -LiteralPath $Destination -Force
@@ -82,8 +80,7 @@ if ($Url -notmatch '^https?://') {
     } finally {
         if ($null -ne $drive) { Remove-PSDrive -Name $drive.Name -Force }
     }
-    [void](Test-Download $partial)
-    Out-Result 'copy' $Size $false 0
+    Out-Result 'copy' $Size $false 0 (Test-Download $partial)
     return
 }
 
@@ -126,8 +123,7 @@ try {
     Start-BitsTransfer -Source $Url -Destination $partial -Priority Foreground -TransferType Download `
         -SecurityFlags $flags -RetryInterval 60 -RetryTimeout ([Math]::Max(60, $TimeoutSeconds)) `
         -MaxDownloadTime ([Math]::Max(60, $TimeoutSeconds)) -DisplayName 'patchgate fetch'
-    [void](Test-Download $partial)
-    Out-Result 'bits' $Size $false 0
+    Out-Result 'bits' $Size $false 0 (Test-Download $partial)
     return
 } catch {
     $log.Add("BITS did not download it ($($_.Exception.Message)); downloading over HTTPS with resume")
@@ -171,5 +167,4 @@ while ($true) {
         $log.Add("Attempt $attempt ended early ($($_.Exception.Message)); resuming")
     }
 }
-[void](Test-Download $partial)
-Out-Result 'http' $downloaded $false $resumes
+Out-Result 'http' $downloaded $false $resumes (Test-Download $partial)
