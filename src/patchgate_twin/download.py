@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import ntpath
 import ssl
 import threading
 import urllib.parse
@@ -55,9 +56,10 @@ def run_fetch(files: GuestFiles, parameters: dict[str, Any], faults: dict[str, F
     destination = filecopy.resolve(str(parameters.get("Destination", "")))
     name = filecopy.key(destination)
     expected = str(parameters.get("Sha256", "")).upper()
+    removed = _keep_only(files, destination, [str(k) for k in parameters.get("Keep") or []])
     if files.exists(name) and filecopy.file_hash(files, name) == expected:
         return _document(destination, expected, "present", 0, True, 0,
-                         ["Already present with the expected SHA-256; not downloaded"])
+                         [*removed, "Already present with the expected SHA-256; not downloaded"])
     url = str(parameters.get("Url", ""))
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("http", "https"):
@@ -67,7 +69,7 @@ def run_fetch(files: GuestFiles, parameters: dict[str, Any], faults: dict[str, F
     job = _Download(url=parsed, size=int(parameters.get("Size") or 0), pin=str(parameters.get("Fingerprint") or ""),
                     faults=faults, stop=stop,
                     drops_left=int(drops.argument) if drops and drops.argument and drops.argument.isdigit()
-                    else (1 if drops else 0))
+                    else (1 if drops else 0), log=removed)
     writer = files.store.writer(sha1=False)
     try:
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -93,6 +95,21 @@ def run_fetch(files: GuestFiles, parameters: dict[str, Any], faults: dict[str, F
         return _document(destination, None, "http", job.downloaded, False, job.resumes, job.log)
     files.link(name, writer.commit())
     return _document(destination, actual, "http", job.downloaded, False, job.resumes, job.log)
+
+
+def _keep_only(files: GuestFiles, destination: str, keep: list[str]) -> list[str]:
+    """As the op does first: the destination's folder keeps the candidate's packages (``keep``) and nothing else;
+    returns the op's log lines for what it removed."""
+    folder = filecopy.key(ntpath.dirname(destination)) + "\\"
+    wanted = {k.lower() for k in keep} | {ntpath.basename(destination).lower()}
+    removed = []
+    for name in files.keys():
+        leaf = name[len(folder):]
+        if name.startswith(folder) and "\\" not in leaf and leaf not in wanted:
+            files.index.pop(name, None)
+            removed.append(f"Removed {leaf}: not a package of this candidate (DISM looks for checkpoints in this "
+                           "folder)")
+    return removed
 
 
 class _Refused(Exception):

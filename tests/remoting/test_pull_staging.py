@@ -188,3 +188,35 @@ def test_the_twin_keeps_pulled_files_on_its_disk_not_in_its_hosts(twin, server, 
     assert twin.store(VM).path(digest).stat().st_size == SIZE
     twin.revert(VM)  # the reverted guest's files are gone from the disk folder too
     assert not twin.store(VM).path(digest).exists()
+
+
+def test_the_folder_holds_the_candidates_packages_and_nothing_else(twin, server, tmp_path):
+    """DISM finds a checkpoint cumulative update's prerequisites in the target's folder: a package another
+    candidate left there is removed before the install."""
+    candidate = _candidate(tmp_path, _package())
+    stray = filecopy.key(rf"{staging.DEFAULT_STAGING_DIR}\{KB}\windows11.0-kb9999999-x64.msu")
+    twin.files(VM).write_bytes(stray, b"kb: KB9999999\n")  # left there, DISM (the twin) would fail on it
+    result = staging.stage_and_install(_session(twin), candidate, timeout=60, source=server, stage_timeout=60)
+    assert not twin.files(VM).exists(stray) and twin.files(VM).exists(_staged_key(candidate))
+    assert twin.host(VM).has_kb(KB) and result.exit_code == 0
+
+
+def test_a_share_the_twin_cannot_reach_breaks_the_vm_and_a_share_account_is_not_available_yet(twin, tmp_path):
+    from patchgate.config.staging import Staging
+    from patchgate.errors import LabError
+    from patchgate.remoting.sources import ShareOffers, package_source
+
+    candidate = _candidate(tmp_path, _package())
+    share = Staging(source="share", share={"path": r"\\files01\updates"})
+    offers = ShareOffers(share.share)
+    (tmp_path / "a.msu").write_bytes(b"x")
+    assert offers.offer(tmp_path / "a.msu", "AB" * 32).url == r"\\files01\updates\a.msu"
+    with pytest.raises(StagingError, match="network path was not found"):
+        staging.stage_and_install(_session(twin), candidate, timeout=60, source=offers, stage_timeout=60)
+    assert not twin.host(VM).has_kb(KB)
+    lab = load_lab(ROOT / "labs" / "twin.yaml")
+    with_account = lab.model_copy(update={"staging": Staging(source="share", share={
+        "path": "https://files01/updates", "credentials": "lab/share-reader"})})
+    with pytest.raises(LabError, match="not available yet"):
+        package_source(with_account, "run-x")
+    assert package_source(lab.model_copy(update={"staging": Staging(source="push")}), "run-x") is None

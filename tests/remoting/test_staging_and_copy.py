@@ -147,7 +147,7 @@ def test_failed_install_is_an_install_error(open_session, lab_host, tmp_path):
 
 def test_op_scripts_carry_their_marker_and_contract_keys():
     for op, contract in ((staging.OP_STAGE_PREPARE, staging.STAGE_PREPARE_CONTRACT),
-                         (staging.OP_INSTALL, staging.INSTALL_CONTRACT)):
+                         (staging.OP_INSTALL, staging.INSTALL_CONTRACT), (staging.OP_FETCH, staging.FETCH_CONTRACT)):
         text = staging.load_op_script(op)
         assert filecopy.op_name(text) == op
         assert "ConvertTo-Json -Compress" in text

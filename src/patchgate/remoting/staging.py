@@ -8,7 +8,7 @@ the twin can route it, takes named parameters only, and prints ONE JSON document
 in docs/remoting.md; the twin prints exactly these shapes):
 
 * ``stage-prepare`` (Path)                -> ``{"Path": str, "Exists": true}``
-* ``fetch`` (Url, Destination, Sha256, Size, Fingerprint, TimeoutSeconds) -> ``{"Path": str, "Sha256": "UPPER HEX"
+* ``fetch`` (Url, Destination, Sha256, Size, Fingerprint, TimeoutSeconds, Keep) -> ``{"Path": str, "Sha256": "UPPER HEX"
   | null, "Bytes": int, "Skipped": bool, "Method": str, "Resumes": int, "Log": [str]}``
 * ``install``       (PackagePath, Sha256) -> ``{"PackagePath": str, "RestartNeeded": bool, "ExitCode": int,
   "Log": [str], "Staged": [{"Path": str, "Sha256": "UPPER HEX" | null}]}`` and, when the install fails, an
@@ -25,6 +25,7 @@ import functools
 import inspect
 import json
 import ntpath
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -177,6 +178,24 @@ class _Budget:
         return remaining
 
 
+_hashes: dict[tuple[str, int, int, int], str] = {}
+_hash_locks: dict[tuple[str, int, int, int], threading.Lock] = {}
+_hash_guard = threading.Lock()
+
+
+def local_sha256(path: Path) -> str:
+    """The file's SHA-256, hashed once per run for every VM that stages it (a package can be gigabytes): kept
+    while the file's identity, size and modification time stay what they were."""
+    info = path.stat()
+    key = (str(path.resolve()), info.st_ino, info.st_size, info.st_mtime_ns)
+    with _hash_guard:
+        lock = _hash_locks.setdefault(key, threading.Lock())
+    with lock:  # the VMs that stage it at once wait for one hash
+        if key not in _hashes:
+            _hashes[key] = sha256_file(path)
+        return _hashes[key]
+
+
 def checked_packages(candidate: Candidate, vm: str) -> list[Path]:
     """The candidate's package files on this machine, each hashed (by chunks) against the candidate."""
     locals_ = []
@@ -184,7 +203,7 @@ def checked_packages(candidate: Candidate, vm: str) -> list[Path]:
         local = candidate.package_path(package)
         if not local.is_file():
             raise StagingError(f"package file {local} named by {candidate.kb} does not exist", vm=vm, step="stage")
-        local_hash = sha256_file(local)
+        local_hash = local_sha256(local)
         if local_hash != package.sha256:
             raise StagingError(f"package file {local.name} does not match the candidate: expected sha256 "
                                f"{package.sha256}, the local file has {local_hash}", vm=vm, step="stage")
@@ -237,12 +256,14 @@ def fetch(session: RemoteSession, candidate: Candidate, source: PackageSource, *
     budget = _budget or _Budget(timeout, vm, candidate.kb, "staging")
     root = _staging_root(session, candidate, staging_dir)
     staged: list[str] = []
-    for local, package in zip(checked_packages(candidate, vm), candidate.packages):
+    locals_ = checked_packages(candidate, vm)
+    keep = [local.name for local in locals_]  # the folder holds these and nothing else (a checkpoint CU's DISM)
+    for local, package in zip(locals_, candidate.packages):
         offer = source.offer(local, package.sha256, vm=vm)
         remote = ntpath.join(root, local.name)
         left = budget.left("stage")
         script = op_script(OP_FETCH, Url=offer.url, Destination=remote, Sha256=offer.sha256, Size=offer.size,
-                           Fingerprint=offer.fingerprint, TimeoutSeconds=max(1, int(left or 1800)))
+                           Fingerprint=offer.fingerprint, TimeoutSeconds=max(1, int(left or 1800)), Keep=keep)
         try:
             result = session.run(script, timeout=left)
         except LabTimeout as exc:

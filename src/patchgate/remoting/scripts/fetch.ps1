@@ -14,9 +14,14 @@
 # 2. HttpWebRequest with a Range header from what the partial file already holds: a dropped connection resumes
 #    where it stopped (up to MaxAttempts attempts), with the server certificate pinned by its SHA-256
 #    (Fingerprint: upper-case hex of the DER certificate's SHA-256).
+# The folder holds the candidate's packages and nothing else (Keep: their file names; any other file there is
+# removed first): DISM is given the target cumulative update and finds its checkpoint cumulative updates in the
+# same folder ("Catalog checkpoint cumulative updates",
+# https://learn.microsoft.com/windows/deployment/update/catalog-checkpoint-cumulative-updates), so a stray package
+# left there by another candidate could be taken for one of them [U].
 # Parameters: Url; Destination (full path of the file); Sha256 (expected, hex); Size (bytes); Fingerprint
-#   (certificate pin, empty for a share); TimeoutSeconds; MaxAttempts (default 5); Credential (optional
-#   PSCredential, share only).
+#   (certificate pin, empty for a share); TimeoutSeconds; MaxAttempts (default 5); Keep (file names the folder
+#   may hold, default: only Destination's); Credential (optional PSCredential, share only).
 # Prints one JSON document:
 #   {"Path":"<full path>","Sha256":"<UPPER HEX>"|null,"Bytes":<int, downloaded by this op>,"Skipped":true|false,
 #    "Method":"present"|"bits"|"http"|"copy","Resumes":<int>,"Log":["<line>", ...]}
@@ -30,6 +35,7 @@ param(
     [string]$Fingerprint = '',
     [int]$TimeoutSeconds = 1800,
     [int]$MaxAttempts = 5,
+    [string[]]$Keep = @(),
     [System.Management.Automation.PSCredential]$Credential = $null
 )
 $ErrorActionPreference = 'Stop'
@@ -57,7 +63,14 @@ function Test-Download([string]$Path) {
     return $null
 }
 
-New-Item -ItemType Directory -Path (Split-Path -LiteralPath $Destination -Parent) -Force | Out-Null
+$folder = Split-Path -LiteralPath $Destination -Parent
+New-Item -ItemType Directory -Path $folder -Force | Out-Null
+$Keep = @($Keep) + @(Split-Path -LiteralPath $Destination -Leaf)
+Get-ChildItem -LiteralPath $folder -File | Where-Object {
+        $Keep -notcontains $_.Name -and $Keep -notcontains ($_.Name -replace '\.partial$', '') } | ForEach-Object {
+    $log.Add("Removed $($_.Name): not a package of this candidate (DISM looks for checkpoints in this folder)")
+    Remove-Item -LiteralPath $_.FullName -Force
+}
 if (Test-Path -LiteralPath $Destination -PathType Leaf) {
     if ((Get-FileHash -LiteralPath $Destination -Algorithm SHA256).Hash -eq $expected) {
         $log.Add('Already present with the expected SHA-256; not downloaded')
@@ -117,6 +130,8 @@ if ($uri.Scheme -eq 'https' -and $pin) {
 
 $resumes = 0
 try {
+    # a partial file from an earlier attempt is resumed over HTTPS below; BITS starts only on a clean slate
+    if (Test-Path -LiteralPath $partial) { throw 'a partial download is there to resume' }
     Import-Module BitsTransfer
     # SecurityFlagValue names as a PowerShell user documents them (reddit r/PowerShell, 2024) [U]
     $flags = 'IgnoreCertCNInvalid, IgnoreCertDateInvalid, IgnoreUnknownCA'
@@ -139,7 +154,7 @@ while ($true) {
     if (Test-Path -LiteralPath $partial) { $have = (Get-Item -LiteralPath $partial).Length }
     if ($have -ge $Size) { break }
     if ($attempt -gt $MaxAttempts) { throw "the download stopped at $have of $Size bytes after $MaxAttempts attempts" }
-    if ((Get-Date) -gt $deadline) { throw "downloading $Url ran past $TimeoutSeconds s" }
+    if ((Get-Date) -gt $deadline) { throw "the download ran past $TimeoutSeconds s" }
     try {
         $request = [System.Net.HttpWebRequest][System.Net.WebRequest]::Create($uri)
         if ($pin) { $request.ServerCertificateValidationCallback = [PatchgatePin]::For($pin) }
@@ -157,7 +172,7 @@ while ($true) {
                 while (($read = $stream.Read($buffer, 0, $buffer.Length)) -gt 0) {
                     $file.Write($buffer, 0, $read)
                     $downloaded += $read
-                    if ((Get-Date) -gt $deadline) { throw "downloading $Url ran past $TimeoutSeconds s" }
+                    if ((Get-Date) -gt $deadline) { throw "the download ran past $TimeoutSeconds s" }
                 }
             } finally { $file.Dispose(); $stream.Dispose() }
         } finally { $response.Close() }
