@@ -12,7 +12,8 @@ VM, plus writing one copy per VM (each copy ends on the twin's disk), measured t
 baseline run with the shipped 185-byte stand-in gives what a validate costs without a package to move; the harness
 CPU per GiB delivered is each side's CPU above that baseline.
 
-Options: ``--mib 1024``, ``--vms 8``, ``--sides pull,push``, ``--no-doc``.
+Options: ``--mib 100,1024,2048`` (one package size after the other), ``--vms 8``, ``--sides pull,push``,
+``--no-doc``.
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ def run_side(work: Path, source: str, vms: int, candidate: Path, timeout: float,
     wall = time.perf_counter() - began
     after = psutil.Process().cpu_times()
     tree_cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
-    twins = {int(f.stem.split("-")[1]): json.loads(f.read_text(encoding="utf-8")) for f in cpu_dir.glob("twin-*.json")}
+    twins = {int(f.stem.split("-")[1]): json.loads(f.read_text(encoding="utf-8"))
+             for f in cpu_dir.glob("twin-*.json")}
     twin_cpu = sum(t["user_s"] + t["sys_s"] for t in twins.values())
     harness_peak = max((rss for pid, rss in peaks.peaks.items() if pid not in twins), default=0)
     twin_peak = max((t.get("maxrss_kib", 0) * 1024 for t in twins.values()), default=0)
@@ -167,27 +169,27 @@ def run_side(work: Path, source: str, vms: int, candidate: Path, timeout: float,
 
 
 def table(result: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
-    gib = result["mib"] * result["vms"] / 1024
     base = result["baseline"]
-    rows = [["physical limit (read + hash + write, per VM)", f"{result['limit_s']:.1f} s", "-", "-", "-", "-", "-"],
-            [f"baseline: the 185-byte stand-in, pulled ({base['verdict']})", f"{base['wall_s']:.1f} s",
-             f"{base['harness_cpu_s']:.1f} s", "-", f"{base['twin_cpu_s']:.1f} s", f"{base['harness_peak_mib']:.0f} MiB",
-             f"{base['twin_peak_mib']:.0f} MiB"]]
-    for side in result["sides"]:
-        per_gib = max(0.0, side["harness_cpu_s"] - base["harness_cpu_s"]) / gib
-        rows.append([f"{side['source']} ({side['verdict']})", f"{side['wall_s']:.1f} s",
-                     f"{side['harness_cpu_s']:.1f} s", f"{per_gib:.2f} s",
-                     f"{side['twin_cpu_s']:.1f} s", f"{side['harness_peak_mib']:.0f} MiB",
-                     f"{side['twin_peak_mib']:.0f} MiB"])
-    return (f"Staging one {result['mib']} MiB package to {result['vms']} twin VMs (no simulated latency)",
-            ["way", "wall", "harness CPU", "harness CPU per GiB delivered (above the baseline)", "twin CPU (the lab)",
-             "harness peak RSS", "twin peak RSS"], rows)
+    rows = [["-", f"baseline: the 185-byte stand-in, pulled ({base['verdict']})", f"{base['wall_s']:.1f} s", "-",
+             f"{base['harness_cpu_s']:.1f} s", "-", f"{base['twin_cpu_s']:.1f} s",
+             f"{base['harness_peak_mib']:.0f} MiB", f"{base['twin_peak_mib']:.0f} MiB"]]
+    for size in result["sizes"]:
+        gib = size["mib"] * result["vms"] / 1024
+        for side in size["sides"]:
+            per_gib = max(0.0, side["harness_cpu_s"] - base["harness_cpu_s"]) / gib
+            rows.append([f"{size['mib']} MiB", f"{side['source']} ({side['verdict']})", f"{side['wall_s']:.1f} s",
+                         f"{size['limit_s']:.1f} s", f"{side['harness_cpu_s']:.1f} s", f"{per_gib:.2f} s",
+                         f"{side['twin_cpu_s']:.1f} s", f"{side['harness_peak_mib']:.0f} MiB",
+                         f"{side['twin_peak_mib']:.0f} MiB"])
+    return (f"Staging one package to {result['vms']} twin VMs (no simulated latency)",
+            ["package", "way", "wall", "physical limit", "harness CPU", "harness CPU per GiB delivered (above the "
+             "baseline)", "twin CPU (the lab)", "harness peak RSS", "twin peak RSS"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.staging", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mib", type=int, default=1024, help="package size in MiB (default 1024)")
+    parser.add_argument("--mib", default="1024", help="package sizes in MiB, comma-separated (default 1024)")
     parser.add_argument("--vms", type=int, default=8, help="twin VMs (default 8)")
     parser.add_argument("--sides", default="pull,push", help="pull, push or both (default pull,push)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per side")
@@ -196,18 +198,23 @@ def main(argv: list[str] | None = None) -> int:
     sources = {"pull": "harness", "push": "push"}
     console = Console(width=max(120, Console().width))
     work = Path(tempfile.mkdtemp(prefix="patchgate-bench-staging-"))
-    result: dict[str, Any] = {"machine": machine.describe(), "mib": args.mib, "vms": args.vms, "sides": []}
+    result: dict[str, Any] = {"machine": machine.describe(), "vms": args.vms, "sizes": []}
     try:
-        package, sha256 = make_package(work, args.mib)
-        candidate = write_candidate(work, package, sha256)
-        console.print(f"physical limit: {args.vms} x (read + hash + write) of {args.mib} MiB")
-        result["limit_s"] = physical_limit(package, args.vms, work)
         console.print("baseline: the shipped stand-in, pulled")
         result["baseline"] = vars(run_side(work, "harness", args.vms, ROOT / "candidates" / f"{KB}.yaml",
                                            args.timeout, label="baseline"))
-        for side in (s.strip() for s in args.sides.split(",") if s.strip()):
-            console.print(f"{side}: {args.mib} MiB to {args.vms} VMs")
-            result["sides"].append(vars(run_side(work, sources[side], args.vms, candidate, args.timeout)))
+        for mib in (int(x) for x in args.mib.split(",") if x.strip()):
+            folder = work / f"{mib}-mib"
+            folder.mkdir()
+            package, sha256 = make_package(folder, mib)
+            candidate = write_candidate(folder, package, sha256)
+            console.print(f"physical limit: {args.vms} x (read + hash + write) of {mib} MiB")
+            size: dict[str, Any] = {"mib": mib, "limit_s": physical_limit(package, args.vms, folder), "sides": []}
+            for side in (s.strip() for s in args.sides.split(",") if s.strip()):
+                console.print(f"{side}: {mib} MiB to {args.vms} VMs")
+                size["sides"].append(vars(run_side(folder, sources[side], args.vms, candidate, args.timeout)))
+            package.unlink()
+            result["sizes"].append(size)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     title, columns, rows = table(result)

@@ -14,6 +14,7 @@ from patchgate.config.candidate import Candidate
 from patchgate.errors import InstallError, StagingError
 from patchgate.remoting import staging
 from patchgate_twin import filecopy
+from patchgate_twin.shell import PipelineOutput
 
 
 def _candidate(tmp_path: Path, files: dict[str, bytes], *, sha_override: dict[str, str] | None = None) -> Candidate:
@@ -161,3 +162,30 @@ def test_parse_document_rejects_a_broken_contract():
     with pytest.raises(StagingError) as info:
         staging.parse_document(bad, "stage-prepare", staging.STAGE_PREPARE_CONTRACT, "vm1", StagingError)
     assert "Exists" in str(info.value) and "vm1" in str(info.value)
+
+
+def test_fetch_carries_a_size_past_2_gib_over_psrp(open_session, lab_host, tmp_path):
+    """PSRP carries a Python int as a 32-bit I32: a package's size past 2 GiB must reach the op intact."""
+    from patchgate.remoting.content import Offer
+
+    data = b"stand-in package"
+    candidate = _candidate(tmp_path, {"kb.msu": data})
+    big = 2**31 + 7
+    seen: list[dict] = []
+
+    def fetch_op(vm, statements, _input):
+        parameters = statements[0].parameters
+        seen.append(parameters)
+        lab_host.vm_files(vm).write_bytes(filecopy.key(parameters["Destination"]), data)
+        return PipelineOutput(output=[json.dumps({
+            "Path": parameters["Destination"], "Sha256": hashlib.sha256(data).hexdigest().upper(),
+            "Bytes": len(data), "Skipped": False, "Method": "http", "Resumes": 0, "Log": []})])
+
+    class BigSource:
+        def offer(self, path, sha256, *, vm=None):
+            return Offer(url="https://127.0.0.1:1/p/t/x/kb.msu", sha256=sha256, size=big, fingerprint="AB" * 32)
+
+    lab_host.handler = fetch_op
+    staged = staging.fetch(open_session(), candidate, BigSource(), timeout=60)
+    assert staged == [r"C:\ProgramData\patchgate\staging\KB5070881\kb.msu"]
+    assert int(seen[0]["Size"]) == big and seen[0]["Keep"] == ["kb.msu"]

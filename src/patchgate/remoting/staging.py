@@ -105,10 +105,19 @@ def describe_fetched(fetched: list[Fetched]) -> str:
 
 
 class Offered(Protocol):
-    url: str
-    sha256: str
-    size: int
-    fingerprint: str
+    """Where one package is and what the VM checks: its URL, SHA-256, size and the server certificate's pin."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def fingerprint(self) -> str: ...
 
 
 class PackageSource(Protocol):
@@ -262,8 +271,10 @@ def fetch(session: RemoteSession, candidate: Candidate, source: PackageSource, *
         offer = source.offer(local, package.sha256, vm=vm)
         remote = ntpath.join(root, local.name)
         left = budget.left("stage")
-        script = op_script(OP_FETCH, Url=offer.url, Destination=remote, Sha256=offer.sha256, Size=offer.size,
-                           Fingerprint=offer.fingerprint, TimeoutSeconds=max(1, int(left or 1800)), Keep=keep)
+        # Size as text: PSRP carries a Python int as a 32-bit I32, and packages pass 2 GiB ([long] binds the text)
+        script = op_script(OP_FETCH, Url=offer.url, Destination=remote, Sha256=offer.sha256,
+                           Size=str(offer.size), Fingerprint=offer.fingerprint,
+                           TimeoutSeconds=max(1, int(left or 1800)), Keep=keep)
         try:
             result = session.run(script, timeout=left)
         except LabTimeout as exc:
@@ -336,8 +347,9 @@ def stage_and_install(session: RemoteSession, candidate: Candidate, timeout: flo
                       staging_dir: str | None = None, source: PackageSource | None = None,
                       stage_timeout: float | None = None) -> InstallResult:
     """Stage (pull from ``source``, or push without one), verify, install. With ``stage_timeout`` staging has
-    that deadline and the install its own ``timeout``; without it, one deadline covers both. DISM is given the target cumulative update's file even
-    when checkpoint cumulative updates come with it: it finds them in the same folder ("pass the target", Microsoft,
+    that deadline and the install its own ``timeout``; without it, one deadline covers both. DISM is given the
+    target cumulative update's file even when checkpoint cumulative updates come with it: it finds them in the
+    same folder ("pass the target", Microsoft,
     https://learn.microsoft.com/windows/deployment/update/catalog-checkpoint-cumulative-updates)."""
     vm = _vm(session)
     budget = _Budget(timeout, vm, candidate.kb)

@@ -19,6 +19,7 @@ from patchgate.config.inputs import new_run_id
 from patchgate.run.ledger import Ledger
 from patchgate.run.lifecycle import LifecycleContext, ProgressCallback, VmLifecycle
 from patchgate.run.transfer import TransferCallback
+from patchgate.remoting.staging import PackageSource
 from patchgate.model.observations import VmObservation
 from patchgate.secrets.redact import redactor
 
@@ -95,7 +96,7 @@ class LabRun:
         self.ledger: Ledger | None = None
         self.remoting_counters: dict[str, dict[str, int]] = {}
         self._finished = False
-        self.packages = None  # the run's content server or share (patchgate.remoting.sources)
+        self.packages: PackageSource | None = None  # the run's content server or share (remoting/sources.py)
 
     # ------------------------------------------------------------ start
 
