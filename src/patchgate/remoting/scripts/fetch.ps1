@@ -19,7 +19,8 @@
 # same folder ("Catalog checkpoint cumulative updates",
 # https://learn.microsoft.com/windows/deployment/update/catalog-checkpoint-cumulative-updates), so a stray package
 # left there by another candidate could be taken for one of them [U].
-# Parameters: Url; Destination (full path of the file); Sha256 (expected, hex); Size (bytes); Fingerprint
+# Parameters: Url; Destination (full path of the file); Sha256 (expected, hex); Size (bytes; sent as text, which
+#   [long] binds, since PSRP would carry the harness's integer as a 32-bit I32); Fingerprint
 #   (certificate pin, empty for a share); TimeoutSeconds; MaxAttempts (default 5); Keep (file names the folder
 #   may hold, default: only Destination's); Credential (optional PSCredential, share only).
 # Prints one JSON document:
