@@ -61,8 +61,11 @@ vcsim: $(APT_STAMP)
 demo: compile $(NPM_STAMP)
 	$(VENV)/bin/python tools/demo.py
 
+# The tests run on every core (pytest-xdist; TEST_WORKERS=0 runs them in this process): most of them start real
+# servers and `patchgate validate` subprocesses, so they keep the cores busy; worksteal evens out the long ones.
+TEST_WORKERS ?= auto
 test: compile $(APT_STAMP) $(NPM_STAMP) vcsim
-	$(VENV)/bin/pytest tests -p no:cacheprovider
+	$(VENV)/bin/pytest tests -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal
 
 test-fast: compile
 	$(VENV)/bin/pytest tests -p no:cacheprovider -m "not slow"

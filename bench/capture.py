@@ -38,7 +38,7 @@ def run(*, round_trip: float = 0.02, repeats: int = 5) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="patchgate-bench-capture-") as tmp:
         lab = load_lab(write_lab(Path(tmp), "bench-capture", 1, latency={"wsman_round_trip": round_trip}))
         vm = lab.vms[0]
-        components = build_components(lab, twin_catalogs=[], stop=threading.Event())
+        components = build_components(lab, kind_catalogs=[], stop=threading.Event())
         try:
             hypervisor = components.hypervisor
             hypervisor.connect()

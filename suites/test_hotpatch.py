@@ -13,6 +13,7 @@ import pytest
 
 from patchgate_pytest.invariants import applies_to, invariant, note
 from patchgate_pytest.messages import allowed, before_after, noise_seen, violation
+from patchgate_pytest.track import on_track_at_baseline
 from patchgate.calendar.schedule import CalendarGap, classify
 from patchgate.config.candidate import NON_OS_CLASSIFICATIONS
 from patchgate.errors import LabError
@@ -151,14 +152,7 @@ def test_stays_on_hotpatch_track(enrolled, policy, candidate, hotpatch_calendar)
     if not cal.covers(candidate.release_date) and not outside_scope:
         raise CalendarGap(cal.stale_message(f"{candidate.kb} (released {candidate.release_date})"),
                           vm=enrolled.vm.name, step="hotpatch.track")
-    was = cal.track_status(before - extra, ignore=outside_scope)
-    if was.unknown:
-        raise CalendarGap(cal.stale_message("installed at baseline: " + ", ".join(sorted(was.unknown))),
-                          vm=enrolled.vm.name, step="hotpatch.track")
-    if not was.on_track:
-        why = ", ".join(sorted(was.offending)) or "no known baseline installed"
-        pytest.skip(f"already off the hotpatch track at baseline ({why}); Windows Update offers it LCUs until the "
-                    "next baseline")
+    was = on_track_at_baseline(enrolled, cal, before - extra, ignore=outside_scope, step="hotpatch.track")
     now = cal.track_status(after - extra, ignore=outside_scope)
     if now.unknown - before:
         raise CalendarGap(cal.stale_message("installed by the update: " + ", ".join(sorted(now.unknown - before))),

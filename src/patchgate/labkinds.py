@@ -20,16 +20,20 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from patchgate.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from patchgate.config.lab import Lab
     from patchgate.hypervisors.base import Hypervisor
     from patchgate.remoting.base import Remoting
     from patchgate.secrets.base import SecretsProvider
 
 ENTRY_POINT_GROUP = "patchgate.lab_kinds"
+CATALOG_OPTION = "--twin-catalog"  # the documented option whose folders reach the kinds that read catalogues
 BUILTIN_KINDS: dict[str, str] = {
     "vsphere": "patchgate.hypervisors.vsphere.kind:KIND",
+    "hyperv": "patchgate.hypervisors.hyperv.kind:KIND",
 }
-PLANNED_KINDS = {"hyperv": "the hyperv hypervisor kind is planned but not available yet"}
+PLANNED_KINDS: dict[str, str] = {}
 
 
 @dataclass
@@ -57,9 +61,15 @@ class LabParts:
 
 
 class LabKind(Protocol):
-    """The methods the engine calls on a kind, in the order a run calls them."""
+    """The methods the engine calls on a kind, in the order a run calls them, and what it declares of itself."""
 
     name: str
+    settings_model: "type[BaseModel] | None"  # ``hypervisor.settings`` when it drives the hypervisor (None: none)
+    secrets_model: "type[BaseModel] | None"  # the model of ``secrets.settings`` when the kind keeps its own accounts
+    remoting_kinds: tuple[str, ...]  # ``remoting.kind`` values the kind serves itself (no network)
+    simulates_guests: bool  # its guests are simulated: each VM names an ``image`` and may list ``faults``
+    needs_hypervisor_login: bool  # the hypervisor login comes from the lab's secrets
+    reads_catalogs: bool  # the catalogue folders (CATALOG_OPTION) mean something to it
 
     def prepare(self, lab: "Lab", *, seed: int | None, fresh_seed: int | None) -> "Lab":
         """The lab with the run's own settings filled in (the noise seed of a simulated lab, say)."""
@@ -80,12 +90,21 @@ class LabKind(Protocol):
     def build_secrets(self, model: Any) -> "SecretsProvider":
         """The accounts of a lab whose ``secrets.kind`` names this kind (it makes its own)."""
 
+    def kept_vm_hint(self, vm: dict[str, Any]) -> str | None:
+        """Where a VM left changed (``--keep-on-failure``) can be looked at, when the kind knows better than its
+        endpoint (gate.json's ``vms[]`` entry); None: the engine's words."""
+
 
 class BaseLabKind:
-    """The methods a kind may leave out."""
+    """The methods a kind may leave out, and what a kind declares when it says nothing."""
 
     name = "base"
-    reads_catalogs = False  # whether ``--twin-catalog`` folders mean anything to this kind
+    reads_catalogs = False
+    settings_model: "type[BaseModel] | None" = None
+    secrets_model: "type[BaseModel] | None" = None
+    remoting_kinds: tuple[str, ...] = ()
+    simulates_guests = False
+    needs_hypervisor_login = True
 
     def prepare(self, lab: "Lab", *, seed: int | None, fresh_seed: int | None) -> "Lab":
         return lab
@@ -107,6 +126,9 @@ class BaseLabKind:
 
     def build_secrets(self, model: Any) -> "SecretsProvider":
         raise ConfigError(f"lab kind '{self.name}' keeps no accounts of its own", field="secrets.kind")
+
+    def kept_vm_hint(self, vm: dict[str, Any]) -> str | None:
+        return None
 
 
 @functools.cache
@@ -168,8 +190,9 @@ def check_kind_inputs(lab: "Lab", options: KindOptions) -> list[Any]:
 
 
 def require_catalog_reader(lab: "Lab", options: KindOptions) -> None:
-    if options.catalogs and not any(getattr(kind, "reads_catalogs", False) for kind in kinds_of(lab)):
-        raise ConfigError("--twin-catalog only applies to labs served by the twin", file=_source(lab))
+    if options.catalogs and not any(kind.reads_catalogs for kind in kinds_of(lab)):
+        raise ConfigError(f"{CATALOG_OPTION} only applies to labs of a kind that reads catalogues (this lab's: "
+                          f"{', '.join(kind.name for kind in kinds_of(lab))})", file=_source(lab))
 
 
 def kind_facts(lab: "Lab") -> dict[str, Any]:

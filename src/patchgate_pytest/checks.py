@@ -184,6 +184,13 @@ def _expired_waivers(state) -> list[dict[str, object]]:
             if w.expired(state.today) and (not w.candidate or w.candidate.upper() == kb)]
 
 
+def _uncollected(config: pytest.Config) -> list[str]:
+    """The suite modules pytest could not collect (an import error, say), from its terminal's statistics."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    errors = reporter.stats.get("error", []) if reporter is not None else []
+    return [r.nodeid for r in errors if isinstance(r, pytest.CollectReport) and r.nodeid]
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
@@ -199,7 +206,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     selection = selection_record(config, state)
     if verdict == "approve" and selection["partial"]:
         reason = f"approve (partial: {selection['narrowed_by']}): {reason}; the rest of the lab was not checked"
-    if interrupted:
+    uncollected = _uncollected(config)
+    if uncollected:
+        verdict, reason = "inconclusive", (f"the suites could not be collected: {', '.join(uncollected)} (pytest "
+                                           "printed why); " + reason)
+    elif interrupted:
         verdict, reason = "inconclusive", "the run was interrupted before every check finished; " + reason
     elif exitstatus in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
         verdict, reason = "inconclusive", f"pytest ended with {pytest.ExitCode(exitstatus).name}; " + reason
@@ -269,7 +280,7 @@ def _reap_dead_processes(config: pytest.Config, state) -> None:
         return
     from patchgate.run.reap import reap_lab
 
-    report = reap_lab(state.lab, run_id=state.run_id, twin_catalogs=list(state.twin_catalogs))
+    report = reap_lab(state.lab, run_id=state.run_id, kind_catalogs=list(state.kind_catalogs))
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(report.render().rstrip(), yellow=True)
@@ -286,6 +297,8 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     """A check broken by lab trouble is counted as *broken*, not as a pytest error: pytest then prints no
     ERRORS section (one identical traceback per check of the VM); the closing verdict lines give one line per VM
     with the lab's message, and gate.json, junit.xml and Allure keep everything."""
+    if not isinstance(report, pytest.TestReport):  # a suite that cannot be collected keeps pytest's own report
+        return None
     if report.when == "call" or not report.failed or _wants_tracebacks(config):
         return None
     if dict(report.user_properties).get("patchgate.status") != "broken":

@@ -40,6 +40,7 @@ def record_run(config: pytest.Config, run: LabRun) -> None:
                          "restart_needed": obs.install.restart_needed,
                          "packages": obs.install.packages} if obs.install else None),
             "wsus_sync": obs.wsus_sync,
+            "wsus": obs.wsus,
             "cert_validation": cert,
             "remoting": {"kind": run.lab.remoting.kind, "counters": run.remoting_counters.get(name, {})},
         }

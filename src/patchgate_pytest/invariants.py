@@ -63,7 +63,8 @@ def invariant(invariant_id: str, *, severity: str = "critical") -> Callable[[Cal
 
 # Invariants about the candidate itself: a control without the candidate cannot excuse them (it repeats the
 # candidate's restart, so it would "restart" too).
-CANDIDATE_ONLY = frozenset({"hotpatch.no_restart", "hotpatch.build", "hotpatch.track", "management.reachable"})
+CANDIDATE_ONLY = frozenset({"hotpatch.no_restart", "hotpatch.build", "hotpatch.track", "management.reachable",
+                            "wsus.offered"})
 
 
 def _seen_on_control(func: Callable[..., Any], invariant_id: str, obs: VmObservation, kwargs: dict[str, Any],

@@ -114,11 +114,11 @@ def start_lab_run(config: pytest.Config, session: pytest.Session) -> LabRun:
     # Restore each VM right after its post capture unless a check needs the live VM (testinfra's `host`) or
     # --keep-on-failure must see the verdicts first: the restore then overlaps the checks instead of following them.
     live_vm_needed = any("host" in getattr(item, "fixturenames", ()) for item in session.items)
-    run = LabRun(state.lab, state.candidate, selection=state.selection, twin_catalogs=state.twin_catalogs,
+    run = LabRun(state.lab, state.candidate, selection=state.selection, kind_catalogs=state.kind_catalogs,
                  run_id=state.run_id, progress=progress_for(config), transfer=transfer_for(config),
                  keep_on_failure=state.keep_on_failure,
                  restore_when_captured=not live_vm_needed,
-                 twin_inputs_checked=os.environ.get(INPUTS_CHECKED_BY_PARENT) == "1")
+                 kind_inputs_checked=os.environ.get(INPUTS_CHECKED_BY_PARENT) == "1")
     state.lab_run = run
     from patchgate_pytest.progress import lease_wait_for
     from patchgate.leases.base import lease_waits

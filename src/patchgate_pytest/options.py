@@ -95,7 +95,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE_KEY] = RunState(
         lab=lab, candidate=candidate, lab_path=lab_path.resolve(), candidate_path=candidate_path.resolve(),
         out_dir=out_dir.resolve(), run_id=run_id, selection=selection, selected_vms=selected,
-        twin_catalogs=catalogs, keep_on_failure=config.getoption("--keep-on-failure"),
+        kind_catalogs=catalogs, keep_on_failure=config.getoption("--keep-on-failure"),
         started_at=dt.datetime.now(dt.timezone.utc), today=_today())
     # Ctrl-C / SIGTERM end the run once (pytest tears the lab run down: VMs restored, leases released, a partial
     # gate.json); a signal held back while this process started (patchgate validate blocks them) arrives now.

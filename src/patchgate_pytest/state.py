@@ -22,7 +22,7 @@ class RunState:
     run_id: str
     selection: RunSelection
     selected_vms: list[VmSpec]
-    twin_catalogs: list[Path]
+    kind_catalogs: list[Path]
     keep_on_failure: bool
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     lab_run: LabRun | None = None

@@ -34,6 +34,18 @@ FAULTS: dict[str, str] = {
     "download-stalls": "the VM's package download stops after its first chunk and never goes on",
 }
 
+# Faults of the twin's Hyper-V host (labs with ``hypervisor.kind: hyperv`` and ``guests: twin``, docs/hyperv.md).
+HYPERV_FAULTS: dict[str, str] = {
+    "checkpoint-missing": "the host lists no checkpoint of the lab's name for the VM (the first revert step; "
+                          "argument N: the first N lookups, 'always': every one)",
+    "restore-fails": "the host's Restore-VMSnapshot job fails (the first revert step; argument N or 'always')",
+    "heartbeat-never-ok": "the Heartbeat integration service never reports OK after a start",
+    "no-kvp-ip": "the guest never reports an IP address through KVP data exchange",
+    "host-unreachable": "the VM's Hyper-V host refuses every WinRM connection",
+    "psdirect-refused": "the host cannot open a PowerShell Direct session to the guest (remoting.kind psdirect)",
+}
+ALL_FAULTS = {**FAULTS, **HYPERV_FAULTS}
+
 
 @dataclass(frozen=True)
 class Fault:
@@ -44,8 +56,8 @@ class Fault:
     def parse(cls, text: str, *, where: str | None = None) -> "Fault":
         kind, _, argument = text.partition(":")
         kind = kind.strip()
-        if kind not in FAULTS:
-            known = ", ".join(sorted(FAULTS))
+        if kind not in ALL_FAULTS:
+            known = ", ".join(sorted(ALL_FAULTS))
             raise ConfigError(f"unknown twin fault '{kind}' (known: {known})", file=where, field="faults")
         return cls(kind, argument.strip() or None)
 

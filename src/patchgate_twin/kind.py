@@ -20,6 +20,7 @@ from patchgate.errors import LabError
 from patchgate.hypervisors.base import GuestEndpoint
 from patchgate.labkinds import BaseLabKind, KindOptions, LabParts
 from patchgate.secrets.base import SecretsProvider
+from patchgate_twin.settings import TwinHypervisorSettings, TwinSecretsSettings
 
 VAULT_FAULTS = ("vault-unreachable", "vault-sealed")
 
@@ -31,6 +32,7 @@ class TwinHandle:
     lab: Any  # TwinLab, or RemoteTwinLab when the twin runs in its own process
     shell: Any = None  # TwinShell (in-process only)
     endpoints: Any = None  # the hosts' WinRM listeners (TwinEndpoints or RemoteEndpoints)
+    hyperv_host: Any = None  # the twin's Hyper-V host model (Hyper-V labs only)
 
     def has_fault(self, vm: str, kind: str) -> bool:
         return bool(self.lab.has_fault(vm, kind))
@@ -46,6 +48,14 @@ def in_own_process(lab: Lab) -> bool:
 class TwinKind(BaseLabKind):
     name = "twin"
     reads_catalogs = True
+    settings_model = TwinHypervisorSettings
+    secrets_model = TwinSecretsSettings  # per-run accounts the twin's hosts accept (secrets.kind: twin)
+    remoting_kinds = ("inprocess",)  # unit tests: the twin's shell called directly, no network
+    simulates_guests = True
+    needs_hypervisor_login = False
+
+    def kept_vm_hint(self, vm: dict[str, Any]) -> str | None:
+        return "left changed (not restored), its twin disk is kept in the state folder (PATCHGATE_STATE_DIR)"
 
     def prepare(self, lab: Lab, *, seed: int | None, fresh_seed: int | None) -> Lab:
         from patchgate_twin.noise import seeded
@@ -119,7 +129,7 @@ class TwinKind(BaseLabKind):
         from patchgate_twin.lab import build_twin_lab
         from patchgate_twin.shell_impl import TwinShell
 
-        twin = build_twin_lab(lab, options.catalogs, stop=stop)
+        twin = build_twin_lab(lab, options.catalogs, stop=stop, inject_faults=options.inject_faults)
         shell = TwinShell(twin)
         accounts = parts.secrets
         parts.secrets = _fault_secrets(accounts, twin, lab)
@@ -145,7 +155,13 @@ class TwinKind(BaseLabKind):
     def attach_guests(self, parts: LabParts, lab: Lab, options: KindOptions, stop: threading.Event) -> LabParts:
         from patchgate_twin.vsphere_guest import attach_twin_guest
 
+        accounts = parts.secrets
         twin, endpoints = self._serve_in_process(parts, lab, options, stop, latency=0.0)
+        if lab.hypervisor.kind == "hyperv":  # the twin serves the Hyper-V hosts too; the engine's provider drives them
+            from patchgate_twin.hyperv_guest import attach_hyperv_hosts
+
+            return attach_hyperv_hosts(parts, lab, twin, endpoints, _endpoint_for(lab, twin, endpoints),
+                                       _host_credentials(lab, accounts, twin), stop)
         parts.hypervisor = attach_twin_guest(parts.hypervisor, twin, _endpoint_for(lab, twin, endpoints))  # type: ignore[arg-type]
         return parts
 

@@ -22,13 +22,14 @@ from typing import Callable
 from typing import TYPE_CHECKING
 
 from patchgate.atomic import atomic_write
-from patchgate.config.lab import Lab, TwinLatency, VmSpec
+from patchgate.config.lab import Lab, VmSpec
 from patchgate.errors import ConfigError, HypervisorError, LabTimeout
-from patchgate_twin.faults import FAULTS, Fault, parse_faults
+from patchgate_twin.faults import ALL_FAULTS, HYPERV_FAULTS, Fault, parse_faults
 from patchgate_twin.guestfiles import BlobStore, GuestFiles
 from patchgate_twin.lease_fault import LeaseHeldFault
 from patchgate_twin.model import WindowsHost, utcnow
 from patchgate_twin.noise import HostNoise, NoiseSettings
+from patchgate_twin.settings import TwinLatency
 
 if TYPE_CHECKING:
     from patchgate_twin.catalog import Catalog
@@ -487,8 +488,14 @@ def check_twin_inputs(lab: Lab, extra_catalog_dirs: list[Path]) -> "Catalog":
         for field_name, faults in ((f"vms[{index}].faults", vm.faults), (f"vms[{index}].control_pair.faults", pair)):
             for fault in faults:
                 kind = fault.partition(":")[0].strip()
-                if kind not in FAULTS:
-                    raise ConfigError(f"unknown twin fault '{kind}' (known: {', '.join(sorted(FAULTS))})",
+                if kind in HYPERV_FAULTS and lab.hypervisor.kind != "hyperv":
+                    raise ConfigError(f"twin fault '{kind}' acts on a Hyper-V host: it needs hypervisor.kind "
+                                      "hyperv with guests: twin", file=where, field=field_name)
+                if kind == "psdirect-refused" and lab.remoting.kind != "psdirect":
+                    raise ConfigError("twin fault 'psdirect-refused' acts on PowerShell Direct: it needs remoting.kind "
+                                      "psdirect", file=where, field=field_name)
+                if kind not in ALL_FAULTS:
+                    raise ConfigError(f"unknown twin fault '{kind}' (known: {', '.join(sorted(ALL_FAULTS))})",
                                       file=where, field=field_name)
     known = set(catalog.images())
     for index, vm in enumerate(lab.vms):

@@ -16,7 +16,7 @@ def _restart(spec: object) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    catalog = Catalog.load([Path(d) for d in args.twin_catalog])
+    catalog = Catalog.load([Path(d) for d in args.kind_catalogs])
     images = [(name, catalog.image_class(name) or "", catalog.images_.definition(name).description[:70])
               for name in catalog.images()]
     print(f"Twin images ({len(images)}): the starting states a lab VM's 'image' can name")

@@ -201,6 +201,9 @@ class WsusState:
     # After the CVE-2025-59287 fix the WSUS console stops showing synchronization error details ([3P]); whether the
     # API's ErrorText is blanked too is [U]. The twin blanks ErrorText of failed syncs while this is set.
     error_details_hidden: bool = False
+    # Twin only: the day of Microsoft's update metadata this server holds (what it offers follows the offering
+    # rules of that day, docs/twin.md "WSUS offering"); None: the newest metadata
+    metadata_as_of: dt.date | None = None
 
 
 @dataclass

@@ -53,13 +53,19 @@ class TwinShell:
     """ScriptHost for every transport of the twin; one instance per twin lab."""
 
     def __init__(self, lab: TwinLab) -> None:
+        from patchgate_twin.wsus_model import TwinWsus
+
         self.lab = lab
+        self.wsus = TwinWsus(lab)
         self._ops: dict[str, Callable[[str, WindowsHost, Statement, list[Any]], PipelineOutput]] = {
             "capture": self._capture,
             "install": self._install,
             "wsus-sync": self._wsus_sync,
             "preflight": self._preflight,
             "fetch": self._fetch,
+            "wsus-approve": self.wsus.approve,
+            "wsus-unapprove": self.wsus.unapprove,
+            "wsus-client": self.wsus.client,
         }
         self.pipelines: dict[str, int] = {}
         self._count_lock = threading.Lock()

@@ -22,7 +22,8 @@ from typing import Any
 
 from pyVmomi import vim
 
-from patchgate.config.lab import VmSpec, VsphereSettings
+from patchgate.config.lab import VmSpec
+from patchgate.hypervisors.vsphere.settings import VsphereSettings
 from patchgate.errors import HypervisorError, LabError
 from patchgate.hypervisors.base import GuestEndpoint, SnapshotRef
 from patchgate.hypervisors.vsphere import VsphereHypervisor

@@ -299,6 +299,80 @@ def test_every_invariant_of_the_suites_can_be_waived(invariant: str) -> None:
     assert waiver.invariant == invariant
 
 
+def _twin_lab_with(tmp_path: Path, change) -> Path:
+    document = yaml.safe_load(_lab_text())
+    change(document)
+    path = tmp_path / "lab.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+VSPHERE = {"kind": "vsphere", "settings": {"url": "https://vcenter.example.com/sdk"}}
+
+
+def real_vsphere(document):
+    """The twin lab's VMs on a vCenter with real guests."""
+    document.update(hypervisor=VSPHERE, secrets={"kind": "env"})
+    for vm in document["vms"]:
+        vm.pop("image")
+
+
+@pytest.mark.parametrize("change, field, words", [
+    (lambda d: d["hypervisor"]["settings"]["latency"].update(install=9999), "hypervisor.settings.latency.install",
+     "less than or equal to 3600"),
+    (lambda d: d["hypervisor"]["settings"].update(nosie="quiet"), "hypervisor.settings.nosie", "Extra inputs"),
+    (lambda d: d["hypervisor"]["settings"].update(noise="loud"), "hypervisor.settings.noise", "'realistic' or"),
+    (lambda d: d["hypervisor"].update(settings=[1]), "hypervisor.settings", "valid dictionary"),
+    (lambda d: d["hypervisor"].update(kind="hyperv", settings={"guests": "twin"}), "hypervisor.settings",
+     "name the Hyper-V host"),
+    (lambda d: d["hypervisor"].update(kind="hyperv", settings={"host": "hv", "vm_ids": {"a": "b"}}),
+     "hypervisor.settings.vm_ids", "is not a VMId"),
+    (lambda d: d.update(hypervisor=VSPHERE, remoting={"kind": "psdirect"}), "remoting.kind",
+     "unknown remoting kind 'psdirect' for a 'vsphere' lab: one of psrp, ssh"),
+    (lambda d: d["hypervisor"].update(kind="xen"), "hypervisor.kind", "unknown lab kind 'xen'; installed kinds: "),
+    (lambda d: d.update(hypervisor={"kind": "vsphere"}), "hypervisor.settings", "Field required"),
+    (lambda d: d.update(hypervisor={"kind": "vsphere", "settings": {"url": "vcenter"}}), "hypervisor.settings.url",
+     "http(s) URL"),
+    (lambda d: d.update(hypervisor={"kind": "vsphere", "settings": {"url": "https://v/sdk", "guests": "xen"}}),
+     "hypervisor.settings.guests", "unknown lab kind 'xen'"),
+    (lambda d: d.update(secrets={"kind": "vsphere"}), "secrets.kind", "lab kind 'vsphere' keeps no accounts"),
+    (lambda d: d.update(secrets={"kind": "xen"}), "secrets.kind", "unknown secrets kind 'xen': env, vault, or"),
+    (lambda d: d.update(secrets={"kind": "twin", "settings": {"seed": 1}}), "secrets.settings.seed", "Extra inputs"),
+    (lambda d: d["remoting"].update(kind="winrm"), "remoting.kind", "unknown remoting kind 'winrm' for a 'twin' lab"),
+    (lambda d: d.update(hypervisor=VSPHERE, remoting={"kind": "inprocess"}), "remoting.kind",
+     "unknown remoting kind 'inprocess' for a 'vsphere' lab: one of psrp, ssh"),
+    (lambda d: d["vms"][1].pop("image"), "vms[1].image", "needs 'image'"),
+    (lambda d: d.update(hypervisor=VSPHERE) or d["vms"][0].update(faults=["never-ready"]), "vms[0].faults",
+     "only a lab kind that simulates the guests can inject"),
+])
+def test_a_lab_kinds_own_settings_are_checked_by_its_model_naming_file_field_and_line(tmp_path, change, field, words):
+    """hypervisor.settings and secrets.settings are validated with the models the lab kind declares."""
+    path = _twin_lab_with(tmp_path, change)
+    with pytest.raises(ConfigError) as info:
+        load_lab(path)
+    assert (info.value.file, info.value.field) == (str(path), field), str(info.value)
+    assert info.value.line is not None and words in str(info.value), str(info.value)
+
+
+def test_a_lab_kind_declares_the_model_of_its_settings(tmp_path):
+    from patchgate.hypervisors.vsphere.settings import VsphereSettings
+
+    twin = load_lab(ROOT / "labs" / "twin.yaml")
+    assert type(twin.hypervisor.settings).__module__ == "patchgate_twin.settings"
+    assert twin.hypervisor.settings.noise == "realistic" and twin.simulated
+    vsphere = load_lab(_twin_lab_with(tmp_path, real_vsphere))
+    assert isinstance(vsphere.hypervisor.settings, VsphereSettings) and not vsphere.simulated
+
+
+def test_catalogue_folders_for_a_lab_whose_kinds_read_none_are_refused(tmp_path):
+    from patchgate.labkinds import KindOptions, check_kind_inputs
+
+    lab = load_lab(_twin_lab_with(tmp_path, real_vsphere))
+    with pytest.raises(ConfigError, match=r"--twin-catalog only applies to labs of a kind that reads catalogues "
+                                          r"\(this lab's: vsphere\)"):
+        check_kind_inputs(lab, KindOptions(catalogs=[tmp_path]))
+
+
 def test_staging_defaults_to_the_harness_content_server_with_its_own_timeout():
     from patchgate.config.lab import Timeouts
     from patchgate.config.staging import Staging

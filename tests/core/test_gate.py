@@ -37,3 +37,21 @@ def test_inconclusive_reason_names_the_broken_step():
     verdict, reason = decide([check("failed"), broken])
     assert verdict == "inconclusive"
     assert "ws25-mbr-01 at step wait_ready" in reason
+
+
+def _kept_line(capsys: pytest.CaptureFixture[str], tmp_path, hypervisor: str, endpoint: dict) -> str:
+    from patchgate.cli.verdict import print_verdict
+
+    gate = {"verdict": "block", "candidate": {"kb": "KB5070881"}, "reason": "r", "checks": [],
+            "lab": {"name": "lab", "hypervisor": hypervisor},
+            "vms": [{"name": "vm1", "kept": True, "endpoint": endpoint}]}
+    print_verdict(gate, tmp_path / "gate.json")
+    return next(line for line in capsys.readouterr().out.splitlines() if line.startswith("  KEPT"))
+
+
+def test_a_kept_vm_is_shown_in_the_words_of_its_lab_kind(capsys, tmp_path):
+    """The twin's kind says where its disk is; vSphere's VM is reached at its endpoint; a run folder of a kind
+    that is not installed here still prints its VM's endpoint."""
+    assert "twin disk is kept in the state folder" in _kept_line(capsys, tmp_path, "twin", {"address": "127.0.0.1"})
+    assert "reach it at vc-vm1:5986" in _kept_line(capsys, tmp_path, "vsphere", {"hostname": "vc-vm1", "port": 5986})
+    assert "reach it at 10.0.0.9" in _kept_line(capsys, tmp_path, "xen", {"address": "10.0.0.9"})

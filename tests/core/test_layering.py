@@ -162,3 +162,75 @@ def test_no_tricks_and_no_third_party_internals():
     found = [line for path in _harness_files() for line in _tricks(path, library_privates)]
     assert not found, "\n".join(found)
     assert not (ENGINE / "turns.py").exists() and not (ENGINE / "heap.py").exists()
+
+
+# ------------------------------------------------------------------ the engine does not speak of the twin
+
+# What may name the twin in the engine's code, and why. Comments and docstrings may (they explain); code and the
+# strings it prints may not: the twin is one lab kind among others, reached through patchgate.labkinds.
+TWIN_MENTIONS_ALLOWED = {
+    ("labkinds.py", '"--twin-catalog"'): "the documented command-line option (docs/lab-file.md, README) whose "
+                                         "folders reach the lab kinds that read catalogues",
+    ("cli/common.py", "EPILOG"): "--help's examples run the bundled rehearsal lab, labs/twin.yaml, by its name",
+}
+
+
+def _documentation_lines(tree: ast.AST) -> set[int]:
+    """Lines of docstrings and other bare string statements (attribute documentation)."""
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            lines.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+    return lines
+
+
+def _assigned_name(tree: ast.AST, line: int) -> str | None:
+    """The module-level name a string on ``line`` is assigned to, if any (``EPILOG = \"\"\"...\"\"\"``)."""
+    for node in getattr(tree, "body", []):
+        if isinstance(node, ast.Assign) and node.lineno <= line <= (node.end_lineno or node.lineno):
+            targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            return targets[0] if targets else None
+    return None
+
+
+def twin_mentions(path: Path) -> list[tuple[int, str, str]]:
+    """(line, token, what it belongs to) for every name or string of ``path``'s code that says "twin"."""
+    import io
+    import tokenize
+
+    text = path.read_text(encoding="utf-8")
+    tree = ast.parse(text)
+    documentation = _documentation_lines(tree)
+    found = []
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type == tokenize.COMMENT or "twin" not in token.string.lower():
+            continue
+        if token.type == tokenize.STRING and token.start[0] in documentation:
+            continue
+        owner = _assigned_name(tree, token.start[0]) if token.type == tokenize.STRING else None
+        found.append((token.start[0], token.string, owner or token.string))
+    return found
+
+
+def test_the_engine_names_the_twin_only_in_comments_and_docstrings():
+    """No name, message or option of src/patchgate/ says "twin" but the allow-listed ones: what is the twin's is
+    decided by its lab kind (settings models, hooks, hints)."""
+    found, used = [], set()
+    for path in sorted(ENGINE.rglob("*.py")):
+        where = path.relative_to(ENGINE).as_posix()
+        for line, token, owner in twin_mentions(path):
+            allowed = {(where, token), (where, owner)} & TWIN_MENTIONS_ALLOWED.keys()
+            used |= allowed
+            if not allowed:
+                found.append(f"{where}:{line}: {token[:90]}")
+    assert not found, "the engine names the twin outside comments and docstrings:\n" + "\n".join(found)
+    assert used == TWIN_MENTIONS_ALLOWED.keys(), f"allowed mentions gone: {TWIN_MENTIONS_ALLOWED.keys() - used}"
+
+
+def test_the_twin_scan_sees_names_and_strings_but_not_comments(tmp_path):
+    """The scan above can fail: code and messages count, documentation does not."""
+    sample = tmp_path / "sample.py"
+    sample.write_text('"""The twin, in a docstring."""\n# the twin, in a comment\n'
+                      'def build(twin_catalogs):\n    """Twin words."""\n'
+                      '    raise ValueError("only the twin can")\n')
+    assert [token for _, token, _ in twin_mentions(sample)] == ["twin_catalogs", '"only the twin can"']

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -365,3 +366,20 @@ def test_an_unreachable_vcenter_is_one_line_per_vm_without_tracebacks(tmp_path):
     debug = run_env(env, "validate", "--lab", str(lab), "--candidate", "KB5070881", "--vm", "ws25-hp-01",
                     "--out", str(tmp_path / "out-debug"), "--", "--log-level=DEBUG")
     assert debug.returncode == 2 and "ERROR at setup of" in debug.stdout, debug.stdout[-2000:]
+
+
+def test_a_suite_that_cannot_be_imported_is_inconclusive_with_its_own_error(tmp_path):
+    """pytest's collection error is what the user sees (not a crash of the gate's own reporting), and the verdict
+    names the module: no invariant was checked, so nothing is approved."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "suites", project / "suites", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "conftest.py", project / "conftest.py")
+    (project / "suites" / "test_zz_broken.py").write_text("import no_such_module_for_the_gate\n")
+    out = tmp_path / "out"
+    proc = run("validate", "--lab", "twin", "--candidate", "KB5070893", "--suites", str(project / "suites"),
+               "--out", str(out))
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "ModuleNotFoundError: No module named 'no_such_module_for_the_gate'" in proc.stdout
+    assert "AttributeError" not in proc.stdout + proc.stderr
+    assert gate(out)["verdict"] == "inconclusive"
+    assert "suites/test_zz_broken.py" in gate(out)["reason"]

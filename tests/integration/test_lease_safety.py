@@ -162,18 +162,21 @@ def test_a_run_that_loses_a_lease_stops_touching_the_vm_and_is_inconclusive(vaul
     def steal() -> None:
         """Once the run's ledger says ws25-mbr-01's install started, write a new lease version for another run."""
         runs = tmp_path / "state" / "runs"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+
+        def installing() -> bool:  # the run writes its ledger, nothing signals us
             ledgers = list(runs.glob("*.jsonl")) if runs.is_dir() else []
-            if any('"install"' in line and "ws25-mbr-01" in line
-                   for ledger in ledgers for line in ledger.read_text(encoding="utf-8").splitlines()):
-                current = kv.read_secret_version(path, mount_point=KV_MOUNT, raise_on_deleted_version=True)["data"]
-                kv.create_or_update_secret(path, {**current["data"], "run_id": "run-that-took-over",
-                                                  "expires": time.time() + 600},
-                                           cas=int(current["metadata"]["version"]), mount_point=KV_MOUNT)
-                stolen_at.append(time.time())
-                return
-            time.sleep(0.02)  # polling the ledger file: the run writes it, nothing signals us
+            return any('"install"' in line and "ws25-mbr-01" in line
+                       for ledger in ledgers for line in ledger.read_text(encoding="utf-8").splitlines())
+
+        try:
+            wait_until(installing, "the run never started ws25-mbr-01's install", timeout=120, interval=0.02)
+        except AssertionError:
+            return  # the test says so: the lease was never taken over
+        current = kv.read_secret_version(path, mount_point=KV_MOUNT, raise_on_deleted_version=True)["data"]
+        kv.create_or_update_secret(path, {**current["data"], "run_id": "run-that-took-over",
+                                          "expires": time.time() + 600},
+                                   cas=int(current["metadata"]["version"]), mount_point=KV_MOUNT)
+        stolen_at.append(time.time())
 
     thief = threading.Thread(target=steal, daemon=True)
     thief.start()

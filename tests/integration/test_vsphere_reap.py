@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+from support.runs import kill_group
 from support.waiting import wait_until
 
 from patchgate.config import load_lab
@@ -45,18 +45,15 @@ def test_reap_restores_a_vm_a_killed_run_left_tagged(simulator: Vcsim, tmp_path:
                             "--out", str(tmp_path / "out")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + TAG_TIMEOUT
-        tag = None
-        while tag is None:
+        def tagged():  # type: ignore[no-untyped-def]
             assert run.poll() is None, f"the run ended before it was killed: {run.communicate()[0][-3000:]}"
-            assert time.monotonic() < deadline, "the run never tagged its VM"
             try:
                 hv.connect()  # idempotent
-                tag = hv.run_tag(spec)
+                return hv.run_tag(spec)
             except Exception:  # noqa: BLE001 - until the run has prepared the simulator, the VM may not exist
-                tag = None
-            if tag is None:
-                time.sleep(0.1)
+                return None
+
+        tag = wait_until(tagged, "the run never tagged its VM", timeout=TAG_TIMEOUT, interval=0.1)
         # the process that tagged the VM is the suites' pytest under `patchgate validate`: kill it without any
         # chance of cleanup (no restore, no lease release, no ledger end)
         os.kill(tag.pid, signal.SIGKILL)
@@ -103,17 +100,13 @@ def test_a_clean_rehearsal_lab_reads_clean_and_reap_converges(simulator: Vcsim, 
                             str(tmp_path / "b")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        deadline = time.monotonic() + TAG_TIMEOUT
-        while not any('"install"' in p.read_text() for p in set(runs.glob("*.jsonl")) - earlier):  # mid-run: VMs changed
+        def installing() -> bool:  # mid-run: the VMs are changed
             assert run.poll() is None, run.communicate()[0][-3000:]
-            assert time.monotonic() < deadline, "the run never reached its install"
-            time.sleep(0.05)  # polling the ledger the run writes
-        os.killpg(run.pid, signal.SIGKILL)
-        run.wait(timeout=60)
+            return any('"install"' in p.read_text() for p in set(runs.glob("*.jsonl")) - earlier)
+
+        wait_until(installing, "the run never reached its install", timeout=TAG_TIMEOUT)
     finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait(timeout=30)
+        kill_group(run)
     from patchgate.run.ledger import read_ledger
     from patchgate.run.liveness import process_alive
 

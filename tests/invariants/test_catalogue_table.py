@@ -46,9 +46,14 @@ def test_the_run_verdict_is_the_worst_vm_verdict(catalogue_runs: CatalogueRuns) 
         assert run.returncode == {"approve": 0, "block": 1, "inconclusive": 2}[worst], (kb, run.output[-2000:])
 
 
+# judged only on what WSUS offered (lab `install: {via: wsus}`); the catalogue's runs install packages, and
+# tests/e2e/test_wsus_validate.py is the run that violates it (KB5070881 in the incident's offering window)
+JUDGED_THROUGH_WSUS = {"wsus.offered"}
+
+
 def test_every_invariant_has_a_behaviour_that_violates_it() -> None:
     tripped = {f for b in CATALOG.behaviours() for exp in b.expect.values() for f in exp.fails}
-    assert tripped == set(INVARIANT_IDS)
+    assert tripped == set(INVARIANT_IDS) - JUDGED_THROUGH_WSUS
 
 
 def test_docs_list_the_same_table() -> None:

@@ -12,6 +12,7 @@ import hvac.exceptions
 import pytest
 from support.contenders import build_manager
 from support.openbao import OpenBao
+from support.waiting import wait_until
 
 from patchgate.errors import LeaseError, LeaseLost
 from patchgate.leases.base import Lease, lease_waits
@@ -34,15 +35,6 @@ def _record(openbao: OpenBao, lab: str, vm: str) -> tuple[int, dict[str, Any]]:
     return int(reply["data"]["metadata"]["version"]), reply["data"]["data"]
 
 
-def _wait_until(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def test_a_lease_taken_first_is_renewed_while_the_run_waits_for_the_next(openbao: OpenBao) -> None:
     """Run B takes vm0, then waits for vm1 (held by A) for several TTLs: vm0 must never expire meanwhile, so a
     third run that keeps asking for vm0 never gets it."""
@@ -60,7 +52,8 @@ def test_a_lease_taken_first_is_renewed_while_the_run_waits_for_the_next(openbao
 
         thread = threading.Thread(target=run_b)
         thread.start()
-        assert _wait_until(lambda: _record(openbao, lab, "vm0")[1].get("run_id") == "run-b")
+        wait_until(lambda: _record(openbao, lab, "vm0")[1].get("run_id") == "run-b", "run-b never took vm0",
+                   timeout=30)
         stolen: list[Lease] = []
         waited_until = time.monotonic() + 3 * TTL  # three TTLs: without renewal vm0 would have expired twice
         while time.monotonic() < waited_until:
@@ -92,12 +85,12 @@ def test_losing_one_lease_stops_neither_the_renewal_of_the_others_nor_hides_the_
         openbao.client().secrets.kv.v2.create_or_update_secret(
             f"patchgate/leases/{lab}/vm0", {**record, "run_id": "run-thief", "expires": time.time() + 600},
             cas=version)
-        assert _wait_until(lambda: "vm0" in lease.lost), "the renewer never noticed the takeover"
+        wait_until(lambda: "vm0" in lease.lost, "the renewer never noticed the takeover", timeout=30)
         assert "run-thief" in lease.lost["vm0"]
         with pytest.raises(LeaseLost, match="lease lost.*run-thief"):
             lease.confirm("vm0")
         start = _record(openbao, lab, "vm1")[0]
-        assert _wait_until(lambda: _record(openbao, lab, "vm1")[0] >= start + 2), "vm1 is no longer renewed"
+        wait_until(lambda: _record(openbao, lab, "vm1")[0] >= start + 2, "vm1 is no longer renewed", timeout=30)
         lease.confirm("vm1")
         lease.release()
         assert _record(openbao, lab, "vm0")[1]["run_id"] == "run-thief"  # release left the new holder alone
@@ -120,7 +113,7 @@ def test_a_holder_that_cannot_reach_vault_for_its_ttl_counts_the_lease_as_lost(o
         with pytest.raises(LeaseError, match="cannot confirm the lease") as within:
             lease.confirm("vm0")
         assert not isinstance(within.value, LeaseLost) and lease.lost == {}
-        assert _wait_until(lambda: _confirm_raises_lost(lease), timeout=10)
+        wait_until(lambda: _confirm_raises_lost(lease), "confirm never reported the lost lease", timeout=10)
         assert "within its TTL" in lease.lost["vm0"]
     finally:
         lease.release()
@@ -155,7 +148,7 @@ def test_a_release_during_the_take_gives_back_what_was_taken(openbao: OpenBao) -
 
         thread = threading.Thread(target=take)
         thread.start()
-        assert _wait_until(lambda: lease.holds("vm0"))
+        wait_until(lambda: lease.holds("vm0"), "the lease never held vm0", timeout=30)
         stop.set()
         lease.release()
         thread.join(timeout=30)

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 from support.contenders import build_manager, check_log, contend
 from support.labs import make_lab, vault_lab
+from support.waiting import wait_until
 from support.openbao import OpenBao
 
 from patchgate.config.lab import VaultSecretsSettings
@@ -187,10 +187,7 @@ def test_vault_renewer_thread_keeps_lease_alive(openbao: OpenBao) -> None:
             return int(reply["data"]["metadata"]["version"])
 
         start = version()
-        deadline = time.monotonic() + 30
-        while version() < start + 2 and time.monotonic() < deadline:  # two renewals observed
-            time.sleep(0.05)
-        assert version() >= start + 2
+        wait_until(lambda: version() >= start + 2, "two renewals of the lease", timeout=30)
         assert [i.state for i in manager.list_leases()] == ["held"]
         lease.release()
         assert lease._renewer is not None and not lease._renewer.is_alive()

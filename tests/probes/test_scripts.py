@@ -178,3 +178,16 @@ def test_wsus_sync_waits_for_a_new_synchronization_and_converts_times_as_the_pro
     assert ".ToUniversalTime().ToString('o')" not in body.split("function ConvertTo-IsoUtc", 1)[0]
     probe = probe_text("wsus")
     assert "SpecifyKind($d, [DateTimeKind]::Utc)" in body and "SpecifyKind($d, [DateTimeKind]::Utc)" in probe
+
+
+@pytest.mark.parametrize("op", ["wsus-approve", "wsus-unapprove", "wsus-client"])
+def test_wsus_op_parses_as_powershell_with_its_marker(op: str) -> None:
+    """The WSUS ops (docs/wsus.md), and the SYSTEM task's script the client op writes out, parse as PowerShell."""
+    from patchgate.wsus.ops import wsus_script
+
+    body = wsus_script(op).body
+    assert body.startswith(f"# patchgate-op: {op}\n")
+    assert _syntax_errors(body.encode()) == []
+    if op == "wsus-client":
+        job = body.split("@'\n", 1)[1].split("\n'@", 1)[0]
+        assert "CreateUpdateInstaller" in job and _syntax_errors(job.encode()) == []

@@ -17,17 +17,7 @@ import subprocess
 
 import pytest
 from support.openbao import OpenBao, start_openbao
-from support.reliability import (
-    FAULTY,
-    HEALTHY,
-    ROOT,
-    VMS,
-    Run,
-    allure_broken_vms,
-    broken_checks,
-    lab_data,
-    make_run,
-)
+from support.reliability import FAULTY, ROOT, VMS, Run, keeps_every_promise, lab_data, make_run
 
 from patchgate_twin.faults import FAULTS
 
@@ -107,41 +97,8 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Run, sub
 @pytest.mark.parametrize("fault", sorted(EXPECTED_STEP))
 def test_fault_keeps_every_promise(matrix, fault: str) -> None:
     run, proc = matrix[fault]
-    context = f"\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-3000:]}"
-
-    # 1. inconclusive, never approve; the failing VM and step are named in gate.json and in Allure
-    assert proc.returncode == 2, context
-    gate = run.gate()
-    assert gate["verdict"] == "inconclusive", context
-    broken = broken_checks(gate, FAULTY)
-    assert broken, f"no broken check names {FAULTY}" + context
-    steps = {c.get("step") for c in broken}
-    assert EXPECTED_STEP[fault] in steps, f"steps {steps}" + context
-    assert any(EXPECTED_STEP[fault] in c["message"] and FAULTY in c["message"] for c in broken), broken[0]
-    assert FAULTY in allure_broken_vms(run.out), "no Allure result with status broken for the faulty VM"
-    categories = json.loads((run.out / "allure-results" / "categories.json").read_text())
-    assert any("broken" in c.get("matchedStatuses", []) and "Lab trouble" in c["name"] for c in categories)
-    assert FAULTY in proc.stdout and "INCONCLUSIVE" in proc.stdout
-
-    # 2. every VM is back at its snapshot, and the ledger has nothing left dirty
-    for vm in VMS:
-        assert run.at_snapshot(vm), f"{vm}'s twin disk is not at its snapshot" + context
-    ledger = run.ledger()
-    assert ledger.dirty_vms == {}, ledger.dirty_vms
-    assert not ledger.alive  # every process of the run finished (a dead worker counts as finished)
-    if fault != "lease-held":  # a VM whose lease was never taken was never touched
-        assert run.disk_exists(HEALTHY)
-
-    # 3. every lease released
-    assert run.leases() == [], run.leases()
-
-    # 4. every output written, and the evidence manifest verifies
-    for name in ("gate.json", "junit.xml", "run-manifest.json", "evidence-manifest.json"):
-        assert (run.out / name).is_file(), name
-    assert any((run.out / "allure-results").glob("*-result.json"))
-    assert {p.stem for p in (run.out / "vms").glob("*.json")} >= ({FAULTY} if fault == "worker-dies" else set())
-    verify = run.patchgate("verify", str(run.out))
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    keeps_every_promise(run, proc, EXPECTED_STEP[fault], touched=fault != "lease-held",
+                        worker_died=fault == "worker-dies")
 
 
 @pytest.mark.slow

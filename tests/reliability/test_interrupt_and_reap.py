@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -33,22 +32,31 @@ def start(run: Run, *pytest_args: str) -> subprocess.Popen[str]:
 
 def wait_for_ledger(run: Run, proc: subprocess.Popen[str], action: str, count: int) -> list[dict]:
     """Poll the run's ledger until ``count`` entries of ``action`` are written (or fail with the run's output)."""
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        entries: list[dict] = []
-        for path in (run.state / "runs").glob("*.jsonl"):
-            for line in path.read_text().splitlines():
-                try:
-                    entries.append(json.loads(line))
-                except ValueError:
-                    continue
+
+    def recorded() -> list[dict] | None:
+        entries = _ledger_entries(run)
         if sum(1 for e in entries if e.get("action") == action) >= count:
             return entries
         if proc.poll() is not None:
             pytest.fail(f"the run ended before its ledger recorded {count} x {action}:\n{proc.stdout.read()}")
-        time.sleep(0.05)  # poll interval; the condition is the ledger entry
-    _kill(proc)
-    pytest.fail(f"no {count} x {action} in the ledger within {DEADLINE}s")
+        return None
+
+    try:
+        return wait_until(recorded, f"no {count} x {action} in the ledger", timeout=DEADLINE)
+    except AssertionError:
+        _kill(proc)
+        raise
+
+
+def _ledger_entries(run: Run) -> list[dict]:
+    entries: list[dict] = []
+    for path in (run.state / "runs").glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue  # a line the run is still writing
+    return entries
 
 
 def _kill(proc: subprocess.Popen[str]) -> None:

@@ -11,11 +11,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
+from support.waiting import wait_until
 
 SSHD = "/usr/sbin/sshd"
 REPO = Path(__file__).resolve().parents[2]
@@ -38,17 +38,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_banner(port: int, process: subprocess.Popen, log: Path, deadline: float) -> None:
-    while time.monotonic() < deadline:
+def _wait_banner(port: int, process: subprocess.Popen, log: Path, timeout: float) -> None:
+    def answers() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"sshd exited with {process.returncode}: {log.read_text(errors='replace')}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                if sock.recv(64).startswith(b"SSH-2.0-"):
-                    return
+                return sock.recv(64).startswith(b"SSH-2.0-")
         except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"sshd did not answer on 127.0.0.1:{port}: {log.read_text(errors='replace')}")
+            return False
+
+    try:
+        wait_until(answers, f"sshd did not answer on 127.0.0.1:{port}", timeout=timeout)
+    except AssertionError as exc:
+        raise RuntimeError(f"{exc}: {log.read_text(errors='replace')}") from None
 
 
 def start_sshd(workdir: Path, shim_config: Path) -> Sshd:
@@ -88,7 +91,7 @@ def start_sshd(workdir: Path, shim_config: Path) -> Sshd:
     process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL,
                                stderr=log.open("wb"))
     try:
-        _wait_banner(port, process, log, time.monotonic() + 15)
+        _wait_banner(port, process, log, timeout=15)
     except BaseException:
         process.terminate()
         process.wait(5)

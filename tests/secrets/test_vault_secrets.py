@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from support.labs import vault_lab
+from support.waiting import wait_until
 from support.openbao import OpenBao, ensure_auth, make_approle
 
 from patchgate.errors import SecretsError
@@ -296,13 +297,8 @@ def test_renewer_thread_renews_short_token_in_background(openbao: OpenBao,
     session = vs.VaultSession(vault_lab(openbao.address, auth={"method": "approle"}).secrets.settings)
     try:
         admin = openbao.client()
-        deadline = time.monotonic() + 30
-        renewed = None
-        while time.monotonic() < deadline:  # poll the server's record of the token until it shows a renewal
-            renewed = admin.auth.token.lookup(session.client.token)["data"].get("last_renewal_time")
-            if renewed:
-                break
-            time.sleep(0.1)
-        assert renewed, "the renewer thread never renewed the token"
+        # the server's record of the token shows a renewal
+        wait_until(lambda: admin.auth.token.lookup(session.client.token)["data"].get("last_renewal_time"),
+                   "the renewer thread never renewed the token", timeout=30, interval=0.1)
     finally:
         session.close()

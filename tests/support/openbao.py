@@ -17,7 +17,6 @@ import os
 import secrets
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import hvac
 import pytest
 import requests
+from support.waiting import wait_until
 
 READY_TIMEOUT = 30.0
 
@@ -114,23 +114,26 @@ def start_openbao(workdir: Path) -> OpenBao:
              f"-dev-listen-address=127.0.0.1:{port}", "-dev-no-store-token"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=workdir)
     server = OpenBao(f"http://127.0.0.1:{port}", token, process, log_path)
-    deadline = time.monotonic() + READY_TIMEOUT
-    last: str = "no answer yet"
-    while True:
+    last = ["no answer yet"]
+
+    def ready() -> bool:  # readiness is the health check
         if process.poll() is not None:
             raise RuntimeError(f"OpenBao exited with {process.returncode}:\n{server.log()}")
         try:
             reply = requests.get(f"{server.address}/v1/sys/health", timeout=2)
-            health = reply.json() if reply.status_code == 200 else {}
-            if health.get("initialized") and not health.get("sealed"):
-                return server
-            last = f"HTTP {reply.status_code}"
         except requests.RequestException as exc:
-            last = type(exc).__name__
-        if time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"OpenBao not ready after {READY_TIMEOUT}s ({last}):\n{server.log()}")
-        time.sleep(0.05)  # poll interval; readiness is the health check above
+            last[0] = type(exc).__name__
+            return False
+        health = reply.json() if reply.status_code == 200 else {}
+        last[0] = f"HTTP {reply.status_code}"
+        return bool(health.get("initialized") and not health.get("sealed"))
+
+    try:
+        wait_until(ready, "OpenBao not ready", timeout=READY_TIMEOUT)
+    except AssertionError as exc:
+        server.stop()
+        raise RuntimeError(f"{exc} ({last[0]}):\n{server.log()}") from None
+    return server
 
 
 @pytest.fixture(scope="session")

@@ -122,3 +122,60 @@ def allure_broken_vms(out: Path) -> set[str]:
         if result.get("status") == "broken":
             vms.update(label["value"] for label in result.get("labels", []) if label.get("name") == "vm")
     return vms
+
+
+def hyperv_lab_data(name: str, *, faults: list[str] | None = None, psdirect: bool = False) -> dict[str, Any]:
+    """lab_data's two VMs on a twin Hyper-V host (hypervisor.kind hyperv, guests: twin); ``psdirect``: the guests
+    are reached with PowerShell Direct through the host."""
+    lab = lab_data(name, faults=faults)
+    lab["hypervisor"] = {"kind": "hyperv", "settings": {"host": "hv-01", "guests": "twin", "poll_interval": 0.2}}
+    if psdirect:
+        lab["remoting"] = {"kind": "psdirect", "settings": {"host": lab["remoting"]["settings"]}}
+    return lab
+
+
+def keeps_every_promise(run: Run, proc: subprocess.CompletedProcess[str], step: str, *, touched: bool = True,
+                        worker_died: bool = False, ledger_written: bool = True, named: str = FAULTY) -> None:
+    """The fault matrix's four promises for one run whose faulty VM broke at ``step`` (tests/reliability).
+
+    ``touched``: the healthy VM was taken through its lifecycle (false when its lease was never taken);
+    ``ledger_written``: the run got as far as its ledger (false when the hypervisor was unreachable at start);
+    ``named``: what the broken checks' messages name (the faulty VM, or the host that failed them all)."""
+    context = f"\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+
+    # 1. inconclusive, never approve; the failing VM and step are named in gate.json and in Allure
+    assert proc.returncode == 2, context
+    gate = run.gate()
+    assert gate["verdict"] == "inconclusive", context
+    broken = broken_checks(gate, FAULTY)
+    assert broken, f"no broken check names {FAULTY}" + context
+    steps = {c.get("step") for c in broken}
+    assert step in steps, f"steps {steps}" + context
+    assert any(step in c["message"] and named in c["message"] for c in broken), broken[0]
+    assert FAULTY in allure_broken_vms(run.out), "no Allure result with status broken for the faulty VM"
+    categories = json.loads((run.out / "allure-results" / "categories.json").read_text())
+    assert any("broken" in c.get("matchedStatuses", []) and "Lab trouble" in c["name"] for c in categories)
+    assert FAULTY in proc.stdout and "INCONCLUSIVE" in proc.stdout
+
+    # 2. every VM is back at its snapshot, and the ledger has nothing left dirty
+    for vm in VMS:
+        assert run.at_snapshot(vm), f"{vm}'s twin disk is not at its snapshot" + context
+    if ledger_written:
+        ledger = run.ledger()
+        assert ledger.dirty_vms == {}, ledger.dirty_vms
+        assert not ledger.alive  # every process of the run finished (a dead worker counts as finished)
+    else:
+        assert not list((run.state / "runs").glob("*.jsonl")), "a run that never started wrote a ledger"
+    if touched:  # a VM whose lease was never taken was never touched
+        assert run.disk_exists(HEALTHY)
+
+    # 3. every lease released
+    assert run.leases() == [], run.leases()
+
+    # 4. every output written, and the evidence manifest verifies
+    for name in ("gate.json", "junit.xml", "run-manifest.json", "evidence-manifest.json"):
+        assert (run.out / name).is_file(), name
+    assert any((run.out / "allure-results").glob("*-result.json"))
+    assert {p.stem for p in (run.out / "vms").glob("*.json")} >= ({FAULTY} if worker_died else set())
+    verify = run.patchgate("verify", str(run.out))
+    assert verify.returncode == 0, verify.stdout + verify.stderr

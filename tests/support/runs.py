@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -33,6 +34,14 @@ def patchgate(*args: str, env: Mapping[str, str] | None = None,
               timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PATCHGATE, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env=dict(env) if env is not None else None, check=False)
+
+
+def kill_group(proc: subprocess.Popen[str], *, timeout: float = 60) -> None:
+    """SIGKILL a ``patchgate`` started with ``start_new_session=True``, with every process it started (no cleanup
+    of any kind gets to run), and wait for it; nothing to do when it has ended already."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=timeout)
 
 
 @dataclass

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from patchgate.config.lab import VmSpec, VsphereSettings
+from patchgate.config.lab import VmSpec
+from patchgate.hypervisors.vsphere.settings import VsphereSettings
 from patchgate.hypervisors.vsphere import VsphereHypervisor
 from patchgate.hypervisors.vsphere.simulator import Vcsim, set_guest
 

@@ -25,7 +25,8 @@ VM = "DC0_C0_RP0_VM1"
 TAGGER = textwrap.dedent("""
     import os, sys
     from pydantic import SecretStr
-    from patchgate.config.lab import VmSpec, VsphereSettings
+    from patchgate.config.lab import VmSpec
+    from patchgate.hypervisors.vsphere.settings import VsphereSettings
     from patchgate.hypervisors.vsphere import VsphereHypervisor
     from patchgate.secrets.base import Credentials
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from patchgate.config.strict import Strict
 from patchgate.config.validation import validate_document
 from patchgate.config.yamlfile import load_yaml
 from patchgate.errors import LabError
+from patchgate.model.kb import kb_id
 
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "data" / "hotpatch_calendar.yaml"
 
@@ -47,13 +47,6 @@ class CalendarGap(LabError):
     like lab trouble it makes the run inconclusive, so a stale calendar can neither block nor approve."""
 
 
-def _kb(value: str) -> str:
-    norm = value.upper()
-    if not re.fullmatch(r"KB\d{6,8}", norm):
-        raise ValueError(f"'{value}' is not a KB id such as KB5066835")
-    return norm
-
-
 class Release(Strict):
     kb: str
     build: str = Field(..., pattern=r"^\d{5}\.\d{1,6}$")
@@ -65,7 +58,7 @@ class Release(Strict):
     confidence: Confidence = "microsoft"
     note: str = ""
 
-    _norm = field_validator("kb")(classmethod(lambda cls, v: _kb(v)))
+    _norm = field_validator("kb")(classmethod(lambda cls, v: kb_id(v)))
 
     @property
     def ubr(self) -> int:
@@ -114,7 +107,7 @@ class NonOsUpdate(Strict):
     source: str = ""
     note: str = ""
 
-    _norm = field_validator("kb")(classmethod(lambda cls, v: _kb(v)))
+    _norm = field_validator("kb")(classmethod(lambda cls, v: kb_id(v)))
 
 
 class CalendarFile(Strict):
@@ -127,7 +120,7 @@ class CalendarFile(Strict):
     non_os: list[NonOsUpdate] = Field(default_factory=list)
     taken_on: dt.date | None = Field(None, description="when the sources were last read")
 
-    _norm = field_validator("always_allowed")(classmethod(lambda cls, v: [_kb(x) for x in v]))
+    _norm = field_validator("always_allowed")(classmethod(lambda cls, v: [kb_id(x) for x in v]))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from patchgate.config.msu_properties import read_msu_properties
 from patchgate.config.scaffold import _classification, check_kb, kb_of, package_notes, render_candidate
 from patchgate.errors import ConfigError
 from patchgate.evidence.hashing import sha256_file
+from patchgate.model.kb import kb_id
 
 
 def add_command(sub: Any) -> None:
@@ -45,9 +46,10 @@ def cmd_candidate_new(args: argparse.Namespace) -> int:
     for package in packages:
         if not package.is_file():
             raise ConfigError("package file not found", file=str(package))
-    kb = (args.kb or kb_of(packages[0])).upper()
-    if not kb.startswith("KB"):
-        kb = f"KB{kb}"
+    try:
+        kb = kb_id(args.kb or kb_of(packages[0]), bare_number=True)
+    except ValueError as exc:
+        raise ConfigError(f"--kb: {exc}") from None
     out = Path(args.out) if args.out else Path("candidates") / f"{kb}.yaml"
     if out.exists():
         raise ConfigError("the candidate file exists already: remove it or pass --out", file=str(out))

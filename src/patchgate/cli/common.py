@@ -7,6 +7,7 @@ import sys
 from typing import Callable, NoReturn
 
 from patchgate.errors import EXIT_CONFIG
+from patchgate.labkinds import CATALOG_OPTION
 
 CLASSIFICATIONS = ("hotpatch", "baseline", "lcu", "oob", "wsus-security", "ssu", "dotnet", "other")
 """Candidate classifications (patchgate.config.candidate.Classification), for --help without pydantic."""
@@ -54,7 +55,14 @@ def lazy(module: str, function: str) -> Callable[[argparse.Namespace], int]:
 
 
 def add_lab_arguments(parser: argparse.ArgumentParser) -> None:
-    """--lab and --twin-catalog, for the commands that read a lab's VMs without a candidate run."""
-    parser.add_argument("--lab", required=True, help="lab file, or a name under labs/ (e.g. twin)")
-    parser.add_argument("--twin-catalog", action="append", default=[], metavar="DIR",
-                        help="add twin images and behaviours from DIR (repeatable)")
+    """--lab and the catalogue option, for the commands that read a lab's VMs without a candidate run."""
+    parser.add_argument("--lab", required=True, help=LAB_HELP)
+    add_catalog_argument(parser)
+
+
+LAB_HELP = "lab file, or the name of a lab file under labs/ (without .yaml)"
+
+
+def add_catalog_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(CATALOG_OPTION, action="append", default=[], metavar="DIR", dest="kind_catalogs",
+                        help="add images and behaviours from DIR for a lab kind that reads catalogues (repeatable)")

@@ -59,7 +59,7 @@ def _load(args: argparse.Namespace) -> tuple[Lab, Candidate | None, list[Path]]:
     from patchgate.config.inputs import resolve_candidate, resolve_lab
 
     lab = load_lab(resolve_lab(args.lab))
-    catalogs = [Path(folder) for folder in args.twin_catalog]
+    catalogs = [Path(folder) for folder in args.kind_catalogs]
     RunSelection(vms=args.vm).apply(lab)
     candidate = load_candidate(resolve_candidate(args.candidate)) if getattr(args, "candidate", None) else None
     from patchgate.labkinds import KindOptions, check_kind_inputs
@@ -109,7 +109,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     names = [obs.vm.name, lifecycle.facts.computer_name if lifecycle.facts else None,
              obs.endpoint.hostname if obs.endpoint else None]
     out = write_transcript(Path(args.out), raw=raw, preflight=lifecycle.facts_raw, role=obs.vm.role,
-                           source="twin" if lab.hypervisor.kind == "twin" else lab.hypervisor.kind,
+                           source=lab.hypervisor.kind,
                            names=[n for n in names if n], keep_names=args.keep_names)
     print(f"patchgate capture: {obs.vm.name}: {len(raw)} probe(s) and the preflight written to {out}"
           f"{'' if args.keep_names else ' (host names replaced)'}")

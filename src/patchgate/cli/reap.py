@@ -29,6 +29,6 @@ def cmd_reap(args: argparse.Namespace) -> int:
     # the report says what happened; the lease and twin loggers would only repeat it
     logging.getLogger("patchgate").setLevel(logging.ERROR)
     report = reap_lab(lab, dry_run=bool(getattr(args, "dry_run", False)),
-                      twin_catalogs=[Path(p) for p in getattr(args, "twin_catalog", []) or []])
+                      kind_catalogs=[Path(p) for p in getattr(args, "kind_catalogs", []) or []])
     print(report.render(), end="")
     return EXIT_INCONCLUSIVE if report.failed else 0

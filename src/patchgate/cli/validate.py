@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from patchgate import __version__
-from patchgate.cli.common import EPILOG, ROLES, fail
+from patchgate.cli.common import EPILOG, LAB_HELP, ROLES, add_catalog_argument, fail
 from patchgate.cli.verdict import print_verdict
 from patchgate.config.inputs import INPUTS_CHECKED_BY_PARENT
 from patchgate.errors import EXIT_CONFIG, EXIT_INCONCLUSIVE, ConfigError
+from patchgate.labkinds import CATALOG_OPTION
 from patchgate.run.interrupts import Forwarder, stop_signals_blocked
 
 if TYPE_CHECKING:
@@ -29,15 +30,14 @@ def add_command(sub: Any) -> None:
                               "'-- -p module'. Output is captured at the Python level (--capture=sys); "
                               "'-- --capture=fd' captures file descriptors as plain pytest does.",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    validate.add_argument("--lab", required=True, help="lab file, or a name under labs/ (e.g. twin)")
+    validate.add_argument("--lab", required=True, help=LAB_HELP)
     validate.add_argument("--candidate", required=True, help="candidate file, or a KB id under candidates/")
     validate.add_argument("--out", help="output folder, new or empty: a folder holding files (e.g. an "
                           "earlier run) is refused with exit 4 (default: a new folder under reports/)")
     validate.add_argument("--suites", default="suites", metavar="DIR",
                           help="the suites to run, the policy the gate enforces (default: suites/ here; its "
                           "parent folder is pytest's rootdir, with the suites' conftest.py)")
-    validate.add_argument("--twin-catalog", action="append", default=[], metavar="DIR",
-                          help="add twin images and behaviours from DIR (repeatable)")
+    add_catalog_argument(validate)
     validate.add_argument("--vm", action="append", default=[], metavar="NAME",
                           help="only this VM of the lab (repeatable)")
     validate.add_argument("--role", action="append", default=[], metavar="ROLE",
@@ -45,7 +45,7 @@ def add_command(sub: Any) -> None:
     validate.add_argument("--ring", action="append", default=[], metavar="RING",
                           help="only VMs in this ring, as the lab file names them, e.g. ring0 (repeatable)")
     validate.add_argument("--seed", type=int, default=None, metavar="N",
-                          help="seed of the twin's real-world noise (hypervisor.settings.noise: realistic); default: "
+                          help="seed of a simulated lab's noise (hypervisor.settings.noise: realistic); default: "
                                "the lab file's seed, else a fresh one, recorded in run-manifest.json")
     validate.add_argument("--control", action="store_true",
                           help="also take each VM through the same lifecycle without the candidate (lab `control: "
@@ -64,9 +64,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     lab_path = resolve_lab(args.lab)
     candidate_path = resolve_candidate(args.candidate)
-    for folder in args.twin_catalog:
+    for folder in args.kind_catalogs:
         if not Path(folder).is_dir():
-            raise ConfigError("--twin-catalog: not a directory", file=folder)
+            raise ConfigError(f"{CATALOG_OPTION}: not a directory", file=folder)
     suites = Path(args.suites)
     if not suites.is_dir():
         raise ConfigError("no suites folder here: run patchgate in the folder that holds suites/ (and its "
@@ -112,7 +112,7 @@ def _check_inputs(args: argparse.Namespace, lab_path: Path, candidate_path: Path
     lab = prepare_lab(lab, seed=getattr(args, "seed", None), fresh_seed=getattr(args, "fresh_seed", None))
     RunSelection(vms=args.vm, roles=args.role, rings=args.ring).apply(lab)
     require_env_credentials(lab)
-    check_kind_inputs(lab, KindOptions(catalogs=[Path(f) for f in args.twin_catalog]))  # the kind's own files
+    check_kind_inputs(lab, KindOptions(catalogs=[Path(f) for f in args.kind_catalogs]))  # the kind's own files
     return lab, candidate
 
 
@@ -134,8 +134,8 @@ def _suite_command(args: argparse.Namespace, root: Path, lab_path: Path, candida
                "--lab", str(lab_path.resolve()), "--candidate", str(candidate_path.resolve()),
                "--out", str(out.resolve()), "--run-id", run_id,
                "--junitxml", str(out / "junit.xml"), "--alluredir", str(out / "allure-results"), SUITE_CAPTURE]
-    for folder in args.twin_catalog:
-        command += ["--twin-catalog", str(Path(folder).resolve())]
+    for folder in args.kind_catalogs:
+        command += [CATALOG_OPTION, str(Path(folder).resolve())]
     for flag, values in (("--vm", args.vm), ("--role", args.role), ("--ring", args.ring)):
         for value in values:
             command += [flag, value]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from patchgate.errors import ConfigError
+from patchgate.labkinds import lab_kind
+
 
 def print_verdict(gate: dict, gate_file: Path) -> None:
     shown = gate["verdict"].upper() + (" (partial)" if gate.get("partial") else "")
@@ -35,11 +38,23 @@ def print_verdict(gate: dict, gate_file: Path) -> None:
 
 
 def _how_to_reach(gate: dict, vm: dict) -> str:
-    """Where a VM left as it is (--keep-on-failure) can be looked at."""
-    if gate["lab"].get("hypervisor") == "twin":
-        return "left changed (not restored), its twin disk is kept in the state folder (PATCHGATE_STATE_DIR)"
+    """Where a VM left as it is (--keep-on-failure) can be looked at: the lab kind's words when it has some (a
+    simulated VM has no address to reach), else its endpoint's."""
+    hint = _kind_hint(gate["lab"].get("hypervisor"), vm)
+    if hint:
+        return hint
     endpoint = vm.get("endpoint") or {}
     where = endpoint.get("hostname") or endpoint.get("address")
     port = f":{endpoint['port']}" if endpoint.get("port") else ""
     return f"left changed (not restored), reach it at {where}{port}" if where else \
         "left changed (not restored), find it in the hypervisor by its name"
+
+
+def _kind_hint(kind: str | None, vm: dict) -> str | None:
+    """What the lab's kind says of a kept VM; a run folder read where that kind is not installed has none."""
+    if not kind:
+        return None
+    try:
+        return lab_kind(kind).kept_vm_hint(vm)
+    except ConfigError:
+        return None

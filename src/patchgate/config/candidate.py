@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, HttpUrl, field_validator, model_validator
 
 from patchgate.config.strict import Strict
+from patchgate.model.kb import kb_id
 
 Classification = Literal["hotpatch", "baseline", "lcu", "oob", "wsus-security", "ssu", "dotnet", "other"]
 # Outside hotpatch scope: servicing stack and .NET Framework updates never move a machine off the track.
@@ -56,10 +57,7 @@ class Candidate(Strict):
     @field_validator("kb")
     @classmethod
     def _kb(cls, value: str) -> str:
-        norm = value.upper()
-        if not re.fullmatch(r"KB\d{6,8}", norm):
-            raise ValueError("must be a KB id such as KB5070881")
-        return norm
+        return kb_id(value)
 
     @field_validator("title")
     @classmethod

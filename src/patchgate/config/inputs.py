@@ -7,11 +7,11 @@ while it validates the files itself: the two interpreters start up side by side 
 from __future__ import annotations
 
 import datetime as dt
-import re
 import secrets as _random
 from pathlib import Path
 
 from patchgate.errors import ConfigError
+from patchgate.model.kb import is_kb_id, kb_id
 
 
 
@@ -26,8 +26,8 @@ def resolve_lab(value: str) -> Path:
 
 def resolve_candidate(value: str) -> Path:
     """Accept a path or a KB id (``KB5070881`` -> ``candidates/KB5070881.yaml``)."""
-    if re.fullmatch(r"(?i)(kb)?\d{6,8}", value):
-        value = value.upper() if value.upper().startswith("KB") else f"KB{value}"
+    if is_kb_id(value, bare_number=True):
+        value = kb_id(value, bare_number=True)
     return _resolve(value, folder="candidates", what="candidate")
 
 

@@ -2,109 +2,65 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Callable, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from patchgate.config.install import InstallSettings, WsusSettings
 from patchgate.config.located import FieldProblem
 from patchgate.config.policy import Policy
 from patchgate.config.staging import Staging
 from patchgate.config.strict import Strict
+from patchgate.errors import ConfigError
+from patchgate.labkinds import LabKind, guest_kind_name, kinds_of, known_kinds, lab_kind
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
 
 # ---------------------------------------------------------------- hypervisors
 
-class TwinLatency(Strict):
-    """Seconds the twin waits per operation so rehearsals look like a real lab."""
-
-    revert: float = Field(0.0, ge=0, le=600)
-    boot: float = Field(0.0, ge=0, le=600)
-    install: float = Field(0.0, ge=0, le=3600)
-    reboot: float = Field(0.0, ge=0, le=600)
-    wsman_round_trip: float = Field(0.0, ge=0, le=10)
+def kind_of(name: str) -> LabKind:
+    """The lab kind registered as ``name``, for a validator: an unknown one is a ValueError on the field."""
+    try:
+        return lab_kind(name)
+    except ConfigError as exc:
+        raise ValueError(exc.detail) from None
 
 
-class TwinHypervisorSettings(Strict):
-    latency: TwinLatency = TwinLatency()
-    noise: Literal["realistic", "quiet"] = Field(
-        "quiet", description="realistic: the hosts change on their own as real VMs do (docs/twin.md, Noise)")
-    seed: int | None = Field(None, ge=0, description="the noise's seed; `patchgate validate --seed N` sets it "
-                             "(default: a fresh one per run, recorded in run-manifest.json)")
-    clock_skew: float | None = Field(None, ge=-3600, le=3600, description="seconds every guest's clock is ahead "
-                                     "of the controller's (negative: behind); default: none when quiet, a seeded "
-                                     "skew of up to 90 s per VM when realistic")
-    own_process: bool = Field(True, description="serve the twin's hosts and their WinRM listeners from a process "
-                              "of their own, as a real lab's machines are (psrp remoting); false keeps them inside "
-                              "the harness's process, where a debugger or profiler sees both sides")
-    at_rest: Literal["running", "off"] = Field(
-        "running", description="how the twin's VMs rest between runs: running at their snapshot (doctor reads them "
-        "as they are) or powered off (doctor warns per guest check unless --boot); docs/twin.md, At rest")
+class NoSettings(Strict):
+    """The settings of a kind that declares none: any key is a typo."""
 
 
-class VsphereSettings(Strict):
-    url: str = Field(..., description="https://vcenter.example.com/sdk")
-    datacenter: str | None = None
-    cert_validation: bool = True
-    ca_bundle: Path | None = None
-    thumbprint: str | None = Field(None, description="pinned SHA-256 fingerprint of the server certificate")
-    credentials_path: str | None = Field(None, description="secrets path holding username/password")
-    tools_timeout: float = Field(300, gt=0)
-    heartbeat_timeout: float = Field(300, gt=0)
-    ip_timeout: float = Field(300, gt=0)
-    task_timeout: float = Field(1800, gt=0)
-    keep_failure_snapshot: bool = False
-    run_tag_field: str = "patchgate.run"
-    reboot_down_timeout: float = Field(120, gt=0, description="after a guest reboot request: wait this long "
-                                       "for VMware Tools to stop before waiting for readiness again")
-    reap_max_age: float = Field(43200, gt=0, description="seconds after which a run tag written on another "
-                                "host counts as abandoned (the reaper cannot check that host's processes)")
-    guests: str = Field("real", description="who plays the VMs' guest OS: `real`, or the lab kind that simulates "
-                        "them on a simulator vCenter (`twin`: the rehearsal lab, docs/twin.md)")
+def kind_settings(model: type[BaseModel] | None, value: object) -> BaseModel:
+    """``value`` validated as a kind's settings model; its problems keep their place in the file (pydantic
+    prefixes the location of a ValidationError raised inside a field validator)."""
+    model = model or NoSettings
+    if value is None and any(field.is_required() for field in model.model_fields.values()):
+        raise PydanticCustomError("missing", "Field required")
+    return model.model_validate({} if value is None else value)
 
-    @field_validator("url")
+
+class HypervisorSection(Strict):
+    """``hypervisor:``: the lab kind that drives the VMs, and its settings in the model that kind declares
+    (``settings_model``, patchgate.labkinds): the engine knows no kind's settings."""
+
+    kind: str
+    settings: Any = Field(None, validate_default=True)
+
+    @field_validator("kind")
     @classmethod
-    def _https(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http(s) URL such as https://vcenter.example.com/sdk")
+    def _known(cls, value: str) -> str:
+        kind_of(value)
         return value
 
-    @field_validator("thumbprint")
+    @field_validator("settings", mode="before")
     @classmethod
-    def _thumb(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        hexed = value.replace(":", "").lower()
-        if not re.fullmatch(r"[0-9a-f]{64}", hexed):
-            raise ValueError("must be a SHA-256 fingerprint: 64 hex digits, colons allowed")
-        return hexed
-
-
-class HypervSettings(Strict):
-    host: str
-    cert_validation: bool = True
-    credentials_path: str | None = None
-
-
-class TwinHypervisor(Strict):
-    kind: Literal["twin"]
-    settings: TwinHypervisorSettings = TwinHypervisorSettings()
-
-
-class VsphereHypervisor(Strict):
-    kind: Literal["vsphere"]
-    settings: VsphereSettings
-
-
-class HypervHypervisor(Strict):
-    kind: Literal["hyperv"]
-    settings: HypervSettings
-
-
-Hypervisor = Annotated[TwinHypervisor | VsphereHypervisor | HypervHypervisor, Field(discriminator="kind")]
+    def _of_the_kind(cls, value: object, info: ValidationInfo) -> object:
+        if "kind" not in info.data:
+            return value  # the kind is wrong: that is the problem to report
+        return kind_settings(kind_of(info.data["kind"]).settings_model, value)
 
 
 # ---------------------------------------------------------------- remoting
@@ -153,14 +109,27 @@ class SshRemoting(Strict):
     settings: SshSettings = SshSettings()
 
 
-class InProcessRemoting(Strict):
-    """Twin only, for unit tests: calls the twin's shell directly, no network."""
+class KindRemoting(Strict):
+    """A remoting a lab kind serves itself (its ``remoting_kinds``: a simulator's shortcut for unit tests, say);
+    the lab checks that one of its kinds serves it."""
 
-    kind: Literal["inprocess"]
-    settings: dict[str, str] = {}
+    kind: str
+    settings: dict[str, Any] = {}
 
 
-Remoting = Annotated[PsrpRemoting | SshRemoting | InProcessRemoting, Field(discriminator="kind")]
+def _own_or_kind(engine_kinds: tuple[str, ...]) -> Callable[[object], str]:
+    """The union tag of a section whose ``kind`` is one of the engine's, or else a lab kind's."""
+
+    def tag(value: object) -> str:
+        kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+        return kind if kind in engine_kinds else "lab-kind"  # type: ignore[return-value]
+
+    return tag
+
+
+ENGINE_REMOTING = ("psrp", "ssh")
+Remoting = Annotated[Annotated[PsrpRemoting, Tag("psrp")] | Annotated[SshRemoting, Tag("ssh")]
+                     | Annotated[KindRemoting, Tag("lab-kind")], Discriminator(_own_or_kind(ENGINE_REMOTING))]
 
 
 # ---------------------------------------------------------------- secrets
@@ -205,10 +174,6 @@ class VaultSecretsSettings(Strict):
     timeout: float = Field(30, gt=0, description="seconds per Vault HTTP request")
 
 
-class TwinSecretsSettings(Strict):
-    """The twin lab's own credentials, generated per run; nothing to configure."""
-
-
 class EnvSecrets(Strict):
     kind: Literal["env"]
     settings: EnvSecretsSettings = EnvSecretsSettings()
@@ -219,12 +184,36 @@ class VaultSecrets(Strict):
     settings: VaultSecretsSettings = VaultSecretsSettings()
 
 
-class TwinSecrets(Strict):
-    kind: Literal["twin"]
-    settings: TwinSecretsSettings = TwinSecretsSettings()
+class KindSecrets(Strict):
+    """``secrets.kind`` naming a lab kind that keeps its own accounts (made per run, say); its ``settings`` are in
+    the model that kind declares (``secrets_model``)."""
+
+    kind: str
+    settings: Any = Field(None, validate_default=True)
+
+    @field_validator("kind")
+    @classmethod
+    def _keeps_accounts(cls, value: str) -> str:
+        try:
+            kind = lab_kind(value)
+        except ConfigError:
+            raise ValueError(f"unknown secrets kind '{value}': env, vault, or a lab kind that keeps its own "
+                             f"accounts (installed lab kinds: {', '.join(known_kinds())})") from None
+        if kind.secrets_model is None:
+            raise ValueError(f"lab kind '{value}' keeps no accounts of its own: use env or vault")
+        return value
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _of_the_kind(cls, value: object, info: ValidationInfo) -> object:
+        if "kind" not in info.data:
+            return value
+        return kind_settings(lab_kind(info.data["kind"]).secrets_model, value)
 
 
-Secrets = Annotated[EnvSecrets | VaultSecrets | TwinSecrets, Field(discriminator="kind")]
+ENGINE_SECRETS = ("env", "vault")
+Secrets = Annotated[Annotated[EnvSecrets, Tag("env")] | Annotated[VaultSecrets, Tag("vault")]
+                    | Annotated[KindSecrets, Tag("lab-kind")], Discriminator(_own_or_kind(ENGINE_SECRETS))]
 
 
 # ---------------------------------------------------------------- VMs and run limits
@@ -238,7 +227,7 @@ class ControlPair(Strict):
     name: str = Field(..., pattern=NAME_RE)
     address: str | None = Field(None, description="override the address the hypervisor reports")
     inventory_path: str | None = Field(None, description="vSphere inventory path when names are not unique")
-    faults: list[str] = Field(default_factory=list, description="twin only: lab trouble to inject")
+    faults: list[str] = Field(default_factory=list, description="a simulated lab only: lab trouble to inject")
 
 
 class VmSpec(Strict):
@@ -246,10 +235,10 @@ class VmSpec(Strict):
     role: Role
     snapshot: str = Field(..., min_length=1)
     ring: str = "ring0"
-    image: str | None = Field(None, description="twin only: the named starting state")
+    image: str | None = Field(None, description="a simulated lab only: the named starting state")
     address: str | None = Field(None, description="override the address the hypervisor reports")
     inventory_path: str | None = Field(None, description="vSphere inventory path when names are not unique")
-    faults: list[str] = Field(default_factory=list, description="twin only: lab trouble to inject")
+    faults: list[str] = Field(default_factory=list, description="a simulated lab only: lab trouble to inject")
     control_pair: ControlPair | None = Field(None, description="the spare VM with the same image this VM's control "
                                              "runs on (a name or a mapping); needs `control: {vm: paired}`")
 
@@ -306,7 +295,7 @@ class Retries(Strict):
 class Lab(Strict):
     name: str = Field(..., pattern=NAME_RE)
     description: str = ""
-    hypervisor: Hypervisor
+    hypervisor: HypervisorSection
     remoting: Remoting
     secrets: Secrets
     vms: list[VmSpec] = Field(..., min_length=1)
@@ -315,6 +304,8 @@ class Lab(Strict):
     retries: Retries = Retries()
     staging: Staging = Staging()
     policy: Policy = Policy()
+    install: InstallSettings = InstallSettings()
+    wsus: WsusSettings | None = Field(None, description="the lab's WSUS server and group (`install: {via: wsus}`)")
     calendar: Path | None = Field(None, description="the lab's own hotpatch calendar file (relative to the lab file); "
                                                      "default: the built-in calendar (docs/calendar.md)")
     control: Control = Field(
@@ -337,16 +328,36 @@ class Lab(Strict):
             if vm.name in seen:
                 raise ValueError(f"VM name '{vm.name}' appears twice")
             seen.add(vm.name)
-        twin = self.simulated
-        for vm in self.vms:
-            if twin and not vm.image:
-                raise ValueError(f"VM '{vm.name}' needs 'image' (the twin starting state) on a twin lab")
-            if vm.faults and not twin:
-                raise ValueError(f"VM '{vm.name}' lists faults, which only the twin can inject")
-        if self.remoting.kind == "inprocess" and self.hypervisor.kind != "twin":
-            raise ValueError("remoting kind 'inprocess' works only with the twin hypervisor")
+        simulated = self._simulated_by_its_kinds()
+        for index, vm in enumerate(self.vms):
+            if simulated and not vm.image:
+                raise FieldProblem(("vms", index, "image"), f"VM '{vm.name}' needs 'image' (the starting state its "
+                                   "simulated guest boots from) on a lab whose guests are simulated")
+            if vm.faults and not simulated:
+                raise FieldProblem(("vms", index, "faults"), f"VM '{vm.name}' lists faults, which only a lab kind "
+                                   "that simulates the guests can inject")
+        self._check_remoting_kind()
         self._check_pairs(seen)
+        self._check_wsus()
         return self
+
+    def _check_wsus(self) -> None:
+        if self.install.via != "wsus":
+            return
+        if self.wsus is None:
+            raise FieldProblem(("install", "via"), "`install: {via: wsus}` needs a `wsus:` section naming the "
+                               "server and the computer target group")
+        server = next((vm for vm in self.vms if vm.name == self.wsus.server), None)
+        if server is None:
+            raise FieldProblem(("wsus", "server"), f"'{self.wsus.server}' is not a VM of the lab; name the lab VM "
+                               "with role wsus-server that approves the candidate (a WSUS outside the lab is not "
+                               "supported yet)")
+        if server.role != "wsus-server":
+            raise FieldProblem(("wsus", "server"), f"VM '{server.name}' has role {server.role}, not wsus-server")
+        if self.limits.total < len(self.vms):
+            raise FieldProblem(("limits", "total"), f"`install: {{via: wsus}}` runs every VM at once (the other VMs "
+                               f"wait for the WSUS server's approval): limits.total must be at least "
+                               f"{len(self.vms)}, the lab's VMs")
 
     def _check_pairs(self, names: set[str]) -> None:
         paired = self.control_plan.vm == "paired"
@@ -368,9 +379,25 @@ class Lab(Strict):
             if name in pairs:
                 raise FieldProblem(where, f"'{name}' is already another VM's control pair")
             pairs.add(name)
-            if vm.control_pair.faults and not (self.hypervisor.kind == "twin" or (
-                    self.hypervisor.kind == "vsphere" and self.hypervisor.settings.twin_guest)):
-                raise FieldProblem((*where, "faults"), "only the twin can inject faults")
+            if vm.control_pair.faults and not self.simulated:
+                raise FieldProblem((*where, "faults"), "only a lab kind that simulates the guests can inject faults")
+
+    def _simulated_by_its_kinds(self) -> bool:
+        """Whether a kind of the lab simulates its guests; a guests kind that is not installed is named here."""
+        guests = guest_kind_name(self)
+        if guests is not None:
+            try:
+                kind_of(guests)
+            except ValueError as exc:
+                raise FieldProblem(("hypervisor", "settings", "guests"), str(exc)) from None
+        return self.simulated
+
+    def _check_remoting_kind(self) -> None:
+        """A remoting kind the engine does not build is one the hypervisor's kind serves itself."""
+        served = kind_of(self.hypervisor.kind).remoting_kinds
+        if self.remoting.kind not in (*ENGINE_REMOTING, *served):
+            raise FieldProblem(("remoting", "kind"), f"unknown remoting kind '{self.remoting.kind}' for a "
+                               f"'{self.hypervisor.kind}' lab: one of {', '.join((*ENGINE_REMOTING, *served))}")
 
     @property
     def control_plan(self) -> Control:
@@ -384,8 +411,8 @@ class Lab(Strict):
 
     @property
     def simulated(self) -> bool:
-        """The lab's guests are played by a simulating lab kind (the twin), not by real machines."""
-        return self.hypervisor.kind == "twin" or getattr(self.hypervisor.settings, "guests", "real") != "real"
+        """The lab's guests are played by a lab kind that simulates them, not by real machines."""
+        return any(kind.simulates_guests for kind in kinds_of(self))
 
     @property
     def signs_verdicts(self) -> bool:

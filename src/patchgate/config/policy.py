@@ -8,6 +8,7 @@ import difflib
 from pydantic import Field, field_validator, model_validator
 
 from patchgate.config.strict import Strict
+from patchgate.model.kb import kb_id
 
 INVARIANT_ID = r"^(hotpatch|wsus|services|firewall|management)\.[a-z0-9_]+$"
 INVARIANTS = frozenset({
@@ -15,7 +16,7 @@ INVARIANTS = frozenset({
     "hotpatch.reboot_pending", "wsus.role", "wsus.services", "wsus.app_pool", "wsus.ports", "wsus.sync",
     "wsus.exploitation_indicators", "services.auto_start_running", "services.configuration",
     "services.scm_failures", "services.new_services", "firewall.profiles", "firewall.rules", "firewall.exposure",
-    "firewall.listening_ports", "firewall.core_services", "management.reachable",
+    "firewall.listening_ports", "firewall.core_services", "management.reachable", "wsus.offered",
 })
 """Every invariant the suites check (docs/invariants.md): a waiver naming another one could never apply."""
 
@@ -35,13 +36,7 @@ class Allowlists(Strict):
     @field_validator("kbs")
     @classmethod
     def _kb_ids(cls, value: list[str]) -> list[str]:
-        out = []
-        for kb in value:
-            norm = kb.upper() if kb.upper().startswith("KB") else f"KB{kb}"
-            if not norm[2:].isdigit():
-                raise ValueError(f"'{kb}' is not a KB id such as KB5070893")
-            out.append(norm)
-        return out
+        return [kb_id(kb, bare_number=True) for kb in value]
 
 
 class Waiver(Strict):

@@ -11,6 +11,7 @@ from patchgate.config.candidate import Candidate
 from patchgate.config.lab import Lab
 from patchgate.doctor.checks import (Check, account_checks, assumption_checks, identity_checks, staging_check,
                                      webadmin_check)
+from patchgate.wsus.doctor import wsus_install_checks
 from patchgate.doctor.facts import GuestFacts, read_facts
 from patchgate.doctor.preflight import judge_preflight
 from patchgate.errors import EXIT_INCONCLUSIVE, LabError
@@ -29,8 +30,8 @@ STEP_CHECKS: dict[str, tuple[str, str, str]] = {
                "check the VM has no running task or pending question and the account may revert snapshots"),
     "power_on": ("hypervisor", "power on", "check the VM in the hypervisor console (host, licence, resources)"),
     "wait_ready": ("hypervisor", "guest ready",
-                   ("the guest did not report ready: check VMware Tools (or the twin's fault), its IP address and "
-                    "its console")),
+                   ("the guest did not report ready: check VMware Tools (or the fault a simulated lab injects), its "
+                    "IP address and its console")),
     "connect": ("remoting", "WinRM reachable and auth",
                 ("check the WinRM listener (winrm enumerate winrm/config/listener), the firewall (5985/5986), the "
                  "lab file's remoting.auth and the VM's credentials")),
@@ -110,6 +111,7 @@ class DoctorLifecycle(VmLifecycle):
         with self.step("capture", limit="capture"):
             obs.baseline, obs.baseline_raw = self._capture(since=None)
         self.checks += assumption_checks(obs.baseline, vm.role)  # type: ignore[arg-type]
+        self.checks += wsus_install_checks(ctx.lab, vm, obs.baseline)
 
 
 class BootingDoctorLifecycle(DoctorLifecycle):
@@ -181,6 +183,9 @@ def vm_checks(run: LabRun, name: str) -> list[Check]:
     if staged is not None:
         checks.append(staged)
     checks += _step_checks(obs.steps)
+    own = getattr(run.components.hypervisor, "doctor_checks", None) if run.components is not None else None
+    if own is not None and run.run_error is None:  # what only this hypervisor kind can say about the VM
+        checks += [Check("hypervisor", *found) for found in own(lifecycle.vm, obs.snapshot)]
     checks += getattr(lifecycle, "checks", [])
     state = getattr(lifecycle, "power_state", None)
     if state is not None and state != "poweredOn":
@@ -224,5 +229,5 @@ def exit_code(results: dict[str, list[Check]]) -> int:
 def _run(lab: Lab, candidate: Candidate | None, catalogs: list[Path], vms: list[str], *,
          boot: bool = False, noise: bool = False) -> LabRun:
     lifecycle = NoiseDoctorLifecycle if noise else BootingDoctorLifecycle if boot else DoctorLifecycle
-    return LabRun(lab, candidate, selection=RunSelection(vms=vms), twin_catalogs=catalogs,  # type: ignore[arg-type]
-                  twin_inputs_checked=True, lifecycle_class=lifecycle)
+    return LabRun(lab, candidate, selection=RunSelection(vms=vms), kind_catalogs=catalogs,  # type: ignore[arg-type]
+                  kind_inputs_checked=True, lifecycle_class=lifecycle)

@@ -137,9 +137,17 @@ def script_hashes() -> dict[str, dict[str, str]]:
             families[family] = dict(provider()) if provider else {}
         except ImportError:
             families[family] = {}
-    remoting = PACKAGE_FOLDER / "remoting" / "scripts"
-    families["remoting"] = {p.name: sha256_file(p) for p in sorted(remoting.glob("*.ps1"))}
+    for family, folder in (("remoting", PACKAGE_FOLDER / "remoting" / "scripts"),
+                           ("wsus", PACKAGE_FOLDER / "wsus" / "scripts")):
+        families[family] = {p.name: sha256_file(p) for p in sorted(folder.glob("*.ps1"))}
     return families
+
+
+def _install_facts(lab: Any) -> dict[str, Any]:
+    """How the candidate reached the VMs (docs/wsus.md): a package, or WSUS with its server and group."""
+    if lab.install.via != "wsus" or lab.wsus is None:
+        return {"via": lab.install.via}
+    return {"via": "wsus", "server": lab.wsus.server, "group": lab.wsus.group, "url": lab.wsus.url}
 
 
 def _file_entry(path: Path | None) -> dict[str, Any]:
@@ -210,7 +218,7 @@ def build_run_manifest(facts: RunFacts) -> dict[str, Any]:
         "components": component_versions(),
         "lab": {"name": facts.lab.name, **_file_entry(facts.lab_path), "git": file_commit(facts.lab_path),
                 "hypervisor": facts.lab.hypervisor.kind, "remoting": facts.lab.remoting.kind,
-                "secrets": facts.lab.secrets.kind, **kind_facts(facts.lab)},
+                "secrets": facts.lab.secrets.kind, "install": _install_facts(facts.lab), **kind_facts(facts.lab)},
         "candidate": {"kb": facts.candidate.kb, **_file_entry(facts.candidate_path),
                       "git": file_commit(facts.candidate_path),
                       "target_build": facts.candidate.target_build, "packages": _packages(facts.candidate)},

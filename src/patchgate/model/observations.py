@@ -50,6 +50,9 @@ class VmObservation:
     install: InstallRecord | None = None
     rebooted: bool = False
     wsus_sync: dict[str, Any] | None = None
+    # lab `install: {via: wsus}`: on a client what WSUS offered and what it installed (docs/wsus.md); on the
+    # server the approval and its undo
+    wsus: dict[str, Any] | None = None
     # the guest's clock minus the controller's (seconds) at each capture ("baseline", "post"): times the guest
     # reports are compared on its own clock (docs/invariants.md, wsus.sync)
     clock_offsets: dict[str, float | None] = field(default_factory=dict)

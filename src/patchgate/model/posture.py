@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from patchgate.errors import ProbeError
+from patchgate.model.kb import is_kb_id, kb_id
 
 AREAS: tuple[str, ...] = ("hotpatch", "wsus", "services", "firewall", "updates", "reboot", "events", "ports",
                           "processes")
@@ -318,8 +319,7 @@ class UpdatesPosture(_ToDict):
         return frozenset(self.hotfixes)
 
     def has_kb(self, kb: str) -> bool:
-        kb = kb.upper()
-        return (kb if kb.startswith("KB") else f"KB{kb}") in self.hotfixes
+        return is_kb_id(kb, bare_number=True) and kb_id(kb, bare_number=True) in self.hotfixes
 
 
 # ----------------------------------------------------------------------------------------------- reboot

@@ -1,7 +1,7 @@
 """Remoting: run a script as one pipeline on a VM's long-lived session, copy a file to it.
 
 Kinds: ``psrp`` (WSMan with pypsrp, the default) and ``ssh`` (Windows' OpenSSH server with paramiko, for
-labs that disable WinRM). ``inprocess`` is the twin's test-only shortcut and is built by the twin wiring.
+labs that disable WinRM). Any other kind is one a lab kind serves itself (its ``remoting_kinds``) and builds.
 """
 
 from __future__ import annotations
@@ -23,5 +23,5 @@ def build_remoting(model: Any) -> Remoting:
         from patchgate.remoting.ssh import SshRemoting
 
         return SshRemoting(model.settings)
-    raise ConfigError(f"remoting kind '{kind}' is not built here (psrp and ssh are; inprocess needs the twin)",
-                      field="remoting.kind")
+    raise ConfigError(f"remoting kind '{kind}' is not built here (psrp and ssh are; others are served by the "
+                      "lab's kind)", field="remoting.kind")

@@ -40,16 +40,16 @@ class LabComponents:
                 pass
 
 
-def build_components(lab: Lab, *, twin_catalogs: list[Path] | None = None, stop: threading.Event,
-                     twin_inputs_checked: bool = False, inject_faults: bool = True) -> LabComponents:
-    """The run's hypervisor (from the lab's kind), its remoting and its secrets. ``twin_catalogs``: the
-    ``--twin-catalog`` folders, for the kinds that read catalogues; ``twin_inputs_checked``: those were checked
+def build_components(lab: Lab, *, kind_catalogs: list[Path] | None = None, stop: threading.Event,
+                     kind_inputs_checked: bool = False, inject_faults: bool = True) -> LabComponents:
+    """The run's hypervisor (from the lab's kind), its remoting and its secrets. ``kind_catalogs``: the
+    ``--twin-catalog`` folders, for the kinds that read catalogues; ``kind_inputs_checked``: those were checked
     already (``patchgate validate`` does)."""
     from patchgate.remoting import build_remoting
     from patchgate.secrets import build_secrets
 
     kind = lab_kind(lab.hypervisor.kind, source=str(lab.source) if lab.source else None)
-    options = KindOptions(catalogs=list(twin_catalogs or []), inputs_checked=twin_inputs_checked,
+    options = KindOptions(catalogs=list(kind_catalogs or []), inputs_checked=kind_inputs_checked,
                           inject_faults=inject_faults)
     require_catalog_reader(lab, options)
     secrets = build_secrets(lab.secrets, lab)

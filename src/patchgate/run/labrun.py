@@ -22,6 +22,7 @@ from patchgate.run.transfer import TransferCallback
 from patchgate.remoting.staging import PackageSource
 from patchgate.model.observations import VmObservation
 from patchgate.secrets.redact import redactor
+from patchgate.wsus.round import WsusRound
 
 log = logging.getLogger("patchgate.run")
 
@@ -63,17 +64,17 @@ class LabRun:
     """Owns the components, leases and lifecycles of one run. ``start`` then ``observation`` then ``finish``."""
 
     def __init__(self, lab: Lab, candidate: Candidate, *, selection: RunSelection | None = None,
-                 twin_catalogs: list[Path] | None = None, run_id: str | None = None,
+                 kind_catalogs: list[Path] | None = None, run_id: str | None = None,
                  progress: ProgressCallback | None = None, keep_on_failure: bool = False,
-                 restore_when_captured: bool = False, twin_inputs_checked: bool = False,
+                 restore_when_captured: bool = False, kind_inputs_checked: bool = False,
                  lifecycle_class: type[VmLifecycle] = VmLifecycle,
                  transfer: TransferCallback | None = None) -> None:
         self.lab = lab
         self.lifecycle_class = lifecycle_class  # what each VM goes through (patchgate doctor: no install)
-        self.twin_inputs_checked = twin_inputs_checked  # build_components: the twin's process may load them
+        self.kind_inputs_checked = kind_inputs_checked  # build_components: the twin's process may load them
         self.candidate = candidate
         self.vms = (selection or RunSelection()).apply(lab)
-        self.twin_catalogs = twin_catalogs or []
+        self.kind_catalogs = kind_catalogs or []
         self.run_id = run_id or new_run_id()
         self.progress = progress
         self.transfer = transfer  # bytes each VM pulled so far (the progress view)
@@ -104,8 +105,8 @@ class LabRun:
         """Build components and start the prepare of ``vm_names`` (default: every selected VM) concurrently.
         Never raises LabError: lab trouble at this level marks the affected VMs broken."""
         try:
-            self.components = build_components(self.lab, twin_catalogs=self.twin_catalogs, stop=self.stop,
-                                               twin_inputs_checked=self.twin_inputs_checked)
+            self.components = build_components(self.lab, kind_catalogs=self.kind_catalogs, stop=self.stop,
+                                               kind_inputs_checked=self.kind_inputs_checked)
             self.components.hypervisor.connect()
             if self.lifecycle_class.installs:
                 from patchgate.remoting.sources import package_source
@@ -117,15 +118,26 @@ class LabRun:
                 self._broken_stub(vm, exc)
             return
         self.ledger = Ledger(self.run_id, self.lab.name, str(self.lab.source) if self.lab.source else None)
+        started = vm_names if vm_names is not None else [vm.name for vm in self.vms]
         self._ctx = LifecycleContext(lab=self.lab, candidate=self.candidate, hypervisor=self.components.hypervisor,
                                      remoting=self.components.remoting, secrets=self.components.secrets,
                                      run_id=self.run_id, ledger=self.ledger, stop=self.stop, progress=self.progress,
                                      restore_when_captured=self.restore_when_captured,
                                      on_prepared=self._note_prepared, confirm_lease=self.confirm_lease,
-                                     packages=self.packages, transfer=self.transfer)
+                                     wsus=self._wsus_round(started), packages=self.packages,
+                                     transfer=self.transfer)
         self._pool = cf.ThreadPoolExecutor(max_workers=min(self.lab.limits.total, len(self.vms)),
                                            thread_name_prefix="patchgate-vm")
-        self.ensure(vm_names if vm_names is not None else [vm.name for vm in self.vms])
+        self.ensure(started)
+
+    def _wsus_round(self, started: list[str]) -> WsusRound | None:
+        """``install: {via: wsus}``: the approval the lab's WSUS server VM and the other VMs share (one process:
+        a server VM another pytest-xdist worker runs approves nothing here, and the clients say so)."""
+        if self.lab.install.via != "wsus" or self.lab.wsus is None:
+            return None
+        server = self.lab.wsus.server
+        clients = [vm.name for vm in self.vms if vm.name != server and vm.name in started]
+        return WsusRound(self.lab.wsus, clients, server_in_run=server in started, stop=self.stop)
 
     def ensure(self, vm_names: list[str]) -> None:
         """Take the leases of VMs not started yet and start their prepare (under pytest-xdist a worker learns

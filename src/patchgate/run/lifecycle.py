@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from patchgate.config.candidate import Candidate
 from patchgate.config.lab import Lab, VmSpec
@@ -28,6 +28,9 @@ from patchgate.run.retry import with_retries
 from patchgate.run.transfer import TransferCallback, TransferWatch
 from patchgate.secrets.base import SecretsProvider
 from patchgate.secrets.redact import redactor
+
+if TYPE_CHECKING:
+    from patchgate.wsus.round import WsusRound
 
 log = logging.getLogger("patchgate.run.lifecycle")
 
@@ -74,6 +77,7 @@ class LifecycleContext:
     confirm_lease: Callable[[str], None] | None = None  # raises LeaseLost unless the run still holds the VM
     packages: PackageSource | None = None  # where the VMs pull the candidate from (None: pushed to them)
     transfer: TransferCallback | None = None  # told the bytes each VM pulled so far, while they move
+    wsus: "WsusRound | None" = None  # lab `install: {via: wsus}`: the run's approval on its WSUS server
 
     def __post_init__(self) -> None:
         limits = self.lab.limits
@@ -178,6 +182,8 @@ class VmLifecycle:
         except PatchgateError as exc:
             self.obs.error = LabError(str(exc), vm=self.vm.name)
         finally:
+            if self.ctx.wsus is not None:
+                self.ctx.wsus.finished(self.vm.name, self.obs.error)
             self._finish_pair()
             self.prepared.set()
             if self.ctx.on_prepared is not None:
@@ -423,6 +429,12 @@ class VmLifecycle:
         from patchgate.remoting.staging import describe_fetched, stage_and_install
 
         ctx, obs = self.ctx, self.obs
+        if ctx.wsus is not None:  # docs/wsus.md: the server approves, then installs as a package itself
+            from patchgate.wsus.steps import approve_for_lab, install_via_wsus
+
+            if self.vm.name != ctx.wsus.server:
+                return install_via_wsus(self)
+            approve_for_lab(self)
         with self.step("install", limit="install", mutates=True) as record:
             assert self.session is not None
             ctx.ledger.record("install", vm=self.vm.name, kb=ctx.candidate.kb)

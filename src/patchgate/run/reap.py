@@ -161,25 +161,25 @@ def _restore(hypervisor: object, lease_manager: object, dirty: _Dirty, report: R
     report.items.append(ReapItem(name, "restored", f"to snapshot '{snap.name}': {dirty.why}"))
 
 
-def _components(lab: Lab, twin_catalogs: list[Path]) -> Any:
+def _components(lab: Lab, kind_catalogs: list[Path]) -> Any:
     """The lab's components as its kind builds them for the reaper: no injected faults (they describe trouble
     during a validation run, and the reaper is the operator cleaning up after one)."""
     from patchgate.run.components import build_components
 
-    components = build_components(lab, twin_catalogs=twin_catalogs, stop=threading.Event(), inject_faults=False)
+    components = build_components(lab, kind_catalogs=kind_catalogs, stop=threading.Event(), inject_faults=False)
     components.hypervisor.connect()
     return components
 
 
 def reap_lab(lab: Lab, *, dry_run: bool = False, run_id: str | None = None,
-             twin_catalogs: list[Path] | None = None) -> ReapReport:
+             kind_catalogs: list[Path] | None = None) -> ReapReport:
     """Restore VMs and remove leases that dead runs of ``lab`` left behind (only run ``run_id``'s, if given)."""
     from patchgate.leases import build_lease_manager
 
     report = ReapReport(lab.name, dry_run)
     states = [s for s in ledgers(lab.name) if run_id is None or s.run_id == run_id]
     lease_manager = build_lease_manager(lab)
-    components = _components(lab, twin_catalogs or [])
+    components = _components(lab, kind_catalogs or [])
     hypervisor = components.hypervisor
     changed = components.parts.changed_vms
     try:
@@ -192,8 +192,8 @@ def reap_lab(lab: Lab, *, dry_run: bool = False, run_id: str | None = None,
                            leases=lease_manager.list_leases() if run_id is None else [])
         for item in dirty.values():
             _restore(hypervisor, lease_manager, item, report)
-        if lab.hypervisor.kind == "vsphere" and run_id is None:
-            _vsphere_tags(hypervisor, lab, report, dry_run=dry_run, done=set(dirty))
+        if run_id is None and hasattr(getattr(hypervisor, "inner", hypervisor), "raw_run_tag"):
+            _run_tags(hypervisor, lab, report, dry_run=dry_run, done=set(dirty))
         if not dry_run:
             for state in states:
                 fresh = read_ledger(state.path)
@@ -205,8 +205,9 @@ def reap_lab(lab: Lab, *, dry_run: bool = False, run_id: str | None = None,
     return report
 
 
-def _vsphere_tags(hypervisor: object, lab: Lab, report: ReapReport, *, dry_run: bool, done: set[str]) -> None:
-    """Second witness on vSphere: VMs whose run tag names a run that is gone (ledger lost or another host)."""
+def _run_tags(hypervisor: object, lab: Lab, report: ReapReport, *, dry_run: bool, done: set[str]) -> None:
+    """Second witness where the hypervisor tags VMs (vSphere's custom attribute, Hyper-V's Notes): VMs whose run
+    tag names a run that is gone (its ledger lost, or written on another host)."""
     from patchgate.hypervisors.vsphere.reaper import reap as reap_tags
 
     target = getattr(hypervisor, "inner", hypervisor)
@@ -215,4 +216,4 @@ def _vsphere_tags(hypervisor: object, lab: Lab, report: ReapReport, *, dry_run: 
         if action.outcome == "alive":
             continue
         outcome = {"reverted": "restored", "would-revert": "would-restore"}.get(action.outcome, action.outcome)
-        report.items.append(ReapItem(action.vm, outcome, f"(vSphere run tag) {action.reason}", action.run))
+        report.items.append(ReapItem(action.vm, outcome, f"(run tag on the VM) {action.reason}", action.run))

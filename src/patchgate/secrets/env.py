@@ -10,8 +10,9 @@ from collections.abc import Mapping
 
 from pydantic import SecretStr
 
-from patchgate.config.lab import EnvSecretsSettings, Lab, VmSpec
+from patchgate.config.lab import ENGINE_REMOTING, EnvSecretsSettings, Lab, VmSpec
 from patchgate.errors import ConfigError, SecretsError
+from patchgate.labkinds import lab_kind
 from patchgate.secrets.base import Credentials
 from patchgate.secrets.redact import MIN_SECRET_LENGTH, redactor
 
@@ -51,16 +52,16 @@ class EnvSecretsProvider:
 
 
 def missing_env_credentials(lab: Lab, environ: Mapping[str, str] | None = None) -> list[str]:
-    """The variables an env-secrets lab needs that are unset or empty: the hypervisor login (not for the twin
-    hypervisor) and the guests' login (not for in-process remoting)."""
+    """The variables an env-secrets lab needs that are unset or empty: the hypervisor login (unless the
+    hypervisor's kind needs none) and the guests' login (not for a remoting the lab's kind serves itself)."""
     if lab.secrets.kind != "env":
         return []
     environ = environ if environ is not None else os.environ
     s = lab.secrets.settings or EnvSecretsSettings()
     needed = []
-    if lab.hypervisor.kind != "twin":
+    if lab_kind(lab.hypervisor.kind).needs_hypervisor_login:
         needed += [s.hypervisor_username_var, s.hypervisor_password_var]
-    if lab.remoting.kind != "inprocess":
+    if lab.remoting.kind in ENGINE_REMOTING:
         needed += [s.username_var, s.password_var]
     return [name for name in needed if not environ.get(name)]
 

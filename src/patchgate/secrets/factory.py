@@ -20,7 +20,7 @@ def build_secrets(model: Secrets, lab: Lab | None = None) -> SecretsProvider:
         return VaultSecretsProvider(model.settings, lab)
     source = str(lab.source) if lab is not None and lab.source else None
     kind = getattr(model, "kind", None)
-    if kind in known_kinds():  # a lab kind that keeps its own accounts (the twin's, made per run)
+    if kind in known_kinds():  # a lab kind that keeps its own accounts (made per run, say)
         return lab_kind(kind, source=source).build_secrets(model)
     raise ConfigError(f"unknown secrets kind {getattr(model, 'kind', model)!r}", file=source,
                       field="secrets.kind")

@@ -7,10 +7,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from patchgate_twin.behaviours.common import Strict, norm_kb
+from patchgate.model.kb import kb_id
+from patchgate_twin.behaviours.common import Strict, check_urls
 from patchgate_twin.behaviours.conditions import Condition
 from patchgate_twin.behaviours.effects import Effect
 from patchgate_twin.behaviours.expect import Expect
+from patchgate_twin.behaviours.offering import OfferRule, offered
 from patchgate_twin.behaviours.results import CBS_E_INSTALLERS_FAILED
 from patchgate_twin.model import WindowsHost
 
@@ -47,6 +49,8 @@ class Behaviour(Strict):
     restart: RestartSpec = "always"
     applies_to: Condition | None = None
     not_applicable_reason: str = ""
+    offered_to: list[OfferRule] = Field(default_factory=list, description="to which hosts WSUS offers it, per "
+                                        "window of Microsoft's metadata (docs/twin.md, WSUS offering)")
     effects: list[Effect] = Field(default_factory=list)
     install_fails: InstallFailure | None = None
     install_hangs: bool = False
@@ -61,15 +65,9 @@ class Behaviour(Strict):
     @field_validator("kb")
     @classmethod
     def _kb(cls, value: str) -> str:
-        return norm_kb(value)
+        return kb_id(value)
 
-    @field_validator("sources")
-    @classmethod
-    def _urls(cls, value: list[str]) -> list[str]:
-        for url in value:
-            if not url.startswith(("https://", "http://")):
-                raise ValueError(f"'{url}' is not a URL")
-        return value
+    _urls = field_validator("sources")(classmethod(lambda cls, value: check_urls(value)))
 
     @model_validator(mode="after")
     def _real_needs_sources(self) -> Behaviour:
@@ -84,6 +82,12 @@ class Behaviour(Strict):
         if self.restart == "never":
             return False
         return self.restart.when.holds(host)
+
+    def offered_by_wsus(self, host: WindowsHost, metadata_as_of: dt.date | None) -> bool:
+        """WSUS offers an approved update only where it applies and its offering rules hold."""
+        if self.applies_to is not None and not self.applies_to.holds(host):
+            return False
+        return offered(self.offered_to, self.released, host, metadata_as_of)
 
     @property
     def where(self) -> str:

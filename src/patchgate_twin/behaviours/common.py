@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-KB_ID = re.compile(r"KB\d{6,8}")
+from patchgate.model.kb import kb_id
 
 
 class Strict(BaseModel):
@@ -16,18 +15,18 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-def norm_kb(value: str) -> str:
-    """``kb5070893`` -> ``KB5070893``; ValueError for anything that is not a KB id."""
-    norm = value.strip().upper()
-    if not KB_ID.fullmatch(norm):
-        raise ValueError(f"'{value}' is not a KB id such as KB5070893")
-    return norm
-
-
 def norm_kbs(value: Any) -> Any:
     """One KB or a list of them, normalised; other input is left for pydantic to reject."""
     if isinstance(value, str):
         value = [value]
     if isinstance(value, list):
-        return [norm_kb(v) if isinstance(v, str) else v for v in value]
+        return [kb_id(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def check_urls(value: list[str]) -> list[str]:
+    """A ``sources`` list: every entry is an http(s) URL."""
+    for url in value:
+        if not url.startswith(("https://", "http://")):
+            raise ValueError(f"'{url}' is not a URL")
     return value

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
-from patchgate.config.lab import VsphereSettings
+from patchgate.hypervisors.vsphere.settings import VsphereSettings
 from patchgate.errors import HypervisorError
 from patchgate.secrets.base import Credentials
 from patchgate.secrets.redact import redactor

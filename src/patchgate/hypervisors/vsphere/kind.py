@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 
+from patchgate.hypervisors.vsphere.settings import VsphereSettings
 from patchgate.labkinds import BaseLabKind, KindOptions, LabParts, guest_kind_name, lab_kind
 
 
 class VsphereKind(BaseLabKind):
     name = "vsphere"
+    settings_model = VsphereSettings
 
     def build(self, lab, secrets, options: KindOptions, stop: threading.Event) -> LabParts:  # type: ignore[no-untyped-def]
         from patchgate.hypervisors.vsphere.provider import VsphereHypervisor

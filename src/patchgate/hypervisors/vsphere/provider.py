@@ -14,7 +14,8 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from patchgate.config.lab import VmSpec, VsphereSettings
+from patchgate.config.lab import VmSpec
+from patchgate.hypervisors.vsphere.settings import VsphereSettings
 from patchgate.errors import HypervisorError
 from patchgate.hypervisors.base import GuestEndpoint, SnapshotRef
 from patchgate.hypervisors.vsphere import inventory, readiness
@@ -198,8 +199,12 @@ class VsphereHypervisor:
             raise HypervisorError(f"cannot set custom attribute '{self.settings.run_tag_field}': "
                                   f"{describe_fault(exc)}", vm=vm.name, step="mark-in-use") from None
 
+    def raw_run_tag(self, vm: VmSpec) -> str | None:
+        """The run tag's text as the custom attribute holds it (what the reaper reads)."""
+        return self.tag_field.read(self.vm_ref(vm))
+
     def run_tag(self, vm: VmSpec) -> RunTag | None:
-        return RunTag.parse(self.tag_field.read(self.vm_ref(vm)))
+        return RunTag.parse(self.raw_run_tag(vm))
 
     def keep_failure_snapshot(self, vm: VmSpec, run_id: str) -> str | None:
         if not self.settings.keep_failure_snapshot:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pyVmomi import vim
 
-from patchgate.config.lab import VsphereSettings
+from patchgate.hypervisors.vsphere.settings import VsphereSettings
 from patchgate.errors import HypervisorError, LabTimeout
 from patchgate.hypervisors.vsphere.collector import Watch
 

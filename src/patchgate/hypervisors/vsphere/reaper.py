@@ -64,12 +64,14 @@ def is_abandoned(tag: RunTag, *, max_age: float, now: datetime | None = None,
 def reap(hypervisor: VsphereHypervisor, vms: Sequence[VmSpec], *, max_age: float | None = None,
          dry_run: bool = False, now: datetime | None = None) -> list[ReapAction]:
     """Revert and untag the given lab VMs whose tagging run is gone. Never raises for one VM's trouble:
-    each VM gets its own ReapAction, so one broken VM does not hide the others."""
+    each VM gets its own ReapAction, so one broken VM does not hide the others. Any provider with
+    ``raw_run_tag``, ``revert``, ``mark_in_use`` and ``settings.reap_max_age`` will do (Hyper-V's keeps its tag in
+    the VM's Notes)."""
     limit = hypervisor.settings.reap_max_age if max_age is None else max_age
     actions: list[ReapAction] = []
     for vm in vms:
         try:
-            raw = hypervisor.tag_field.read(hypervisor.vm_ref(vm))
+            raw = hypervisor.raw_run_tag(vm)
         except LabError as exc:
             actions.append(ReapAction(vm=vm.name, outcome="failed", reason=str(exc)))
             continue

@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import field_validator
 
 from patchgate_twin import specs
-from patchgate_twin.behaviours.common import norm_kb
+from patchgate.model.kb import kb_id
 from patchgate_twin.behaviours.effects.base import EffectBase, patch_of
 from patchgate_twin.model import HotFix, WindowsHost
 
@@ -22,7 +22,7 @@ class AddHotfix(EffectBase):
     @field_validator("add_hotfix")
     @classmethod
     def _kb(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return {**value, "hotfix_id": norm_kb(value["hotfix_id"])}
+        return {**value, "hotfix_id": kb_id(value["hotfix_id"])}
 
     def apply(self, host: WindowsHost, now: dt.datetime) -> None:
         kb = self.add_hotfix["hotfix_id"]
@@ -39,7 +39,7 @@ class RemoveHotfix(EffectBase):
     @field_validator("remove_hotfix")
     @classmethod
     def _kb(cls, value: str) -> str:
-        return norm_kb(value)
+        return kb_id(value)
 
     def apply(self, host: WindowsHost, now: dt.datetime) -> None:
         host.hotfixes = [h for h in host.hotfixes if h.hotfix_id.upper() != self.remove_hotfix]
