@@ -8,12 +8,13 @@ APT_STAMP   := .patchgate-apt.stamp
 NPM_STAMP   := node_modules/.patchgate.stamp
 APT_PACKAGES := golang-go golang-github-vmware-govmomi-dev golang-github-google-uuid-dev chromium openssh-server
 
-.PHONY: help setup compile system-deps report-tools demo test test-fast bench vcsim clean
+.PHONY: help setup compile system-deps report-tools demo test test-fast bench bench-staging vcsim clean
 
 help:
 	@echo "make demo    set up and validate KB5070881 (blocked) and KB5070893 (approved) on the twin lab"
 	@echo "make test    set up everything (Python, Debian and npm packages) and run all tests"
 	@echo "make bench   run the benchmarks in bench/ and print their tables"
+	@echo "make bench-staging   a 1 GiB package to 8 twin VMs, pulled and pushed (bench/staging.py)"
 	@echo "make clean   remove the virtualenv, node_modules, built tools and reports"
 
 $(STAMP): pyproject.toml
@@ -71,6 +72,9 @@ test-fast: compile
 
 bench: compile $(NPM_STAMP)
 	$(VENV)/bin/python -m bench
+
+bench-staging: compile
+	$(VENV)/bin/python -m bench.staging --mib 1024 --vms 8
 
 clean:
 	rm -rf $(VENV) node_modules tools/vcsim/vcsim tools/vcsim/.gopath $(APT_STAMP)

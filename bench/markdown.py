@@ -9,7 +9,7 @@ START = "<!-- bench:start (written by make bench) -->"
 END = "<!-- bench:end -->"
 
 
-def _md_table(columns: list[str], rows: list[list[str]]) -> str:
+def md_table(columns: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -21,14 +21,15 @@ def render_markdown(results: dict[str, Any], tables: list[tuple[str, list[str], 
              f"Python {m['python']}, {m['os']}; load average at the start {m.get('load_average')}; the whole "
              f"bench took {results['duration_s'] / 60:.1f} min."]
     for title, columns, rows in tables:
-        parts.append(f"**{title}**\n\n{_md_table(columns, rows)}")
+        parts.append(f"**{title}**\n\n{md_table(columns, rows)}")
     return "\n\n".join(parts)
 
 
-def update_doc(path: Path, body: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.is_file() else f"# Performance\n\n{START}\n{END}\n"
-    if START not in text or END not in text:
-        text = text.rstrip("\n") + f"\n\n{START}\n{END}\n"
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{START}\n{body}\n{END}{tail}", encoding="utf-8")
+def update_doc(path: Path, body: str, *, start: str = START, end: str = END) -> None:
+    """Replace what is between ``start`` and ``end`` (appended when missing) with ``body``."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else f"# Performance\n\n{start}\n{end}\n"
+    if start not in text or end not in text:
+        text = text.rstrip("\n") + f"\n\n{start}\n{end}\n"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{body}\n{end}{tail}", encoding="utf-8")

@@ -104,7 +104,7 @@ def patchgate_state(pytestconfig: pytest.Config) -> RunState:
 def start_lab_run(config: pytest.Config, session: pytest.Session) -> LabRun:
     """Create the session's lab run and start every VM's lifecycle at once; idempotent. Called by the
     ``lab_run`` fixture, or earlier by the progress view so the lifecycles prepare before tests report."""
-    from patchgate_pytest.progress import progress_for
+    from patchgate_pytest.progress import progress_for, transfer_for
 
     state = run_state(config)
     assert state is not None
@@ -115,7 +115,8 @@ def start_lab_run(config: pytest.Config, session: pytest.Session) -> LabRun:
     # --keep-on-failure must see the verdicts first: the restore then overlaps the checks instead of following them.
     live_vm_needed = any("host" in getattr(item, "fixturenames", ()) for item in session.items)
     run = LabRun(state.lab, state.candidate, selection=state.selection, kind_catalogs=state.kind_catalogs,
-                 run_id=state.run_id, progress=progress_for(config), keep_on_failure=state.keep_on_failure,
+                 run_id=state.run_id, progress=progress_for(config), transfer=transfer_for(config),
+                 keep_on_failure=state.keep_on_failure,
                  restore_when_captured=not live_vm_needed,
                  kind_inputs_checked=os.environ.get(INPUTS_CHECKED_BY_PARENT) == "1")
     state.lab_run = run

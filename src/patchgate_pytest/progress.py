@@ -8,6 +8,9 @@ Three ways, chosen once per session (``PATCHGATE_PROGRESS=live|lines|off`` overr
   ready for its checks (or broken); then it is erased, one line says how long preparing took, and the tests
   report as usual. At the end a summary table gives each VM's outcome and lifecycle time.
 * **lines** (no terminal, e.g. CI logs): one line per step transition, ``[  12.3s] ws25-hp-01  install  ok (4.02s)``.
+
+While a VM pulls the candidate's packages, its row (or, without a terminal, a line every TRANSFER_EVERY seconds
+and one when the last byte moved) shows the bytes moved and the rate: ``moving: 412.0 MiB of 1.0 GiB, 96.3 MiB/s``.
 * under **pytest-xdist** workers cannot write to the terminal. Each worker appends its transitions as JSON lines
   to a file the controller named in ``workerinput["patchgate_progress"]``; the controller follows those files
   from a background thread and shows the transitions as lines, or in the live table until the first test
@@ -37,6 +40,7 @@ ENV = "PATCHGATE_PROGRESS"
 WORKER_KEY = "patchgate_progress"
 MARKS = {"ok": "ok", "fail": "FAILED", "start": "started", "info": "info", "retry": "retrying", "wait": "waiting"}
 LEASE_WAIT_EVERY = 30.0  # seconds between "waiting for a lease" lines without a terminal
+TRANSFER_EVERY = 10.0  # seconds between "moving" lines without a terminal
 
 
 # ---------------------------------------------------------------- the board: where every VM is
@@ -55,6 +59,11 @@ class VmProgress:
     retries: int = 0  # of the current step
     note: str = ""  # while waiting for a lease: who holds the VM
     done: bool = False  # its restore finished (or failed)
+    moved: int = 0  # while its packages move: bytes so far, of ``to_move``, at ``rate`` bytes/s
+    to_move: int = 0
+    moved_at: float = 0.0
+    rate: float = 0.0
+    moving_shown: float = 0.0  # when the last "moving" line was written (lines mode)
 
 
 @dataclass
@@ -84,15 +93,44 @@ class Board:
             elif record.step == step:
                 took = max(0.0, now - record.step_started)
             record.step, record.state, record.updated = step, state, now
+            record.moved = record.to_move = 0  # a new transition: nothing is moving any more
+            record.rate = 0.0
             if state == "fail" and record.failed_step is None and step != "restore":
                 record.failed_step = step
             if step == "restore" and state in ("ok", "fail"):
                 record.done = True
             return record, took
 
+    def moving(self, vm: str, moved: int, total: int, at: float) -> VmProgress:
+        """Bytes moved so far for ``vm``'s packages; the rate is smoothed over the last samples."""
+        with self.lock:
+            record = self.vms.get(vm)
+            if record is None:
+                record = self.vms[vm] = VmProgress(vm=vm, started=at)
+            elapsed = at - record.moved_at
+            if record.moved and elapsed > 0 and moved >= record.moved:
+                sample = (moved - record.moved) / elapsed
+                record.rate = sample if not record.rate else 0.5 * record.rate + 0.5 * sample
+            record.moved, record.to_move, record.moved_at = moved, total, at
+            return VmProgress(**vars(record))
+
     def snapshot(self) -> list[VmProgress]:
         with self.lock:
             return [VmProgress(**vars(r)) for r in sorted(self.vms.values(), key=lambda r: r.vm)]
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GiB"
+
+
+def moving_text(record: VmProgress) -> str:
+    """``412.0 MiB of 1.0 GiB, 96.3 MiB/s`` (the rate once there are two samples)."""
+    text = f"{_size(record.moved)} of {_size(record.to_move)}" if record.to_move else _size(record.moved)
+    return text + (f", {_size(record.rate)}/s" if record.rate else "")
 
 
 def format_line(board: Board, vm: str, step: str, state: str, took: float, at: float, retries: int = 0) -> str:
@@ -118,6 +156,8 @@ def render_table(board: Board, now: float | None = None):
         style = "red" if r.failed_step else ("green" if r.step == "capture_post" and r.state == "ok" else "")
         in_step = f"{now - r.step_started:5.1f}s" if r.state in ("start", "wait") else ""
         mark = f"waiting: {r.note}" if r.state == "wait" else MARKS.get(r.state, r.state)
+        if r.moved and r.state == "start":
+            mark = f"moving: {moving_text(r)}"
         table.add_row(r.vm, r.step, mark, in_step, f"{now - r.started:6.1f}s",
                       style=style)
     return table
@@ -208,6 +248,26 @@ class Progress:
             with self.board.lock:
                 self.board.vms[vm].updated = time.time()
             self.write_line(f"[{time.time() - self.board.origin:7.1f}s] {vm:<24} {'lease':<24} waiting: {note}")
+
+    def transfer(self, vm: str, moved: int, total: int, at: float | None = None) -> None:
+        """Bytes of ``vm``'s packages moved so far (the lifecycle's TransferWatch): in its live row, or as a line
+        at once, every TRANSFER_EVERY seconds and when the last byte moved."""
+        at = at if at is not None else time.time()
+        if self.mode == "forward":
+            assert self._forward is not None
+            with self._write_lock:
+                self._forward.write(json.dumps({"vm": vm, "step": "install", "state": "transfer", "at": at,
+                                                "moved": moved, "total": total}) + "\n")
+            return
+        record = self.board.moving(vm, moved, total, at)
+        if self.mode != "lines":
+            return
+        if record.moving_shown and at - record.moving_shown < TRANSFER_EVERY and moved < total:
+            return
+        with self.board.lock:
+            self.board.vms[vm].moving_shown = at
+        self.write_line(f"[{at - self.board.origin:7.1f}s] {vm:<24} {record.step or 'install':<24} "
+                        f"moving: {moving_text(record)}")
 
     def hold(self) -> None:
         """From now on keep transition lines (restores that overlap the checks) until ``release``."""
@@ -307,6 +367,12 @@ def lease_wait_for(config: pytest.Config) -> Callable[[str, str, float, float], 
     """The callback the lease acquisition reports a busy VM to (patchgate.leases.base.lease_waits)."""
     progress = get_progress(config)
     return None if progress.mode == "off" else progress.lease_wait
+
+
+def transfer_for(config: pytest.Config) -> Callable[[str, int, int], None] | None:
+    """The callback LabRun's lifecycles report bytes moved to, ``(vm, moved, total)``."""
+    progress = get_progress(config)
+    return None if progress.mode == "off" else progress.transfer
 
 
 def progress_for(config: pytest.Config) -> ProgressFn | None:
@@ -420,6 +486,9 @@ class Follower:
             event = json.loads(line)
             vm, step, state, at = str(event["vm"]), str(event["step"]), str(event["state"]), float(event["at"])
         except (ValueError, KeyError, TypeError):
+            return
+        if state == "transfer":  # a worker's VM is pulling its packages
+            self.progress.transfer(vm, int(event.get("moved", 0)), int(event.get("total", 0)), at)
             return
         if state == "wait":  # a worker waits for a lease another run holds
             self.progress.lease_wait(vm, str(event.get("holder", "")), float(event.get("waited", 0.0)),

@@ -29,6 +29,9 @@ FAULTS: dict[str, str] = {
     "disk-full": "the system drive is full (argument: free MiB, default 100)",
     "constrained-language": "the remoting endpoint runs ConstrainedLanguage (AppLocker/WDAC enforced)",
     "clock-skew": "the guest's clock is off (argument: seconds, default 900)",
+    "download-drops": "the VM's package download is cut half-way (argument: how often, default 1); it resumes",
+    "download-corrupts": "one byte of the VM's package download arrives wrong; the hash check refuses it",
+    "download-stalls": "the VM's package download stops after its first chunk and never goes on",
 }
 
 # Faults of the twin's Hyper-V host (labs with ``hypervisor.kind: hyperv`` and ``guests: twin``, docs/hyperv.md).

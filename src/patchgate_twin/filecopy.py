@@ -4,9 +4,10 @@
 runs ``copy.ps1`` with the destination as its first unbound argument and the file as pipeline input: one
 base64 chunk per input object, then a final object holding base64(sha1 hex) of the whole file. The real
 script writes a temp file, checks the SHA-1, moves it over the destination and prints the full path; the
-twin does the same into ``WindowsHost.files`` (keys are lower-cased Windows paths).
+twin does the same into the VM's files on its disk folder (patchgate_twin.guestfiles), chunk by chunk as the
+input arrives (:class:`Upload`): a package is never held in memory.
 
-The ``stage-prepare`` op reads and writes only ``files`` too, so a TwinShell can hand it here
+The ``stage-prepare`` op reads and writes only the VM's files too, so a TwinShell can hand it here
 (``handle_staging``) and keep only ``install`` for its update model; ``staged_files`` is the install op's own
 check of the staged files (their SHA-256 on the VM), shared by every stand-in host.
 """
@@ -19,8 +20,9 @@ import hashlib
 import json
 import ntpath
 import re
-from typing import Any, MutableMapping
+from typing import Any, Iterable
 
+from patchgate_twin.guestfiles import BlobStore, BlobWriter, GuestFiles
 from patchgate_twin.shell import PipelineOutput, Statement
 
 # Lines of pypsrp's copy.ps1 that no other script is likely to carry together.
@@ -68,29 +70,73 @@ def resolve(path: str, expand: bool = False) -> str:
     return ntpath.normpath(path)
 
 
-def run_copy(files: MutableMapping[str, bytes], statement: Statement, input_data: list[Any]) -> PipelineOutput:
-    """What copy.ps1 does on Windows, into ``files``; a hash mismatch is the script's own terminating error."""
+class Upload:
+    """The input of one copy pipeline, written to the VM's disk folder as it arrives (``append`` per input
+    object, as the WSMan endpoint receives them). The last object is the SHA-1 of the whole file, so each
+    chunk is written when the next one arrives."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self._writer: BlobWriter = store.writer()
+        self._pending: Any = None
+        self._count = 0
+        self.error: str | None = None
+
+    def append(self, item: Any) -> None:
+        if self._pending is not None and self.error is None:
+            try:
+                self._writer.write(base64.b64decode(str(self._pending or "")))
+            except (binascii.Error, ValueError) as exc:
+                self.error = f"Exception calling \"FromBase64String\": {exc}"
+        self._pending = item
+        self._count += 1
+
+    def extend(self, items: Iterable[Any]) -> None:
+        for item in items:
+            self.append(item)
+
+    def finish(self) -> tuple[str | None, str | None]:
+        """(SHA-256 of the stored file, None) or (None, the copy script's error)."""
+        if self._count == 0:
+            self._writer.abort()
+            return None, "Exception calling \"GetString\": the file data is missing"
+        try:
+            expected = base64.b64decode(str(self._pending or "")).decode("utf-8", "replace")
+        except (binascii.Error, ValueError) as exc:
+            self.error = self.error or f"Exception calling \"FromBase64String\": {exc}"
+        if self.error is not None:
+            self._writer.abort()
+            return None, self.error
+        assert self._writer.sha1 is not None
+        actual = self._writer.sha1.hexdigest()
+        if actual != expected:
+            self._writer.abort()
+            return None, f"Transport failure, hash mismatch\r\nActual: {actual}\r\nExpected: {expected}"
+        return self._writer.commit(), None
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+
+def run_copy(files: GuestFiles, statement: Statement, input_data: "list[Any] | Upload") -> PipelineOutput:
+    """What copy.ps1 does on Windows, into the VM's files; a hash mismatch is the script's own terminating
+    error. ``input_data``: the objects, or an :class:`Upload` that already wrote them as they came."""
+    upload = input_data if isinstance(input_data, Upload) else None
+    if upload is None:
+        upload = Upload(files.store)
+        upload.extend(input_data)
     if not statement.arguments:
+        upload.abort()
         return PipelineOutput(errors=["Cannot index into a null array."], failed=True)
     dest = resolve(str(statement.arguments[0]),
                    expand=len(statement.arguments) > 1 and statement.arguments[1] is True)
-    if not input_data:
-        return PipelineOutput(errors=["Exception calling \"GetString\": the file data is missing"], failed=True)
-    try:
-        chunks = [base64.b64decode(str(item or "")) for item in input_data]
-    except (binascii.Error, ValueError) as exc:
-        return PipelineOutput(errors=[f"Exception calling \"FromBase64String\": {exc}"], failed=True)
-    expected = chunks[-1].decode("utf-8", "replace")
-    data = b"".join(chunks[:-1])
-    actual = hashlib.sha1(data).hexdigest()
-    if actual != expected:
-        return PipelineOutput(
-            errors=[f"Transport failure, hash mismatch\r\nActual: {actual}\r\nExpected: {expected}"], failed=True)
-    files[key(dest)] = data
+    digest, error = upload.finish()
+    if digest is None:
+        return PipelineOutput(errors=[error or "the copy failed"], failed=True)
+    files.link(key(dest), digest)
     return PipelineOutput(output=[dest])
 
 
-def handle_staging(files: MutableMapping[str, bytes], op: str, parameters: dict[str, Any]) -> PipelineOutput | None:
+def handle_staging(files: GuestFiles, op: str, parameters: dict[str, Any]) -> PipelineOutput | None:
     """Answer ``stage-prepare`` exactly as remoting/scripts/stage-prepare.ps1 prints it."""
     if op == "stage-prepare":
         path = resolve(str(parameters.get("Path", "")))
@@ -98,26 +144,40 @@ def handle_staging(files: MutableMapping[str, bytes], op: str, parameters: dict[
     return None
 
 
-def staged_files(files: MutableMapping[str, bytes], package_path: str,
+def staged_files(files: GuestFiles, package_path: str,
                  expected: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
     """The install op's first step: each expected file (name -> SHA-256) in the package's folder, hashed ON THE
     VM, as ``{"Path", "Sha256"}`` entries (``Sha256`` null when missing), and whether all are the approved ones."""
     path = resolve(package_path)
     inside = key(path).rstrip("\\") + "\\"
-    is_folder = any(name.startswith(inside) for name in files)  # as Test-Path -PathType Container
+    is_folder = any(name.startswith(inside) for name in files.keys())  # as Test-Path -PathType Container
     folder = path if is_folder else ntpath.dirname(path)
     staged, intact = [], True
     for name in sorted(expected, key=str):
         full = ntpath.join(folder, str(name))
-        data = files.get(key(full))
-        digest = hashlib.sha256(data).hexdigest().upper() if data is not None else None
+        digest = file_hash(files, key(full))
         staged.append({"Path": full, "Sha256": digest})
         intact = intact and digest is not None and digest == str(expected[name]).upper()
     return staged, intact
 
 
-def handle(files: MutableMapping[str, bytes], statements: list[Statement],
-           input_data: list[Any]) -> PipelineOutput | None:
+def file_hash(files: GuestFiles, name: str) -> str | None:
+    """Get-FileHash of a file on the VM: read back from the disk folder and hashed (what is there now, not what
+    was once written), upper-case hex; None when it is not there."""
+    if not files.exists(name):
+        return None
+    digest = hashlib.sha256()
+    for chunk in files.chunks(name):
+        digest.update(chunk)
+    return digest.hexdigest().upper()
+
+
+def is_copy_pipeline(statements: list[Statement]) -> bool:
+    return bool(statements) and is_copy_script(statements[0].script)
+
+
+def handle(files: GuestFiles, statements: list[Statement],
+           input_data: "list[Any] | Upload") -> PipelineOutput | None:
     """Route a pipeline to the copy script or a staging op; ``None`` when it is neither."""
     if not statements:
         return None

@@ -39,8 +39,10 @@ class InProcessSession:
     def copy_file(self, source: Path, destination: str) -> None:
         from patchgate_twin import filecopy
 
-        host = self.shell.lab.host(self.host)  # type: ignore[attr-defined]
-        host.files[filecopy.key(filecopy.resolve(destination))] = source.read_bytes()
+        lab = self.shell.lab  # type: ignore[attr-defined]
+        with source.open("rb") as handle:  # by chunks to the VM's disk folder, never whole in memory
+            digest = lab.store(self.host).put(iter(lambda: handle.read(1 << 20), b""))
+        lab.files(self.host).link(filecopy.key(filecopy.resolve(destination)), digest)
 
     def close(self) -> None:
         return None

@@ -25,6 +25,7 @@ from patchgate.atomic import atomic_write
 from patchgate.config.lab import Lab, VmSpec
 from patchgate.errors import ConfigError, HypervisorError, LabTimeout
 from patchgate_twin.faults import ALL_FAULTS, HYPERV_FAULTS, Fault, parse_faults
+from patchgate_twin.guestfiles import BlobStore, GuestFiles
 from patchgate_twin.lease_fault import LeaseHeldFault
 from patchgate_twin.model import WindowsHost, utcnow
 from patchgate_twin.noise import HostNoise, NoiseSettings
@@ -54,7 +55,7 @@ class TwinVm:
     revert_attempts: int = 0
 
 
-DISK_VERSION = 2  # 2: hosts keep scheduled events (a disk of another version is rebuilt from its image)
+DISK_VERSION = 3  # 3: files are names of contents on the disk folder (a disk of another version is rebuilt)
 
 
 class TwinDisks:
@@ -134,6 +135,8 @@ class TwinLab:
         self.disks = disks
         self.lease_fault = LeaseHeldFault({name: vm.faults for name, vm in self.vms.items()})
         self.noise = _noise_for(lab)
+        files_root = disks.folder / "files" if disks is not None else None
+        self._stores = {name: BlobStore(files_root / name if files_root else None) for name in self.vms}
         if disks is not None:
             for vm in self.vms.values():
                 self._load_disk(vm)
@@ -184,12 +187,29 @@ class TwinLab:
             self.disks.save(vm)
 
     def close(self) -> None:
-        """Write the disks changed since their last write; give back leases the 'lease-held' fault took."""
-        for vm in self.vms.values():
+        """Write the disks changed since their last write, remove the files nothing names any more; give back
+        leases the 'lease-held' fault took."""
+        for name, vm in self.vms.items():
             with vm.lock:
                 if vm.unsaved:
                     self._save(vm)
+                self._stores[name].collect(self._referenced(vm), incoming=True)
+                self._stores[name].close()
         self.lease_fault.release()
+
+    def store(self, name: str) -> BlobStore:
+        """The VM's folder on the twin's disk, where its files' contents are."""
+        self.vm(name)
+        return self._stores[name]
+
+    def files(self, name: str, host: WindowsHost | None = None) -> GuestFiles:
+        """The VM's files (of ``host``, default its current one) over its folder on the twin's disk."""
+        return GuestFiles((host or self.host(name)).files, self._stores[name])
+
+    @staticmethod
+    def _referenced(vm: TwinVm) -> set[str]:
+        hosts = [*vm.snapshots.values(), *([vm.host] if vm.host is not None else [])]
+        return {digest for host in hosts for digest in host.files.values()}
 
     def hold_leases(self, manager: object, vm_names: list[str]) -> None:
         self.lease_fault.hold(manager, vm_names)
@@ -294,6 +314,7 @@ class TwinLab:
             vm.dirty = vm.unsaved = False  # what the disk holds already
             if vm.disk_writes != written:  # the old guest's last change was written meanwhile: write over it
                 self._save(vm)
+            self._stores[name].collect(self._referenced(vm))  # the reverted guest's files are gone
         log.debug("twin %s reverted to %s", name, vm.spec.snapshot)
         self._notify()
 

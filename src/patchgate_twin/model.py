@@ -249,7 +249,9 @@ class WindowsHost:
     hotpatch: HotpatchState = field(default_factory=HotpatchState)
     wsus: WsusState = field(default_factory=WsusState)
     reboot: RebootFlags = field(default_factory=RebootFlags)
-    files: dict[str, bytes] = field(default_factory=dict)  # staged files by Windows path (lower-case key)
+    # staged files: Windows path (lower-case key) -> SHA-256 of the content, kept in the VM's folder on the twin's
+    # disk (patchgate_twin.guestfiles), never in memory
+    files: dict[str, str] = field(default_factory=dict)
     # Twin bookkeeping, not a Windows object: effects of installed updates that show only after the next restart
     # (patchgate_twin.behaviours queues them; complete_reboot applies them).
     pending_after_reboot: list[Any] = field(default_factory=list)

@@ -106,7 +106,8 @@ CPU_DIR_ENV = "PATCHGATE_TWIN_CPU_DIR"
 
 def record_cpu() -> None:
     """For benchmarks (``$PATCHGATE_TWIN_CPU_DIR``): the CPU this twin process used, so that a measurement can
-    tell the harness's CPU from the simulated lab's (a real lab's machines spend theirs elsewhere)."""
+    tell the harness's CPU from the simulated lab's (a real lab's machines spend theirs elsewhere), and its peak
+    resident memory (KiB, Linux's ru_maxrss)."""
     folder = os.environ.get(CPU_DIR_ENV)
     if not folder:
         return
@@ -116,4 +117,5 @@ def record_cpu() -> None:
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
     path = Path(folder) / f"twin-{os.getpid()}.json"
-    path.write_text(json.dumps({"user_s": usage.ru_utime, "sys_s": usage.ru_stime}), encoding="utf-8")
+    path.write_text(json.dumps({"user_s": usage.ru_utime, "sys_s": usage.ru_stime, "maxrss_kib": usage.ru_maxrss}),
+                    encoding="utf-8")

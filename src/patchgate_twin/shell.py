@@ -26,9 +26,13 @@ class PipelineOutput:
 
 
 class ScriptHost(Protocol):
-    """Implemented by the twin (patchgate_twin.shell_impl.TwinShell)."""
+    """Implemented by the twin (patchgate_twin.shell_impl.TwinShell).
 
-    def run_pipeline(self, vm: str, statements: list[Statement], input_data: list[Any]) -> PipelineOutput:
+    A host may also offer ``open_input(vm, statements) -> object with append(item)``: a transport then hands
+    each input object to it as it arrives and passes that object as ``input_data`` (the twin writes a copied
+    file to its disk that way, never holding it whole); without it, input objects are collected in a list."""
+
+    def run_pipeline(self, vm: str, statements: list[Statement], input_data: Any) -> PipelineOutput:
         """Run one pipeline on VM ``vm``; may raise TwinFault to make the transport misbehave."""
 
 

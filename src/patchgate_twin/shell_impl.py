@@ -17,6 +17,7 @@ from typing import Any, Callable
 from patchgate.remoting.staging import REFUSED_HASH
 from patchgate_twin import filecopy
 from patchgate_twin.lab import TwinLab
+from patchgate_twin.guestfiles import GuestFiles
 from patchgate_twin.model import WindowsHost
 from patchgate_twin.shell import PipelineOutput, Statement, TwinFault
 
@@ -61,6 +62,7 @@ class TwinShell:
             "install": self._install,
             "wsus-sync": self._wsus_sync,
             "preflight": self._preflight,
+            "fetch": self._fetch,
             "wsus-approve": self.wsus.approve,
             "wsus-unapprove": self.wsus.unapprove,
             "wsus-client": self.wsus.client,
@@ -74,7 +76,13 @@ class TwinShell:
         """The WSMan endpoint drops every connection while this says why (see TwinLab.refuses_remoting)."""
         return self.lab.refuses_remoting(vm)
 
-    def run_pipeline(self, vm: str, statements: list[Statement], input_data: list[Any]) -> PipelineOutput:
+    def open_input(self, vm: str, statements: list[Statement]) -> "list[Any] | filecopy.Upload":
+        """pypsrp's copy script: its chunks go to the VM's disk folder as they arrive (see ScriptHost)."""
+        if filecopy.is_copy_pipeline(_unwrap_invoke_expression(statements)):
+            return filecopy.Upload(self.lab.store(vm))
+        return []
+
+    def run_pipeline(self, vm: str, statements: list[Statement], input_data: Any) -> PipelineOutput:
         with self._count_lock:
             self.pipelines[vm] = self.pipelines.get(vm, 0) + 1
         if not self.lab.is_ready(vm):
@@ -88,7 +96,7 @@ class TwinShell:
         if not statements:
             return PipelineOutput()
         statements = _unwrap_invoke_expression(statements)
-        staged = filecopy.handle(host.files, statements, input_data)  # pypsrp's copy script, stage-* ops
+        staged = filecopy.handle(self.lab.files(vm, host), statements, input_data)  # copy script, stage-* ops
         if staged is not None:
             if self.lab.vm(vm).host is host:
                 self.lab.persist(vm, dirty=True)
@@ -130,25 +138,32 @@ class TwinShell:
 
         return PipelineOutput(output=[render_preflight(host, self.lab.vm(vm).faults, self.lab.guest_now(vm))])
 
+    def _fetch(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
+        """The VM downloads a package from the run's content server, from this (the twin's) process."""
+        from patchgate_twin.download import run_fetch
+
+        return run_fetch(self.lab.files(vm, host), dict(stmt.parameters), self.lab.vm(vm).faults, self.lab.stop)
+
     def _install(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
         """Add-WindowsPackage -Online -PackagePath <file|folder> -NoRestart on the twin. A folder holds a
         checkpoint cumulative update and its prerequisites: each package installs in name order, as DISM does."""
         from patchgate_twin.behaviours import apply_install
 
         path = filecopy.resolve(str(stmt.parameters.get("PackagePath", "")))
-        staged, intact = filecopy.staged_files(host.files, path, dict(stmt.parameters.get("Sha256") or {}))
+        files = self.lab.files(vm, host)
+        staged, intact = filecopy.staged_files(files, path, dict(stmt.parameters.get("Sha256") or {}))
         if not intact:  # the install op hashes the staged files first and installs nothing on a difference
             return PipelineOutput(output=[_json({
                 "PackagePath": path, "RestartNeeded": False, "ExitCode": REFUSED_HASH, "Staged": staged,
                 "Log": ["Refused: a staged file is missing or is not the approved file (SHA-256); nothing was "
                         "installed"]})])
-        packages = self._packages_at(host, path)
+        packages = self._packages_at(files, path)
         if not packages:
             return PipelineOutput(errors=[f"Add-WindowsPackage : The system cannot find the file specified. "
                                           f"({path})"], failed=True)
         kbs: list[str] = []
-        for name, data in packages:
-            match = STAND_IN_RE.search(data.decode("utf-8", "replace"))
+        for name in packages:
+            match = STAND_IN_RE.search(files.head(filecopy.key(name)).decode("utf-8", "replace"))
             if not match:
                 return PipelineOutput(errors=[
                     f"Add-WindowsPackage : {name} is not a package the twin can install (the twin installs only "
@@ -191,18 +206,20 @@ class TwinShell:
                                              "Log": log, "Staged": staged, "Packages": packages})])
 
     @staticmethod
-    def _packages_at(host: WindowsHost, path: str) -> list[tuple[str, bytes]]:
+    def _packages_at(files: GuestFiles, path: str) -> list[str]:
         """What DISM installs for ``path``: a target file with the other packages of its folder (its checkpoint
-        cumulative updates, which DISM finds beside it) first, in name order; or every file of the folder ``path``."""
+        cumulative updates, which DISM finds beside it) first, in name order; or every file of the folder ``path``.
+        The stand-in packages name their KB near the top, so only their first bytes are read (real-size ones
+        are padded to size after it)."""
         key = filecopy.key(path)
 
-        def folder(prefix: str) -> list[tuple[str, bytes]]:
-            return sorted((name, data) for name, data in host.files.items()
+        def folder(prefix: str) -> list[str]:
+            return sorted(name for name in files.keys()
                           if name.startswith(prefix) and "\\" not in name[len(prefix):])
 
-        if key in host.files:
-            beside = [(n, d) for n, d in folder(key.rsplit("\\", 1)[0] + "\\") if n != key]
-            return [*beside, (path, host.files[key])]
+        if files.exists(key):
+            beside = [n for n in folder(key.rsplit("\\", 1)[0] + "\\") if n != key]
+            return [*beside, key]
         return folder(key.rstrip("\\") + "\\")
 
     def _wsus_sync(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:

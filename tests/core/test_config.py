@@ -371,3 +371,43 @@ def test_catalogue_folders_for_a_lab_whose_kinds_read_none_are_refused(tmp_path)
     with pytest.raises(ConfigError, match=r"--twin-catalog only applies to labs of a kind that reads catalogues "
                                           r"\(this lab's: vsphere\)"):
         check_kind_inputs(lab, KindOptions(catalogs=[tmp_path]))
+
+
+def test_staging_defaults_to_the_harness_content_server_with_its_own_timeout():
+    from patchgate.config.lab import Timeouts
+    from patchgate.config.staging import Staging
+
+    assert Staging().source == "harness" and Staging().address == "127.0.0.1"
+    assert Timeouts().stage == 1800 and Timeouts().stage != Timeouts().install
+
+
+def test_staging_wsus_is_refused_as_planned_and_share_needs_its_path():
+    import pytest
+    from pydantic import ValidationError
+
+    from patchgate.config.staging import Staging
+
+    with pytest.raises(ValidationError, match="planned"):
+        Staging(source="wsus")
+    with pytest.raises(ValidationError, match="needs share"):
+        Staging(source="share")
+    with pytest.raises(ValidationError, match="UNC path"):
+        Staging(source="share", share={"path": "files01/updates"})
+    share = Staging(source="share", share={"path": r"\\files01\updates", "credentials": "lab/share-reader"})
+    assert share.share is not None and share.share.credentials == "lab/share-reader"
+
+
+def test_doctor_warns_when_real_vms_would_pull_from_the_loopback_address():
+    from patchgate.config import load_lab
+    from patchgate.doctor.checks import staging_check
+
+    twin = load_lab(ROOT / "labs" / "twin.yaml")
+    assert staging_check(twin) is None  # the twin's guests are on this machine
+    vsphere = load_lab(ROOT / "labs" / "vsphere-sim.example.yaml")
+    real = vsphere.model_copy(update={"hypervisor": vsphere.hypervisor.model_copy(update={
+        "settings": vsphere.hypervisor.settings.model_copy(update={"guests": "real"})})})
+    check = staging_check(real)
+    assert check is not None and check.status == "warn" and "127.0.0.1" in check.detail
+    assert "staging.address" in check.advice
+    lab_facing = real.model_copy(update={"staging": real.staging.model_copy(update={"address": "10.0.0.5"})})
+    assert staging_check(lab_facing) is None

@@ -95,10 +95,11 @@ def test_every_vm_is_restored_and_each_capture_is_one_pipeline(approved):
     for vm in gate(approved[1])["vms"]:
         assert vm["restored"] is True, vm["name"]
         counters = vm["remoting"]["counters"]
-        # preflight, baseline + post capture, stage-prepare, copy, install (which hashes what it installs) (+ wsus-sync
-        # on the WSUS server), the settle window's looks, and after a restart one pipeline proving remoting is back
+        # preflight, baseline + post capture, fetch (the VM pulls the one package), install (which hashes what it
+        # installs) (+ wsus-sync on the WSUS server), the settle window's looks, and after a restart one pipeline
+        # proving remoting is back
         looks = sum(looks_in(step.get("detail", "")) for step in vm["steps"] if step["name"].startswith("settle"))
-        expected = 6 + (1 if vm["role"] == "wsus-server" else 0) + looks + (1 if vm["rebooted"] else 0)
+        expected = 5 + (1 if vm["role"] == "wsus-server" else 0) + looks + (1 if vm["rebooted"] else 0)
         assert counters["pipelines"] == expected, (vm["name"], counters)
         assert counters["Create"] == 1 + (1 if vm["rebooted"] else 0), (vm["name"], counters)
 

@@ -2,7 +2,8 @@
 live in a real OpenBao server.
 
 * No canary (password, token, AppRole secret_id) appears in any output file or in the captured logs,
-  with DEBUG logging of every library (pypsrp, requests/urllib3, hvac) switched on.
+  with DEBUG logging of every library (pypsrp, requests/urllib3, hvac) switched on; nor does the token of any
+  URL the VMs pulled the candidate from.
 * The signed verdict verifies online (transit) and offline (exported public key); one changed byte or
   another key fails verification.
 * `patchgate leases --lab` lists Vault leases.
@@ -107,6 +108,19 @@ def test_no_canary_in_any_output_file_or_log(vault_run: VaultRun, vault_lab: Vau
     assert any(n.startswith("allure-results/") and n.endswith("-attachment.txt") for n in names)
     leaks = find_leaks(forms, files=files, texts=vault_run.logs)
     assert not leaks, "secrets leaked:\n" + "\n".join(f"{leak.where}" for leak in leaks)
+
+
+TOKEN_URL = re.compile(r"/p/[A-Za-z0-9_-]{40,}/")  # a content server URL with its token in clear
+
+
+def test_no_content_server_token_in_any_output_file_or_log(vault_run: VaultRun) -> None:
+    """Each VM pulled the candidate with a token URL of this run; the token is nowhere in what the run left."""
+    for path in (vault_run.out / "vms").glob("*.json"):
+        install = next(s for s in json.loads(path.read_text())["steps"] if s["name"] == "install")
+        assert "pulled 1 package(s)" in install["detail"], install  # the leak check below means something
+    leaks = [str(p) for p in all_files(vault_run.out) if TOKEN_URL.search(p.read_bytes().decode("latin-1"))]
+    leaks += [name for name, text in vault_run.logs.items() if TOKEN_URL.search(text)]
+    assert not leaks, leaks
 
 
 def test_outputs_carry_the_verdict_not_masks(vault_run: VaultRun) -> None:

@@ -118,6 +118,13 @@ def test_composed_capture_parses_as_powershell() -> None:
     assert _syntax_errors(compose_capture(AREAS).body.encode()) == []
 
 
+@pytest.mark.parametrize("op", ["stage-prepare", "fetch", "install"])
+def test_op_script_parses_as_powershell(op: str) -> None:
+    from patchgate.remoting.staging import load_op_script
+
+    assert _syntax_errors(load_op_script(op).encode()) == []
+
+
 # SCM message templates (netevent.dll): which %n names the service. 7009/7011 open with the timeout.
 SCM_SERVICE_INSERT = {7000: 1, 7001: 1, 7009: 2, 7011: 2, 7022: 1, 7023: 1, 7024: 1, 7031: 1, 7032: 3, 7034: 1,
                       7040: 1, 7045: 1, 7026: None}

@@ -12,11 +12,12 @@ and each parametrized test checks one fault's run.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import subprocess
 
 import pytest
 from support.openbao import OpenBao, start_openbao
-from support.reliability import ROOT, Run, keeps_every_promise, lab_data, make_run
+from support.reliability import FAULTY, ROOT, VMS, Run, keeps_every_promise, lab_data, make_run
 
 from patchgate_twin.faults import FAULTS
 
@@ -41,14 +42,18 @@ EXPECTED_STEP: dict[str, str] = {
     "disk-full": "preflight",
     "constrained-language": "preflight",
     "clock-skew": "preflight",
+    "download-corrupts": "stage",  # the VM refuses the download: nothing installed
+    "download-stalls": "stage",  # the stage timeout ends it
 }
+# faults the run recovers from: the verdict is the healthy one, and the VM's install step says how
+RECOVERED: dict[str, str] = {"download-drops": "1 resumed download(s)"}
 PYTEST_ARGS: dict[str, tuple[str, ...]] = {"worker-dies": ("-n", "2")}
 PARALLEL = 3
 RUN_TIMEOUT = 240
 
 
 def test_every_fault_is_in_the_matrix() -> None:
-    assert set(EXPECTED_STEP) == set(FAULTS)
+    assert set(EXPECTED_STEP) | set(RECOVERED) == set(FAULTS)
 
 
 def _vault(server: OpenBao) -> dict:
@@ -64,7 +69,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Run, sub
     servers: list[OpenBao] = []
     runs: dict[str, Run] = {}
     try:
-        for fault in EXPECTED_STEP:
+        for fault in [*EXPECTED_STEP, *RECOVERED]:
             env: dict[str, str] = {}
             secrets = None
             if fault.startswith("vault-"):
@@ -94,3 +99,20 @@ def test_fault_keeps_every_promise(matrix, fault: str) -> None:
     run, proc = matrix[fault]
     keeps_every_promise(run, proc, EXPECTED_STEP[fault], touched=fault != "lease-held",
                         worker_died=fault == "worker-dies")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", sorted(RECOVERED))
+def test_recovered_fault_gives_the_healthy_verdict(matrix, fault: str) -> None:
+    run, proc = matrix[fault]
+    context = f"\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0 and run.gate()["verdict"] == "approve", context
+    vm = json.loads((run.out / "vms" / f"{FAULTY}.json").read_text())
+    install = next(step for step in vm["steps"] if step["name"] == "install")
+    assert RECOVERED[fault] in install["detail"], install
+    assert vm["install"]["exit_code"] == 3010  # the resumed file is the approved one: DISM installed it
+    for name in VMS:
+        assert run.at_snapshot(name), f"{name}'s twin disk is not at its snapshot" + context
+    assert run.leases() == []
+    verify = run.patchgate("verify", str(run.out))
+    assert verify.returncode == 0, verify.stdout + verify.stderr

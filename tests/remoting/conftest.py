@@ -16,8 +16,10 @@ from patchgate_twin.wsman import TwinEndpoints
 
 
 @pytest.fixture
-def lab_host() -> LabHost:
-    return LabHost()
+def lab_host():
+    host = LabHost()
+    yield host
+    host.close()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from patchgate.config.lab import PsrpSettings
 from patchgate_twin import filecopy
+from patchgate_twin.guestfiles import BlobStore, GuestFiles
 from patchgate_twin.shell import PipelineOutput, Statement, TwinFault
 
 USERNAME = "labadmin"
@@ -20,7 +21,7 @@ class LabHost:
     """Answers pipelines like a tiny Windows host: echo, the staging ops, a scripted install, copy."""
 
     def __init__(self) -> None:
-        self.files: dict[str, dict[str, bytes]] = {}
+        self.files: dict[str, GuestFiles] = {}  # per VM, over a temp folder (as the twin's disk folder)
         self.calls: list[tuple[str, list[Statement], list[Any]]] = []
         self.faults: deque[str] = deque()  # one TwinFault kind per coming pipeline
         self.always_fault: str | None = None
@@ -32,9 +33,18 @@ class LabHost:
         self.handler: Callable[[str, list[Statement], list[Any]], PipelineOutput] | None = None
         self._lock = threading.Lock()
 
-    def vm_files(self, vm: str) -> dict[str, bytes]:
+    def vm_files(self, vm: str) -> GuestFiles:
         with self._lock:
-            return self.files.setdefault(vm, {})
+            if vm not in self.files:
+                self.files[vm] = GuestFiles({}, BlobStore())
+            return self.files[vm]
+
+    def read(self, vm: str, key: str) -> bytes:
+        return self.vm_files(vm).read_bytes(key)
+
+    def close(self) -> None:
+        for files in self.files.values():
+            files.store.close()
 
     def run_pipeline(self, vm: str, statements: list[Statement], input_data: list[Any]) -> PipelineOutput:
         with self._lock:
@@ -48,8 +58,9 @@ class LabHost:
         result = filecopy.handle(files, statements, input_data)
         if result is not None:
             if self.corrupt_writes and filecopy.is_copy_script(statements[0].script):
-                for key in files:
-                    files[key] = files[key][:-1] + bytes([files[key][-1] ^ 0xFF]) if files[key] else b"x"
+                for key in files.keys():
+                    data = files.read_bytes(key)
+                    files.write_bytes(key, data[:-1] + bytes([data[-1] ^ 0xFF]) if data else b"x")
             return result
         if filecopy.op_name(statements[0].script) == "install":
             parameters = statements[0].parameters

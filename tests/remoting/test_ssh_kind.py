@@ -75,7 +75,7 @@ def test_ssh_copy_round_trip(sshd, lab_host, tmp_path):
     remote = r"C:\ProgramData\patchgate\staging\kb.msu"
     with _session(sshd) as session:
         assert session.copy_file(local, remote) == remote
-    assert lab_host.vm_files(VM)[filecopy.key(remote)] == data
+    assert lab_host.read(VM, filecopy.key(remote)) == data
 
 
 def test_unknown_host_key_is_refused(sshd, tmp_path):

@@ -14,6 +14,7 @@ from patchgate.config.candidate import Candidate
 from patchgate.errors import InstallError, StagingError
 from patchgate.remoting import staging
 from patchgate_twin import filecopy
+from patchgate_twin.shell import PipelineOutput
 
 
 def _candidate(tmp_path: Path, files: dict[str, bytes], *, sha_override: dict[str, str] | None = None) -> Candidate:
@@ -37,7 +38,7 @@ def test_copy_round_trip_bytes_match(open_session, lab_host, tmp_path, size):
     local.write_bytes(data)
     remote = r"C:\ProgramData\patchgate\staging\Payload.BIN"
     assert session.copy_file(local, remote) == remote
-    assert lab_host.vm_files("ws2025-a")[filecopy.key(remote)] == data
+    assert lab_host.read("ws2025-a", filecopy.key(remote)) == data
 
 
 def test_copy_uses_the_long_lived_pool(open_session, endpoints, tmp_path):
@@ -50,16 +51,19 @@ def test_copy_uses_the_long_lived_pool(open_session, endpoints, tmp_path):
     assert counters["Create"] == 1 and counters["pipelines"] == 2
 
 
-def test_twin_copy_refuses_a_transport_hash_mismatch():
+def test_twin_copy_refuses_a_transport_hash_mismatch(tmp_path):
     import base64
+    from patchgate_twin.guestfiles import BlobStore, GuestFiles
     from patchgate_twin.shell import Statement
-    files: dict[str, bytes] = {}
+    files = GuestFiles({}, BlobStore(tmp_path / "disk"))
     chunk = base64.b64encode(b"hello").decode()
     wrong = base64.b64encode(hashlib.sha1(b"other").hexdigest().encode()).decode()
     script = "\n".join(filecopy._COPY_MARKERS)
     out = filecopy.run_copy(files, Statement(script=script, arguments=[r"C:\a.txt", False]), [chunk, wrong])
     assert out.failed and "hash mismatch" in out.errors[0]
-    assert files == {}
+    assert files.index == {}
+    assert [p.name for p in (tmp_path / "disk").iterdir()] == ["incoming"]  # nothing left half-written
+    assert not any((tmp_path / "disk" / "incoming").iterdir())
 
 
 def test_stage_and_install_happy_path(open_session, lab_host, tmp_path):
@@ -71,7 +75,7 @@ def test_stage_and_install_happy_path(open_session, lab_host, tmp_path):
     assert result.staged_paths == [expected_path]
     assert result.package_path == expected_path
     assert result.exit_code == 3010 and result.restart_needed is True
-    assert lab_host.vm_files("ws2025-a")[filecopy.key(expected_path)] == data
+    assert lab_host.read("ws2025-a", filecopy.key(expected_path)) == data
     install_call = lab_host.calls[-1][1][0]
     assert install_call.script.startswith("# patchgate-op: install")
     assert install_call.parameters == {"PackagePath": expected_path,
@@ -117,7 +121,7 @@ def test_a_staged_file_that_is_gone_is_refused(open_session, lab_host, tmp_path)
     session = open_session()
     candidate = _candidate(tmp_path, {"kb.msu": b"the approved bytes"})
     root = staging.stage(session, candidate)[0]
-    lab_host.vm_files("ws2025-a").pop(filecopy.key(root))  # removed between the copy and the install
+    lab_host.vm_files("ws2025-a").index.pop(filecopy.key(root))  # removed between the copy and the install
     with pytest.raises(StagingError, match="not there"):
         staging.install(session, root, kb="KB5070881", expected={"kb.msu": candidate.packages[0].sha256})
     assert lab_host.installed == []
@@ -144,7 +148,7 @@ def test_failed_install_is_an_install_error(open_session, lab_host, tmp_path):
 
 def test_op_scripts_carry_their_marker_and_contract_keys():
     for op, contract in ((staging.OP_STAGE_PREPARE, staging.STAGE_PREPARE_CONTRACT),
-                         (staging.OP_INSTALL, staging.INSTALL_CONTRACT)):
+                         (staging.OP_INSTALL, staging.INSTALL_CONTRACT), (staging.OP_FETCH, staging.FETCH_CONTRACT)):
         text = staging.load_op_script(op)
         assert filecopy.op_name(text) == op
         assert "ConvertTo-Json -Compress" in text
@@ -158,3 +162,30 @@ def test_parse_document_rejects_a_broken_contract():
     with pytest.raises(StagingError) as info:
         staging.parse_document(bad, "stage-prepare", staging.STAGE_PREPARE_CONTRACT, "vm1", StagingError)
     assert "Exists" in str(info.value) and "vm1" in str(info.value)
+
+
+def test_fetch_carries_a_size_past_2_gib_over_psrp(open_session, lab_host, tmp_path):
+    """PSRP carries a Python int as a 32-bit I32: a package's size past 2 GiB must reach the op intact."""
+    from patchgate.remoting.content import Offer
+
+    data = b"stand-in package"
+    candidate = _candidate(tmp_path, {"kb.msu": data})
+    big = 2**31 + 7
+    seen: list[dict] = []
+
+    def fetch_op(vm, statements, _input):
+        parameters = statements[0].parameters
+        seen.append(parameters)
+        lab_host.vm_files(vm).write_bytes(filecopy.key(parameters["Destination"]), data)
+        return PipelineOutput(output=[json.dumps({
+            "Path": parameters["Destination"], "Sha256": hashlib.sha256(data).hexdigest().upper(),
+            "Bytes": len(data), "Skipped": False, "Method": "http", "Resumes": 0, "Log": []})])
+
+    class BigSource:
+        def offer(self, path, sha256, *, vm=None):
+            return Offer(url="https://127.0.0.1:1/p/t/x/kb.msu", sha256=sha256, size=big, fingerprint="AB" * 32)
+
+    lab_host.handler = fetch_op
+    staged = staging.fetch(open_session(), candidate, BigSource(), timeout=60)
+    assert staged == [r"C:\ProgramData\patchgate\staging\KB5070881\kb.msu"]
+    assert int(seen[0]["Size"]) == big and seen[0]["Keep"] == ["kb.msu"]

@@ -236,3 +236,44 @@ def test_a_second_run_on_a_busy_lab_says_who_holds_the_vm(tmp_path: Path) -> Non
     waits = [line for line in proc.stdout.splitlines()
              if re.match(r"^\[\s*\d+\.\ds\] ws25-hp-01\s+lease\s+waiting: leased by ", line)]
     assert waits and "of 3s" in waits[0], proc.stdout[-3000:]
+
+
+def test_a_moving_package_shows_bytes_and_rate_in_the_vms_row() -> None:
+    board = Board(origin=0.0)
+    board.update("ws25-hp-01", "install", "start", at=10.0)
+    board.moving("ws25-hp-01", 100 << 20, 1 << 30, at=11.0)
+    record = board.moving("ws25-hp-01", 300 << 20, 1 << 30, at=13.0)
+    assert record.rate == 100 << 20  # (300 - 100) MiB in 2 s
+    console = Console(record=True, width=120)
+    console.print(render_table(board, now=14.0))
+    text = console.export_text()
+    assert re.search(r"ws25-hp-01\s+│\s+install\s+│\s+moving: 300\.0 MiB of 1\.0 GiB, 100\.0 MiB/s", text), text
+    record, _ = board.update("ws25-hp-01", "install", "ok", at=20.0)
+    assert record.moved == 0  # the step ended: nothing shown as moving any more
+
+
+def test_a_workers_transfer_reaches_the_controller() -> None:
+    class Moving(_Collect):
+        def transfer(self, vm: str, moved: int, total: int, at: float | None = None) -> None:
+            self.seen.append((vm, "transfer", f"{moved}/{total}", at))
+
+    collected = Moving()
+    follower = Follower(collected)  # type: ignore[arg-type]
+    try:
+        path = Path(follower.file_for("gw1"))
+        path.write_text(json.dumps({"vm": "vm1", "step": "install", "state": "transfer", "at": 2.0,
+                                    "moved": 10, "total": 40}) + "\n")
+        follower.drain()
+        assert collected.seen == [("vm1", "transfer", "10/40", 2.0)]
+    finally:
+        follower.close()
+
+
+def test_the_transfer_watch_reports_what_moved_since_it_started() -> None:
+    from patchgate.run.transfer import TransferWatch
+
+    counter = {"sent": 500}
+    seen: list[tuple[str, int, int]] = []
+    with TransferWatch("vm1", lambda: counter["sent"], 2000, lambda *a: seen.append(a), every=60):
+        counter["sent"] += 2000  # the VM pulled its package while the watch ran
+    assert seen == [("vm1", 2000, 2000)]  # reported when the watch ends, even between samples

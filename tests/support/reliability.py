@@ -41,7 +41,7 @@ def lab_data(name: str, *, faults: list[str] | None = None, latency: dict[str, f
                  "image": "ws2025-dc-wsus-oct2025", "faults": list(faults or [])},
                 {"name": HEALTHY, "role": "member", "snapshot": "baseline", "ring": "ring1",
                  "image": "ws2025-std-member-oct2025"}],
-        "timeouts": {"ready": 3, "install": 3, "reboot": 3, "capture": 20, **(timeouts or {})},
+        "timeouts": {"ready": 3, "install": 3, "stage": 3, "reboot": 3, "capture": 20, **(timeouts or {})},
         "retries": {"count": 1, "backoff": 0, **(retries or {})},
     }
 

@@ -49,7 +49,7 @@ def _install(shell: TwinShell, vm: str, path: str, expected: dict[str, str]):
 def _stage(shell: TwinShell, vm: str, path: str, kb: str) -> dict[str, str]:
     """Put a stand-in package on the VM; returns {file name: sha256}, what the install op is told to expect."""
     data = f"stand-in\nkb: {kb}\n".encode()
-    shell.lab.host(vm).files[filecopy.key(path)] = data
+    shell.lab.files(vm).write_bytes(filecopy.key(path), data)
     return {path.rsplit("\\", 1)[-1]: hashlib.sha256(data).hexdigest()}
 
 
@@ -69,7 +69,8 @@ def test_a_staged_file_that_is_not_the_approved_one_is_not_installed(tmp_path):
     shell, vm = _ready_shell(tmp_path)
     path = r"C:\ProgramData\patchgate\staging\KB5070893\a.msu"
     expected = _stage(shell, vm, path, "KB5070893")
-    shell.lab.host(vm).files[filecopy.key(path)] += b"changed after the copy"
+    files = shell.lab.files(vm)
+    files.write_bytes(filecopy.key(path), files.read_bytes(filecopy.key(path)) + b"changed after the copy")
     result = _install(shell, vm, path, expected)
     document = json.loads(result.output[0])
     assert document["ExitCode"] == REFUSED_HASH and document["RestartNeeded"] is False

@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 from patchgate.config.install import InstallSettings, WsusSettings
 from patchgate.config.located import FieldProblem
 from patchgate.config.policy import Policy
+from patchgate.config.staging import Staging
 from patchgate.config.strict import Strict
 from patchgate.errors import ConfigError
 from patchgate.labkinds import LabKind, guest_kind_name, kinds_of, known_kinds, lab_kind
@@ -274,6 +275,8 @@ class Limits(Strict):
 class Timeouts(Strict):
     ready: float = Field(600, gt=0)
     install: float = Field(3600, gt=0)
+    stage: float = Field(1800, gt=0, description="getting the candidate's packages onto one VM (downloaded or "
+                         "copied, hashed), apart from the install's own timeout")
     reboot: float = Field(900, gt=0)
     capture: float = Field(300, gt=0)
     revert: float = Field(600, gt=0)
@@ -299,6 +302,7 @@ class Lab(Strict):
     limits: Limits = Limits()
     timeouts: Timeouts = Timeouts()
     retries: Retries = Retries()
+    staging: Staging = Staging()
     policy: Policy = Policy()
     install: InstallSettings = InstallSettings()
     wsus: WsusSettings | None = Field(None, description="the lab's WSUS server and group (`install: {via: wsus}`)")

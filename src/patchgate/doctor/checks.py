@@ -7,8 +7,9 @@ the preflight of every run and the transcript replays. Thresholds and their sour
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from patchgate.doctor.facts import GuestFacts
 from patchgate.model.posture import Posture
@@ -28,9 +29,13 @@ SERVER_EDITIONS = ("ServerStandard", "ServerDatacenter", "ServerTurbine", "Serve
                    "ServerDatacenterCore", "ServerTurbineCore")  # [U] EditionID of Azure Edition Core
 
 
+if TYPE_CHECKING:
+    from patchgate.config.lab import Lab
+
+
 @dataclass(frozen=True)
 class Check:
-    area: str  # hypervisor | remoting | vm | assumption
+    area: str  # hypervisor | remoting | staging | vm | assumption
     name: str
     status: Status
     detail: str
@@ -202,3 +207,26 @@ def assumption_checks(posture: Posture, role: str) -> list[Check]:
         checks.append(Check("assumption", f"probe {area}", "fail", error[:200],
                             f"the {area} probe failed on this VM: run it by hand (docs/probes.md) and report it"))
     return checks
+
+
+def staging_check(lab: Lab) -> Check | None:
+    """Can the lab's VMs get the candidate the way the lab file says? None when nothing needs saying.
+
+    The content server listens on ``staging.address``; 127.0.0.1 serves only guests on this machine (the twin), so
+    real VMs would fail every download: a warning before a validate finds out VM by VM."""
+    staging = lab.staging
+    if staging.source == "share" and staging.share is not None and staging.share.credentials:
+        return Check("staging", "package source", "fail", "staging.share.credentials: reading the share with an "
+                     "account of its own is not available yet", "leave staging.share.credentials out (the VM's own "
+                     "account reads the share) or use staging.source: harness")
+    if staging.source != "harness" or lab.simulated:
+        return None
+    try:
+        loopback = ipaddress.ip_address(staging.address).is_loopback
+    except ValueError:
+        loopback = staging.address.lower() == "localhost"
+    if not loopback:
+        return None
+    return Check("staging", "package source", "warn", f"the content server listens on {staging.address}, which "
+                 "the lab's VMs cannot reach (staging.source: harness)", "set staging.address to this machine's "
+                 "lab-facing address (docs/lab-file.md, staging), or staging.source: share or push")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from patchgate.config.candidate import Candidate
 from patchgate.config.lab import Lab
-from patchgate.doctor.checks import Check, account_checks, assumption_checks, identity_checks, webadmin_check
+from patchgate.doctor.checks import (Check, account_checks, assumption_checks, identity_checks, staging_check,
+                                     webadmin_check)
 from patchgate.wsus.doctor import wsus_install_checks
 from patchgate.doctor.facts import GuestFacts, read_facts
 from patchgate.doctor.preflight import judge_preflight
@@ -74,6 +75,7 @@ class DoctorLifecycle(VmLifecycle):
     """A VM read as it is: its snapshot and power state from the hypervisor, then, when it runs, the preflight
     and one posture capture. Nothing a restore would have to undo: no revert, no power change, no install."""
 
+    installs = False
     facts: GuestFacts | None = None
     facts_raw: str | None = None  # what preflight.ps1 printed (transcripts)
     power_state: str | None = None  # what the hypervisor reported; not poweredOn: the guest was not read
@@ -177,6 +179,9 @@ def vm_checks(run: LabRun, name: str) -> list[Check]:
                                     "certificate validation is off in the lab file",
                                     "turn it on with the lab's CA bundle (docs/lab-file.md) before trusting "
                                     "a verdict"))
+    staged = staging_check(run.lab)
+    if staged is not None:
+        checks.append(staged)
     checks += _step_checks(obs.steps)
     own = getattr(run.components.hypervisor, "doctor_checks", None) if run.components is not None else None
     if own is not None and run.run_error is None:  # what only this hypervisor kind can say about the VM

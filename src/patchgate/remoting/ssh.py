@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import paramiko
 
@@ -108,11 +108,19 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def stdin_lines(body: str, named: dict[str, Any] | None = None, positional: Iterable[Any] = (),
+                inputs: Iterable[str] = ()) -> Iterator[bytes]:
+    """The bootstrap's stdin, line by line (``inputs`` may be a generator: a copied file is never whole)."""
+    spec = {"named": _jsonable(named or {}), "positional": _jsonable(list(positional))}
+    yield (_b64(body) + "\n").encode("ascii")
+    yield (_b64(json.dumps(spec)) + "\n").encode("ascii")
+    for item in inputs:
+        yield ("I:" + _b64(str(item)) + "\n").encode("ascii")
+
+
 def build_stdin(body: str, named: dict[str, Any] | None = None, positional: Iterable[Any] = (),
                 inputs: Iterable[str] = ()) -> bytes:
-    spec = {"named": _jsonable(named or {}), "positional": _jsonable(list(positional))}
-    lines = [_b64(body), _b64(json.dumps(spec))] + ["I:" + _b64(str(item)) for item in inputs]
-    return ("\n".join(lines) + "\n").encode("ascii")
+    return b"".join(stdin_lines(body, named, positional, inputs))
 
 
 def parse_stdin(data: bytes) -> tuple[str, dict[str, Any], list[Any], list[str]]:
@@ -273,7 +281,9 @@ class SshSession(SessionIdentity):
             except Exception as exc:  # noqa: BLE001
                 raise self._error(exc, what, reconnected=True) from None
 
-    def _exec(self, name: str, stdin: bytes, timeout: float | None) -> tuple[int, str, str]:
+    def _exec(self, name: str, stdin: bytes | Callable[[], Iterable[bytes]],
+              timeout: float | None) -> tuple[int, str, str]:
+        """Run the bootstrap; ``stdin``: the bytes, or a function giving them piece by piece (sent as made)."""
         assert self._client is not None
         limit = timeout or self.settings.command_timeout
         deadline = time.monotonic() + limit
@@ -283,7 +293,11 @@ class SshSession(SessionIdentity):
         self.pipelines += 1
         try:
             channel.exec_command(command_line())
-            channel.sendall(stdin)
+            for piece in ([stdin] if isinstance(stdin, bytes) else stdin()):
+                channel.sendall(piece)
+                if time.monotonic() > deadline:
+                    raise LabTimeout(f"script '{name}' ran past its {limit:g}s limit on {self.host}",
+                                     vm=self.vm, host=self.host)
             channel.shutdown_write()
             out, err = bytearray(), bytearray()
             while True:
@@ -323,11 +337,22 @@ class SshSession(SessionIdentity):
         source = Path(source)
         if not source.is_file():
             raise RemotingError(f"cannot copy {source}: no such file", vm=self.vm, host=self.host)
-        data = source.read_bytes()
-        chunks = [base64.b64encode(data[i:i + COPY_CHUNK]).decode() for i in range(0, len(data), COPY_CHUNK)]
-        chunks = chunks or [""]
-        chunks.append(base64.b64encode(hashlib.sha1(data).hexdigest().encode()).decode())
-        stdin = build_stdin(pypsrp_copy_script(), positional=[destination, False], inputs=chunks)
+
+        def chunks() -> Iterator[str]:  # read, hashed and encoded by chunks: the file is never whole in memory
+            sha1 = hashlib.sha1()
+            with source.open("rb") as handle:
+                first = True
+                while (data := handle.read(COPY_CHUNK)) or first:
+                    first = False
+                    sha1.update(data)
+                    yield base64.b64encode(data).decode()
+            yield base64.b64encode(sha1.hexdigest().encode()).decode()
+
+        body = pypsrp_copy_script()
+
+        def stdin() -> Iterator[bytes]:
+            return stdin_lines(body, positional=[destination, False], inputs=chunks())
+
         name = f"copy {source.name}"
         result = self._with_reconnect(f"copying {source.name} to {destination}",
                                       lambda: self._result(name, *self._exec(name, stdin, timeout)))

@@ -1,10 +1,15 @@
 """Stage a candidate's packages on a VM, prove they arrived intact, install them.
 
-Two op scripts in ``remoting/scripts/`` do the remote work; each starts with ``# patchgate-op: <name>`` so
+A VM gets each package in one of two ways: it **pulls** it (the ``fetch`` op downloads it from a
+:class:`PackageSource`, the run's content server or the lab's share, resumable, and hashes it on the VM), or
+patchgate **pushes** it through the session (``stage-prepare``, then the session's ``copy_file``), for labs whose
+VMs cannot reach anything. The op scripts in ``remoting/scripts/`` do the remote work; each starts with ``# patchgate-op: <name>`` so
 the twin can route it, takes named parameters only, and prints ONE JSON document (the contracts below and
 in docs/remoting.md; the twin prints exactly these shapes):
 
 * ``stage-prepare`` (Path)                -> ``{"Path": str, "Exists": true}``
+* ``fetch`` (Url, Destination, Sha256, Size, Fingerprint, TimeoutSeconds, Keep) -> ``{"Path": str, "Sha256": "UPPER HEX"
+  | null, "Bytes": int, "Skipped": bool, "Method": str, "Resumes": int, "Log": [str]}``
 * ``install``       (PackagePath, Sha256) -> ``{"PackagePath": str, "RestartNeeded": bool, "ExitCode": int,
   "Log": [str], "Staged": [{"Path": str, "Sha256": "UPPER HEX" | null}]}`` and, when the install fails, an
   error record as well.
@@ -20,10 +25,12 @@ import functools
 import inspect
 import json
 import ntpath
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from patchgate.config.candidate import Candidate
 from patchgate.errors import InstallError, LabError, LabTimeout, StagingError
@@ -32,6 +39,7 @@ from patchgate.remoting.base import RemoteSession, Script, ScriptResult
 
 OP_STAGE_PREPARE = "stage-prepare"
 OP_INSTALL = "install"
+OP_FETCH = "fetch"
 OP_MARKER_PREFIX = "# patchgate-op: "
 
 # Key -> accepted JSON types of each op's document (None stands for JSON null).
@@ -39,6 +47,9 @@ STAGE_PREPARE_CONTRACT: dict[str, tuple[type | None, ...]] = {"Path": (str,), "E
 INSTALL_CONTRACT: dict[str, tuple[type | None, ...]] = {
     "PackagePath": (str,), "RestartNeeded": (bool,), "ExitCode": (int,), "Log": (list, str, None),
     "Staged": (list, dict)}  # ConvertTo-Json prints a one-element array as the element itself
+FETCH_CONTRACT: dict[str, tuple[type | None, ...]] = {
+    "Path": (str,), "Sha256": (str, None), "Bytes": (int,), "Skipped": (bool,), "Method": (str,),
+    "Resumes": (int,), "Log": (list, str, None)}
 
 # CRYPT_E_HASH_VALUE: the install op refused, a staged file being missing or not the approved one.
 REFUSED_HASH = -2146889721
@@ -62,6 +73,58 @@ class InstallResult:
     log: list[str] = field(default_factory=list)
     staged_paths: list[str] = field(default_factory=list)
     packages: list[dict[str, Any]] = field(default_factory=list)  # Get-WindowsPackage -Online state after install
+    fetched: list["Fetched"] = field(default_factory=list)  # how each package got onto the VM, when it pulled them
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What the ``fetch`` op did for one package (the evidence of a resumed or skipped download)."""
+
+    name: str
+    method: str  # present | bits | http | copy
+    bytes: int  # downloaded by this op
+    resumes: int
+
+    @property
+    def skipped(self) -> bool:
+        return self.method == "present"
+
+
+def describe_fetched(fetched: list[Fetched]) -> str:
+    """One line for the install step's detail: how many packages were pulled, skipped and resumed."""
+    if not fetched:
+        return "pushed"
+    pulled = [f for f in fetched if not f.skipped]
+    parts = [f"pulled {len(pulled)} package(s), {sum(f.bytes for f in pulled)} bytes"]
+    if len(pulled) < len(fetched):
+        parts.append(f"{len(fetched) - len(pulled)} already on the VM")
+    resumes = sum(f.resumes for f in fetched)
+    if resumes:
+        parts.append(f"{resumes} resumed download(s)")
+    return ", ".join(parts)
+
+
+class Offered(Protocol):
+    """Where one package is and what the VM checks: its URL, SHA-256, size and the server certificate's pin."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+
+class PackageSource(Protocol):
+    """Where a VM pulls a package from (patchgate.remoting.content.ContentServer, a share)."""
+
+    def offer(self, path: Path, sha256: str, *, vm: str | None = None) -> Offered:
+        """The URL (and certificate pin) of the package at ``path`` whose SHA-256 is ``sha256``."""
 
 
 @functools.cache
@@ -110,18 +173,55 @@ def parse_document(result: ScriptResult, op: str, contract: dict[str, tuple[type
 class _Budget:
     """One deadline shared by every step of staging and install."""
 
-    def __init__(self, timeout: float | None, vm: str, kb: str) -> None:
+    def __init__(self, timeout: float | None, vm: str, kb: str, what: str = "staging and installing") -> None:
         self.deadline = time.monotonic() + timeout if timeout else None
-        self.timeout, self.vm, self.kb = timeout, vm, kb
+        self.timeout, self.vm, self.kb, self.what = timeout, vm, kb, what
 
     def left(self, step: str) -> float | None:
         if self.deadline is None:
             return None
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
-            raise LabTimeout(f"staging and installing {self.kb} ran past {self.timeout:g}s (at {step})",
+            raise LabTimeout(f"{self.what} {self.kb} ran past {self.timeout:g}s (at {step})",
                              vm=self.vm, step=step)
         return remaining
+
+
+_hashes: dict[tuple[str, int, int, int], str] = {}
+_hash_locks: dict[tuple[str, int, int, int], threading.Lock] = {}
+_hash_guard = threading.Lock()
+
+
+def local_sha256(path: Path) -> str:
+    """The file's SHA-256, hashed once per run for every VM that stages it (a package can be gigabytes): kept
+    while the file's identity, size and modification time stay what they were."""
+    info = path.stat()
+    key = (str(path.resolve()), info.st_ino, info.st_size, info.st_mtime_ns)
+    with _hash_guard:
+        lock = _hash_locks.setdefault(key, threading.Lock())
+    with lock:  # the VMs that stage it at once wait for one hash
+        if key not in _hashes:
+            _hashes[key] = sha256_file(path)
+        return _hashes[key]
+
+
+def checked_packages(candidate: Candidate, vm: str) -> list[Path]:
+    """The candidate's package files on this machine, each hashed (by chunks) against the candidate."""
+    locals_ = []
+    for package in candidate.packages:
+        local = candidate.package_path(package)
+        if not local.is_file():
+            raise StagingError(f"package file {local} named by {candidate.kb} does not exist", vm=vm, step="stage")
+        local_hash = local_sha256(local)
+        if local_hash != package.sha256:
+            raise StagingError(f"package file {local.name} does not match the candidate: expected sha256 "
+                               f"{package.sha256}, the local file has {local_hash}", vm=vm, step="stage")
+        locals_.append(local)
+    return locals_
+
+
+def _staging_root(session: RemoteSession, candidate: Candidate, staging_dir: str | None) -> str:
+    return ntpath.join(staging_dir or getattr(session, "staging_dir", None) or DEFAULT_STAGING_DIR, candidate.kb)
 
 
 def stage(session: RemoteSession, candidate: Candidate, *, staging_dir: str | None = None,
@@ -130,17 +230,8 @@ def stage(session: RemoteSession, candidate: Candidate, *, staging_dir: str | No
     on the VM; the local files are checked against the candidate here, before anything is copied."""
     vm = _vm(session)
     budget = _budget or _Budget(timeout, vm, candidate.kb)
-    root = ntpath.join(staging_dir or getattr(session, "staging_dir", None) or DEFAULT_STAGING_DIR, candidate.kb)
-    locals_ = []
-    for package in candidate.packages:
-        local = candidate.package_path(package)
-        if not local.is_file():
-            raise StagingError(f"package file {local} named by {candidate.kb} does not exist", vm=vm, step="stage")
-        local_hash = sha256_file(local)
-        if local_hash != package.sha256:
-            raise StagingError(f"package file {local.name} does not match the candidate: expected sha256 "
-                               f"{package.sha256}, the local file has {local_hash}", vm=vm, step="stage")
-        locals_.append(local)
+    root = _staging_root(session, candidate, staging_dir)
+    locals_ = checked_packages(candidate, vm)
     prepared = parse_document(session.run(op_script(OP_STAGE_PREPARE, Path=root), timeout=budget.left("stage")),
                               OP_STAGE_PREPARE, STAGE_PREPARE_CONTRACT, vm, StagingError)
     folder = prepared["Path"] or root
@@ -161,6 +252,53 @@ def stage(session: RemoteSession, candidate: Candidate, *, staging_dir: str | No
                                step="stage") from exc
         staged.append(str(copied or remote))
     return staged
+
+
+def fetch(session: RemoteSession, candidate: Candidate, source: PackageSource, *, staging_dir: str | None = None,
+          timeout: float | None = None, _budget: _Budget | None = None,
+          fetched: list[Fetched] | None = None) -> list[str]:
+    """Have the VM pull every package into ``<staging_dir>\\<KB>\\`` (the ``fetch`` op: one pipeline per
+    package, resumable, SHA-256 checked on the VM; a file already there with that hash is not fetched again);
+    returns the paths (and appends to ``fetched`` what each op did). A download that is not the approved file is
+    refused here, before any install."""
+    vm = _vm(session)
+    budget = _budget or _Budget(timeout, vm, candidate.kb, "staging")
+    root = _staging_root(session, candidate, staging_dir)
+    staged: list[str] = []
+    locals_ = checked_packages(candidate, vm)
+    keep = [local.name for local in locals_]  # the folder holds these and nothing else (a checkpoint CU's DISM)
+    for local, package in zip(locals_, candidate.packages):
+        offer = source.offer(local, package.sha256, vm=vm)
+        remote = ntpath.join(root, local.name)
+        left = budget.left("stage")
+        # Size as text: PSRP carries a Python int as a 32-bit I32, and packages pass 2 GiB ([long] binds the text)
+        script = op_script(OP_FETCH, Url=offer.url, Destination=remote, Sha256=offer.sha256,
+                           Size=str(offer.size), Fingerprint=offer.fingerprint,
+                           TimeoutSeconds=max(1, int(left or 1800)), Keep=keep)
+        try:
+            result = session.run(script, timeout=left)
+        except LabTimeout as exc:
+            raise LabTimeout(f"fetching {local.name} onto VM {vm} ran past the stage timeout "
+                             f"({budget.timeout or 0:g}s, timeouts.stage): {exc.detail}", vm=vm,
+                             step="stage") from exc
+        doc = parse_document(result, OP_FETCH, FETCH_CONTRACT, vm, StagingError)
+        log_lines = _lines(doc["Log"])
+        actual = str(doc["Sha256"] or "").lower()
+        if actual != package.sha256:
+            reason = log_lines[-1] if log_lines else "the file on the VM is not the approved one"
+            raise StagingError(f"sha256 mismatch for {local.name} fetched to VM {vm} at {remote}: expected "
+                               f"{package.sha256}, actual {actual or 'none (the file is not there)'}; refusing to "
+                               f"install ({reason})", vm=vm, step="stage")
+        staged.append(str(doc["Path"] or remote))
+        if fetched is not None:
+            fetched.append(Fetched(name=local.name, method=str(doc["Method"]), bytes=int(doc["Bytes"]),
+                                   resumes=int(doc["Resumes"])))
+    return staged
+
+
+def _lines(value: Any) -> list[str]:
+    """A ``Log`` value as lines (ConvertTo-Json prints a one-line array as the string itself)."""
+    return [str(line) for line in value] if isinstance(value, list) else ([str(value)] if value else [])
 
 
 def _check_staged(doc: dict[str, Any], expected: dict[str, str], vm: str) -> None:
@@ -188,8 +326,7 @@ def install(session: RemoteSession, package_path: str, *, kb: str, expected: dic
     result = session.run(op_script(OP_INSTALL, PackagePath=package_path, Sha256=dict(expected)), timeout=timeout)
     doc = parse_document(result, OP_INSTALL, INSTALL_CONTRACT, vm, InstallError)
     _check_staged(doc, expected, vm)
-    log_lines = doc["Log"] if isinstance(doc["Log"], list) else ([doc["Log"]] if doc["Log"] else [])
-    log_lines = [str(line) for line in log_lines]
+    log_lines = _lines(doc["Log"])
     code = int(doc["ExitCode"])
     if code == REFUSED_HASH:
         raise StagingError(f"op 'install' refused to install {kb} on VM {vm}: "
@@ -207,17 +344,27 @@ def install(session: RemoteSession, package_path: str, *, kb: str, expected: dic
 
 
 def stage_and_install(session: RemoteSession, candidate: Candidate, timeout: float | None = None, *,
-                      staging_dir: str | None = None) -> InstallResult:
-    """Stage, verify, install; one deadline for all of it. DISM is given the target cumulative update's file even
-    when checkpoint cumulative updates come with it: it finds them in the same folder ("pass the target", Microsoft,
+                      staging_dir: str | None = None, source: PackageSource | None = None,
+                      stage_timeout: float | None = None) -> InstallResult:
+    """Stage (pull from ``source``, or push without one), verify, install. With ``stage_timeout`` staging has
+    that deadline and the install its own ``timeout``; without it, one deadline covers both. DISM is given the
+    target cumulative update's file even when checkpoint cumulative updates come with it: it finds them in the
+    same folder ("pass the target", Microsoft,
     https://learn.microsoft.com/windows/deployment/update/catalog-checkpoint-cumulative-updates)."""
     vm = _vm(session)
     budget = _Budget(timeout, vm, candidate.kb)
-    staged = stage(session, candidate, staging_dir=staging_dir, _budget=budget)
+    stage_budget = budget if stage_timeout is None else _Budget(stage_timeout, vm, candidate.kb, "staging")
+    fetched: list[Fetched] = []
+    if source is not None:
+        staged = fetch(session, candidate, source, staging_dir=staging_dir, _budget=stage_budget, fetched=fetched)
+    else:
+        staged = stage(session, candidate, staging_dir=staging_dir, _budget=stage_budget)
+    if stage_timeout is not None:
+        budget = _Budget(timeout, vm, candidate.kb, "installing")  # the install's own deadline starts now
     target = candidate.package_path(candidate.target_package).name
     package_path = next(path for path in staged if ntpath.basename(path) == target)
     expected = {candidate.package_path(package).name: package.sha256 for package in candidate.packages}
     result = install(session, package_path, kb=candidate.kb, expected=expected, timeout=budget.left("install"))
     return InstallResult(kb=result.kb, package_path=result.package_path, exit_code=result.exit_code,
                          restart_needed=result.restart_needed, output=result.output, log=result.log,
-                         staged_paths=staged, packages=result.packages)
+                         staged_paths=staged, packages=result.packages, fetched=fetched)

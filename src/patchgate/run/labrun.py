@@ -18,6 +18,8 @@ from patchgate.errors import ConfigError, LabError, LeaseLost
 from patchgate.config.inputs import new_run_id
 from patchgate.run.ledger import Ledger
 from patchgate.run.lifecycle import LifecycleContext, ProgressCallback, VmLifecycle
+from patchgate.run.transfer import TransferCallback
+from patchgate.remoting.staging import PackageSource
 from patchgate.model.observations import VmObservation
 from patchgate.secrets.redact import redactor
 from patchgate.wsus.round import WsusRound
@@ -65,7 +67,8 @@ class LabRun:
                  kind_catalogs: list[Path] | None = None, run_id: str | None = None,
                  progress: ProgressCallback | None = None, keep_on_failure: bool = False,
                  restore_when_captured: bool = False, kind_inputs_checked: bool = False,
-                 lifecycle_class: type[VmLifecycle] = VmLifecycle) -> None:
+                 lifecycle_class: type[VmLifecycle] = VmLifecycle,
+                 transfer: TransferCallback | None = None) -> None:
         self.lab = lab
         self.lifecycle_class = lifecycle_class  # what each VM goes through (patchgate doctor: no install)
         self.kind_inputs_checked = kind_inputs_checked  # build_components: the twin's process may load them
@@ -74,6 +77,7 @@ class LabRun:
         self.kind_catalogs = kind_catalogs or []
         self.run_id = run_id or new_run_id()
         self.progress = progress
+        self.transfer = transfer  # bytes each VM pulled so far (the progress view)
         self.keep_on_failure = keep_on_failure
         self.restore_when_captured = restore_when_captured and not keep_on_failure
         self.stop = threading.Event()
@@ -93,6 +97,7 @@ class LabRun:
         self.ledger: Ledger | None = None
         self.remoting_counters: dict[str, dict[str, int]] = {}
         self._finished = False
+        self.packages: PackageSource | None = None  # the run's content server or share (remoting/sources.py)
 
     # ------------------------------------------------------------ start
 
@@ -103,6 +108,10 @@ class LabRun:
             self.components = build_components(self.lab, kind_catalogs=self.kind_catalogs, stop=self.stop,
                                                kind_inputs_checked=self.kind_inputs_checked)
             self.components.hypervisor.connect()
+            if self.lifecycle_class.installs:
+                from patchgate.remoting.sources import package_source
+
+                self.packages = package_source(self.lab, self.run_id)
         except LabError as exc:
             self.run_error = exc
             for vm in self.vms:
@@ -115,7 +124,8 @@ class LabRun:
                                      run_id=self.run_id, ledger=self.ledger, stop=self.stop, progress=self.progress,
                                      restore_when_captured=self.restore_when_captured,
                                      on_prepared=self._note_prepared, confirm_lease=self.confirm_lease,
-                                     wsus=self._wsus_round(started))
+                                     wsus=self._wsus_round(started), packages=self.packages,
+                                     transfer=self.transfer)
         self._pool = cf.ThreadPoolExecutor(max_workers=min(self.lab.limits.total, len(self.vms)),
                                            thread_name_prefix="patchgate-vm")
         self.ensure(started)
@@ -156,6 +166,12 @@ class LabRun:
                 self.lifecycles[vm.name] = lifecycle
                 self._futures[vm.name] = self._pool.submit(lifecycle.prepare)
             self._ctx.remoting.prepare()  # the transport loads while the lab reverts, not during the leases
+
+    def _stop_packages(self) -> None:
+        """The content server lives as long as the run: its tokens fetch nothing after this."""
+        stop = getattr(self.packages, "stop", None)
+        if stop is not None:
+            stop()
 
     def _keep_counters(self) -> None:
         """WSMan request counters of the lab's endpoints (where its kind counts them), kept as evidence of one
@@ -317,6 +333,7 @@ class LabRun:
                 log.warning("closing the lease manager failed: %s", redactor.redact(str(exc)))
         interrupted = self.stop.is_set()
         self.stop.set()  # releases anything still waiting on the lab (a twin install that hangs, a long poll)
+        self._stop_packages()
         if self.components is not None:
             self._keep_counters()
             if close_in_background:

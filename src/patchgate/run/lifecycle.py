@@ -23,7 +23,9 @@ from patchgate.hypervisors.base import Hypervisor
 from patchgate.run.ledger import Ledger
 from patchgate.model.observations import InstallRecord, Step, VmObservation
 from patchgate.remoting.base import RemoteSession, Remoting, Script, ScriptResult
+from patchgate.remoting.staging import PackageSource
 from patchgate.run.retry import with_retries
+from patchgate.run.transfer import TransferCallback, TransferWatch
 from patchgate.secrets.base import SecretsProvider
 from patchgate.secrets.redact import redactor
 
@@ -73,6 +75,8 @@ class LifecycleContext:
     restore_when_captured: bool = False  # nothing will look at the live VMs after the post capture
     on_prepared: Callable[[str], object] | None = None  # told each VM's name once its observation is final
     confirm_lease: Callable[[str], None] | None = None  # raises LeaseLost unless the run still holds the VM
+    packages: PackageSource | None = None  # where the VMs pull the candidate from (None: pushed to them)
+    transfer: TransferCallback | None = None  # told the bytes each VM pulled so far, while they move
     wsus: "WsusRound | None" = None  # lab `install: {via: wsus}`: the run's approval on its WSUS server
 
     def __post_init__(self) -> None:
@@ -85,6 +89,7 @@ class LifecycleContext:
 
 
 class VmLifecycle:
+    installs = True  # it installs the candidate, so the run serves its packages (patchgate doctor does not)
     def __init__(self, ctx: LifecycleContext, vm: VmSpec) -> None:
         self.ctx = ctx
         self.vm = vm
@@ -421,7 +426,7 @@ class VmLifecycle:
         return reading
 
     def _install(self) -> None:
-        from patchgate.remoting.staging import stage_and_install
+        from patchgate.remoting.staging import describe_fetched, stage_and_install
 
         ctx, obs = self.ctx, self.obs
         if ctx.wsus is not None:  # docs/wsus.md: the server approves, then installs as a package itself
@@ -434,12 +439,23 @@ class VmLifecycle:
             assert self.session is not None
             ctx.ledger.record("install", vm=self.vm.name, kb=ctx.candidate.kb)
             started = _now()
-            result = stage_and_install(self.session, ctx.candidate, timeout=ctx.lab.timeouts.install)
+            with self._watch_transfer():
+                result = stage_and_install(self.session, ctx.candidate, timeout=ctx.lab.timeouts.install,
+                                           source=ctx.packages, stage_timeout=ctx.lab.timeouts.stage)
             obs.install = InstallRecord(kb=ctx.candidate.kb, exit_code=result.exit_code,
                                         restart_needed=result.restart_needed, output=list(result.output),
                                         started_at=started, finished_at=_now(), packages=list(result.packages))
-            record.detail = (f"exit {result.exit_code}, restart "
+            record.detail = (f"{describe_fetched(result.fetched)}; exit {result.exit_code}, restart "
                              f"{'required' if result.restart_needed else 'not required'}")
+
+    def _watch_transfer(self) -> contextlib.AbstractContextManager[object]:
+        """Bytes and rate in the progress view while the VM pulls the packages (a source that counts them)."""
+        sent = getattr(self.ctx.packages, "sent", None)
+        if self.ctx.transfer is None or sent is None:
+            return contextlib.nullcontext()
+        total = sum(self.ctx.candidate.package_path(p).stat().st_size for p in self.ctx.candidate.packages
+                    if self.ctx.candidate.package_path(p).is_file())
+        return TransferWatch(self.vm.name, lambda: int(sent(self.vm.name)), total, self.ctx.transfer)
 
     def _reboot(self) -> None:
         ctx, vm, obs = self.ctx, self.vm, self.obs

@@ -56,7 +56,7 @@ class _Pipeline:
     command_id: str
     pipe: ServerPipeline
     statements: list[Statement] | None = None
-    inputs: list[Any] = field(default_factory=list)
+    inputs: Any = field(default_factory=list)  # a list, or what the script host's open_input gave (an upload)
     input_done: bool = False
     no_input: bool = True
     started: bool = False
@@ -360,6 +360,9 @@ class WSManEndpoint:
                 )
                 for cmd in pipeline.commands
             ]
+            opener = getattr(self.script_host, "open_input", None)  # optional: where input goes as it arrives
+            if opener is not None and not entry.no_input:
+                entry.inputs = opener(self.vm, entry.statements)
             self._maybe_start(shell, entry)
         elif isinstance(event, PipelineInputEvent):
             shell.pipelines[event.pipeline_id].inputs.append(to_python(event.data))
@@ -379,7 +382,8 @@ class WSManEndpoint:
     def _execute(self, shell: _Shell, entry: _Pipeline) -> None:
         statements = entry.statements or []
         try:
-            result = self.script_host.run_pipeline(self.vm, statements, list(entry.inputs))
+            inputs = entry.inputs if hasattr(entry.inputs, "finish") else list(entry.inputs)
+            result = self.script_host.run_pipeline(self.vm, statements, inputs)
         except TwinFault as fault:
             with self._cond:
                 entry.fault = fault

@@ -1,0 +1,236 @@
+"""``python -m bench.staging``: one real-size package to N twin VMs, pulled (``staging.source: harness``) against
+pushed (``push``), in one run, beside the physical limit of this disk.
+
+The package is generated in a temp folder (a stand-in header naming KB5070893, then zeros up to the size: a
+sparse file, never committed) with a candidate file beside it. Each side is one ``patchgate validate`` of a twin
+lab without simulated latency, so the wall time is staging and the run's own work. Measured per side: wall time,
+CPU of the harness and of the twin's process (each twin process reports its own at exit), and the peak resident
+memory of the harness's processes (sampled with psutil) and of the twin's process (its own ``ru_maxrss``).
+
+The physical limit is what no way of staging can beat on this machine: reading and hashing the package once per
+VM, plus writing one copy per VM (each copy ends on the twin's disk), measured the same way right before. A
+baseline run with the shipped 185-byte stand-in gives what a validate costs without a package to move; the harness
+CPU per GiB delivered is each side's CPU above that baseline.
+
+Options: ``--mib 100,1024,2048`` (one package size after the other), ``--vms 8``, ``--sides pull,push``,
+``--no-doc``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from bench import machine
+from bench.labs import ROOT, lab_document
+from bench.markdown import md_table, update_doc
+
+PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
+KB = "KB5070893"
+START = "<!-- bench:staging:start (written by python -m bench.staging) -->"
+END = "<!-- bench:staging:end -->"
+CHUNK = 1 << 20
+
+
+def make_package(folder: Path, mib: int) -> tuple[Path, str]:
+    """A stand-in the twin installs (its KB near the top), padded with zeros to ``mib`` MiB; returns its sha256."""
+    path = folder / "windows11.0-kb5070893-x64.bench.msu"
+    with path.open("wb") as handle:
+        handle.write(f"patchgate bench stand-in\nkb: {KB}\n".encode())
+        handle.truncate(mib * CHUNK)  # sparse: the zeros cost no disk until a VM writes its copy
+    return path, _sha256(path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while data := handle.read(CHUNK):
+            digest.update(data)
+    return digest.hexdigest()
+
+
+def write_candidate(folder: Path, package: Path, sha256: str) -> Path:
+    data = yaml.safe_load((ROOT / "candidates" / f"{KB}.yaml").read_text(encoding="utf-8"))
+    data["packages"] = [{"file": package.name, "sha256": sha256}]
+    path = folder / f"{KB}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def physical_limit(package: Path, copies: int, folder: Path) -> float:
+    """Seconds to read and hash the package ``copies`` times and write ``copies`` copies of it."""
+    began = time.perf_counter()
+    for index in range(copies):
+        target = folder / f"copy-{index}"
+        digest = hashlib.sha256()
+        with package.open("rb") as source, target.open("wb") as sink:
+            while data := source.read(CHUNK):
+                digest.update(data)
+                sink.write(data)
+            sink.flush()
+            os.fsync(sink.fileno())
+        target.unlink()
+    return time.perf_counter() - began
+
+
+@dataclass
+class Side:
+    source: str
+    wall_s: float
+    harness_cpu_s: float
+    twin_cpu_s: float
+    harness_peak_mib: float
+    twin_peak_mib: float
+    verdict: str
+    exit_code: int
+
+
+class _Peaks:
+    """Sample the resident memory of every process under ``pid`` until stopped: the peak per process."""
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+        self.peaks: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "_Peaks":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            try:
+                processes = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                return
+            for process in processes:
+                try:
+                    rss = process.memory_info().rss
+                except psutil.Error:
+                    continue
+                self.peaks[process.pid] = max(self.peaks.get(process.pid, 0), rss)
+
+
+def run_side(work: Path, source: str, vms: int, candidate: Path, timeout: float, label: str = "") -> Side:
+    folder = work / (label or source)
+    folder.mkdir()
+    lab = lab_document(f"bench-staging-{source}", vms)
+    lab["staging"] = {"source": source}
+    lab["timeouts"] = {**lab["timeouts"], "install": 3600, "stage": 3600}
+    lab_path = folder / "lab.yaml"
+    lab_path.write_text(yaml.safe_dump(lab, sort_keys=False), encoding="utf-8")
+    state = folder / "state"
+    cpu_dir = state / "twin-cpu"
+    cpu_dir.mkdir(parents=True)
+    env = {**os.environ, "PATCHGATE_STATE_DIR": str(state), "PATCHGATE_TWIN_CPU_DIR": str(cpu_dir),
+           "PATCHGATE_PROGRESS": "off"}
+    argv = [PATCHGATE, "validate", "--lab", str(lab_path), "--candidate", str(candidate), "--out",
+            str(folder / "out")]
+    before = psutil.Process().cpu_times()
+    began = time.perf_counter()
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with _Peaks(process.pid) as peaks:
+        code = process.wait(timeout=timeout)
+    wall = time.perf_counter() - began
+    after = psutil.Process().cpu_times()
+    tree_cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    twins = {int(f.stem.split("-")[1]): json.loads(f.read_text(encoding="utf-8"))
+             for f in cpu_dir.glob("twin-*.json")}
+    twin_cpu = sum(t["user_s"] + t["sys_s"] for t in twins.values())
+    harness_peak = max((rss for pid, rss in peaks.peaks.items() if pid not in twins), default=0)
+    twin_peak = max((t.get("maxrss_kib", 0) * 1024 for t in twins.values()), default=0)
+    gate_file = folder / "out" / "gate.json"
+    verdict = json.loads(gate_file.read_text(encoding="utf-8"))["verdict"] if gate_file.is_file() else "none"
+    shutil.rmtree(state / "twin", ignore_errors=True)  # the VMs' copies of the package
+    return Side(source=source, wall_s=wall, harness_cpu_s=tree_cpu - twin_cpu, twin_cpu_s=twin_cpu,
+                harness_peak_mib=harness_peak / CHUNK, twin_peak_mib=twin_peak / CHUNK, verdict=verdict,
+                exit_code=code)
+
+
+def table(result: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    base = result["baseline"]
+    rows = [["-", f"baseline: the 185-byte stand-in, pulled ({base['verdict']})", f"{base['wall_s']:.1f} s", "-",
+             f"{base['harness_cpu_s']:.1f} s", "-", f"{base['twin_cpu_s']:.1f} s",
+             f"{base['harness_peak_mib']:.0f} MiB", f"{base['twin_peak_mib']:.0f} MiB"]]
+    for size in result["sizes"]:
+        gib = size["mib"] * result["vms"] / 1024
+        for side in size["sides"]:
+            per_gib = max(0.0, side["harness_cpu_s"] - base["harness_cpu_s"]) / gib
+            rows.append([f"{size['mib']} MiB", f"{side['source']} ({side['verdict']})", f"{side['wall_s']:.1f} s",
+                         f"{size['limit_s']:.1f} s", f"{side['harness_cpu_s']:.1f} s", f"{per_gib:.2f} s",
+                         f"{side['twin_cpu_s']:.1f} s", f"{side['harness_peak_mib']:.0f} MiB",
+                         f"{side['twin_peak_mib']:.0f} MiB"])
+    return (f"Staging one package to {result['vms']} twin VMs (no simulated latency)",
+            ["package", "way", "wall", "physical limit", "harness CPU", "harness CPU per GiB delivered (above the "
+             "baseline)", "twin CPU (the lab)", "harness peak RSS", "twin peak RSS"], rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.staging", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mib", default="1024", help="package sizes in MiB, comma-separated (default 1024)")
+    parser.add_argument("--vms", type=int, default=8, help="twin VMs (default 8)")
+    parser.add_argument("--sides", default="pull,push", help="pull, push or both (default pull,push)")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per side")
+    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
+    args = parser.parse_args(argv)
+    sources = {"pull": "harness", "push": "push"}
+    console = Console(width=max(120, Console().width))
+    work = Path(tempfile.mkdtemp(prefix="patchgate-bench-staging-"))
+    result: dict[str, Any] = {"machine": machine.describe(), "vms": args.vms, "sizes": []}
+    try:
+        console.print("baseline: the shipped stand-in, pulled")
+        result["baseline"] = vars(run_side(work, "harness", args.vms, ROOT / "candidates" / f"{KB}.yaml",
+                                           args.timeout, label="baseline"))
+        for mib in (int(x) for x in args.mib.split(",") if x.strip()):
+            folder = work / f"{mib}-mib"
+            folder.mkdir()
+            package, sha256 = make_package(folder, mib)
+            candidate = write_candidate(folder, package, sha256)
+            console.print(f"physical limit: {args.vms} x (read + hash + write) of {mib} MiB")
+            size: dict[str, Any] = {"mib": mib, "limit_s": physical_limit(package, args.vms, folder), "sides": []}
+            for side in (s.strip() for s in args.sides.split(",") if s.strip()):
+                console.print(f"{side}: {mib} MiB to {args.vms} VMs")
+                size["sides"].append(vars(run_side(folder, sources[side], args.vms, candidate, args.timeout)))
+            package.unlink()
+            result["sizes"].append(size)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    title, columns, rows = table(result)
+    rich_table = Table(title=title, title_justify="left")
+    for column in columns:
+        rich_table.add_column(column)
+    for row in rows:
+        rich_table.add_row(*row)
+    console.print(rich_table)
+    if not args.no_doc:
+        m = result["machine"]
+        body = (f"Measured on {m['cores']} cores ({m['cpu']}), {m['ram_gib']} GiB RAM, load average at the start "
+                f"{m.get('load_average')}.\n\n**{title}**\n\n" + md_table(columns, rows))
+        update_doc(ROOT / "docs" / "performance.md", body, start=START, end=END)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
