@@ -153,6 +153,7 @@ def test_run_manifest_records_what_was_tested(blocked_run):
     assert package["declared_sha256"] == package["actual_sha256"] and package["matches"] is True
     assert "hotpatch.ps1" in manifest["scripts"]["probes"] and manifest["scripts"]["remoting"]
     assert manifest["scripts"]["actions"]
+    assert manifest["lab"]["staging"] == {"source": "harness", "address": "127.0.0.1"}  # the VMs pulled the package
     vms = {vm["name"]: vm for vm in manifest["vms"]}
     assert set(vms) == set(lab_roles())
     for vm in vms.values():

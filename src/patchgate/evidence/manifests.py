@@ -150,6 +150,17 @@ def _install_facts(lab: Any) -> dict[str, Any]:
     return {"via": "wsus", "server": lab.wsus.server, "group": lab.wsus.group, "url": lab.wsus.url}
 
 
+def _staging_facts(lab: Any) -> dict[str, Any]:
+    """Where the VMs took the package from (docs/lab-file.md, staging): the content server's address, the share,
+    or the remoting session. The share's credentials are a reference and stay out: only where, not who."""
+    staging = lab.staging
+    if staging.source == "harness":
+        return {"source": "harness", "address": staging.address}
+    if staging.source == "share" and staging.share is not None:
+        return {"source": "share", "path": staging.share.path}
+    return {"source": staging.source}
+
+
 def _file_entry(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {"file": None, "sha256": None}
@@ -218,7 +229,8 @@ def build_run_manifest(facts: RunFacts) -> dict[str, Any]:
         "components": component_versions(),
         "lab": {"name": facts.lab.name, **_file_entry(facts.lab_path), "git": file_commit(facts.lab_path),
                 "hypervisor": facts.lab.hypervisor.kind, "remoting": facts.lab.remoting.kind,
-                "secrets": facts.lab.secrets.kind, "install": _install_facts(facts.lab), **kind_facts(facts.lab)},
+                "secrets": facts.lab.secrets.kind, "install": _install_facts(facts.lab),
+                "staging": _staging_facts(facts.lab), **kind_facts(facts.lab)},
         "candidate": {"kb": facts.candidate.kb, **_file_entry(facts.candidate_path),
                       "git": file_commit(facts.candidate_path),
                       "target_build": facts.candidate.target_build, "packages": _packages(facts.candidate)},
