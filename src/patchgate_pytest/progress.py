@@ -419,6 +419,7 @@ def pytest_runtestloop(session: pytest.Session) -> Iterator[None]:
         progress.watch(lambda timeout: run.first_prepared(names, timeout) or meanwhile())
     except BaseException:
         progress.stop_live()
+        run = run or state.lab_run  # Ctrl-C inside start_lab_run: the run exists, its VMs may be reverting
         if run is not None:
             run.interrupt()
             finish_lab_run(config, session, run)
