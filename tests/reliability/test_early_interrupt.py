@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from support.reliability import ROOT, VMS, lab_data, make_run
+from support.reliability import VMS, lab_data, make_run, validate_in_own_group
 
 pytestmark = pytest.mark.slow
 
@@ -37,16 +36,10 @@ def test_sigint_to_the_process_group_at_any_moment_releases_everything(tmp_path:
     for trial in range(TRIALS):
         run = make_run(tmp_path, f"t{trial}", lab_data(f"early-{trial}", latency=LATENCY,
                                                         timeouts={"ready": 30, "install": 60}))
-        proc = subprocess.Popen(run.command(), cwd=ROOT, env=run.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        try:
+        with validate_in_own_group(run) as proc:
             time.sleep(delay)
             os.killpg(proc.pid, signal.SIGINT)
             output, _ = proc.communicate(timeout=90)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
         where = f"trial {trial} (SIGINT at +{delay:g}s, exit {proc.returncode})"
         if proc.returncode == 1 and still_starting_the_interpreter(output):
             continue  # the interpreter was still starting: no patchgate code had run (as -SIGINT)

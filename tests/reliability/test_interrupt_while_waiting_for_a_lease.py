@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
-from support.reliability import FAULTY, ROOT, lab_data, make_run
+from support.reliability import FAULTY, lab_data, make_run, validate_in_own_group
 
 pytestmark = pytest.mark.slow
 
@@ -20,10 +19,8 @@ pytestmark = pytest.mark.slow
 def test_sigint_while_waiting_for_a_held_lease_releases_everything(tmp_path: Path) -> None:
     run = make_run(tmp_path, "wait", lab_data("early-lease", faults=["lease-held"],
                                                timeouts={"ready": 60, "install": 60}))
-    proc = subprocess.Popen(run.command(), cwd=ROOT, env=run.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     seen: list[str] = []
-    try:
+    with validate_in_own_group(run) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:  # ready when the run says it waits for the held lease
             seen.append(line)
@@ -33,10 +30,6 @@ def test_sigint_while_waiting_for_a_held_lease_releases_everything(tmp_path: Pat
             pytest.fail("the run never waited for the held lease:\n" + "".join(seen)[-3000:])
         os.killpg(proc.pid, signal.SIGINT)
         rest, _ = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
     output = "".join(seen) + rest
     assert proc.returncode in (2, 130), output[-3000:]
     assert "Traceback" not in output, output[-3000:]

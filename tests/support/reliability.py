@@ -6,12 +6,15 @@ after the `patchgate validate` subprocess ended (or was killed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -100,6 +103,20 @@ class Run:
 
     def disk_exists(self, vm: str) -> bool:
         return (self.state / "twin" / self.lab_name / f"{vm}.pickle").is_file()
+
+
+@contextlib.contextmanager
+def validate_in_own_group(run: "Run") -> Iterator["subprocess.Popen[str]"]:
+    """`patchgate validate` in a process group of its own (a terminal's Ctrl-C goes to the whole group), its
+    output merged on one pipe; whatever the test does, the group is killed if it is still there at the end."""
+    proc = subprocess.Popen(run.command(), cwd=ROOT, env=run.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
 
 
 def make_run(base: Path, name: str, lab: dict[str, Any], **env: str) -> Run:
