@@ -187,13 +187,17 @@ class TwinLab:
             self.disks.save(vm)
 
     def close(self) -> None:
-        """Write the disks changed since their last write, remove the files nothing names any more; give back
-        leases the 'lease-held' fault took."""
+        """Write the disks changed since their last write and remove the files they no longer name; give back
+        leases the 'lease-held' fault took.
+
+        Only a VM with changes of this run not yet on its disk is still this run's (a kept VM, or one a failed
+        revert left changed): every other VM was reverted (and collected) under its lease, or never touched, and
+        may by now be leased by another run writing its files, which must not be swept away here."""
         for name, vm in self.vms.items():
             with vm.lock:
                 if vm.unsaved:
                     self._save(vm)
-                self._stores[name].collect(self._referenced(vm), incoming=True)
+                    self._stores[name].collect(self._referenced(vm), incoming=True)
                 self._stores[name].close()
         self.lease_fault.release()
 
@@ -314,7 +318,8 @@ class TwinLab:
             vm.dirty = vm.unsaved = False  # what the disk holds already
             if vm.disk_writes != written:  # the old guest's last change was written meanwhile: write over it
                 self._save(vm)
-            self._stores[name].collect(self._referenced(vm))  # the reverted guest's files are gone
+            # the reverted guest's files are gone, half-written ones too (the revert holds the VM's lease)
+            self._stores[name].collect(self._referenced(vm), incoming=True)
         log.debug("twin %s reverted to %s", name, vm.spec.snapshot)
         self._notify()
 

@@ -42,12 +42,14 @@ def build_parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        # a signal held back while the command loaded (patchgate.entry) arrives here, as "interrupted"
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
         from patchgate.secrets import install_logging_redaction
 
         install_logging_redaction()  # before anything can log a secret (hvac, requests, pypsrp debug logs)
+        # the subcommands' modules are imported with SIGINT and SIGTERM still held back (patchgate.entry): an
+        # interrupt inside an import can surface as another error (a class body's __set_name__ wraps it in a
+        # RuntimeError), so it is taken only once they are loaded, and arrives here as "interrupted"
         parser = build_parser()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_INTERRUPTED)
@@ -75,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's exit flush must not fail too
         return EXIT_BROKEN_PIPE
     except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug users
+        if _caused_by_interrupt(exc):  # Ctrl-C that a library wrapped in its own error on the way up
+            return fail("interrupted", EXIT_INTERRUPTED)
         import traceback
 
         from patchgate.secrets.redact import redactor
@@ -85,6 +89,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "(set PATCHGATE_DEBUG=1 for the traceback)", EXIT_INTERNAL)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _debug() -> bool:
