@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.reliability import VMS, lab_data, make_run, validate_in_own_group
+from support.reliability import VMS, communicate_or_explain, lab_data, make_run, validate_in_own_group
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def test_sigint_to_the_process_group_at_any_moment_releases_everything(tmp_path:
         with validate_in_own_group(run) as proc:
             time.sleep(delay)
             os.killpg(proc.pid, signal.SIGINT)
-            output, _ = proc.communicate(timeout=90)
+            output = communicate_or_explain(proc, 90)
         where = f"trial {trial} (SIGINT at +{delay:g}s, exit {proc.returncode})"
         if proc.returncode == 1 and still_starting_the_interpreter(output):
             continue  # the interpreter was still starting: no patchgate code had run (as -SIGINT)

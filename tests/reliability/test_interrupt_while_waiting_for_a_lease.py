@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from support.reliability import FAULTY, lab_data, make_run, validate_in_own_group
+from support.reliability import FAULTY, communicate_or_explain, lab_data, make_run, validate_in_own_group
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def test_sigint_while_waiting_for_a_held_lease_releases_everything(tmp_path: Pat
         else:
             pytest.fail("the run never waited for the held lease:\n" + "".join(seen)[-3000:])
         os.killpg(proc.pid, signal.SIGINT)
-        rest, _ = proc.communicate(timeout=90)
+        rest = communicate_or_explain(proc, 90)
     output = "".join(seen) + rest
     assert proc.returncode in (2, 130), output[-3000:]
     assert "Traceback" not in output, output[-3000:]

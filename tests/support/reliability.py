@@ -119,11 +119,43 @@ def validate_in_own_group(run: "Run") -> Iterator["subprocess.Popen[str]"]:
             proc.wait(timeout=30)
 
 
+def communicate_or_explain(proc: "subprocess.Popen[str]", timeout: float) -> str:
+    """The output of a process started by :func:`validate_in_own_group` once it ends; if it is still running
+    after ``timeout`` seconds, an AssertionError that says which processes of its group are left and where each
+    one's threads are (they dump them on SIGABRT: ``make_run`` enables faulthandler), so a rare hang in CI
+    explains itself."""
+    import psutil
+
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        pass
+    left = []
+    for member in psutil.process_iter(["pid", "ppid", "status", "cmdline"]):
+        try:
+            if os.getpgid(member.pid) == proc.pid:
+                left.append(member)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    listing = "\n".join(f"  pid {m.pid} (parent {m.info['ppid']}, {m.info['status']}): "
+                         f"{' '.join(m.info['cmdline'] or [])[:200]}" for m in left)
+    for member in left:
+        with contextlib.suppress(ProcessLookupError, psutil.Error):
+            member.send_signal(signal.SIGABRT)
+    try:
+        output = proc.communicate(timeout=15)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output = proc.communicate(timeout=15)[0]
+    raise AssertionError(f"still running {timeout:g}s later; the processes of its group:\n{listing}\n"
+                         f"--- output, with their threads' stacks ---\n{output[-12000:]}")
+
+
 def make_run(base: Path, name: str, lab: dict[str, Any], **env: str) -> Run:
     folder = base / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "lab.yaml").write_text(yaml.safe_dump(lab, sort_keys=False))
-    environment = {**os.environ, "PATCHGATE_STATE_DIR": str(folder / "state"), **env}
+    environment = {**os.environ, "PATCHGATE_STATE_DIR": str(folder / "state"), "PYTHONFAULTHANDLER": "1", **env}
     environment.pop("PYTEST_XDIST_WORKER", None)
     return Run(name, folder, environment)
 
