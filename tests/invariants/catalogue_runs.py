@@ -1,7 +1,7 @@
 """Run catalogue behaviours through the real gate: one `patchgate validate` per KB, every expected image a VM.
 
-Each run is a subprocess (the product's CLI, pytest and suites as a user gets them) on a generated twin lab with the
-``inprocess`` remoting kind, so a KB on eight images costs one run of a few seconds. Candidate files and stand-in
+Each run is the suites as plain pytest runs them, in a process of its own (support.suite_runs), on a generated twin
+lab with the ``inprocess`` remoting kind, so a KB on eight images costs one run of a second or two. Candidate files and stand-in
 packages are generated from the behaviour (synthetic KBs have no candidate in candidates/).
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 import yaml
 
 from patchgate_twin.behaviours import Behaviour
+from support.suite_runs import run_suites
 from patchgate_twin.catalog import Catalog
 
 PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
@@ -132,12 +132,12 @@ class Run:
 
 
 def run_validate(lab: Path, candidate: Path, out: Path, *, today: str | None = None,
-                 pycache: Path | None = None, extra: list[str] | None = None) -> Run:
-    """`patchgate validate` as a user runs it, with its own state directory.
+                 pycache: Path | None = None, extra: list[str] | None = None, cli: bool = False) -> Run:
+    """One run of the gate, with its own state directory: the suites as plain pytest runs them, in a fresh process
+    forked from a warm one (support.suite_runs), or ``cli``: `patchgate validate` as a user runs it.
 
-    Speed for forty runs: the suites' compiled (assertion-rewritten) modules are cached under ``pycache`` rather than
-    rebuilt by every run, and Hypothesis' pytest plugin (the harness's own property tests use it, the suites do
-    not) is left out of the child pytest. ``extra``: more options for `patchgate validate`."""
+    The suites' compiled (assertion-rewritten) modules are cached under ``pycache`` rather than rebuilt by every
+    run. ``extra``: more options for the suites (or for `patchgate validate`)."""
     env = dict(os.environ, PATCHGATE_STATE_DIR=str(out.parent / f"{out.name}-state"))
     env.pop("PYTEST_XDIST_WORKER", None)
     env.pop("PYTEST_CURRENT_TEST", None)
@@ -146,13 +146,11 @@ def run_validate(lab: Path, candidate: Path, out: Path, *, today: str | None = N
         env["PYTHONPYCACHEPREFIX"] = str(pycache)
     if today:
         env["PATCHGATE_TODAY"] = today
-    proc = subprocess.run([PATCHGATE, "validate", "--lab", str(lab), "--candidate", str(candidate), "--out", str(out),
-                           *(extra or []), "--", "-p", "no:hypothesispytest"],
-                          check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    finished = run_suites(lab, candidate, out, env, extra=extra, pycache=pycache, cli=cli)
     gate_file = out / "gate.json"
     gate = json.loads(gate_file.read_text(encoding="utf-8")) if gate_file.is_file() else {}
     kb = yaml.safe_load(candidate.read_text(encoding="utf-8"))["kb"]
-    return Run(kb=kb, returncode=proc.returncode, gate=gate, output=proc.stdout + proc.stderr, out_dir=out)
+    return Run(kb=kb, returncode=finished.returncode, gate=gate, output=finished.output, out_dir=out)
 
 
 def target_build(catalog: Catalog, behaviour: Behaviour, images: list[str]) -> str:
