@@ -51,6 +51,7 @@ class ProductionWsus:
     image: str = DEFAULT_IMAGE
     groups: tuple[str, ...] = ("ring1", "ring2")
     files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    port: int = 0  # set by start()
     _endpoints: TwinEndpoints | None = None
 
     def start(self) -> int:
@@ -69,7 +70,8 @@ class ProductionWsus:
         state.files = {kb.upper(): list(entries) for kb, entries in self.files.items()}
         account = Credentials(username=self.username, password=SecretStr(self.password))
         self._endpoints = TwinEndpoints(shell, lambda _vm: account)
-        return self._endpoints.start(self.name)
+        self.port = self._endpoints.start(self.name)
+        return self.port
 
     def close(self) -> None:
         if self._endpoints is not None:
