@@ -84,3 +84,39 @@ class ProductionWsus:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+USERNAME_VAR, PASSWORD_VAR = "PATCHGATE_PROD_USERNAME", "PATCHGATE_PROD_PASSWORD"  # as labs/rings-twin.example.yaml
+EXAMPLE_PORT = "port: 55985"
+
+
+def cmd_serve(args: Any) -> int:
+    """``patchgate twin-wsus``: serve a production WSUS until Ctrl-C, and write the example rings file with its
+    port (``--rings-out``), so that ``patchgate promote`` can be tried by hand."""
+    import os
+    import threading
+
+    from patchgate.config import resolve_candidate
+    from patchgate.errors import ConfigError
+
+    username, password = os.environ.get(USERNAME_VAR, ""), os.environ.get(PASSWORD_VAR, "")
+    if not username or len(password) < 8:
+        raise ConfigError(f"export {USERNAME_VAR} and {PASSWORD_VAR} (8 characters or more): the one account the "
+                          "server accepts, the one labs/rings-twin.example.yaml reads", field=USERNAME_VAR)
+    candidates = [resolve_candidate(name) for name in args.candidate]
+    server = ProductionWsus(username=username, password=password, name=args.name, image=args.image,
+                            groups=tuple(args.group), files=published_files(candidates, sha256=not args.no_sha256))
+    port = server.start()
+    try:
+        if args.rings_out:
+            example = Path(__file__).resolve().parents[2] / "labs" / "rings-twin.example.yaml"
+            text = example.read_text(encoding="utf-8")
+            Path(args.rings_out).write_text(text.replace(EXAMPLE_PORT, f"port: {port}"), encoding="utf-8")
+        print(f"production WSUS {args.name} on http://127.0.0.1:{port}/wsman (groups: {', '.join(args.group)}; "
+              f"holds {', '.join(sorted(server.files)) or 'no KB'}); Ctrl-C ends it", flush=True)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0

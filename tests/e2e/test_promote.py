@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ import pytest
 from patchgate.config.rings import load_rings
 from patchgate.wsus.production import production_session, read_kb
 from patchgate_twin.production import ProductionWsus, published_files
-from support.runs import ROOT, clean_env, patchgate
+from support.runs import PATCHGATE, ROOT, clean_env, kill_group, patchgate
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -232,3 +234,22 @@ def test_a_sha256_wsus_cannot_give_is_refused_unless_the_override_is_given(appro
         assert record["sha256_check"]["result"] == "unverified (--allow-unverified-sha256)"
     finally:
         server.close()
+
+
+def test_the_example_rings_file_works_with_patchgate_twin_wsus(env, tmp_path):
+    rings = tmp_path / "rings.yaml"
+    proc = subprocess.Popen([PATCHGATE, "twin-wsus", "--rings-out", str(rings)], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_until(lambda: rings.is_file() or proc.poll() is not None, "patchgate twin-wsus wrote its rings file",
+                   timeout=60)
+        assert proc.poll() is None, proc.communicate()
+        status = patchgate("promote", "--status", "KB5070893", "--rings", str(rings), env=env)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert [line.split()[:2] for line in status.stdout.splitlines()[1:]] == [["ring1", "pending"],
+                                                                                  ["ring2", "pending"]]
+        assert "waits for ring1" in status.stdout
+    finally:
+        kill_group(proc)
+    unreachable = patchgate("promote", "--status", "KB5070893", "--rings", str(rings), env=env)
+    assert unreachable.returncode == 2 and "UNKNOWN" in unreachable.stdout

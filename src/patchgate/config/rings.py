@@ -68,7 +68,8 @@ class Ring(Strict):
     deadline: Any = Field(None, description="install deadline: a duration after the promotion (3d) or an absolute "
                           "UTC time (2026-12-10T18:00:00Z)")
     after: str | None = Field(None, description="the ring that must have been promoted before this one")
-    soak: Any = Field("0", validate_default=True, description="how long `after` must have been promoted before this ring (2d, 36h, 0)")
+    soak: Any = Field("0", validate_default=True, description="how long `after` must have been promoted before "
+                      "this ring (2d, 36h, 0)")
 
     @field_validator("groups")
     @classmethod

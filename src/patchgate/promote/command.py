@@ -24,6 +24,7 @@ from patchgate.evidence.promotions import RECORD_SCHEMA, record_path, sign_appen
 from patchgate.promote import ledger
 from patchgate.promote.refusal import PromotionRefused
 from patchgate.promote.run_checks import ApprovedRun, check_run
+from patchgate.secrets.redact import redactor
 from patchgate.promote.wsus_checks import check_not_promoted, check_packages, check_soaked, promoted_at
 from patchgate.wsus.production import KbOnServer, approve_for_group, production_session, read_kb
 
@@ -130,8 +131,8 @@ def promote(request: PromoteRequest, *, now: dt.datetime | None = None) -> Promo
     ledger.append({"kb": run.kb, "ring": ring.name, "server": ring.server, "groups": list(ring.groups),
                    "promoted_at": record["promoted_at"], "promoted_by": record["promoted_by"],
                    "run_id": run.run_id, "run_dir": str(run.out_dir), "record": str(written)})
-    lines = [f"promoted: {plan[0]}", *plan[1:], f"record: {written} (listed in {appendix.name}"
-             f"{', signed' if signed else ''})"]
+    lines = [f"promoted: {plan[0]}", *plan[1:], f"record: {written} (listed in "
+             f"{appendix.relative_to(run.out_dir).as_posix()}{', signed' if signed else ''})"]
     return PromoteOutcome(record=record, record_file=written, lines=lines)
 
 
@@ -154,7 +155,8 @@ def status(kb: str, rings: RingsConfig, *, now: dt.datetime | None = None) -> tu
             complete = False
             entry = local.get(ring.name)
             known = f"ledger: promoted {entry['promoted_at']} from run {entry['run_id']}" if entry else "ledger: none"
-            lines.append(f"  {ring.name:<10} UNKNOWN   {ring.server} unreachable ({state}); {known}")
+            lines.append(f"  {ring.name:<10} UNKNOWN   {ring.server} unreachable ({redactor.redact(str(state))}); "
+                         f"{known}")
             when_of[ring.name] = None
             continue
         when = when_of[ring.name] = promoted_at(state, ring)
