@@ -192,6 +192,22 @@ def test_a_tampered_run_is_refused(approved, production, env, tmp_path):
     assert "`patchgate verify` fails: CHANGED  gate.json" in line
 
 
+def test_a_run_that_should_be_signed_and_is_not_is_refused_even_with_a_rebuilt_manifest(approved, production, env,
+                                                                                     tmp_path):
+    """Whoever rewrites run-manifest.json and the evidence manifest to match still cannot drop the signature."""
+    from patchgate.evidence.manifests import build_evidence_manifest
+
+    _server, rings, _ = production
+    copy = tmp_path / "run"
+    shutil.copytree(approved, copy, ignore=shutil.ignore_patterns("promotions"))
+    manifest = json.loads((copy / "run-manifest.json").read_text())
+    manifest["signing"] = {"required": True, "key": "patchgate-verdicts", "mount": "transit"}
+    (copy / "run-manifest.json").write_text(json.dumps(manifest))
+    (copy / "evidence-manifest.json").write_text(json.dumps(build_evidence_manifest(copy, manifest["run_id"])))
+    line = _refusal(patchgate("promote", str(copy), "--ring", "ring1", "--rings", str(rings), env=env))
+    assert "`patchgate verify` fails: INVALID  no signature" in line
+
+
 def test_a_run_older_than_max_age_is_refused(approved, production, env):
     _server, rings, _ = production
     line = _refusal(patchgate("promote", str(approved), "--ring", "ring1", "--rings", str(rings), "--max-age", "0",
