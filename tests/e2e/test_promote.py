@@ -224,6 +224,17 @@ def test_a_block_run_is_refused(tmp_path, production, env):
     assert "KB5070881" not in json.dumps(_approvals(rings, "KB5070881"))
 
 
+def test_a_ring_whose_group_production_lacks_is_refused_before_anything_changes(approved, production, env,
+                                                                             tmp_path):
+    _server, rings, _ = production
+    other = tmp_path / "rings.yaml"
+    other.write_text(rings.read_text().replace("groups: [ring1-servers]", "groups: [ring1-servers, ring1-new]"))
+    before = _approvals(rings, "KB5070893")
+    line = _refusal(patchgate("promote", str(approved), "--ring", "ring1", "--rings", str(other), env=env))
+    assert "has no computer target group ring1-new of ring ring1" in line
+    assert _approvals(rings, "KB5070893") == before
+
+
 def test_a_package_that_is_not_the_one_wsus_holds_is_refused(approved, env, tmp_path):
     wrong = published_files([CANDIDATES[1]])["KB5070881"]  # another package under the KB's name
     server = _serve({"KB5070893": wrong})

@@ -61,6 +61,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
         return _status(args)
     if not args.dir or not args.ring:
         raise ConfigError("promote needs RUN_DIR and --ring RING (or --status KB)", field="--ring")
+    if args.lab:
+        raise ConfigError("--lab goes with --status; a promotion uses the lab file its run recorded (and --rings)",
+                          field="--lab")
     try:
         max_age = parse_duration(args.max_age, what="--max-age")
     except ValueError as exc:

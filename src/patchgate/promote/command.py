@@ -25,7 +25,8 @@ from patchgate.promote import ledger
 from patchgate.promote.refusal import PromotionRefused
 from patchgate.promote.run_checks import ApprovedRun, check_run
 from patchgate.secrets.redact import redactor
-from patchgate.promote.wsus_checks import check_not_promoted, check_packages, check_soaked, promoted_at
+from patchgate.promote.wsus_checks import (check_groups_exist, check_not_promoted, check_packages, check_soaked,
+                                           promoted_at)
 from patchgate.wsus.production import KbOnServer, approve_for_group, production_session, read_kb
 
 DEFAULT_MAX_AGE = dt.timedelta(days=7)
@@ -88,6 +89,7 @@ def promote(request: PromoteRequest, *, now: dt.datetime | None = None) -> Promo
     ring = rings.ring(request.ring)
     kb = _read(rings, ring.server, run.kb)
     sha_check = check_packages(kb, run.packages, allow_unverified=request.allow_unverified_sha256)
+    check_groups_exist(kb, ring)
     check_not_promoted(kb, ring)
     previous = None
     if ring.after is not None:

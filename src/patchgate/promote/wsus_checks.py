@@ -42,6 +42,15 @@ def check_packages(kb: KbOnServer, packages: list[dict[str, Any]], *, allow_unve
             "matched": matched, "unverified": unverifiable}
 
 
+def check_groups_exist(kb: KbOnServer, ring: Ring) -> None:
+    """Production groups are its administrators' business: a ring naming a group WSUS lacks is refused, before
+    any group is approved."""
+    missing = [g for g in ring.groups if g not in kb.groups]
+    if missing:
+        raise PromotionRefused(f"WSUS {kb.server} has no computer target group {', '.join(missing)} of ring "
+                               f"{ring.name} (promote never creates one; its groups: {', '.join(sorted(kb.groups))})")
+
+
 def check_not_promoted(kb: KbOnServer, ring: Ring) -> None:
     done = kb.approved(ring.groups)
     if {a.group for a in done} >= set(ring.groups):
