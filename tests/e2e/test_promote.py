@@ -135,6 +135,8 @@ def test_ring1_is_approved_on_production_wsus_with_its_deadline_and_recorded(app
     assert record["approvals"] == [approvals["ring1-servers"]]
     ledger = (Path(env["PATCHGATE_STATE_DIR"]) / "promotions.jsonl").read_text().splitlines()
     assert [json.loads(line)["ring"] for line in ledger] == ["ring1"]
+    written = [p.read_text() for p in (approved / "promotions").iterdir()] + ledger + [ring1.stdout, ring1.stderr]
+    assert not any(PASSWORD in text for text in written)  # the production account never reaches the evidence
 
 
 def test_ring1_twice_is_refused(approved, production, ring1, env):
