@@ -35,8 +35,9 @@ def published_files(candidate_files: list[Path], *, sha256: bool = True) -> dict
         candidate = load_candidate(path)
         for package in candidate.packages:
             data = candidate.package_path(package).read_bytes()
+            sha1 = hashlib.sha1(data).hexdigest()  # noqa: S324 - the digest WSUS itself keeps (UpdateFile.Hash)
             files.setdefault(candidate.kb, []).append({
-                "Name": Path(package.file).name, "Size": len(data), "Sha1": hashlib.sha1(data).hexdigest(),  # noqa: S324 - WSUS's own digest
+                "Name": Path(package.file).name, "Size": len(data), "Sha1": sha1,
                 "Sha256": hashlib.sha256(data).hexdigest() if sha256 else None})
     return files
 
