@@ -65,6 +65,7 @@ class TwinShell:
             "fetch": self._fetch,
             "wsus-approve": self.wsus.approve,
             "wsus-unapprove": self.wsus.unapprove,
+            "wsus-status": self.wsus.status,
             "wsus-client": self.wsus.client,
         }
         self.pipelines: dict[str, int] = {}

@@ -8,6 +8,7 @@ in the metadata the server holds, applies to the client and matches the update's
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 from dataclasses import dataclass, field
@@ -34,10 +35,21 @@ class ServerState:
     targeting_mode: str = "Server"
     groups: set[str] = field(default_factory=lambda: {ALL_COMPUTERS})
     approvals: dict[str, set[str]] = field(default_factory=dict)  # group -> approved KBs
+    approved_at: dict[tuple[str, str], tuple[str, str | None]] = field(default_factory=dict)  # (group, KB) ->
+    # (CreationDate, Deadline), ISO 8601 UTC
+    files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # KB -> its published files (wsus-status)
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _utc_text(value: str) -> str:
+    """An ISO 8601 time as the UTC text WSUS gives back (a time without an offset is UTC, as the op assumes)."""
+    if not value:
+        return ""
+    moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).astimezone(dt.UTC).isoformat()
 
 
 def _fail(message: str) -> PipelineOutput:
@@ -72,19 +84,31 @@ class TwinWsus:
             return _fail("Unable to find type [Microsoft.UpdateServices.Administration.AdminProxy] (the WSUS role "
                          "is not installed)")
         kb, group = str(stmt.parameters.get("Kb", "")).upper(), str(stmt.parameters.get("Group", ""))
+        production = bool(stmt.parameters.get("Production"))
         behaviour = self._held(host, kb)
         if behaviour is None:
             return _fail(f"WSUS on {host.computer_name} holds no approvable update {kb} (not synchronized yet, or "
                          "declined)")
         state = self.server(vm, host)
-        previous, state.targeting_mode = state.targeting_mode, "Client"
+        if production and group not in state.groups:
+            return _fail(f"WSUS on {host.computer_name} has no computer target group '{group}' (production groups "
+                         "are never created)")
+        try:
+            deadline = _utc_text(str(stmt.parameters.get("Deadline") or "")) or None
+        except ValueError:
+            return _fail(f"String was not recognized as a valid DateTime: {stmt.parameters.get('Deadline')!r}")
+        previous = state.targeting_mode
+        if not production:
+            state.targeting_mode = "Client"
         created = group not in state.groups
         state.groups.add(group)
         state.approvals.setdefault(group, set()).add(kb)
+        state.approved_at[(group, kb)] = (self.lab.clock().astimezone(dt.UTC).isoformat(), deadline)
         scheme = "https" if host.wsus.using_ssl else "http"
         return PipelineOutput(output=[_json({
             "Kb": kb, "Group": group, "GroupCreated": created, "PreviousTargetingMode": previous,
-            "Updates": [{"UpdateId": f"twin-{kb}", "Title": behaviour.title}],
+            "Updates": [{"UpdateId": f"twin-{kb}", "Title": behaviour.title,
+                         "CreationDate": state.approved_at[(group, kb)][0], "Deadline": deadline}],
             "Url": f"{scheme}://{host.computer_name.lower()}.lab.twin:{host.wsus.port_number}"})])
 
     def unapprove(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
@@ -92,6 +116,7 @@ class TwinWsus:
         state = self.server(vm, host)
         removed = 1 if kb in state.approvals.get(group, set()) else 0
         state.approvals.get(group, set()).discard(kb)
+        state.approved_at.pop((group, kb), None)
         group_removed = bool(stmt.parameters.get("RemoveGroup")) and group in state.groups
         if group_removed:
             state.groups.discard(group)
@@ -99,6 +124,24 @@ class TwinWsus:
         state.targeting_mode = str(stmt.parameters.get("TargetingMode") or state.targeting_mode)
         return PipelineOutput(output=[_json({"Kb": kb, "Group": group, "Removed": removed,
                                              "GroupRemoved": group_removed})])
+
+    def status(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
+        """``wsus-status``: the KB's update, its published files and its approvals per group; changes nothing."""
+        if not host.wsus.role_installed:
+            return _fail("Unable to find type [Microsoft.UpdateServices.Administration.AdminProxy] (the WSUS role "
+                         "is not installed)")
+        kb = str(stmt.parameters.get("Kb", "")).upper()
+        state = self.server(vm, host)
+        behaviour = self._held(host, kb)
+        updates = []
+        if behaviour is not None:
+            approvals = [{"Group": group, "Action": "Install", "CreationDate": created, "Deadline": deadline}
+                         for (group, approved_kb), (created, deadline) in sorted(state.approved_at.items())
+                         if approved_kb == kb and kb in state.approvals.get(group, set())]
+            updates.append({"UpdateId": f"twin-{kb}", "Title": behaviour.title, "IsDeclined": False,
+                            "Files": list(state.files.get(kb, [])), "Approvals": approvals})
+        return PipelineOutput(output=[_json({"Kb": kb, "Server": host.computer_name, "Groups": sorted(state.groups),
+                                             "Updates": updates})])
 
     def _held(self, server: WindowsHost, kb: str) -> Behaviour | None:
         """The update as the server's metadata has it: known to the catalogue and released by that day."""

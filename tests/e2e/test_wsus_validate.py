@@ -65,7 +65,8 @@ def test_the_evidence_shows_what_each_vm_was_offered_and_that_the_approval_was_u
     _proc, out = incident
     manifest = json.loads((out / "run-manifest.json").read_text())
     assert manifest["lab"]["install"] == {"via": "wsus", "server": SERVER, "group": "patchgate-lab", "url": None}
-    assert set(manifest["scripts"]["wsus"]) == {"wsus-approve.ps1", "wsus-client.ps1", "wsus-unapprove.ps1"}
+    assert set(manifest["scripts"]["wsus"]) == {"wsus-approve.ps1", "wsus-client.ps1", "wsus-status.ps1",
+                                                "wsus-unapprove.ps1"}
     for vm in ENROLLED:
         wsus = _evidence(out, vm)["wsus"]
         assert [o["Kb"] for o in wsus["offered"]] == ["KB5070881"] and wsus["installed"] == ["KB5070881"]

@@ -120,3 +120,23 @@ def test_an_install_fault_fails_the_task_with_what_was_offered():
     assert result.result_code == 4 and "install-fails" in (result.error or "")
     assert [o["Kb"] for o in result.offered] == ["KB5070881"] and result.installed == []
     assert not shell.lab.host(ENROLLED).has_kb("KB5070881")
+
+
+def test_production_mode_approves_existing_groups_only_with_a_deadline_and_status_reads_it_back():
+    import datetime as dt
+
+    from patchgate.wsus.production import approve_for_group, read_kb
+
+    shell = _shell("ws2025-std-wsus-oct2025")
+    server = InProcessSession(shell, SERVER)
+    with pytest.raises(LabError, match="no computer target group 'ring1-servers'"):
+        approve_for_group(server, server=SERVER, kb="KB5070893", group="ring1-servers", deadline=None)
+    shell.wsus.server(SERVER, shell.lab.host(SERVER)).groups.add("ring1-servers")
+    due = dt.datetime(2026, 12, 10, 18, 0, tzinfo=dt.UTC)
+    approve_for_group(server, server=SERVER, kb="KB5070893", group="ring1-servers", deadline=due)
+    state = read_kb(server, server=SERVER, kb="KB5070893")
+    assert [(a.group, a.action, a.deadline) for a in state.approvals] == [("ring1-servers", "Install", due)]
+    assert "ring1-servers" in state.groups and state.updates == 1
+    assert shell.wsus.server(SERVER, shell.lab.host(SERVER)).targeting_mode == "Server"  # left alone
+    assert read_kb(server, server=SERVER, kb="KB5070881").approvals == []
+    assert read_kb(server, server=SERVER, kb="KB9999999").updates == 0

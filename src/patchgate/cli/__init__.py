@@ -18,7 +18,8 @@ from patchgate.errors import EXIT_CONFIG, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT
 __all__ = ["CLASSIFICATIONS", "ROLES", "build_parser", "main", "run"]
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program whose reader closed the pipe
-SUBCOMMANDS = ("validate", "gate", "report", "verify", "candidate", "leases", "reap", "doctor", "calendar")
+SUBCOMMANDS = ("validate", "gate", "report", "verify", "promote", "candidate", "leases", "reap", "doctor",
+               "calendar")
 COMMANDS_ENTRY_POINTS = "patchgate.commands"
 """Installed lab kinds add their subcommands here: a function taking the subparsers and the lazy loader."""
 

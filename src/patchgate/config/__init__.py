@@ -21,6 +21,10 @@ def load_lab(path: Path) -> Lab:
     lab = validate_document(Lab, doc)
     _check_waiver_scopes(lab, doc, str(path))
     lab = lab.model_copy(update={"source": path.resolve()})
+    if lab.rings is not None:  # checked with the lab, so `validate` refuses a bad rings section too
+        from patchgate.config.rings import LabRings
+
+        validate_document(LabRings, doc)
     if lab.calendar_path is not None:
         _check_calendar(lab.calendar_path, doc.line_of(("calendar",)), str(path))
     return lab

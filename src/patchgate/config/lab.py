@@ -306,6 +306,8 @@ class Lab(Strict):
     policy: Policy = Policy()
     install: InstallSettings = InstallSettings()
     wsus: WsusSettings | None = Field(None, description="the lab's WSUS server and group (`install: {via: wsus}`)")
+    rings: dict[str, Any] | None = Field(None, description="production rings for `patchgate promote` "
+                                         "(patchgate.config.rings, validated by load_lab; docs/rings.md)")
     calendar: Path | None = Field(None, description="the lab's own hotpatch calendar file (relative to the lab file); "
                                                      "default: the built-in calendar (docs/calendar.md)")
     control: Control = Field(

@@ -55,8 +55,9 @@ EVIDENCE_SCHEMA = "patchgate.evidence.manifests-manifest/1"
 REPORT_SCHEMA = "patchgate.evidence.report-manifest/1"
 
 DERIVED = ("report/*", "summary.html", "summary.md", REPORT_MANIFEST, EVIDENCE_MANIFEST, "*.sig", "*.pub.pem",
-           "*.tmp")
-"""Relative paths (fnmatch patterns) that are not evidence: built from it afterwards, or signatures over it."""
+           "*.tmp", "promotions/*")
+"""Relative paths (fnmatch patterns) that are not evidence: built from it afterwards, or signatures over it.
+``promotions/``: records of later promotions, checked against their own appendix (evidence/promotions.py)."""
 
 COMPONENT_PACKAGES = ("pypsrp", "pyvmomi", "hvac", "pytest", "allure-pytest", "pytest-xdist", "pytest-testinfra",
                       "pydantic")
@@ -521,9 +522,13 @@ def verify_dir(out_dir: Path, *, public_key: str | None = None, lab: str | None 
     listed = verify_files(out_dir, manifest["files"], result)
     result.evidence_checked = result.checked
     result.extra = [p for p in evidence_files(out_dir) if p not in listed]
-    verify_report(out_dir, sha256_file(out_dir / EVIDENCE_MANIFEST), result)
+    evidence_sha = sha256_file(out_dir / EVIDENCE_MANIFEST)
+    verify_report(out_dir, evidence_sha, result)
     verify_verdicts(out_dir, result)
     verify_signatures(out_dir, public_key, result, lab=lab)
+    from patchgate.evidence.promotions import verify_promotions
+
+    verify_promotions(out_dir, evidence_sha, result, public_key=public_key, lab=lab)
     return result
 
 

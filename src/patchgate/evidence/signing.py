@@ -314,18 +314,20 @@ def _lab_of_run(folder: Path) -> Lab:
 
 
 def verify_run(out_dir: str | os.PathLike[str], public_key: str | os.PathLike[str] | None = None, *,
-               lab: Lab | str | os.PathLike[str] | None = None, session: VaultSession | None = None) -> bool:
+               lab: Lab | str | os.PathLike[str] | None = None, session: VaultSession | None = None,
+               names: tuple[str, ...] = SIGNED_FILES) -> bool:
     """Check the signatures of a run folder: offline with ``public_key``, else online with Vault's transit.
 
     Online uses ``lab`` (a Lab, a lab file or a name under labs/), by default the lab file recorded in
-    run-manifest.json. True when gate.json and the evidence manifest both carry a valid signature;
+    run-manifest.json. True when gate.json and the evidence manifest (or ``names``: the promotions manifest) all
+    carry a valid signature;
     a missing or non-matching signature raises :class:`SignatureMismatch` naming the file (so the
     report says which one); an unusable key or signature file raises ValueError.
     """
     folder = Path(out_dir)
     problems: list[str] = []
-    present = [name for name in SIGNED_FILES if signature_path(folder / name).is_file()]
-    for name in SIGNED_FILES:
+    present = [name for name in names if signature_path(folder / name).is_file()]
+    for name in names:
         if name not in present:
             problems.append(f"{name}: no signature ({name}{SIG_SUFFIX} missing)")
     if public_key is not None:

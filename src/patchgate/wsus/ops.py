@@ -33,7 +33,7 @@ def wsus_script(op: str, **parameters: Any) -> Script:
     return Script(name=op, body=text, parameters=parameters)
 
 
-def _listed(value: Any) -> list[Any]:
+def listed(value: Any) -> list[Any]:
     """ConvertTo-Json prints a one-element array as the element itself, and an empty one as null."""
     if value is None:
         return []
@@ -62,7 +62,7 @@ def approve(session: RemoteSession, *, server: str, kb: str, group: str, timeout
                          "wsus-approve", APPROVE_CONTRACT, server, LabError)
     return Approval(server=server, kb=str(doc["Kb"]), group=str(doc["Group"]),
                     group_created=bool(doc["GroupCreated"]), previous_targeting_mode=str(doc["PreviousTargetingMode"]),
-                    url=str(doc["Url"]), updates=[u for u in _listed(doc["Updates"]) if isinstance(u, dict)])
+                    url=str(doc["Url"]), updates=[u for u in listed(doc["Updates"]) if isinstance(u, dict)])
 
 
 def unapprove(session: RemoteSession, approval: Approval, *, timeout: float | None) -> dict[str, Any]:
@@ -96,9 +96,9 @@ def client_install(session: RemoteSession, *, vm: str, url: str, group: str, tas
                    task_timeout: float, timeout: float | None) -> ClientResult:
     script = wsus_script("wsus-client", Url=url, Group=group, TaskName=task_name, TimeoutSeconds=int(task_timeout))
     doc = parse_document(session.run(script, timeout=timeout), "wsus-client", CLIENT_CONTRACT, vm, InstallError)
-    offered = [o for o in _listed(doc["Offered"]) if isinstance(o, dict)]
-    return ClientResult(offered=offered, installed=[str(k).upper() for k in _listed(doc["Installed"]) if k],
-                        results=[r for r in _listed(doc["Results"]) if isinstance(r, dict)],
+    offered = [o for o in listed(doc["Offered"]) if isinstance(o, dict)]
+    return ClientResult(offered=offered, installed=[str(k).upper() for k in listed(doc["Installed"]) if k],
+                        results=[r for r in listed(doc["Results"]) if isinstance(r, dict)],
                         result_code=int(doc["ResultCode"]), hresult=int(doc["HResult"]),
                         reboot_required=bool(doc["RebootRequired"]), task_removed=bool(doc["TaskRemoved"]),
                         error=str(doc["Error"]) if doc.get("Error") else None)

@@ -4,14 +4,20 @@
 # WSUS administration API (Microsoft Learn, WSUS SDK): AdminProxy.GetUpdateServer (aa349325),
 # IUpdateServer.CreateComputerTargetGroup (aa349860), IUpdate.Approve(Install, group) (ms747129),
 # IUpdateServerConfiguration.TargetingMode (ms752787). Approve-WsusUpdate has no group creation, hence the API.
-# Parameters: Kb ("KB5070881"), Group (the lab's computer target group).
+# With a deadline: IUpdate.Approve(Install, group, DateTime deadline), the deadline in UTC (ms747129); the cmdlet
+# Approve-WsusUpdate has no deadline parameter.
+# Parameters: Kb ("KB5070881"), Group (the computer target group), Deadline (optional, ISO 8601 UTC),
+#   Production (bool, `patchgate promote`: the group must exist already and the targeting mode is left alone).
 # Prints one JSON document:
 #   {"Kb":"KB...","Group":"...","GroupCreated":bool,"PreviousTargetingMode":"Client"|"Server",
-#    "Updates":[{"UpdateId":"<guid>","Title":"..."}],"Url":"http(s)://<fqdn>:<port>"}
+#    "Updates":[{"UpdateId":"<guid>","Title":"...","CreationDate":"<UTC>","Deadline":"<UTC>"|null}],
+#    "Url":"http(s)://<fqdn>:<port>"}
 # An update WSUS does not hold (not synchronized, or declined) is an error record, and nothing is approved.
 param(
     [Parameter(Mandatory = $true)][string]$Kb,
-    [Parameter(Mandatory = $true)][string]$Group
+    [Parameter(Mandatory = $true)][string]$Group,
+    [string]$Deadline = '',
+    [bool]$Production = $false
 )
 $ErrorActionPreference = 'Stop'
 [void][Reflection.Assembly]::LoadWithPartialName('Microsoft.UpdateServices.Administration')
@@ -23,12 +29,15 @@ if ($updates.Count -eq 0) {
 }
 $config = $server.GetConfiguration()
 $previous = [string]$config.TargetingMode
-if ($previous -ne 'Client') {
+if ($previous -ne 'Client' -and -not $Production) {
     $config.TargetingMode = [Microsoft.UpdateServices.Administration.TargetingMode]::Client
     $config.Save()
 }
 $target = $server.GetComputerTargetGroups() | Where-Object { $_.Name -eq $Group } | Select-Object -First 1
 $created = $false
+if ($null -eq $target -and $Production) {
+    throw "WSUS on $env:COMPUTERNAME has no computer target group '$Group' (production groups are never created)"
+}
 if ($null -eq $target) {
     $target = $server.CreateComputerTargetGroup($Group)
     $created = $true
@@ -36,8 +45,17 @@ if ($null -eq $target) {
 $approved = New-Object System.Collections.Generic.List[object]
 foreach ($update in $updates) {
     if ($update.RequiresLicenseAgreementAcceptance) { $update.AcceptLicenseAgreement() }
-    [void]$update.Approve([Microsoft.UpdateServices.Administration.UpdateApprovalAction]::Install, $target)
-    $approved.Add([pscustomobject]@{ UpdateId = [string]$update.Id.UpdateId; Title = $update.Title })
+    $install = [Microsoft.UpdateServices.Administration.UpdateApprovalAction]::Install
+    if ($Deadline) {
+        $due = [DateTime]::Parse($Deadline, [Globalization.CultureInfo]::InvariantCulture,
+            [Globalization.DateTimeStyles]::AdjustToUniversal -bor [Globalization.DateTimeStyles]::AssumeUniversal)
+        $approval = $update.Approve($install, $target, $due)
+    } else {
+        $approval = $update.Approve($install, $target)
+    }
+    $due = if ($approval.Deadline -eq [DateTime]::MaxValue) { $null } else { $approval.Deadline.ToString('o') }
+    $approved.Add([pscustomobject]@{ UpdateId = [string]$update.Id.UpdateId; Title = $update.Title
+        CreationDate = $approval.CreationDate.ToString('o'); Deadline = $due })
 }
 $scheme = if ($server.UseSecureConnection) { 'https' } else { 'http' }
 $fqdn = [System.Net.Dns]::GetHostEntry($env:COMPUTERNAME).HostName
