@@ -9,6 +9,7 @@ restart evidence, the sync after the install) must still block with exactly thei
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,10 @@ KBS = ("KB5070893", "KB5068966", "KB5073379",  # good updates (with and without 
 def test_verdicts_hold_when_the_guests_clock_is_minutes_off(tmp_path: Path, skew: float) -> None:
     runs = CatalogueRuns(Catalog.load(), tmp_path, seed=21, clock_skew=skew)
     wrong = []
-    for behaviour in (runs.catalog.behaviour(kb) for kb in KBS):
-        run = runs.run_one(behaviour)
+    behaviours = [runs.catalog.behaviour(kb) for kb in KBS]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        finished = list(pool.map(runs.run_one, behaviours))
+    for behaviour, run in zip(behaviours, finished):
         for image, expect in sorted(behaviour.expect.items()):
             vm = vm_name(image)
             if run.verdict(vm) != expect.verdict or run.failed(vm) != set(expect.fails):
