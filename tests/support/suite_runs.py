@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from patchgate.cli.validate import NO_PLUGIN_AUTOLOAD, SUITE_CAPTURE, SUITE_PLUGINS
+from patchgate.cli.validate import NO_PLUGIN_AUTOLOAD, SUITE_CAPTURE, SUITE_DISABLED, SUITE_PLUGINS
 
 ROOT = Path(__file__).resolve().parents[2]
 PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
@@ -51,8 +51,8 @@ class Finished:
 
 def suites_command(lab: Path, candidate: Path, out: Path, extra: list[str]) -> list[str]:
     """What ``patchgate validate`` hands its child pytest (the same plugins, capture and output files)."""
-    return [str(ROOT / "suites"), "--rootdir", str(ROOT), "-p", "no:cacheprovider",
-            *(arg for plugin in SUITE_PLUGINS for arg in ("-p", plugin)),
+    return [str(ROOT / "suites"), "--rootdir", str(ROOT),
+            *(arg for plugin in (*SUITE_DISABLED, *SUITE_PLUGINS) for arg in ("-p", plugin)),
             "--lab", str(lab), "--candidate", str(candidate), "--out", str(out),
             "--junitxml", str(out / "junit.xml"), "--alluredir", str(out / "allure-results"), SUITE_CAPTURE,
             "--tb=short", *extra]
