@@ -57,8 +57,15 @@ _SERVICE_ERROR: BaseException | None = None
 _BUILT = threading.Event()  # set in the child once the service (or its error) exists
 
 
+BUILD_TIMEOUT_S = 120.0
+"""How long the harness waits for the child to build its lab (a second or two; the catalogue and the disks of a
+big lab take longer): a child that never finishes (say, an import lock another thread of the harness held when it
+forked) is then a clear error, lab trouble for the run, never a run that waits forever."""
+
+
 def _service() -> "TwinService":
-    _BUILT.wait()
+    if not _BUILT.wait(BUILD_TIMEOUT_S):
+        raise RuntimeError(f"the twin's process did not build its lab within {BUILD_TIMEOUT_S:g}s")
     if _SERVICE is None:
         raise _SERVICE_ERROR or RuntimeError("no twin lab was built")
     return _SERVICE
