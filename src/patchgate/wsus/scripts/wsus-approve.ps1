@@ -47,8 +47,8 @@ foreach ($update in $updates) {
     if ($update.RequiresLicenseAgreementAcceptance) { $update.AcceptLicenseAgreement() }
     $install = [Microsoft.UpdateServices.Administration.UpdateApprovalAction]::Install
     if ($Deadline) {
-        $due = [DateTime]::Parse($Deadline, [Globalization.CultureInfo]::InvariantCulture,
-            [Globalization.DateTimeStyles]::AdjustToUniversal -bor [Globalization.DateTimeStyles]::AssumeUniversal)
+        $styles = [Globalization.DateTimeStyles]::AdjustToUniversal -bor [Globalization.DateTimeStyles]::AssumeUniversal
+        $due = [DateTime]::Parse($Deadline, [Globalization.CultureInfo]::InvariantCulture, $styles)
         $approval = $update.Approve($install, $target, $due)
     } else {
         $approval = $update.Approve($install, $target)
