@@ -33,3 +33,35 @@ def vcsim_binary() -> Path:
         return build()
     except HypervisorError as exc:
         pytest.fail(f"cannot build the vSphere simulator: {exc}", pytrace=False)
+
+
+# --- end-to-end runs of the default twin lab, shared by every folder's tests (support/shared_runs.py)
+
+GITHUB_ACTIONS_ENV = {"GITHUB_ACTIONS": "true", "GITHUB_RUN_ID": "4242", "GITHUB_RUN_NUMBER": "17",
+                      "GITHUB_SERVER_URL": "https://github.example", "GITHUB_REPOSITORY": "infra/patchgate",
+                      "GITHUB_WORKFLOW": "nightly gate", "GITHUB_JOB": "validate", "GITHUB_ACTOR": "jdoe-ci"}
+
+
+@pytest.fixture(scope="session")
+def blocked_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str):
+    """KB5070881 on the twin lab in one process: blocked (hotpatch.track fails on the three enrolled VMs)."""
+    from support.shared_runs import shared_validate
+
+    return shared_validate(tmp_path_factory, worker_id, "kb5070881", "--lab", "twin", "--candidate", "KB5070881")
+
+
+@pytest.fixture(scope="session")
+def approved_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str):
+    """KB5070893 on the twin lab in one process: approved."""
+    from support.shared_runs import shared_validate
+
+    return shared_validate(tmp_path_factory, worker_id, "kb5070893", "--lab", "twin", "--candidate", "KB5070893")
+
+
+@pytest.fixture(scope="session")
+def xdist_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str):
+    """KB5070881 under pytest-xdist (-n 2), as if in GitHub Actions (executor.json must appear)."""
+    from support.shared_runs import shared_validate
+
+    return shared_validate(tmp_path_factory, worker_id, "kb5070881-xdist", "--lab", "twin", "--candidate",
+                           "KB5070881", "--", "-n", "2", env=GITHUB_ACTIONS_ENV)

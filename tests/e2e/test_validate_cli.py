@@ -24,15 +24,15 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def blocked(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
-    out = tmp_path_factory.mktemp("kb5070881")
-    return run("validate", "--lab", "twin", "--candidate", "KB5070881", "--out", str(out)), out
+def blocked(blocked_run) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The shared KB5070881 run of the default lab (tests/conftest.py)."""
+    return blocked_run.proc, blocked_run.out
 
 
 @pytest.fixture(scope="module")
-def approved(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
-    out = tmp_path_factory.mktemp("kb5070893")
-    return run("validate", "--lab", "twin", "--candidate", "KB5070893", "--out", str(out)), out
+def approved(approved_run) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The shared KB5070893 run of the default lab (tests/conftest.py)."""
+    return approved_run.proc, approved_run.out
 
 
 def gate(out: Path) -> dict:

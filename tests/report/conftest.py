@@ -1,4 +1,5 @@
-"""Runs of `patchgate validate` shared by the report tests: one per candidate per session, into tmp folders.
+"""Runs of `patchgate validate` for the report tests (the default lab's blocked, approved and xdist runs are shared
+by every folder: tests/conftest.py).
 
 Each run uses its own PATCHGATE_STATE_DIR so the local VM leases of other runs on this machine cannot make it
 broken, and CI variables are removed so executor.json only appears where a test asks for it.
@@ -13,25 +14,6 @@ import pytest
 import yaml
 
 from report.runs import ROOT, Run, validate
-
-
-@pytest.fixture(scope="session")
-def blocked_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    return validate(tmp_path_factory, "kb5070881", "--lab", "twin", "--candidate", "KB5070881")
-
-
-@pytest.fixture(scope="session")
-def approved_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    return validate(tmp_path_factory, "kb5070893", "--lab", "twin", "--candidate", "KB5070893")
-
-
-@pytest.fixture(scope="session")
-def xdist_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """KB5070881 under pytest-xdist, as if in GitHub Actions (executor.json must appear)."""
-    return validate(tmp_path_factory, "kb5070881-xdist", "--lab", "twin", "--candidate", "KB5070881", "--", "-n", "2",
-                    GITHUB_ACTIONS="true", GITHUB_RUN_ID="4242", GITHUB_RUN_NUMBER="17",
-                    GITHUB_SERVER_URL="https://github.example", GITHUB_REPOSITORY="infra/patchgate",
-                    GITHUB_WORKFLOW="nightly gate", GITHUB_JOB="validate", GITHUB_ACTOR="jdoe-ci")
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,8 @@ BLOCKED = ("--lab", "twin", "--candidate", "KB5070881")
 
 @pytest.fixture(scope="module", params=["2", "auto"])
 def distributed(request, run_validate) -> Run:
+    if request.param == "2":
+        return request.getfixturevalue("xdist_run")  # the shared -n 2 run (tests/conftest.py)
     return run_validate(f"xdist-{request.param}", *BLOCKED, "--", "-n", request.param)
 
 
