@@ -406,6 +406,7 @@ def pytest_runtestloop(session: pytest.Session) -> Iterator[None]:
             or not _vm_items(session)):
         yield
         return
+    from patchgate.run.interrupts import caused_by_interrupt
     from patchgate_pytest.lab import finish_lab_run, start_lab_run, while_no_vm_is_ready
 
     progress = get_progress(config)
@@ -417,12 +418,14 @@ def pytest_runtestloop(session: pytest.Session) -> Iterator[None]:
         names = list(run.lifecycles)
         meanwhile = while_no_vm_is_ready(session, run)
         progress.watch(lambda timeout: run.first_prepared(names, timeout) or meanwhile())
-    except BaseException:
+    except BaseException as exc:
         progress.stop_live()
         run = run or state.lab_run  # Ctrl-C inside start_lab_run: the run exists, its VMs may be reverting
         if run is not None:
             run.interrupt()
             finish_lab_run(config, session, run)
+        if not isinstance(exc, KeyboardInterrupt) and caused_by_interrupt(exc):
+            raise KeyboardInterrupt from None  # an interrupt that an import wrapped: pytest's "interrupted"
         raise
     ready = [lc for lc in run.lifecycles.values() if lc.prepared.is_set()]
     broken = sum(1 for lc in ready if lc.obs.error is not None)

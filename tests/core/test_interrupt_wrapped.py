@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from patchgate import cli
+from patchgate.run.interrupts import caused_by_interrupt
 from patchgate.errors import EXIT_INTERRUPTED
 
 
@@ -24,8 +25,8 @@ def test_the_interpreter_wraps_an_interrupt_in_a_class_body() -> None:
     with pytest.raises(RuntimeError) as caught:
         _define_a_class()
     assert isinstance(caught.value.__cause__, KeyboardInterrupt)
-    assert cli._caused_by_interrupt(caught.value)
-    assert not cli._caused_by_interrupt(RuntimeError("a bug"))
+    assert caused_by_interrupt(caught.value)
+    assert not caused_by_interrupt(RuntimeError("a bug"))
 
 
 def test_a_wrapped_interrupt_exits_as_interrupted(monkeypatch: pytest.MonkeyPatch, capsys) -> None:

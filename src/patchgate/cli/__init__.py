@@ -78,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's exit flush must not fail too
         return EXIT_BROKEN_PIPE
     except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug users
-        if _caused_by_interrupt(exc):  # Ctrl-C that a library wrapped in its own error on the way up
+        from patchgate.run.interrupts import caused_by_interrupt
+
+        if caused_by_interrupt(exc):  # Ctrl-C that a library wrapped in its own error on the way up
             return fail("interrupted", EXIT_INTERRUPTED)
         import traceback
 
@@ -90,17 +92,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "(set PATCHGATE_DEBUG=1 for the traceback)", EXIT_INTERNAL)
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _caused_by_interrupt(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, KeyboardInterrupt):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def _debug() -> bool:

@@ -45,6 +45,19 @@ class StopOnce:
                   "'patchgate reap' to force)", file=sys.stderr, flush=True)
 
 
+def caused_by_interrupt(exc: BaseException) -> bool:
+    """``exc`` is a KeyboardInterrupt, or an error raised because of one: Ctrl-C landing in a class body comes
+    back as a RuntimeError ("Error calling __set_name__ ...") caused by it, and a library may wrap it too."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def stop_once_on_signals() -> StopOnce | None:
     """Install :class:`StopOnce` for SIGINT and SIGTERM and unblock them (a signal pending since the process
     started is delivered now). Only the main thread can do this; elsewhere it does nothing."""
