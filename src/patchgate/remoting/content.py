@@ -241,7 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._plain(404, "not found")
             return
         try:
-            handle = entry.path.open("rb")
+            handle = entry.path.open("rb", buffering=0)
         except OSError:
             self._plain(410, "gone")
             return
@@ -273,14 +273,15 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             handle.seek(start)
             left = length
+            buffer = memoryview(bytearray(SEND_CHUNK))  # one buffer per transfer: no fresh 1 MiB per chunk
             try:
                 while left > 0:
-                    data = handle.read(min(SEND_CHUNK, left))
-                    if not data:
+                    read = handle.readinto(buffer[:min(SEND_CHUNK, left)])
+                    if not read:
                         break
-                    self.wfile.write(data)
-                    left -= len(data)
-                    owner._count(vm, len(data))
+                    self.wfile.write(buffer[:read])
+                    left -= read
+                    owner._count(vm, read)
             except (ConnectionError, ssl.SSLError, OSError, ValueError):
                 self.close_connection = True  # the VM went away or the run stopped: it resumes with a Range
 

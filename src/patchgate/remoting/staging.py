@@ -25,7 +25,6 @@ import functools
 import inspect
 import json
 import ntpath
-import threading
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -34,7 +33,7 @@ from typing import Any, Protocol
 
 from patchgate.config.candidate import Candidate
 from patchgate.errors import InstallError, LabError, LabTimeout, StagingError
-from patchgate.evidence.hashing import sha256_file
+from patchgate.evidence.hashing import package_sha256
 from patchgate.remoting.base import RemoteSession, Script, ScriptResult
 
 OP_STAGE_PREPARE = "stage-prepare"
@@ -187,24 +186,6 @@ class _Budget:
         return remaining
 
 
-_hashes: dict[tuple[str, int, int, int], str] = {}
-_hash_locks: dict[tuple[str, int, int, int], threading.Lock] = {}
-_hash_guard = threading.Lock()
-
-
-def local_sha256(path: Path) -> str:
-    """The file's SHA-256, hashed once per run for every VM that stages it (a package can be gigabytes): kept
-    while the file's identity, size and modification time stay what they were."""
-    info = path.stat()
-    key = (str(path.resolve()), info.st_ino, info.st_size, info.st_mtime_ns)
-    with _hash_guard:
-        lock = _hash_locks.setdefault(key, threading.Lock())
-    with lock:  # the VMs that stage it at once wait for one hash
-        if key not in _hashes:
-            _hashes[key] = sha256_file(path)
-        return _hashes[key]
-
-
 def checked_packages(candidate: Candidate, vm: str) -> list[Path]:
     """The candidate's package files on this machine, each hashed (by chunks) against the candidate."""
     locals_ = []
@@ -212,7 +193,7 @@ def checked_packages(candidate: Candidate, vm: str) -> list[Path]:
         local = candidate.package_path(package)
         if not local.is_file():
             raise StagingError(f"package file {local} named by {candidate.kb} does not exist", vm=vm, step="stage")
-        local_hash = local_sha256(local)
+        local_hash = package_sha256(local)  # hashed once per run (evidence.hashing)
         if local_hash != package.sha256:
             raise StagingError(f"package file {local.name} does not match the candidate: expected sha256 "
                                f"{package.sha256}, the local file has {local_hash}", vm=vm, step="stage")
