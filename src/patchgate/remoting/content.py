@@ -37,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from patchgate.secrets.base import Credentials
 from patchgate.secrets.redact import redactor
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Offer:
     sha256: str  # lower-case hex
     size: int
     fingerprint: str  # SHA-256 of the server certificate (DER), upper-case hex, no separators
+    credentials: Credentials | None = None  # the account that reads a share (its repr masks the password)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ the twin can route it, takes named parameters only, and prints ONE JSON document
 in docs/remoting.md; the twin prints exactly these shapes):
 
 * ``stage-prepare`` (Path)                -> ``{"Path": str, "Exists": true}``
-* ``fetch`` (Url, Destination, Sha256, Size, Fingerprint, TimeoutSeconds, Keep) -> ``{"Path": str, "Sha256": "UPPER HEX"
+* ``fetch`` (Url, Destination, Sha256, Size, Fingerprint, TimeoutSeconds, Keep[, ShareUser, SharePassword]) -> ``{"Path": str, "Sha256": "UPPER HEX"
   | null, "Bytes": int, "Skipped": bool, "Method": str, "Resumes": int, "Log": [str]}``
 * ``install``       (PackagePath, Sha256) -> ``{"PackagePath": str, "RestartNeeded": bool, "ExitCode": int,
   "Log": [str], "Staged": [{"Path": str, "Sha256": "UPPER HEX" | null}]}`` and, when the install fails, an
@@ -35,6 +35,7 @@ from patchgate.config.candidate import Candidate
 from patchgate.errors import InstallError, LabError, LabTimeout, StagingError
 from patchgate.evidence.hashing import package_sha256
 from patchgate.remoting.base import RemoteSession, Script, ScriptResult
+from patchgate.secrets.base import credential_pair
 
 OP_STAGE_PREPARE = "stage-prepare"
 OP_INSTALL = "install"
@@ -253,15 +254,21 @@ def fetch(session: RemoteSession, candidate: Candidate, source: PackageSource, *
         remote = ntpath.join(root, local.name)
         left = budget.left("stage")
         # Size as text: PSRP carries a Python int as a 32-bit I32, and packages pass 2 GiB ([long] binds the text)
+        account = getattr(offer, "credentials", None)
         script = op_script(OP_FETCH, Url=offer.url, Destination=remote, Sha256=offer.sha256,
                            Size=str(offer.size), Fingerprint=offer.fingerprint,
-                           TimeoutSeconds=max(1, int(left or 1800)), Keep=keep)
+                           TimeoutSeconds=max(1, int(left or 1800)), Keep=keep, **_share_account(account))
         try:
             result = session.run(script, timeout=left)
         except LabTimeout as exc:
             raise LabTimeout(f"fetching {local.name} onto VM {vm} ran past the stage timeout "
                              f"({budget.timeout or 0:g}s, timeouts.stage): {exc.detail}", vm=vm,
                              step="stage") from exc
+        if not result.text.strip() and not offer.fingerprint:  # a share: the VM read it (or not) on its own
+            why = "; ".join(result.errors) or "no output"
+            who = f"as {account.username}" if account is not None else "with the VM's own account"
+            raise StagingError(f"VM {vm} could not read {local.name} from the share at {offer.url} {who} "
+                               f"(staging.share in the lab file): {why}", vm=vm, step="stage")
         doc = parse_document(result, OP_FETCH, FETCH_CONTRACT, vm, StagingError)
         log_lines = _lines(doc["Log"])
         actual = str(doc["Sha256"] or "").lower()
@@ -275,6 +282,15 @@ def fetch(session: RemoteSession, candidate: Candidate, source: PackageSource, *
             fetched.append(Fetched(name=local.name, method=str(doc["Method"]), bytes=int(doc["Bytes"]),
                                    resumes=int(doc["Resumes"])))
     return staged
+
+
+def _share_account(credentials: Any) -> dict[str, str]:
+    """The fetch op's ShareUser / SharePassword: parameters of the pipeline (never a command line, which
+    process-creation auditing can record), from which the op builds the PSCredential on the VM."""
+    if credentials is None:
+        return {}
+    username, password = credential_pair(credentials)
+    return {"ShareUser": username, "SharePassword": password}
 
 
 def _lines(value: Any) -> list[str]:
