@@ -79,9 +79,11 @@ function Test-Download([string]$Path) {
     return $null
 }
 
-$folder = Split-Path -LiteralPath $Destination -Parent
+# .NET for the parts of a path: Split-Path -LiteralPath with -Parent or -Leaf is 'Parameter set cannot be resolved'
+# on Windows PowerShell 5.1 (https://github.com/PowerShell/PowerShell/issues/8751)
+$folder = [System.IO.Path]::GetDirectoryName($Destination)
 New-Item -ItemType Directory -Path $folder -Force | Out-Null
-$Keep = @($Keep) + @(Split-Path -LiteralPath $Destination -Leaf)
+$Keep = @($Keep) + @([System.IO.Path]::GetFileName($Destination))
 Get-ChildItem -LiteralPath $folder -File | Where-Object {
         $Keep -notcontains $_.Name -and $Keep -notcontains ($_.Name -replace '\.partial$', '') } | ForEach-Object {
     $log.Add("Removed $($_.Name): not a package of this candidate (DISM looks for checkpoints in this folder)")
@@ -98,7 +100,7 @@ if (Test-Path -LiteralPath $Destination -PathType Leaf) {
 
 if ($Url -notmatch '^https?://') {
     # a UNC share: the VM reads it with the given account (a drive that lives only for this op)
-    $root = Split-Path -LiteralPath $Url -Parent
+    $root = [System.IO.Path]::GetDirectoryName($Url)
     $drive = $null
     if ($null -ne $Credential) {
         $drive = New-PSDrive -Name ('pg' + [guid]::NewGuid().ToString('N').Substring(0, 8)) -PSProvider FileSystem `
@@ -106,7 +108,7 @@ if ($Url -notmatch '^https?://') {
     }
     try {
         $source = $Url
-        if ($null -ne $drive) { $source = "$($drive.Name):\$(Split-Path -LiteralPath $Url -Leaf)" }
+        if ($null -ne $drive) { $source = "$($drive.Name):\$([System.IO.Path]::GetFileName($Url))" }
         Copy-Item -LiteralPath $source -Destination $partial -Force
     } finally {
         if ($null -ne $drive) { Remove-PSDrive -Name $drive.Name -Force }
