@@ -4,7 +4,7 @@ It does what remoting/scripts/fetch.ps1 does on Windows along its HTTPS path: ke
 expected SHA-256, connects to the URL, checks that the server's certificate is the pinned one, downloads into a
 partial file on the VM's disk folder (patchgate_twin.guestfiles, never in memory), resumes with a Range request
 when the connection drops, hashes what arrived and keeps it only when it is the approved file. It prints the
-op's document. A share (a UNC path) is out of the twin's reach, as a real guest without that network would be.
+op's document. A UNC share is one the twin serves (patchgate_twin.shares), or out of its reach.
 
 Faults (docs/twin.md): ``download-drops`` (the connection is cut half-way, N times, default 1: the download
 resumes), ``download-corrupts`` (one byte of what arrives is wrong: the hash check refuses the file),
@@ -26,6 +26,8 @@ from typing import Any
 from patchgate_twin import filecopy
 from patchgate_twin.faults import Fault
 from patchgate_twin.guestfiles import BlobWriter, GuestFiles
+from patchgate_twin.settings import TwinShare
+from patchgate_twin.shares import copy_from_share
 from patchgate_twin.shell import PipelineOutput, TwinFault
 
 CHUNK = 1 << 20
@@ -52,7 +54,7 @@ class _Download:
 
 
 def run_fetch(files: GuestFiles, parameters: dict[str, Any], faults: dict[str, Fault],
-              stop: threading.Event) -> PipelineOutput:
+              stop: threading.Event, shares: list[TwinShare] | None = None) -> PipelineOutput:
     destination = filecopy.resolve(str(parameters.get("Destination", "")))
     name = filecopy.key(destination)
     expected = str(parameters.get("Sha256", "")).upper()
@@ -63,8 +65,7 @@ def run_fetch(files: GuestFiles, parameters: dict[str, Any], faults: dict[str, F
     url = str(parameters.get("Url", ""))
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("http", "https"):
-        return PipelineOutput(errors=[f"Copy-Item : The network path was not found. (the twin reaches no share: "
-                                      f"{url})"], failed=True)
+        return copy_from_share(files, parameters, shares or [], removed)
     drops = faults.get("download-drops")
     job = _Download(url=parsed, size=int(parameters.get("Size") or 0), pin=str(parameters.get("Fingerprint") or ""),
                     faults=faults, stop=stop,

@@ -21,8 +21,21 @@ class TwinLatency(Strict):
     wsman_round_trip: float = Field(0.0, ge=0, le=10)
 
 
+class TwinShare(Strict):
+    """A share the twin serves its VMs (``staging.source: share``): the UNC root ``unc`` is a folder on this
+    machine, and reading it takes the account an administrator gave it: ``username`` with the password held in
+    the environment variable ``password_env`` of the twin's process (none: any account reads it)."""
+
+    unc: str = Field(..., pattern=r"^\\\\[^\\]+\\[^\\]+$", description=r"\\server\share")
+    folder: str = Field(..., min_length=1, description="the folder on this machine that holds the share's files")
+    username: str | None = Field(None, min_length=1, description="the one account that reads the share")
+    password_env: str | None = Field(None, min_length=1, description="the variable holding that account's "
+                                     "password (read by the twin when a VM connects, never written anywhere)")
+
+
 class TwinHypervisorSettings(Strict):
     latency: TwinLatency = TwinLatency()
+    shares: list[TwinShare] = Field(default_factory=list, description="shares the twin serves (docs/twin.md)")
     noise: Literal["realistic", "quiet"] = Field(
         "quiet", description="realistic: the hosts change on their own as real VMs do (docs/twin.md, Noise)")
     seed: int | None = Field(None, ge=0, description="the noise's seed; `patchgate validate --seed N` sets it "

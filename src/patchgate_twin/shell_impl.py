@@ -140,10 +140,13 @@ class TwinShell:
         return PipelineOutput(output=[render_preflight(host, self.lab.vm(vm).faults, self.lab.guest_now(vm))])
 
     def _fetch(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
-        """The VM downloads a package from the run's content server, from this (the twin's) process."""
+        """The VM downloads a package from the run's content server or copies it from a share the twin serves,
+        from this (the twin's) process."""
         from patchgate_twin.download import run_fetch
 
-        return run_fetch(self.lab.files(vm, host), dict(stmt.parameters), self.lab.vm(vm).faults, self.lab.stop)
+        shares = getattr(self.lab.lab.hypervisor.settings, "shares", None) or []
+        return run_fetch(self.lab.files(vm, host), dict(stmt.parameters), self.lab.vm(vm).faults, self.lab.stop,
+                         shares)
 
     def _install(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
         """Add-WindowsPackage -Online -PackagePath <file|folder> -NoRestart on the twin. A folder holds a

@@ -201,9 +201,8 @@ def test_the_folder_holds_the_candidates_packages_and_nothing_else(twin, server,
     assert twin.host(VM).has_kb(KB) and result.exit_code == 0
 
 
-def test_a_share_the_twin_cannot_reach_breaks_the_vm_and_a_share_account_is_not_available_yet(twin, tmp_path):
+def test_a_share_the_twin_does_not_serve_breaks_the_vm(twin, tmp_path):
     from patchgate.config.staging import Staging
-    from patchgate.errors import LabError
     from patchgate.remoting.sources import ShareOffers, package_source
 
     candidate = _candidate(tmp_path, _package())
@@ -211,12 +210,96 @@ def test_a_share_the_twin_cannot_reach_breaks_the_vm_and_a_share_account_is_not_
     offers = ShareOffers(share.share)
     (tmp_path / "a.msu").write_bytes(b"x")
     assert offers.offer(tmp_path / "a.msu", "AB" * 32).url == r"\\files01\updates\a.msu"
-    with pytest.raises(StagingError, match="network path was not found"):
+    with pytest.raises(StagingError, match="network path was not found") as info:
         staging.stage_and_install(_session(twin), candidate, timeout=60, source=offers, stage_timeout=60)
+    assert r"\\files01\updates" in str(info.value) and "the VM's own account" in str(info.value)
     assert not twin.host(VM).has_kb(KB)
+    lab = load_lab(ROOT / "labs" / "twin.yaml")
+    assert package_source(lab.model_copy(update={"staging": Staging(source="push")}), "run-x") is None
+
+
+SHARE_PASSWORD = "share-canary-" + os.urandom(8).hex()
+
+
+@pytest.fixture
+def share_twin(tmp_path, monkeypatch):
+    """The twin serving \\\\dist01\\packages from a folder, readable by CONTOSO\\svc-dist only."""
+    from patchgate_twin.settings import TwinShare
+
+    folder = tmp_path / "share"
+    (folder / "2025-10").mkdir(parents=True)
+    monkeypatch.setenv("TWIN_DIST_PASSWORD", SHARE_PASSWORD)
+    lab = load_lab(ROOT / "labs" / "twin.yaml")
+    settings = lab.hypervisor.settings.model_copy(update={"shares": [TwinShare(
+        unc=r"\\dist01\packages", folder=str(folder), username=r"CONTOSO\svc-dist",
+        password_env="TWIN_DIST_PASSWORD")]})
+    lab = lab.model_copy(update={"hypervisor": lab.hypervisor.model_copy(update={"settings": settings})})
+    twin = TwinLab(lab, Catalog.load())
+    twin.revert(VM)
+    twin.power_on(VM)
+    yield twin, folder / "2025-10"
+    twin.stop.set()
+    twin.close()
+
+
+def _share_offers(password: str | None):
+    from pydantic import SecretStr
+
+    from patchgate.config.staging import ShareSource
+    from patchgate.remoting.sources import ShareOffers
+    from patchgate.secrets.base import Credentials
+
+    account = None if password is None else Credentials(r"CONTOSO\svc-dist", SecretStr(password))
+    if password:
+        redactor.register(password)
+    return ShareOffers(ShareSource(path=r"\\dist01\packages\2025-10", credentials="lab/dist"), account)
+
+
+def test_a_share_read_with_the_right_account_installs(share_twin, tmp_path):
+    twin, folder = share_twin
+    data = _package()
+    candidate = _candidate(folder, data)
+    result = staging.stage_and_install(_session(twin), candidate, timeout=60, source=_share_offers(SHARE_PASSWORD),
+                                       stage_timeout=60)
+    assert result.exit_code == 0 and twin.host(VM).has_kb(KB)
+    assert [f.method for f in result.fetched] == ["copy"]
+    assert twin.files(VM).read_bytes(_staged_key(candidate)) == data
+
+
+@pytest.mark.parametrize(("password", "refusal"), [("wrong-password-4711", "network password is not correct"),
+                                                    (None, "Access is denied")])
+def test_a_share_refuses_a_wrong_or_missing_account_naming_the_share_never_the_secret(share_twin, password,
+                                                                                     refusal):
+    twin, folder = share_twin
+    candidate = _candidate(folder, _package())
+    with pytest.raises(StagingError, match=refusal) as info:
+        staging.stage_and_install(_session(twin), candidate, timeout=60, source=_share_offers(password),
+                                  stage_timeout=60)
+    message = str(info.value)
+    assert r"\\dist01\packages" in message and info.value.step == "stage"
+    assert SHARE_PASSWORD not in message and (password is None or password not in message)
+    assert not twin.host(VM).has_kb(KB) and not twin.files(VM).exists(_staged_key(candidate))
+
+
+def test_a_share_account_comes_from_the_labs_secrets(tmp_path):
+    from patchgate.config.staging import Staging
+    from patchgate.errors import LabError, SecretsError
+    from patchgate.remoting.sources import package_source
+    from patchgate.secrets.env import EnvSecretsProvider
+    from patchgate_twin.secrets import TwinSecretsProvider
+
     lab = load_lab(ROOT / "labs" / "twin.yaml")
     with_account = lab.model_copy(update={"staging": Staging(source="share", share={
         "path": "https://files01/updates", "credentials": "lab/share-reader"})})
-    with pytest.raises(LabError, match="not available yet"):
+    env = {"LAB_SHARE_READER_USERNAME": r"CONTOSO\svc-dist", "LAB_SHARE_READER_PASSWORD": SHARE_PASSWORD}
+    offers = package_source(with_account, "run-x", EnvSecretsProvider(environ=env))
+    (tmp_path / "a.msu").write_bytes(b"x")
+    offer = offers.offer(tmp_path / "a.msu", "AB" * 32)
+    assert offer.url == "https://files01/updates/a.msu" and offer.credentials.username == r"CONTOSO\svc-dist"
+    assert SHARE_PASSWORD not in repr(offer) and redactor.redact(SHARE_PASSWORD) != SHARE_PASSWORD
+    with pytest.raises(SecretsError, match="LAB_SHARE_READER_PASSWORD"):
+        package_source(with_account, "run-x", EnvSecretsProvider(environ={"LAB_SHARE_READER_USERNAME": "u"}))
+    with pytest.raises(SecretsError, match="keeps no share accounts"):
+        package_source(with_account, "run-x", TwinSecretsProvider())
+    with pytest.raises(LabError, match="no secrets provider"):
         package_source(with_account, "run-x")
-    assert package_source(lab.model_copy(update={"staging": Staging(source="push")}), "run-x") is None

@@ -84,3 +84,16 @@ def test_factory_builds_the_kind_the_lab_asks_for() -> None:
     assert isinstance(build_secrets(lab.secrets, lab), TwinSecretsProvider)
     lab = make_lab({"kind": "env"})
     assert isinstance(build_secrets(lab.secrets, lab), EnvSecretsProvider)
+
+
+def test_env_share_account_variables_are_named_by_the_reference_and_required_up_front() -> None:
+    from patchgate.config.staging import Staging
+    from patchgate.secrets.env import missing_env_credentials
+
+    env = {"DIST_READER_USERNAME": "CONTOSO\\svc-dist", "DIST_READER_PASSWORD": "share-pw-5e1b"}
+    account = EnvSecretsProvider(EnvSecretsSettings(), env).share_credentials("dist/reader")
+    assert account.username == "CONTOSO\\svc-dist" and redactor.redact("share-pw-5e1b") == MASK
+    lab = make_lab({"kind": "env"}).model_copy(update={"staging": Staging(
+        source="share", share={"path": r"\\dist01\packages", "credentials": "dist/reader"})})
+    assert {"DIST_READER_USERNAME", "DIST_READER_PASSWORD"} <= set(missing_env_credentials(lab, environ={}))
+    assert not {"DIST_READER_USERNAME", "DIST_READER_PASSWORD"} & set(missing_env_credentials(lab, environ=env))

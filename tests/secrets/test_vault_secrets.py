@@ -68,6 +68,26 @@ def test_token_auth_path_precedence_vm_over_role_over_default(
         provider.close()  # idempotent
 
 
+def test_a_share_account_is_read_from_its_kv_path_and_masked(
+        openbao: OpenBao, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``staging.share.credentials`` of a vault lab is a KV path (docs/vault.md, "The share's account")."""
+    from patchgate.secrets.base import share_credentials
+
+    password = "pw-share-" + secrets.token_hex(6)
+    openbao.client().secrets.kv.v2.create_or_update_secret(f"{prefix}/share", {"username": "lab\\dist",
+                                                                             "password": password})
+    _lab, provider = token_provider(openbao, prefix, monkeypatch)
+    try:
+        account = share_credentials(provider, f"{prefix}/share")
+        assert account.username == "lab\\dist" and account.password.get_secret_value() == password
+        assert redactor.redact(f"x {password} y") == f"x {MASK} y" and password not in repr(account)
+        with pytest.raises(SecretsError, match=f"{prefix}/nothing-here") as info:
+            share_credentials(provider, f"{prefix}/nothing-here")
+        assert password not in str(info.value)
+    finally:
+        provider.close()
+
+
 def test_vault_addr_from_environment(openbao: OpenBao, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VAULT_ADDR", openbao.address)
     monkeypatch.setenv("VAULT_TOKEN", openbao.root_token)

@@ -13,6 +13,7 @@ from patchgate import __version__
 from patchgate.cli.common import EPILOG, LAB_HELP, ROLES, add_catalog_argument, fail
 from patchgate.cli.verdict import print_verdict
 from patchgate.config.inputs import INPUTS_CHECKED_BY_PARENT
+from patchgate.evidence.hashing import PACKAGE_HASHES_ENV, exported_hashes
 from patchgate.errors import EXIT_CONFIG, EXIT_INCONCLUSIVE, ConfigError
 from patchgate.labkinds import CATALOG_OPTION
 from patchgate.run.interrupts import Forwarder, stop_signals_blocked
@@ -165,6 +166,7 @@ def _start_suites(command: list[str], *, cwd: Path) -> "subprocess.Popen[bytes]"
     env = dict(os.environ)
     env[NO_PLUGIN_AUTOLOAD] = "1"  # SUITE_PLUGINS are named on the command line
     env[INPUTS_CHECKED_BY_PARENT] = "1"
+    env[PACKAGE_HASHES_ENV] = exported_hashes()  # the packages hashed by the inputs check are not hashed again
     return subprocess.Popen(command, cwd=cwd, env=env)
 
 

@@ -10,7 +10,7 @@ from patchgate.config.policy import Allowlists, Policy, Waiver
 from patchgate.config.validation import validate_document
 from patchgate.config.yamlfile import YamlDocument, load_yaml
 from patchgate.errors import ConfigError
-from patchgate.evidence.hashing import sha256_file
+from patchgate.evidence.hashing import package_sha256
 from patchgate.config.inputs import resolve_candidate, resolve_lab
 
 __all__ = ["Allowlists", "Candidate", "Classification", "Lab", "PackageFile", "Policy", "VmSpec", "Waiver",
@@ -69,7 +69,7 @@ def _check_package(candidate: Candidate, index: int, package: PackageFile, line:
     if not real.is_file():
         raise ConfigError(f"package file {package.file} not found (looked at {real})", file=shown, field=field,
                           line=line)
-    digest = sha256_file(real)
+    digest = package_sha256(real)
     if digest != package.sha256:
         raise ConfigError(f"package {package.file} has sha256 {digest}, the candidate file says "
                           f"{package.sha256}", file=shown, field=f"packages[{index}].sha256", line=line)

@@ -26,8 +26,9 @@ class ShareSource(Strict):
 
     path: str = Field(..., min_length=3, description=r"\\server\share\folder or https://server/folder")
     credentials: str | None = Field(None, description="secret reference of the account that reads the share "
-                                    "(vault: a KV path holding username/password; env: the prefix of "
-                                    "<REF>_USERNAME and <REF>_PASSWORD); none: the VM's own account")
+                                    "(vault: a KV path holding username/password; env: <REF>_USERNAME and "
+                                    "<REF>_PASSWORD, REF upper-cased with other characters than A-Z 0-9 made _); "
+                                    "none: the VM's own account (docs/lab-file.md, \"The share's account\")")
 
     @field_validator("path")
     @classmethod

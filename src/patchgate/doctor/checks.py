@@ -215,10 +215,6 @@ def staging_check(lab: Lab) -> Check | None:
     The content server listens on ``staging.address``; 127.0.0.1 serves only guests on this machine (the twin), so
     real VMs would fail every download: a warning before a validate finds out VM by VM."""
     staging = lab.staging
-    if staging.source == "share" and staging.share is not None and staging.share.credentials:
-        return Check("staging", "package source", "fail", "staging.share.credentials: reading the share with an "
-                     "account of its own is not available yet", "leave staging.share.credentials out (the VM's own "
-                     "account reads the share) or use staging.source: harness")
     if staging.source != "harness" or lab.simulated:
         return None
     try:

@@ -41,7 +41,7 @@ from patchgate import __version__
 from patchgate.atomic import atomic_write
 from patchgate.evidence.ci import ci_context
 from patchgate.errors import ConfigError
-from patchgate.evidence.hashing import sha256_file
+from patchgate.evidence.hashing import package_sha256, sha256_file
 from patchgate.labkinds import kind_facts
 from patchgate.secrets.redact import redactor
 
@@ -173,7 +173,7 @@ def _packages(candidate: Any) -> list[dict[str, Any]]:
     packages = []
     for package in candidate.packages:
         path = candidate.package_path(package)
-        actual = sha256_file(path) if path.is_file() else None
+        actual = package_sha256(path) if path.is_file() else None
         packages.append({"file": package.file, "path": str(path), "declared_sha256": package.sha256,
                          "actual_sha256": actual,
                          "matches": None if actual is None else actual.lower() == package.sha256.lower()})

@@ -20,7 +20,7 @@ class Script:
 
     name: str
     body: str
-    parameters: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict, repr=False)  # may carry a share's password
 
 
 @dataclass

@@ -37,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from patchgate.secrets.base import Credentials
 from patchgate.secrets.redact import redactor
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Offer:
     sha256: str  # lower-case hex
     size: int
     fingerprint: str  # SHA-256 of the server certificate (DER), upper-case hex, no separators
+    credentials: Credentials | None = None  # the account that reads a share (its repr masks the password)
 
 
 @dataclass(frozen=True)
@@ -241,7 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._plain(404, "not found")
             return
         try:
-            handle = entry.path.open("rb")
+            handle = entry.path.open("rb", buffering=0)
         except OSError:
             self._plain(410, "gone")
             return
@@ -273,14 +275,15 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             handle.seek(start)
             left = length
+            buffer = memoryview(bytearray(SEND_CHUNK))  # one buffer per transfer: no fresh 1 MiB per chunk
             try:
                 while left > 0:
-                    data = handle.read(min(SEND_CHUNK, left))
-                    if not data:
+                    read = handle.readinto(buffer[:min(SEND_CHUNK, left)])
+                    if not read:
                         break
-                    self.wfile.write(data)
-                    left -= len(data)
-                    owner._count(vm, len(data))
+                    self.wfile.write(buffer[:read])
+                    left -= read
+                    owner._count(vm, read)
             except (ConnectionError, ssl.SSLError, OSError, ValueError):
                 self.close_connection = True  # the VM went away or the run stopped: it resumes with a Range
 

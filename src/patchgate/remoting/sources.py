@@ -11,13 +11,16 @@ from patchgate.config.lab import Lab
 from patchgate.config.staging import ShareSource
 from patchgate.errors import LabError
 from patchgate.remoting.content import ContentServer, Offer
+from patchgate.secrets.base import Credentials, SecretsProvider, share_credentials
 
 
 @dataclass
 class ShareOffers:
-    """Packages the lab's distribution point already holds, by file name; the VM reads them itself."""
+    """Packages the lab's distribution point already holds, by file name; the VM reads them itself, with the
+    account of ``staging.share.credentials`` when the lab names one (else its own)."""
 
     share: ShareSource
+    credentials: Credentials | None = None
 
     def offer(self, path: Path, sha256: str, *, vm: str | None = None) -> Offer:
         base = self.share.path
@@ -25,21 +28,26 @@ class ShareOffers:
             url = base.rstrip("/") + "/" + urllib.parse.quote(path.name)
         else:
             url = ntpath.join(base, path.name)
-        return Offer(url=url, sha256=sha256.lower(), size=path.stat().st_size, fingerprint="")
+        return Offer(url=url, sha256=sha256.lower(), size=path.stat().st_size, fingerprint="",
+                     credentials=self.credentials)
 
 
-def package_source(lab: Lab, run_id: str) -> ContentServer | ShareOffers | None:
+def package_source(lab: Lab, run_id: str, secrets: SecretsProvider | None = None) -> ContentServer | ShareOffers | None:
     """A started content server (``harness``; the caller stops it), the share, or None (``push``). LabError
-    when the source cannot serve: every VM of the run is then broken (inconclusive), none is touched."""
+    when the source cannot serve (a share account the lab's secrets do not hold included): every VM of the
+    run is then broken (inconclusive), none is touched."""
     staging = lab.staging
     if staging.source == "push":
         return None
     if staging.source == "share":
         assert staging.share is not None
-        if staging.share.credentials:
-            raise LabError("reading the share with an account of its own is not available yet: leave "
-                           "staging.share.credentials out of the lab file (the VM's own account reads the share)")
-        return ShareOffers(staging.share)
+        reference = staging.share.credentials
+        if not reference:
+            return ShareOffers(staging.share)
+        if secrets is None:
+            raise LabError(f"staging.share.credentials '{reference}' names an account, and this run has no "
+                           "secrets provider to read it from")
+        return ShareOffers(staging.share, share_credentials(secrets, reference))
     server = ContentServer(staging.address, staging.port, run_id=run_id)
     try:
         server.start()

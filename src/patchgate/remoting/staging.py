@@ -8,7 +8,7 @@ the twin can route it, takes named parameters only, and prints ONE JSON document
 in docs/remoting.md; the twin prints exactly these shapes):
 
 * ``stage-prepare`` (Path)                -> ``{"Path": str, "Exists": true}``
-* ``fetch`` (Url, Destination, Sha256, Size, Fingerprint, TimeoutSeconds, Keep) -> ``{"Path": str, "Sha256": "UPPER HEX"
+* ``fetch`` (Url, Destination, Sha256, Size, Fingerprint, TimeoutSeconds, Keep[, ShareUser, SharePassword]) -> ``{"Path": str, "Sha256": "UPPER HEX"
   | null, "Bytes": int, "Skipped": bool, "Method": str, "Resumes": int, "Log": [str]}``
 * ``install``       (PackagePath, Sha256) -> ``{"PackagePath": str, "RestartNeeded": bool, "ExitCode": int,
   "Log": [str], "Staged": [{"Path": str, "Sha256": "UPPER HEX" | null}]}`` and, when the install fails, an
@@ -25,7 +25,6 @@ import functools
 import inspect
 import json
 import ntpath
-import threading
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -34,8 +33,9 @@ from typing import Any, Protocol
 
 from patchgate.config.candidate import Candidate
 from patchgate.errors import InstallError, LabError, LabTimeout, StagingError
-from patchgate.evidence.hashing import sha256_file
+from patchgate.evidence.hashing import package_sha256
 from patchgate.remoting.base import RemoteSession, Script, ScriptResult
+from patchgate.secrets.base import credential_pair
 
 OP_STAGE_PREPARE = "stage-prepare"
 OP_INSTALL = "install"
@@ -187,24 +187,6 @@ class _Budget:
         return remaining
 
 
-_hashes: dict[tuple[str, int, int, int], str] = {}
-_hash_locks: dict[tuple[str, int, int, int], threading.Lock] = {}
-_hash_guard = threading.Lock()
-
-
-def local_sha256(path: Path) -> str:
-    """The file's SHA-256, hashed once per run for every VM that stages it (a package can be gigabytes): kept
-    while the file's identity, size and modification time stay what they were."""
-    info = path.stat()
-    key = (str(path.resolve()), info.st_ino, info.st_size, info.st_mtime_ns)
-    with _hash_guard:
-        lock = _hash_locks.setdefault(key, threading.Lock())
-    with lock:  # the VMs that stage it at once wait for one hash
-        if key not in _hashes:
-            _hashes[key] = sha256_file(path)
-        return _hashes[key]
-
-
 def checked_packages(candidate: Candidate, vm: str) -> list[Path]:
     """The candidate's package files on this machine, each hashed (by chunks) against the candidate."""
     locals_ = []
@@ -212,7 +194,7 @@ def checked_packages(candidate: Candidate, vm: str) -> list[Path]:
         local = candidate.package_path(package)
         if not local.is_file():
             raise StagingError(f"package file {local} named by {candidate.kb} does not exist", vm=vm, step="stage")
-        local_hash = local_sha256(local)
+        local_hash = package_sha256(local)  # hashed once per run (evidence.hashing)
         if local_hash != package.sha256:
             raise StagingError(f"package file {local.name} does not match the candidate: expected sha256 "
                                f"{package.sha256}, the local file has {local_hash}", vm=vm, step="stage")
@@ -272,15 +254,21 @@ def fetch(session: RemoteSession, candidate: Candidate, source: PackageSource, *
         remote = ntpath.join(root, local.name)
         left = budget.left("stage")
         # Size as text: PSRP carries a Python int as a 32-bit I32, and packages pass 2 GiB ([long] binds the text)
+        account = getattr(offer, "credentials", None)
         script = op_script(OP_FETCH, Url=offer.url, Destination=remote, Sha256=offer.sha256,
                            Size=str(offer.size), Fingerprint=offer.fingerprint,
-                           TimeoutSeconds=max(1, int(left or 1800)), Keep=keep)
+                           TimeoutSeconds=max(1, int(left or 1800)), Keep=keep, **_share_account(account))
         try:
             result = session.run(script, timeout=left)
         except LabTimeout as exc:
             raise LabTimeout(f"fetching {local.name} onto VM {vm} ran past the stage timeout "
                              f"({budget.timeout or 0:g}s, timeouts.stage): {exc.detail}", vm=vm,
                              step="stage") from exc
+        if not result.text.strip() and not offer.fingerprint:  # a share: the VM read it (or not) on its own
+            why = "; ".join(result.errors) or "no output"
+            who = f"as {account.username}" if account is not None else "with the VM's own account"
+            raise StagingError(f"VM {vm} could not read {local.name} from the share at {offer.url} {who} "
+                               f"(staging.share in the lab file): {why}", vm=vm, step="stage")
         doc = parse_document(result, OP_FETCH, FETCH_CONTRACT, vm, StagingError)
         log_lines = _lines(doc["Log"])
         actual = str(doc["Sha256"] or "").lower()
@@ -294,6 +282,15 @@ def fetch(session: RemoteSession, candidate: Candidate, source: PackageSource, *
             fetched.append(Fetched(name=local.name, method=str(doc["Method"]), bytes=int(doc["Bytes"]),
                                    resumes=int(doc["Resumes"])))
     return staged
+
+
+def _share_account(credentials: Any) -> dict[str, str]:
+    """The fetch op's ShareUser / SharePassword: parameters of the pipeline (never a command line, which
+    process-creation auditing can record), from which the op builds the PSCredential on the VM."""
+    if credentials is None:
+        return {}
+    username, password = credential_pair(credentials)
+    return {"ShareUser": username, "SharePassword": password}
 
 
 def _lines(value: Any) -> list[str]:

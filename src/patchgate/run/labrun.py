@@ -111,7 +111,7 @@ class LabRun:
             if self.lifecycle_class.installs:
                 from patchgate.remoting.sources import package_source
 
-                self.packages = package_source(self.lab, self.run_id)
+                self.packages = package_source(self.lab, self.run_id, self.components.secrets)
         except LabError as exc:
             self.run_error = exc
             for vm in self.vms:

@@ -42,3 +42,15 @@ class SecretsProvider(Protocol):
 
     def close(self) -> None:
         """Revoke tokens / stop renewal; safe to call twice."""
+
+
+def share_credentials(provider: SecretsProvider, reference: str) -> Credentials:
+    """The account of ``staging.share.credentials`` from a provider that keeps such accounts (env, vault: their
+    ``share_credentials``); a provider without them is a SecretsError naming its kind."""
+    from patchgate.errors import SecretsError
+
+    read = getattr(provider, "share_credentials", None)
+    if read is None:
+        raise SecretsError(f"secrets kind '{provider.kind}' keeps no share accounts: read "
+                           f"staging.share.credentials '{reference}' from env or vault secrets (docs/vault.md)")
+    return read(reference)

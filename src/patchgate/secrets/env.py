@@ -6,6 +6,7 @@ The lab file names the variables (``EnvSecretsSettings``); values never live in 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 
 from pydantic import SecretStr
@@ -47,8 +48,19 @@ class EnvSecretsProvider:
         what = f"remoting credentials for VM {vm.name}:"
         return self._pair(s.username_var, s.password_var, what, vm=vm.name)
 
+    def share_credentials(self, reference: str) -> Credentials:
+        """The account that reads the lab's share (``staging.share.credentials``): ``<REF>_USERNAME`` and
+        ``<REF>_PASSWORD``, the reference upper-cased with every other character than A-Z, 0-9 made ``_``."""
+        prefix = share_variable_prefix(reference)
+        return self._pair(f"{prefix}_USERNAME", f"{prefix}_PASSWORD", f"the share account '{reference}':")
+
     def close(self) -> None:
         """Nothing to revoke."""
+
+
+def share_variable_prefix(reference: str) -> str:
+    """``lab/share-reader`` -> ``LAB_SHARE_READER``: the prefix of the share account's two variables."""
+    return re.sub(r"[^A-Z0-9]", "_", reference.upper())
 
 
 def missing_env_credentials(lab: Lab, environ: Mapping[str, str] | None = None) -> list[str]:
@@ -63,6 +75,10 @@ def missing_env_credentials(lab: Lab, environ: Mapping[str, str] | None = None) 
         needed += [s.hypervisor_username_var, s.hypervisor_password_var]
     if lab.remoting.kind in ENGINE_REMOTING:
         needed += [s.username_var, s.password_var]
+    share = lab.staging.share if lab.staging.source == "share" else None
+    if share is not None and share.credentials:
+        prefix = share_variable_prefix(share.credentials)
+        needed += [f"{prefix}_USERNAME", f"{prefix}_PASSWORD"]
     return [name for name in needed if not environ.get(name)]
 
 

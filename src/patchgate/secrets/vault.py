@@ -121,6 +121,10 @@ class VaultSecretsProvider:
     def remoting_credentials(self, vm: VmSpec) -> Credentials:
         return self.read(self.remoting_path(vm), vm=vm.name)
 
+    def share_credentials(self, reference: str) -> Credentials:
+        """The account that reads the lab's share: ``reference`` is a KV path holding username and password."""
+        return self.read(reference)
+
     def close(self) -> None:
         if self._owns_session:
             self.session.close()

@@ -22,7 +22,16 @@
 # Parameters: Url; Destination (full path of the file); Sha256 (expected, hex); Size (bytes; sent as text, which
 #   [long] binds, since PSRP would carry the harness's integer as a 32-bit I32); Fingerprint
 #   (certificate pin, empty for a share); TimeoutSeconds; MaxAttempts (default 5); Keep (file names the folder
-#   may hold, default: only Destination's); Credential (optional PSCredential, share only).
+#   may hold, default: only Destination's); ShareUser and SharePassword (optional, share only: the account of
+#   staging.share.credentials). They arrive as parameters of this pipeline, never on a command line (a process's
+#   command line is what process-creation auditing records, event 4688, "Command line process auditing",
+#   https://learn.microsoft.com/windows-server/identity/ad-ds/manage/component-updates/command-line-process-auditing,
+#   so `net use` with the password is not used); the PSCredential is built here, in this process.
+#   A UNC share is read through a PSDrive made with that credential (New-PSDrive -Credential, "Example 4" of
+#   https://learn.microsoft.com/powershell/module/microsoft.powershell.management/new-psdrive?view=powershell-5.1)
+#   that lives only for this op; an HTTP(S) share gets the account as the request's NetworkCredential and as
+#   BITS's -Credential with -Authentication Basic. Whether module logging, when a lab turns it on for
+#   Microsoft.PowerShell.Security, records ConvertTo-SecureString's -String binding is [U].
 # Prints one JSON document:
 #   {"Path":"<full path>","Sha256":"<UPPER HEX>"|null,"Bytes":<int, downloaded by this op>,"Skipped":true|false,
 #    "Method":"present"|"bits"|"http"|"copy","Resumes":<int>,"Log":["<line>", ...]}
@@ -37,13 +46,19 @@ param(
     [int]$TimeoutSeconds = 1800,
     [int]$MaxAttempts = 5,
     [string[]]$Keep = @(),
-    [System.Management.Automation.PSCredential]$Credential = $null
+    [string]$ShareUser = '',
+    [string]$SharePassword = ''
 )
 $ErrorActionPreference = 'Stop'
 $log = New-Object System.Collections.Generic.List[string]
 $expected = $Sha256.ToUpperInvariant()
 $deadline = (Get-Date).AddSeconds($TimeoutSeconds)
 $partial = "$Destination.partial"
+$Credential = $null
+if ($ShareUser) {
+    $secret = ConvertTo-SecureString -String $SharePassword -AsPlainText -Force
+    $Credential = New-Object System.Management.Automation.PSCredential($ShareUser, $secret)
+}
 
 function Out-Result([string]$Method, [long]$Bytes, [bool]$Skipped, [int]$Resumes, $Hash) {
     # $Hash: the SHA-256 of what is at Destination now ($null: nothing is), hashed once (packages are gigabytes)
@@ -64,9 +79,11 @@ function Test-Download([string]$Path) {
     return $null
 }
 
-$folder = Split-Path -LiteralPath $Destination -Parent
+# .NET for the parts of a path: Split-Path -LiteralPath with -Parent or -Leaf is 'Parameter set cannot be resolved'
+# on Windows PowerShell 5.1 (https://github.com/PowerShell/PowerShell/issues/8751)
+$folder = [System.IO.Path]::GetDirectoryName($Destination)
 New-Item -ItemType Directory -Path $folder -Force | Out-Null
-$Keep = @($Keep) + @(Split-Path -LiteralPath $Destination -Leaf)
+$Keep = @($Keep) + @([System.IO.Path]::GetFileName($Destination))
 Get-ChildItem -LiteralPath $folder -File | Where-Object {
         $Keep -notcontains $_.Name -and $Keep -notcontains ($_.Name -replace '\.partial$', '') } | ForEach-Object {
     $log.Add("Removed $($_.Name): not a package of this candidate (DISM looks for checkpoints in this folder)")
@@ -83,14 +100,16 @@ if (Test-Path -LiteralPath $Destination -PathType Leaf) {
 
 if ($Url -notmatch '^https?://') {
     # a UNC share: the VM reads it with the given account (a drive that lives only for this op)
-    $root = Split-Path -LiteralPath $Url -Parent
+    $root = [System.IO.Path]::GetDirectoryName($Url)
     $drive = $null
     if ($null -ne $Credential) {
         $drive = New-PSDrive -Name ('pg' + [guid]::NewGuid().ToString('N').Substring(0, 8)) -PSProvider FileSystem `
             -Root $root -Credential $Credential
     }
     try {
-        Copy-Item -LiteralPath $Url -Destination $partial -Force
+        $source = $Url
+        if ($null -ne $drive) { $source = "$($drive.Name):\$([System.IO.Path]::GetFileName($Url))" }
+        Copy-Item -LiteralPath $source -Destination $partial -Force
     } finally {
         if ($null -ne $drive) { Remove-PSDrive -Name $drive.Name -Force }
     }
@@ -136,7 +155,9 @@ try {
     Import-Module BitsTransfer
     # SecurityFlagValue names as a PowerShell user documents them (reddit r/PowerShell, 2024) [U]
     $flags = 'IgnoreCertCNInvalid, IgnoreCertDateInvalid, IgnoreUnknownCA'
-    Start-BitsTransfer -Source $Url -Destination $partial -Priority Foreground -TransferType Download `
+    $account = @{}
+    if ($null -ne $Credential) { $account = @{ Credential = $Credential; Authentication = 'Basic' } }
+    Start-BitsTransfer -Source $Url -Destination $partial -Priority Foreground -TransferType Download @account `
         -SecurityFlags $flags -RetryInterval 60 -RetryTimeout ([Math]::Max(60, $TimeoutSeconds)) `
         -MaxDownloadTime ([Math]::Max(60, $TimeoutSeconds)) -DisplayName 'patchgate fetch'
     Out-Result 'bits' $Size $false 0 (Test-Download $partial)
@@ -159,6 +180,7 @@ while ($true) {
     try {
         $request = [System.Net.HttpWebRequest][System.Net.WebRequest]::Create($uri)
         if ($pin) { $request.ServerCertificateValidationCallback = [PatchgatePin]::For($pin) }
+        if ($null -ne $Credential) { $request.Credentials = $Credential.GetNetworkCredential() }
         $request.Timeout = 60000
         $request.ReadWriteTimeout = 60000
         if ($have -gt 0) { $request.AddRange($have) }

@@ -25,7 +25,7 @@ $staged = New-Object System.Collections.Generic.List[object]
 if (Test-Path -LiteralPath $PackagePath -PathType Container) {
     $folder = $PackagePath
 } else {
-    $folder = Split-Path -LiteralPath $PackagePath -Parent
+    $folder = [System.IO.Path]::GetDirectoryName($PackagePath)  # Split-Path -LiteralPath -Parent fails on 5.1 (PowerShell/PowerShell#8751)
 }
 $intact = $true
 foreach ($name in @($Sha256.Keys | Sort-Object)) {
