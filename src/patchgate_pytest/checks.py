@@ -174,6 +174,20 @@ def _lab_checks(summaries: list[dict], checks: list[Check]) -> list[Check]:
     return extra
 
 
+def _external_wsus_checks(out_dir: Path) -> list[Check]:
+    """A WSUS outside the lab whose approval was not undone (nothing reverts it): lab trouble, never approve."""
+    path = out_dir / "wsus.json"
+    if not path.is_file():
+        return []
+    wsus = json.loads(path.read_text(encoding="utf-8"))
+    undo = wsus.get("undo") or {}
+    if not wsus.get("approval") or (undo and not undo.get("error")):
+        return []
+    message = undo.get("error") or f"the approval on {wsus.get('server')} was never undone"
+    return [Check(vm=str(wsus.get("server")), area="lab", invariant="lab.wsus_undo", status="broken",
+                  message=message, role="wsus-server", step="wsus_unapprove")]
+
+
 def _expired_waivers(state) -> list[dict[str, object]]:
     """The lab's waivers for this candidate that expired before today: they no longer apply, and the closing
     verdict lines say so."""
@@ -200,7 +214,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _reap_dead_processes(config, state)
     checks = list(config.stash.get(CHECKS_KEY, {}).values())
     summaries = _vm_summaries(state.out_dir)
-    checks += _lab_checks(summaries, checks)
+    checks += _lab_checks(summaries, checks) + _external_wsus_checks(state.out_dir)
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or bool(session.shouldstop)
     verdict, reason = decide(checks)
     selection = selection_record(config, state)

@@ -22,6 +22,7 @@ from patchgate.secrets.base import Credentials
 from patchgate_twin.lab import build_twin_lab
 from patchgate_twin.shell_impl import TwinShell
 from patchgate_twin.wsman import TwinEndpoints
+from patchgate_twin.wsus_model import publish, published_path
 
 DEFAULT_IMAGE = "ws2025-std-wsus-oct2025"  # Microsoft's later metadata: KB5070893 is held and approvable
 
@@ -53,7 +54,9 @@ class ProductionWsus:
     groups: tuple[str, ...] = ("ring1", "ring2")
     files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     port: int = 0  # set by start()
+    publish: Path | None = None  # serve the VMs of twin labs with this state folder (wsus_model.publish)
     _endpoints: TwinEndpoints | None = None
+    _published: Path | None = None
 
     def start(self) -> int:
         lab = Lab.model_validate({
@@ -69,6 +72,11 @@ class ProductionWsus:
         state = shell.wsus.server(self.name, twin.host(self.name))
         state.groups |= set(self.groups)
         state.files = {kb.upper(): list(entries) for kb, entries in self.files.items()}
+        if self.publish is not None:
+            folder = self.publish
+            shell.wsus.on_change = lambda changed: publish(changed, folder)
+            publish(state, folder)
+            self._published = published_path(state.host.computer_name, folder)
         account = Credentials(username=self.username, password=SecretStr(self.password))
         self._endpoints = TwinEndpoints(shell, lambda _vm: account)
         self.port = self._endpoints.start(self.name)
@@ -78,6 +86,9 @@ class ProductionWsus:
         if self._endpoints is not None:
             self._endpoints.stop_all()
             self._endpoints = None
+        if self._published is not None:
+            self._published.unlink(missing_ok=True)
+            self._published = None
 
     def __enter__(self) -> "ProductionWsus":
         self.start()
