@@ -136,7 +136,8 @@ def test_a_run_interrupted_with_sigint_still_undoes_the_approval(tmp_path, state
             stdout, stderr = proc.communicate(timeout=180)
         finally:
             kill_group(proc)
-        assert proc.returncode == 130, stdout[-3000:] + stderr[-2000:]
+        # 2: the suites wrote an inconclusive verdict; 130: interrupted before one could be written
+        assert proc.returncode in (2, 130), stdout[-3000:] + stderr[-2000:]
         groups, all_groups = _on_server(lab, "KB5070881", monkeypatch)
         assert groups == [] and GROUP not in all_groups
         assert json.loads((tmp_path / "out" / "wsus.json").read_text())["undo"]["Removed"] == 1
