@@ -116,8 +116,11 @@ def cmd_serve(args: Any) -> int:
         raise ConfigError(f"export {USERNAME_VAR} and {PASSWORD_VAR} (8 characters or more): the one account the "
                           "server accepts, the one labs/rings-twin.example.yaml reads", field=USERNAME_VAR)
     candidates = [resolve_candidate(name) for name in args.candidate]
+    from patchgate.paths import state_dir
+
     server = ProductionWsus(username=username, password=password, name=args.name, image=args.image,
-                            groups=tuple(args.group), files=published_files(candidates, sha256=not args.no_sha256))
+                            groups=tuple(args.group), files=published_files(candidates, sha256=not args.no_sha256),
+                            publish=state_dir() if getattr(args, "publish", False) else None)
     port = server.start()
     try:
         if args.rings_out:
