@@ -167,3 +167,17 @@ def test_an_external_wsus_needs_the_engine_s_secrets(tmp_path, env):
     proc = _validate(lab, "KB5070881", tmp_path / "out", env)
     assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "wsus.server" in proc.stderr and "env or vault" in proc.stderr
+
+
+def test_under_pytest_xdist_the_external_form_is_refused_and_nothing_is_approved(tmp_path, state, env, monkeypatch):
+    with _serve(state, INCIDENT) as server:
+        lab = _lab(tmp_path, server.port)
+        proc = patchgate("validate", "--lab", str(lab), "--candidate", "KB5070881", "--out", str(tmp_path / "out"),
+                         "--", "-n", "2", env=env)
+        assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-2000:]
+        gate = json.loads((tmp_path / "out" / "gate.json").read_text())
+        broken = [c for c in gate["checks"] if c["status"] == "broken"]
+        assert {c["vm"] for c in broken} == set(ENROLLED)
+        assert all("under pytest-xdist are refused" in c["message"] for c in broken), broken
+        assert not (tmp_path / "out" / "wsus.json").exists()
+        assert _on_server(lab, "KB5070881", monkeypatch) == ([], {"All Computers"})
