@@ -181,3 +181,30 @@ def test_under_pytest_xdist_the_external_form_is_refused_and_nothing_is_approved
         assert all("under pytest-xdist are refused" in c["message"] for c in broken), broken
         assert not (tmp_path / "out" / "wsus.json").exists()
         assert _on_server(lab, "KB5070881", monkeypatch) == ([], {"All Computers"})
+
+
+def test_after_a_sigkill_the_ledger_names_the_approval_and_reap_undoes_it(tmp_path, state, env, monkeypatch):
+    with _serve(state, INCIDENT) as server:
+        text = EXAMPLE.read_text().replace("    image: ws2025-dc-hotpatch-oct2025\n",
+                                           "    image: ws2025-dc-hotpatch-oct2025\n    faults: [install-hangs]\n")
+        lab = _lab(tmp_path, server.port, text)
+        proc = subprocess.Popen([PATCHGATE, "validate", "--lab", str(lab), "--candidate", "KB5070881", "--out",
+                                 str(tmp_path / "out")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait_until(lambda: _on_server(lab, "KB5070881", monkeypatch)[0] == [GROUP] or proc.poll() is not None,
+                       "the approval on the external WSUS", timeout=120, interval=0.5)
+            assert proc.poll() is None
+        finally:
+            kill_group(proc)
+        assert _on_server(lab, "KB5070881", monkeypatch)[0] == [GROUP]  # nothing ran after SIGKILL
+        dry = patchgate("reap", "--lab", str(lab), "--dry-run", env=env)
+        assert dry.returncode == 0 and "would-unapprove" in dry.stdout and NAME in dry.stdout, dry.stdout + dry.stderr
+        assert _on_server(lab, "KB5070881", monkeypatch)[0] == [GROUP]
+        reaped = patchgate("reap", "--lab", str(lab), env=env)
+        assert reaped.returncode == 0, reaped.stdout + reaped.stderr
+        assert "unapproved" in reaped.stdout and "approval of KB5070881 for group patchgate-lab" in reaped.stdout
+        groups, all_groups = _on_server(lab, "KB5070881", monkeypatch)
+        assert groups == [] and GROUP not in all_groups
+        again = patchgate("reap", "--lab", str(lab), env=env)
+        assert again.returncode == 0 and "unapprove" not in again.stdout, again.stdout

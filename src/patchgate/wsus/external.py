@@ -36,6 +36,12 @@ def external_server(lab: Lab) -> ProductionServer:
                             secrets=lab.secrets)
 
 
+def undo_approval(server: ProductionServer, approval: Approval, *, timeout: float = OP_TIMEOUT) -> dict[str, Any]:
+    """``wsus-unapprove`` on the external server (the run's end, or ``patchgate reap`` after a SIGKILL)."""
+    with production_session(approval.server, server) as session:
+        return unapprove(session, approval, timeout=timeout)
+
+
 class ExternalApproval:
     """Approve once for the run, undo once at its end; ``to_dict`` is the run's evidence of both."""
 
@@ -80,13 +86,11 @@ class ExternalApproval:
         approval = self.round.approval
         if approval is None and self._asked:
             # the op was sent but its answer never came back: take away what it may have done to the group
-            approval = Approval(server=self.name, kb=self.kb, group=self.group, group_created=False,
-                                previous_targeting_mode="", url="")
+            approval = Approval.unknown(self.name, self.kb, self.group)
         if approval is None:
             return
         try:
-            with production_session(self.name, self.server) as session:
-                self.undo = unapprove(session, approval, timeout=self.timeout)
+            self.undo = undo_approval(self.server, approval, timeout=self.timeout)
             self.ledger.record("wsus_unapprove", vm=None, server=self.name, external=True, kb=approval.kb,
                                group=approval.group, removed=self.undo.get("Removed"))
         except Exception as exc:  # noqa: BLE001 - said in the evidence and on stderr; nothing reverts it
