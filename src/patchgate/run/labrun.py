@@ -151,7 +151,8 @@ class LabRun:
                 "-n"))
         round_ = WsusRound(self.lab.wsus, clients, server_in_run=True, stop=self.stop)
         assert self.ledger is not None
-        self.external_wsus = ExternalApproval(self.lab, round_, self.ledger, self.candidate.kb)
+        if self.lifecycle_class.installs:  # patchgate doctor installs nothing: nothing to approve
+            self.external_wsus = ExternalApproval(self.lab, round_, self.ledger, self.candidate.kb)
         return round_
 
     def ensure(self, vm_names: list[str]) -> None:
