@@ -38,6 +38,8 @@ def add_commands(sub: Any, lazy: Callable[[str, str], Any]) -> None:
                        "PATCHGATE_STATE_DIR: their VMs are offered what it approves (a WSUS outside the lab, "
                        "labs/twin-wsus-external.example.yaml, docs/wsus.md; export PATCHGATE_LAB_USERNAME/PASSWORD "
                        "as the same account)")
+    serve.add_argument("--lab-out", metavar="FILE", help="write labs/twin-wsus-external.example.yaml with this "
+                       "server's port to FILE (use with --publish and --name wsus-ext-01)")
     serve.set_defaults(func=_serve(lazy))
 
 

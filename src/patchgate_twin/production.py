@@ -123,10 +123,11 @@ def cmd_serve(args: Any) -> int:
                             publish=state_dir() if getattr(args, "publish", False) else None)
     port = server.start()
     try:
-        if args.rings_out:
-            example = Path(__file__).resolve().parents[2] / "labs" / "rings-twin.example.yaml"
-            text = example.read_text(encoding="utf-8")
-            Path(args.rings_out).write_text(text.replace(EXAMPLE_PORT, f"port: {port}"), encoding="utf-8")
+        for out, example in ((args.rings_out, "rings-twin.example.yaml"),
+                             (getattr(args, "lab_out", None), "twin-wsus-external.example.yaml")):
+            if out:
+                text = (Path(__file__).resolve().parents[2] / "labs" / example).read_text(encoding="utf-8")
+                Path(out).write_text(text.replace(EXAMPLE_PORT, f"port: {port}"), encoding="utf-8")
         print(f"production WSUS {args.name} on http://127.0.0.1:{port}/wsman (groups: {', '.join(args.group)}; "
               f"holds {', '.join(sorted(server.files)) or 'no KB'}); Ctrl-C ends it", flush=True)
         threading.Event().wait()
