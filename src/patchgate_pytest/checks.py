@@ -175,17 +175,20 @@ def _lab_checks(summaries: list[dict], checks: list[Check]) -> list[Check]:
 
 
 def _external_wsus_checks(out_dir: Path) -> list[Check]:
-    """A WSUS outside the lab whose approval was not undone (nothing reverts it): lab trouble, never approve."""
-    path = out_dir / "wsus.json"
-    if not path.is_file():
+    """A WSUS outside the lab whose approval was not undone (nothing reverts it): lab trouble, never approve.
+    Under pytest-xdist each worker wrote its own file, and only the last to leave undid the approval."""
+    docs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(out_dir.glob("wsus*.json"))]
+    approved = [d for d in docs if d.get("approval")]
+    if not approved:
         return []
-    wsus = json.loads(path.read_text(encoding="utf-8"))
-    undo = wsus.get("undo") or {}
-    if not wsus.get("approval") or (undo and not undo.get("error")):
+    undos = [d.get("undo") or {} for d in approved]
+    problem = next((u["error"] for u in undos if u.get("error")), None)
+    if problem is None and any("Removed" in u for u in undos):
         return []
-    message = undo.get("error") or f"the approval on {wsus.get('server')} was never undone"
-    return [Check(vm=str(wsus.get("server")), area="lab", invariant="lab.wsus_undo", status="broken",
-                  message=message, role="wsus-server", step="wsus_unapprove")]
+    server = approved[0].get("server")
+    return [Check(vm=str(server), area="lab", invariant="lab.wsus_undo", status="broken",
+                  message=problem or f"the approval on {server} was never undone", role="wsus-server",
+                  step="wsus_unapprove")]
 
 
 def _expired_waivers(state) -> list[dict[str, object]]:

@@ -213,8 +213,12 @@ class TwinWsus:
     def _server_at(self, url: str) -> ServerState | None:
         """The lab VM serving ``url``, else a twin WSUS published outside the lab under that name."""
         name = (urlsplit(url).hostname or "").split(".")[0].lower()
-        for vm in self.lab.vms:
-            if vm.lower() == name or self.lab.host(vm).computer_name.lower() == name:
+        for vm, twin_vm in self.lab.vms.items():
+            if twin_vm.host is None:  # never reverted here (under pytest-xdist: another worker's VM)
+                if vm.lower() == name:
+                    return None
+                continue
+            if vm.lower() == name or twin_vm.host.computer_name.lower() == name:
                 return self.server(vm, self.lab.host(vm)) if self.lab.is_ready(vm) else None
         return self._published(name)
 

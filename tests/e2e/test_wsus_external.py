@@ -169,18 +169,26 @@ def test_an_external_wsus_needs_the_engine_s_secrets(tmp_path, env):
     assert "wsus.server" in proc.stderr and "env or vault" in proc.stderr
 
 
-def test_under_pytest_xdist_the_external_form_is_refused_and_nothing_is_approved(tmp_path, state, env, monkeypatch):
+def test_under_pytest_xdist_the_workers_share_one_approval_and_the_last_one_undoes_it(tmp_path, state, env,
+                                                                                       monkeypatch):
     with _serve(state, INCIDENT) as server:
         lab = _lab(tmp_path, server.port)
-        proc = patchgate("validate", "--lab", str(lab), "--candidate", "KB5070881", "--out", str(tmp_path / "out"),
-                         "--", "-n", "2", env=env)
-        assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-2000:]
-        gate = json.loads((tmp_path / "out" / "gate.json").read_text())
-        broken = [c for c in gate["checks"] if c["status"] == "broken"]
-        assert {c["vm"] for c in broken} == set(ENROLLED)
-        assert all("under pytest-xdist are refused" in c["message"] for c in broken), broken
-        assert not (tmp_path / "out" / "wsus.json").exists()
-        assert _on_server(lab, "KB5070881", monkeypatch) == ([], {"All Computers"})
+        out = tmp_path / "out"
+        proc = patchgate("validate", "--lab", str(lab), "--candidate", "KB5070881", "--out", str(out), "--", "-n",
+                         "2", env=env)
+        assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+        failed = {(c["vm"], c["invariant"]) for c in json.loads((out / "gate.json").read_text())["checks"]
+                  if c["status"] == "failed"}
+        assert failed == {(vm, inv) for vm in ENROLLED for inv in ("wsus.offered", "hotpatch.track")}
+        workers = [json.loads(p.read_text()) for p in sorted(out.glob("wsus-gw*.json"))]
+        assert len(workers) == 2 and sum(w["made_here"] for w in workers) == 1, workers
+        assert sorted(bool(w["undo"] and w["undo"].get("Removed") == 1) for w in workers) == [False, True], workers
+        run_id = json.loads((out / "run-manifest.json").read_text())["run_id"]
+        ledger = [json.loads(line) for line in (state / "runs" / f"{run_id}.jsonl").read_text().splitlines()]
+        assert [e["action"] for e in ledger if e.get("external")] == ["wsus_approve", "wsus_approved",
+                                                                      "wsus_unapprove"]
+        groups, all_groups = _on_server(lab, "KB5070881", monkeypatch)
+        assert groups == [] and GROUP not in all_groups
 
 
 def test_after_a_sigkill_the_ledger_names_the_approval_and_reap_undoes_it(tmp_path, state, env, monkeypatch):

@@ -23,6 +23,7 @@ from patchgate.remoting.staging import PackageSource
 from patchgate.model.observations import VmObservation
 from patchgate.secrets.redact import redactor
 from patchgate.wsus.external import ExternalApproval
+from patchgate.wsus.holders import SharedApproval
 from patchgate.wsus.round import WsusRound
 
 log = logging.getLogger("patchgate.run")
@@ -137,22 +138,20 @@ class LabRun:
 
     def _wsus_round(self, started: list[str]) -> WsusRound | None:
         """``install: {via: wsus}``: the approval the lab's WSUS server VM and the other VMs share (one process:
-        a server VM another pytest-xdist worker runs approves nothing here, and the clients say so)."""
+        a server VM another pytest-xdist worker runs approves nothing here, and the clients say so). A WSUS outside
+        the lab is approved by the run itself (patchgate.wsus.external), once for all the workers."""
         if self.lab.install.via != "wsus" or self.lab.wsus is None:
             return None
         server = self.lab.wsus.server_name
         clients = [vm.name for vm in self.vms if vm.name != server and vm.name in started]
         if self.lab.wsus.external is None:
             return WsusRound(self.lab.wsus, clients, server_in_run=server in started, stop=self.stop)
-        if self.xdist_worker:  # docs/wsus.md: one approval and one undo per run would need the workers to agree
-            return WsusRound(self.lab.wsus, clients, server_in_run=False, stop=self.stop, absent=(
-                f"the lab's WSUS {server} is outside the lab, and runs of such a lab under pytest-xdist are "
-                "refused (each worker would approve and undo on its own, under the others' clients): run without "
-                "-n"))
         round_ = WsusRound(self.lab.wsus, clients, server_in_run=True, stop=self.stop)
         assert self.ledger is not None
         if self.lifecycle_class.installs:  # patchgate doctor installs nothing: nothing to approve
-            self.external_wsus = ExternalApproval(self.lab, round_, self.ledger, self.candidate.kb)
+            # under pytest-xdist the workers share one approval, and the last one to leave undoes it
+            shared = SharedApproval(self.run_id) if self.xdist_worker else None
+            self.external_wsus = ExternalApproval(self.lab, round_, self.ledger, self.candidate.kb, shared)
         return round_
 
     def ensure(self, vm_names: list[str]) -> None:
