@@ -120,18 +120,28 @@ def test_with_the_later_rules_kb5070893_approves_and_the_approval_is_undone(tmp_
         assert _on_server(lab, "KB5070893", monkeypatch)[0] == []
 
 
+def _start_approved_run(folder: Path, port: int, env: dict[str, str], monkeypatch):
+    """A validate whose VM hangs in its install, returned once the external WSUS holds the lab's approval."""
+    text = EXAMPLE.read_text().replace("    image: ws2025-dc-hotpatch-oct2025\n",
+                                       "    image: ws2025-dc-hotpatch-oct2025\n    faults: [install-hangs]\n")
+    lab = _lab(folder, port, text)
+    proc = subprocess.Popen([PATCHGATE, "validate", "--lab", str(lab), "--candidate", "KB5070881", "--out",
+                             str(folder / "out")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_until(lambda: _on_server(lab, "KB5070881", monkeypatch)[0] == [GROUP] or proc.poll() is not None,
+                   "the approval on the external WSUS", timeout=120, interval=0.5)
+        assert proc.poll() is None, proc.communicate()
+    except BaseException:
+        kill_group(proc)
+        raise
+    return lab, proc
+
+
 def test_a_run_interrupted_with_sigint_still_undoes_the_approval(tmp_path, state, env, monkeypatch):
     with _serve(state, INCIDENT) as server:
-        text = EXAMPLE.read_text().replace("    image: ws2025-dc-hotpatch-oct2025\n",
-                                           "    image: ws2025-dc-hotpatch-oct2025\n    faults: [install-hangs]\n")
-        lab = _lab(tmp_path, server.port, text)
-        proc = subprocess.Popen([PATCHGATE, "validate", "--lab", str(lab), "--candidate", "KB5070881", "--out",
-                                 str(tmp_path / "out")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        lab, proc = _start_approved_run(tmp_path, server.port, env, monkeypatch)
         try:
-            wait_until(lambda: _on_server(lab, "KB5070881", monkeypatch)[0] == [GROUP] or proc.poll() is not None,
-                       "the approval on the external WSUS", timeout=120, interval=0.5)
-            assert proc.poll() is None, proc.communicate()
             proc.send_signal(signal.SIGINT)
             stdout, stderr = proc.communicate(timeout=180)
         finally:
@@ -193,18 +203,8 @@ def test_under_pytest_xdist_the_workers_share_one_approval_and_the_last_one_undo
 
 def test_after_a_sigkill_the_ledger_names_the_approval_and_reap_undoes_it(tmp_path, state, env, monkeypatch):
     with _serve(state, INCIDENT) as server:
-        text = EXAMPLE.read_text().replace("    image: ws2025-dc-hotpatch-oct2025\n",
-                                           "    image: ws2025-dc-hotpatch-oct2025\n    faults: [install-hangs]\n")
-        lab = _lab(tmp_path, server.port, text)
-        proc = subprocess.Popen([PATCHGATE, "validate", "--lab", str(lab), "--candidate", "KB5070881", "--out",
-                                 str(tmp_path / "out")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            wait_until(lambda: _on_server(lab, "KB5070881", monkeypatch)[0] == [GROUP] or proc.poll() is not None,
-                       "the approval on the external WSUS", timeout=120, interval=0.5)
-            assert proc.poll() is None
-        finally:
-            kill_group(proc)
+        lab, proc = _start_approved_run(tmp_path, server.port, env, monkeypatch)
+        kill_group(proc)
         assert _on_server(lab, "KB5070881", monkeypatch)[0] == [GROUP]  # nothing ran after SIGKILL
         dry = patchgate("reap", "--lab", str(lab), "--dry-run", env=env)
         assert dry.returncode == 0 and "would-unapprove" in dry.stdout and NAME in dry.stdout, dry.stdout + dry.stderr
