@@ -66,12 +66,12 @@ class LedgerState:
     ended_pids: set[int] = field(default_factory=set)
     pending_wsus: dict[str, Any] | None = None  # an approval on a WSUS outside the lab not undone yet (docs/wsus.md)
 
-    def abandoned_wsus(self, alive: "Callable[[int, dt.datetime | None], bool] | None" = None) -> dict[str, Any] | None:
-        """The pending external approval, when the process that made it is gone (on this host)."""
-        if self.pending_wsus is None or (self.host and self.host != socket.gethostname()):
+    def abandoned_wsus(self) -> dict[str, Any] | None:
+        """The pending external approval, once no process of the run runs (on this host): under pytest-xdist
+        another worker may still hold the approval its maker left."""
+        if self.pending_wsus is None or (self.host and self.host != socket.gethostname()) or self.alive:
             return None
-        pid = int(self.pending_wsus.get("pid") or self.pid)
-        return None if (alive or _alive)(pid, self.processes.get(pid)) else self.pending_wsus
+        return self.pending_wsus
 
     def abandoned_vms(self, alive: "Callable[[int, dt.datetime | None], bool] | None" = None) -> dict[str, str]:
         """Dirty VMs whose dirtying process is gone (on this host); a live run's VMs are never listed."""
@@ -141,7 +141,7 @@ def read_ledger(path: Path) -> LedgerState:
             dirtied_by.pop(entry["vm"], None)
         elif entry.get("external") and action == "wsus_approve":
             pending_wsus = {"server": entry.get("server"), "kb": entry.get("kb"), "group": entry.get("group"),
-                            "pid": writer or pid, "approval": None}
+                            "approval": None}
         elif entry.get("external") and action == "wsus_approved" and pending_wsus is not None:
             pending_wsus["approval"] = entry.get("approval")
         elif entry.get("external") and action == "wsus_unapprove":
