@@ -174,6 +174,23 @@ def _lab_checks(summaries: list[dict], checks: list[Check]) -> list[Check]:
     return extra
 
 
+def _external_wsus_checks(out_dir: Path) -> list[Check]:
+    """A WSUS outside the lab whose approval was not undone (nothing reverts it): lab trouble, never approve.
+    Under pytest-xdist each worker wrote its own file, and only the last to leave undid the approval."""
+    docs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(out_dir.glob("wsus*.json"))]
+    approved = [d for d in docs if d.get("approval")]
+    if not approved:
+        return []
+    undos = [d.get("undo") or {} for d in approved]
+    problem = next((u["error"] for u in undos if u.get("error")), None)
+    if problem is None and any("Removed" in u for u in undos):
+        return []
+    server = approved[0].get("server")
+    return [Check(vm=str(server), area="lab", invariant="lab.wsus_undo", status="broken",
+                  message=problem or f"the approval on {server} was never undone", role="wsus-server",
+                  step="wsus_unapprove")]
+
+
 def _expired_waivers(state) -> list[dict[str, object]]:
     """The lab's waivers for this candidate that expired before today: they no longer apply, and the closing
     verdict lines say so."""
@@ -200,7 +217,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _reap_dead_processes(config, state)
     checks = list(config.stash.get(CHECKS_KEY, {}).values())
     summaries = _vm_summaries(state.out_dir)
-    checks += _lab_checks(summaries, checks)
+    checks += _lab_checks(summaries, checks) + _external_wsus_checks(state.out_dir)
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or bool(session.shouldstop)
     verdict, reason = decide(checks)
     selection = selection_record(config, state)

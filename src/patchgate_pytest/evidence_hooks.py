@@ -48,6 +48,11 @@ def record_run(config: pytest.Config, run: LabRun) -> None:
             summary["error"] = redactor.redact(str(run.run_error))
         text = json.dumps(summary, indent=2, default=str)
         (folder / f"{name}.json").write_text(redactor.redact(text) + "\n", encoding="utf-8")
+    if run.external_wsus is not None:  # docs/wsus.md: the approval on the WSUS outside the lab, and its undo
+        worker = getattr(config, "workerinput", {}).get("workerid")  # under xdist: one file per worker
+        text = json.dumps(run.external_wsus.to_dict(), indent=2, default=str)
+        name = f"wsus-{worker}.json" if worker else "wsus.json"
+        (state.out_dir / name).write_text(redactor.redact(text) + "\n", encoding="utf-8")
 
 
 def after_gate(config: pytest.Config, state, report) -> None:

@@ -118,7 +118,8 @@ def start_lab_run(config: pytest.Config, session: pytest.Session) -> LabRun:
                  run_id=state.run_id, progress=progress_for(config), transfer=transfer_for(config),
                  keep_on_failure=state.keep_on_failure,
                  restore_when_captured=not live_vm_needed,
-                 kind_inputs_checked=os.environ.get(INPUTS_CHECKED_BY_PARENT) == "1")
+                 kind_inputs_checked=os.environ.get(INPUTS_CHECKED_BY_PARENT) == "1",
+                 xdist_worker=hasattr(config, "workerinput"))
     state.lab_run = run
     from patchgate_pytest.progress import lease_wait_for
     from patchgate.leases.base import lease_waits

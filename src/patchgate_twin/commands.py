@@ -34,6 +34,12 @@ def add_commands(sub: Any, lazy: Callable[[str, str], Any]) -> None:
                        help="a candidate whose packages the server holds (repeatable; default KB5070893, KB5070881)")
     serve.add_argument("--no-sha256", action="store_true", help="hold the files without a SHA-256 (to rehearse "
                        "an unverifiable package)")
+    serve.add_argument("--publish", action="store_true", help="also be the WSUS of twin labs run with the same "
+                       "PATCHGATE_STATE_DIR: their VMs are offered what it approves (a WSUS outside the lab, "
+                       "labs/twin-wsus-external.example.yaml, docs/wsus.md; export PATCHGATE_LAB_USERNAME/PASSWORD "
+                       "as the same account)")
+    serve.add_argument("--lab-out", metavar="FILE", help="write labs/twin-wsus-external.example.yaml with this "
+                       "server's port to FILE (use with --publish and --name wsus-ext-01)")
     serve.set_defaults(func=_serve(lazy))
 
 

@@ -22,6 +22,7 @@ from patchgate.secrets.base import Credentials
 from patchgate_twin.lab import build_twin_lab
 from patchgate_twin.shell_impl import TwinShell
 from patchgate_twin.wsman import TwinEndpoints
+from patchgate_twin.wsus_model import publish, published_path
 
 DEFAULT_IMAGE = "ws2025-std-wsus-oct2025"  # Microsoft's later metadata: KB5070893 is held and approvable
 
@@ -53,7 +54,9 @@ class ProductionWsus:
     groups: tuple[str, ...] = ("ring1", "ring2")
     files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     port: int = 0  # set by start()
+    publish: Path | None = None  # serve the VMs of twin labs with this state folder (wsus_model.publish)
     _endpoints: TwinEndpoints | None = None
+    _published: Path | None = None
 
     def start(self) -> int:
         lab = Lab.model_validate({
@@ -69,6 +72,11 @@ class ProductionWsus:
         state = shell.wsus.server(self.name, twin.host(self.name))
         state.groups |= set(self.groups)
         state.files = {kb.upper(): list(entries) for kb, entries in self.files.items()}
+        if self.publish is not None:
+            folder = self.publish
+            shell.wsus.on_change = lambda changed: publish(changed, folder)
+            publish(state, folder)
+            self._published = published_path(state.host.computer_name, folder)
         account = Credentials(username=self.username, password=SecretStr(self.password))
         self._endpoints = TwinEndpoints(shell, lambda _vm: account)
         self.port = self._endpoints.start(self.name)
@@ -78,6 +86,9 @@ class ProductionWsus:
         if self._endpoints is not None:
             self._endpoints.stop_all()
             self._endpoints = None
+        if self._published is not None:
+            self._published.unlink(missing_ok=True)
+            self._published = None
 
     def __enter__(self) -> "ProductionWsus":
         self.start()
@@ -105,14 +116,18 @@ def cmd_serve(args: Any) -> int:
         raise ConfigError(f"export {USERNAME_VAR} and {PASSWORD_VAR} (8 characters or more): the one account the "
                           "server accepts, the one labs/rings-twin.example.yaml reads", field=USERNAME_VAR)
     candidates = [resolve_candidate(name) for name in args.candidate]
+    from patchgate.paths import state_dir
+
     server = ProductionWsus(username=username, password=password, name=args.name, image=args.image,
-                            groups=tuple(args.group), files=published_files(candidates, sha256=not args.no_sha256))
+                            groups=tuple(args.group), files=published_files(candidates, sha256=not args.no_sha256),
+                            publish=state_dir() if getattr(args, "publish", False) else None)
     port = server.start()
     try:
-        if args.rings_out:
-            example = Path(__file__).resolve().parents[2] / "labs" / "rings-twin.example.yaml"
-            text = example.read_text(encoding="utf-8")
-            Path(args.rings_out).write_text(text.replace(EXAMPLE_PORT, f"port: {port}"), encoding="utf-8")
+        for out, example in ((args.rings_out, "rings-twin.example.yaml"),
+                             (getattr(args, "lab_out", None), "twin-wsus-external.example.yaml")):
+            if out:
+                text = (Path(__file__).resolve().parents[2] / "labs" / example).read_text(encoding="utf-8")
+                Path(out).write_text(text.replace(EXAMPLE_PORT, f"port: {port}"), encoding="utf-8")
         print(f"production WSUS {args.name} on http://127.0.0.1:{port}/wsman (groups: {', '.join(args.group)}; "
               f"holds {', '.join(sorted(server.files)) or 'no KB'}); Ctrl-C ends it", flush=True)
         threading.Event().wait()

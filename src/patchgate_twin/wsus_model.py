@@ -12,7 +12,8 @@ import datetime as dt
 import json
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from patchgate_twin.behaviours import Behaviour, apply_install
@@ -40,6 +41,39 @@ class ServerState:
     files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # KB -> its published files (wsus-status)
 
 
+def published_path(computer_name: str, base: Path | None = None) -> Path:
+    """Where a twin WSUS served outside a lab publishes its database, for the twin labs whose VMs it serves (in
+    their state folder, ``base``)."""
+    from patchgate.paths import state_dir
+
+    return (base or state_dir()) / "twin-wsus" / f"{computer_name.lower()}.json"
+
+
+def publish(state: ServerState, base: Path | None = None) -> None:
+    """Write what clients are offered by (approvals, groups, targeting mode, metadata day), atomically."""
+    from patchgate.atomic import atomic_write
+
+    day = state.host.wsus.metadata_as_of
+    doc = {"computer_name": state.host.computer_name, "targeting_mode": state.targeting_mode,
+           "groups": sorted(state.groups), "metadata_as_of": day.isoformat() if day else None,
+           "approvals": {group: sorted(kbs) for group, kbs in state.approvals.items()}}
+    path = published_path(state.host.computer_name, base)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, _json(doc))
+
+
+@dataclass
+class _PublishedWsus:
+    """Just what offering reads of a WSUS published by another process (patchgate_twin.production)."""
+
+    computer_name: str
+    metadata_as_of: dt.date | None
+
+    @property
+    def wsus(self) -> "_PublishedWsus":
+        return self
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
@@ -64,6 +98,7 @@ class TwinWsus:
         self._servers: dict[str, ServerState] = {}
         self._lock = threading.Lock()
         self.policies: dict[str, dict[str, Any]] = {}  # client VM -> the WindowsUpdate policy values it was given
+        self.on_change: Callable[[ServerState], None] | None = None  # after approve/unapprove (publish())
 
     def server(self, vm: str, host: WindowsHost) -> ServerState:
         with self._lock:
@@ -104,6 +139,7 @@ class TwinWsus:
         state.groups.add(group)
         state.approvals.setdefault(group, set()).add(kb)
         state.approved_at[(group, kb)] = (self.lab.clock().astimezone(dt.UTC).isoformat(), deadline)
+        self._changed(state)
         scheme = "https" if host.wsus.using_ssl else "http"
         return PipelineOutput(output=[_json({
             "Kb": kb, "Group": group, "GroupCreated": created, "PreviousTargetingMode": previous,
@@ -122,8 +158,13 @@ class TwinWsus:
             state.groups.discard(group)
             state.approvals.pop(group, None)
         state.targeting_mode = str(stmt.parameters.get("TargetingMode") or state.targeting_mode)
+        self._changed(state)
         return PipelineOutput(output=[_json({"Kb": kb, "Group": group, "Removed": removed,
                                              "GroupRemoved": group_removed})])
+
+    def _changed(self, state: ServerState) -> None:
+        if self.on_change is not None:
+            self.on_change(state)
 
     def status(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
         """``wsus-status``: the KB's update, its published files and its approvals per group; changes nothing."""
@@ -169,17 +210,36 @@ class TwinWsus:
             self.lab.after_install(vm, host)
         return PipelineOutput(output=[_json(doc)])
 
-    def _server_at(self, url: str) -> tuple[str, WindowsHost] | None:
+    def _server_at(self, url: str) -> ServerState | None:
+        """The lab VM serving ``url``, else a twin WSUS published outside the lab under that name."""
         name = (urlsplit(url).hostname or "").split(".")[0].lower()
-        for vm in self.lab.vms:
-            if vm.lower() == name or self.lab.host(vm).computer_name.lower() == name:
-                return (vm, self.lab.host(vm)) if self.lab.is_ready(vm) else None
-        return None
+        for vm, twin_vm in self.lab.vms.items():
+            if twin_vm.host is None:  # never reverted here (under pytest-xdist: another worker's VM)
+                if vm.lower() == name:
+                    return None
+                continue
+            if vm.lower() == name or twin_vm.host.computer_name.lower() == name:
+                return self.server(vm, self.lab.host(vm)) if self.lab.is_ready(vm) else None
+        return self._published(name)
+
+    @staticmethod
+    def _published(name: str) -> ServerState | None:
+        path = published_path(name) if name else None
+        if path is None or not path.is_file():
+            return None
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        day = dt.date.fromisoformat(doc["metadata_as_of"]) if doc.get("metadata_as_of") else None
+        host: Any = _PublishedWsus(computer_name=str(doc["computer_name"]), metadata_as_of=day)
+        return ServerState(host=host, targeting_mode=str(doc["targeting_mode"]), groups=set(doc["groups"]),
+                           approvals={group: set(kbs) for group, kbs in doc["approvals"].items()})
 
     def offers(self, server_vm: str, server: WindowsHost, host: WindowsHost, group: str) -> list[Behaviour]:
         """What the server offers ``host`` in ``group``: approved for it (or All Computers), held by the server's
         metadata, not installed, applicable and matching the update's offering rules."""
-        state = self.server(server_vm, server)
+        return self._offers(self.server(server_vm, server), host, group)
+
+    def _offers(self, state: ServerState, host: WindowsHost, group: str) -> list[Behaviour]:
+        server = state.host
         approved = set(state.approvals.get(ALL_COMPUTERS, set()))
         if state.targeting_mode == "Client":  # otherwise the client's TargetGroup is ignored
             approved |= state.approvals.get(group, set())
@@ -198,7 +258,7 @@ class TwinWsus:
             doc.update(ResultCode=ORC_FAILED, HResult=WU_E_PT_WINHTTP_NAME_NOT_RESOLVED,
                        Error=f"no WSUS server answers at {url} ({hresult(WU_E_PT_WINHTTP_NAME_NOT_RESOLVED)})")
             return doc
-        offers = self.offers(*found, host, group)
+        offers = self._offers(found, host, group)
         now = host.guest_time(self.lab.clock())
         for behaviour in offers:
             doc["Offered"].append({"Kb": behaviour.kb, "Title": behaviour.title, "UpdateId": f"twin-{behaviour.kb}",

@@ -14,9 +14,10 @@ from patchgate.run.reap import reap_lab
 def add_command(sub: Any) -> None:
     reap = sub.add_parser("reap", help="restore VMs left behind by runs that are no longer alive",
                           description="Restore VMs that runs no longer alive left changed (killed runs, "
-                          "--keep-on-failure) to their snapshot and release their stale leases.",
+                          "--keep-on-failure) to their snapshot, release their stale leases and undo an approval "
+                          "such a run left on a WSUS outside the lab (docs/wsus.md).",
                           epilog="exit codes: 0 nothing left behind or all restored, 2 a VM could not be "
-                          "restored, 4 bad lab file")
+                          "restored (or an approval undone), 4 bad lab file")
     reap.add_argument("--lab", required=True, help="lab file or name")
     reap.add_argument("--dry-run", action="store_true", help="only say what would be restored")
     reap.set_defaults(func=cmd_reap)

@@ -349,17 +349,35 @@ class Lab(Strict):
         if self.wsus is None:
             raise FieldProblem(("install", "via"), "`install: {via: wsus}` needs a `wsus:` section naming the "
                                "server and the computer target group")
-        server = next((vm for vm in self.vms if vm.name == self.wsus.server), None)
-        if server is None:
+        external = self.wsus.external
+        server = None if external else next((vm for vm in self.vms if vm.name == self.wsus.server), None)
+        if external is not None:
+            self._check_external_wsus(external)
+        elif server is None:
             raise FieldProblem(("wsus", "server"), f"'{self.wsus.server}' is not a VM of the lab; name the lab VM "
-                               "with role wsus-server that approves the candidate (a WSUS outside the lab is not "
-                               "supported yet)")
-        if server.role != "wsus-server":
+                               "with role wsus-server that approves the candidate, or an existing WSUS as "
+                               "{address: ...} (docs/wsus.md)")
+        elif server.role != "wsus-server":
             raise FieldProblem(("wsus", "server"), f"VM '{server.name}' has role {server.role}, not wsus-server")
         if self.limits.total < len(self.vms):
-            raise FieldProblem(("limits", "total"), f"`install: {{via: wsus}}` runs every VM at once (the other VMs "
-                               f"wait for the WSUS server's approval): limits.total must be at least "
+            raise FieldProblem(("limits", "total"), f"`install: {{via: wsus}}` runs every VM at once (the VMs wait "
+                               f"for the WSUS server's approval together): limits.total must be at least "
                                f"{len(self.vms)}, the lab's VMs")
+
+    def _check_external_wsus(self, external: Any) -> None:
+        """A WSUS outside the lab is reached as promote reaches a production server: the engine's remoting and
+        env/vault secrets (a lab kind's remoting or accounts serve only the kind's own VMs)."""
+        if external.label in {vm.name for vm in self.vms}:
+            raise FieldProblem(("wsus", "server", "name"), f"'{external.label}' is a VM of the lab; name that VM "
+                               "(server: <name>) or give the external server another name")
+        if self.remoting.kind not in ENGINE_REMOTING:
+            raise FieldProblem(("wsus", "server"), f"a WSUS outside the lab is reached over the lab's remoting, "
+                               f"which must be psrp or ssh (the lab's is {self.remoting.kind})")
+        if self.secrets.kind not in ("env", "vault"):
+            raise FieldProblem(("wsus", "server"), f"a WSUS outside the lab takes its account from the lab's "
+                               f"secrets, which must be env or vault (the lab's are {self.secrets.kind})")
+        if self.remoting.kind == "ssh" and external.ssl is not None:
+            raise FieldProblem(("wsus", "server", "ssl"), "ssl applies to psrp remoting only (the lab's is ssh)")
 
     def _check_pairs(self, names: set[str]) -> None:
         paired = self.control_plan.vm == "paired"

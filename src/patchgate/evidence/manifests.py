@@ -148,7 +148,12 @@ def _install_facts(lab: Any) -> dict[str, Any]:
     """How the candidate reached the VMs (docs/wsus.md): a package, or WSUS with its server and group."""
     if lab.install.via != "wsus" or lab.wsus is None:
         return {"via": lab.install.via}
-    return {"via": "wsus", "server": lab.wsus.server, "group": lab.wsus.group, "url": lab.wsus.url}
+    facts = {"via": "wsus", "server": lab.wsus.server_name, "group": lab.wsus.group, "url": lab.wsus.url}
+    external = lab.wsus.external
+    if external is not None:  # outside the lab: where it was reached (the approval and its undo: wsus.json)
+        facts["external"] = {"address": external.address, "hostname": external.hostname, "port": external.port,
+                             "ssl": external.ssl}
+    return facts
 
 
 def _staging_facts(lab: Any) -> dict[str, Any]:

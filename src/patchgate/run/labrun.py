@@ -22,6 +22,8 @@ from patchgate.run.transfer import TransferCallback
 from patchgate.remoting.staging import PackageSource
 from patchgate.model.observations import VmObservation
 from patchgate.secrets.redact import redactor
+from patchgate.wsus.external import ExternalApproval
+from patchgate.wsus.holders import SharedApproval
 from patchgate.wsus.round import WsusRound
 
 log = logging.getLogger("patchgate.run")
@@ -68,8 +70,9 @@ class LabRun:
                  progress: ProgressCallback | None = None, keep_on_failure: bool = False,
                  restore_when_captured: bool = False, kind_inputs_checked: bool = False,
                  lifecycle_class: type[VmLifecycle] = VmLifecycle,
-                 transfer: TransferCallback | None = None) -> None:
+                 transfer: TransferCallback | None = None, xdist_worker: bool = False) -> None:
         self.lab = lab
+        self.xdist_worker = xdist_worker  # one of several pytest-xdist processes of the run
         self.lifecycle_class = lifecycle_class  # what each VM goes through (patchgate doctor: no install)
         self.kind_inputs_checked = kind_inputs_checked  # build_components: the twin's process may load them
         self.candidate = candidate
@@ -98,6 +101,7 @@ class LabRun:
         self.remoting_counters: dict[str, dict[str, int]] = {}
         self._finished = False
         self.packages: PackageSource | None = None  # the run's content server or share (remoting/sources.py)
+        self.external_wsus: ExternalApproval | None = None  # wsus.server outside the lab: approved, then undone
 
     # ------------------------------------------------------------ start
 
@@ -128,16 +132,27 @@ class LabRun:
                                      transfer=self.transfer)
         self._pool = cf.ThreadPoolExecutor(max_workers=min(self.lab.limits.total, len(self.vms)),
                                            thread_name_prefix="patchgate-vm")
+        if self.external_wsus is not None:
+            self.external_wsus.start()
         self.ensure(started)
 
     def _wsus_round(self, started: list[str]) -> WsusRound | None:
         """``install: {via: wsus}``: the approval the lab's WSUS server VM and the other VMs share (one process:
-        a server VM another pytest-xdist worker runs approves nothing here, and the clients say so)."""
+        a server VM another pytest-xdist worker runs approves nothing here, and the clients say so). A WSUS outside
+        the lab is approved by the run itself (patchgate.wsus.external), once for all the workers."""
         if self.lab.install.via != "wsus" or self.lab.wsus is None:
             return None
-        server = self.lab.wsus.server
+        server = self.lab.wsus.server_name
         clients = [vm.name for vm in self.vms if vm.name != server and vm.name in started]
-        return WsusRound(self.lab.wsus, clients, server_in_run=server in started, stop=self.stop)
+        if self.lab.wsus.external is None:
+            return WsusRound(self.lab.wsus, clients, server_in_run=server in started, stop=self.stop)
+        round_ = WsusRound(self.lab.wsus, clients, server_in_run=True, stop=self.stop)
+        assert self.ledger is not None
+        if self.lifecycle_class.installs:  # patchgate doctor installs nothing: nothing to approve
+            # under pytest-xdist the workers share one approval, and the last one to leave undoes it
+            shared = SharedApproval(self.run_id) if self.xdist_worker else None
+            self.external_wsus = ExternalApproval(self.lab, round_, self.ledger, self.candidate.kb, shared)
+        return round_
 
     def ensure(self, vm_names: list[str]) -> None:
         """Take the leases of VMs not started yet and start their prepare (under pytest-xdist a worker learns
@@ -315,6 +330,8 @@ class LabRun:
                     future.result()
                 except BaseException:  # noqa: BLE001 - recorded on the observation already
                     pass
+            if self.external_wsus is not None:  # every client is done: nothing reverts this server, so undo now
+                self.external_wsus.finish()
             restores = [self._pool.submit(lc.restore, keep=self.keep_on_failure and (
                 name in failed_vms or lc.obs.broken)) for name, lc in self.lifecycles.items()]
             for future in restores:

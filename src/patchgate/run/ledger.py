@@ -64,6 +64,14 @@ class LedgerState:
     dirtied_by: dict[str, tuple[int, dt.datetime | None]] = field(default_factory=dict)  # vm -> (pid, since)
     processes: dict[int, dt.datetime | None] = field(default_factory=dict)  # pid -> when it started the ledger
     ended_pids: set[int] = field(default_factory=set)
+    pending_wsus: dict[str, Any] | None = None  # an approval on a WSUS outside the lab not undone yet (docs/wsus.md)
+
+    def abandoned_wsus(self) -> dict[str, Any] | None:
+        """The pending external approval, once no process of the run runs (on this host): under pytest-xdist
+        another worker may still hold the approval its maker left."""
+        if self.pending_wsus is None or (self.host and self.host != socket.gethostname()) or self.alive:
+            return None
+        return self.pending_wsus
 
     def abandoned_vms(self, alive: "Callable[[int, dt.datetime | None], bool] | None" = None) -> dict[str, str]:
         """Dirty VMs whose dirtying process is gone (on this host); a live run's VMs are never listed."""
@@ -107,6 +115,7 @@ def read_ledger(path: Path) -> LedgerState:
     dirtied_by: dict[str, tuple[int, dt.datetime | None]] = {}
     processes: dict[int, dt.datetime | None] = {}
     ended_pids: set[int] = set()
+    pending_wsus: dict[str, Any] | None = None
     for raw in path.read_text(encoding="utf-8").splitlines():
         try:
             entry = json.loads(raw)
@@ -130,10 +139,18 @@ def read_ledger(path: Path) -> LedgerState:
         elif action in ("restored", "reaped") and entry.get("vm"):
             dirty.pop(entry["vm"], None)
             dirtied_by.pop(entry["vm"], None)
+        elif entry.get("external") and action == "wsus_approve":
+            pending_wsus = {"server": entry.get("server"), "kb": entry.get("kb"), "group": entry.get("group"),
+                            "approval": None}
+        elif entry.get("external") and action == "wsus_approved" and pending_wsus is not None:
+            pending_wsus["approval"] = entry.get("approval")
+        elif entry.get("external") and action == "wsus_unapprove":
+            pending_wsus = None
         elif action == "end":
             ended_pids.add(writer)
             ended = entry.get("outcome") == "reaped" or not (set(processes) - ended_pids)
-    return LedgerState(run_id, lab, lab_file, host, pid, ended, dirty, path, dirtied_by, processes, ended_pids)
+    return LedgerState(run_id, lab, lab_file, host, pid, ended, dirty, path, dirtied_by, processes, ended_pids,
+                       pending_wsus)
 
 
 def append_entry(path: Path, action: str, **fields: Any) -> None:

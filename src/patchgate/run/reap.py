@@ -9,7 +9,9 @@ it reverted but did not restore. The reaper:
    no longer runs (they would otherwise block the VM until their TTL runs out);
 2. restores every VM a dead run left dirty, under the VM's lease (a live run's VM is never touched: its lease is
    held), by reverting it to its lab snapshot; on a twin lab also any twin disk left changed;
-3. records ``reaped`` in the dead run's ledger, and ends that ledger once nothing of it is left.
+3. undoes an approval a dead run left on a WSUS outside the lab (its ledger's ``wsus_approve`` with ``external``
+   and no ``wsus_unapprove``; docs/wsus.md), with the same op the run's end would have used;
+4. records ``reaped`` in the dead run's ledger, and ends that ledger once nothing of it is left.
 
 On vSphere the run tags on the VMs are the second witness: the vSphere reaper reverts VMs whose tagging run is gone.
 """
@@ -27,6 +29,7 @@ from typing import Any, Callable
 from patchgate.config.lab import Lab, VmSpec
 from patchgate.errors import LabError, LeaseError
 from patchgate.run.ledger import LedgerState, append_entry, ledgers, read_ledger
+from patchgate.secrets.redact import redactor
 
 log = logging.getLogger("patchgate.run.reap")
 
@@ -36,7 +39,8 @@ REAP_LEASE_TIMEOUT = 2.0  # a VM whose lease is held this long belongs to a live
 @dataclass(frozen=True)
 class ReapItem:
     vm: str
-    outcome: str  # restored | would-restore | lease-removed | would-remove-lease | busy | failed | unknown
+    outcome: str  # restored | would-restore | lease-removed | would-remove-lease | unapproved | would-unapprove |
+    # busy | failed | unknown
     detail: str
     run: str | None = None
 
@@ -161,6 +165,37 @@ def _restore(hypervisor: object, lease_manager: object, dirty: _Dirty, report: R
     report.items.append(ReapItem(name, "restored", f"to snapshot '{snap.name}': {dirty.why}"))
 
 
+def _undo_external_approval(lab: Lab, state: LedgerState, report: ReapReport) -> None:
+    """A dead run's approval on the lab's WSUS outside the lab: undone as the run's end would have (docs/wsus.md)."""
+    pending = state.abandoned_wsus()
+    if pending is None:
+        return
+    from patchgate.wsus.external import external_server, undo_approval
+    from patchgate.wsus.ops import Approval
+
+    name, kb, group = str(pending["server"]), str(pending["kb"]), str(pending["group"])
+    what = f"approval of {kb} for group {group}, left by run {state.run_id}"
+    if lab.wsus is None or lab.wsus.external is None or lab.wsus.server_name != name:
+        report.items.append(ReapItem(name, "unknown", f"{what}: the lab file no longer names that WSUS; remove "
+                                     "the approval on the server by hand", state.run_id))
+        return
+    if report.dry_run:
+        report.items.append(ReapItem(name, "would-unapprove", what, state.run_id))
+        return
+    approval = Approval.from_dict(pending["approval"]) if pending.get("approval") else \
+        Approval.unknown(name, kb, group)
+    try:
+        undone = undo_approval(external_server(lab), approval)
+    except Exception as exc:  # noqa: BLE001 - said in the report; the ledger keeps it pending for the next reap
+        report.items.append(ReapItem(name, "failed", redactor.redact(f"could not undo the {what}: {exc}"),
+                                     state.run_id))
+        return
+    append_entry(state.path, "wsus_unapprove", server=name, external=True, kb=kb, group=group,
+                 removed=undone.get("Removed"), reaped=True)
+    report.items.append(ReapItem(name, "unapproved", f"{what} ({undone.get('Removed')} approval(s) removed)",
+                                 state.run_id))
+
+
 def _components(lab: Lab, kind_catalogs: list[Path]) -> Any:
     """The lab's components as its kind builds them for the reaper: no injected faults (they describe trouble
     during a validation run, and the reaper is the operator cleaning up after one)."""
@@ -192,12 +227,14 @@ def reap_lab(lab: Lab, *, dry_run: bool = False, run_id: str | None = None,
                            leases=lease_manager.list_leases() if run_id is None else [])
         for item in dirty.values():
             _restore(hypervisor, lease_manager, item, report)
+        for state in states:
+            _undo_external_approval(lab, state, report)
         if run_id is None and hasattr(getattr(hypervisor, "inner", hypervisor), "raw_run_tag"):
             _run_tags(hypervisor, lab, report, dry_run=dry_run, done=set(dirty))
         if not dry_run:
             for state in states:
                 fresh = read_ledger(state.path)
-                if not fresh.ended and not fresh.alive and not fresh.dirty_vms:
+                if not fresh.ended and not fresh.alive and not fresh.dirty_vms and fresh.pending_wsus is None:
                     append_entry(state.path, "end", outcome="reaped")  # nothing of that run is left
     finally:
         lease_manager.close()

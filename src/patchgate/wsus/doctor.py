@@ -11,11 +11,11 @@ from patchgate.doctor.checks import Check
 def wsus_install_checks(lab: Lab, vm: VmSpec, posture: Any) -> list[Check]:
     if lab.install.via != "wsus" or lab.wsus is None:
         return []
-    if vm.name == lab.wsus.server:
+    if vm.name == lab.wsus.server_name:
         return [Check("assumption", "install through WSUS", "ok",
                       f"this VM approves the candidate for group {lab.wsus.group} and installs it as a package")]
     checks = [Check("assumption", "install through WSUS", "ok",
-                    f"offered by {lab.wsus.server} in group {lab.wsus.group} (client-side targeting: the "
+                    f"offered by {lab.wsus.server_name} in group {lab.wsus.group} (client-side targeting: the "
                     "TargetGroup value names are [U]; a VM that does not join the group is not offered the "
                     "candidate and its run is inconclusive)")]
     hotpatch = posture.area("hotpatch") if posture is not None else None

@@ -52,6 +52,19 @@ class Approval:
     url: str
     updates: list[dict[str, Any]] = field(default_factory=list)
 
+    @classmethod
+    def unknown(cls, server: str, kb: str, group: str) -> "Approval":
+        """An approval whose answer was never read: undoing it deletes the KB's approvals for the group and
+        leaves the group and the targeting mode alone."""
+        return cls(server=server, kb=kb, group=group, group_created=False, previous_targeting_mode="", url="")
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> "Approval":
+        return cls(server=str(doc["server"]), kb=str(doc["kb"]), group=str(doc["group"]),
+                   group_created=bool(doc.get("group_created")),
+                   previous_targeting_mode=str(doc.get("previous_targeting_mode") or ""), url=str(doc.get("url") or ""),
+                   updates=list(doc.get("updates") or []))
+
     def to_dict(self) -> dict[str, Any]:
         return {"server": self.server, "kb": self.kb, "group": self.group, "group_created": self.group_created,
                 "previous_targeting_mode": self.previous_targeting_mode, "url": self.url, "updates": self.updates}

@@ -3,7 +3,8 @@
 # falls back to any All Computers approval: IUpdateApproval.Delete, WSUS SDK ms746895 / "Deleting an Approval"
 # ms744606), deletes the group when the run created it, and puts the targeting mode back. It never declines the
 # update (IUpdate.Decline removes every group's approvals, ms747138).
-# Parameters: Kb, Group, RemoveGroup (bool), TargetingMode ("Client" | "Server": the mode before the run).
+# Parameters: Kb, Group, RemoveGroup (bool), TargetingMode ("Client" | "Server": the mode before the run; empty:
+# leave the mode as it is, when the approval's answer was never read).
 # Prints one JSON document: {"Kb":"KB...","Group":"...","Removed":<approvals deleted>,"GroupRemoved":bool}
 param(
     [Parameter(Mandatory = $true)][string]$Kb,
@@ -25,7 +26,7 @@ if ($null -ne $target) {
     if ($RemoveGroup) { $target.Delete(); $groupRemoved = $true }
 }
 $config = $server.GetConfiguration()
-if ([string]$config.TargetingMode -ne $TargetingMode) {
+if ($TargetingMode -and [string]$config.TargetingMode -ne $TargetingMode) {
     $config.TargetingMode = [Microsoft.UpdateServices.Administration.TargetingMode]::$TargetingMode
     $config.Save()
 }
