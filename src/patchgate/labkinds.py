@@ -10,7 +10,6 @@ rehearsal lab, the twin, registers itself that way: see pyproject.toml). A kind 
 from __future__ import annotations
 
 import functools
-import importlib
 import threading
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from patchgate.errors import ConfigError
+from patchgate.run.interrupts import import_held
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -155,7 +155,7 @@ def lab_kind(name: str, *, source: str | None = None) -> LabKind:
                           field="hypervisor.kind")
     module_name, _, attribute = path.partition(":")
     try:
-        return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
+        return getattr(import_held(module_name), attribute)  # type: ignore[no-any-return]
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"lab kind '{name}' is registered as {path}, which cannot be loaded: {exc}",
                           file=source, field="hypervisor.kind") from None

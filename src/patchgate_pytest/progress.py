@@ -406,7 +406,7 @@ def pytest_runtestloop(session: pytest.Session) -> Iterator[None]:
             or not _vm_items(session)):
         yield
         return
-    from patchgate.run.interrupts import caused_by_interrupt
+    from patchgate.run.interrupts import interrupted
     from patchgate_pytest.lab import finish_lab_run, start_lab_run, while_no_vm_is_ready
 
     progress = get_progress(config)
@@ -424,8 +424,8 @@ def pytest_runtestloop(session: pytest.Session) -> Iterator[None]:
         if run is not None:
             run.interrupt()
             finish_lab_run(config, session, run)
-        if not isinstance(exc, KeyboardInterrupt) and caused_by_interrupt(exc):
-            raise KeyboardInterrupt from None  # an interrupt that an import wrapped: pytest's "interrupted"
+        if not isinstance(exc, KeyboardInterrupt) and interrupted(exc):
+            raise KeyboardInterrupt from None  # an interrupt that came out as another error: pytest's "interrupted"
         raise
     ready = [lc for lc in run.lifecycles.values() if lc.prepared.is_set()]
     broken = sum(1 for lc in ready if lc.obs.error is not None)

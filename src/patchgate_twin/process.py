@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from patchgate.config.lab import Lab
 from patchgate.errors import HypervisorError, LabError
 from patchgate.remoting.logging_hygiene import quiet_transport_loggers
+from patchgate.run.interrupts import import_held
 from patchgate.secrets.base import credential_pair
 from patchgate.secrets.redact import RedactingFilter
 from patchgate_twin.faults import parse_faults
@@ -146,8 +147,8 @@ class TwinProcess:
     ``ready()`` waits for the child's service and raises what it met."""
 
     def __init__(self, lab: Lab, catalog: "Catalog | None", *, twin_catalogs: list[str] | None = None) -> None:
-        if catalog is not None:
-            import patchgate_twin.service  # noqa: F401 - the child then finds it imported (it loads fast)
+        if catalog is not None:  # the child then finds it imported (it loads fast)
+            import_held("patchgate_twin.service")
 
         self._init_handle(lab.name)
         context = multiprocessing.get_context("fork")

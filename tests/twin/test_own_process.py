@@ -185,13 +185,16 @@ def test_the_twin_exits_when_the_harness_is_killed(state: Path, tmp_path: Path) 
             harness.kill()
 
 
+# The harness's own rule (patchgate.run.interrupts.interrupted): once the stop signal was taken, whatever the start
+# raised is the interrupt (pydantic-core, for one, reports a KeyboardInterrupt inside a model build as SchemaError).
 HARNESS_INTERRUPTED_AT = """\
 import signal, sys, threading, time
 from patchgate.run.components import build_components
+from patchgate.run.interrupts import StopOnce, interrupted
 from patchgate.config import Lab
 document = {document!r}
 after = float(sys.argv[1])
-signal.signal(signal.SIGALRM, signal.default_int_handler)
+signal.signal(signal.SIGALRM, StopOnce())
 if after:
     signal.setitimer(signal.ITIMER_REAL, after)
 started = time.perf_counter()
@@ -200,7 +203,9 @@ try:
     signal.setitimer(signal.ITIMER_REAL, 0)
     print("started", time.perf_counter() - started, flush=True)
     c.close()
-except KeyboardInterrupt:
+except BaseException as exc:
+    if not interrupted(exc):
+        raise
     print("interrupted", flush=True)
 """
 

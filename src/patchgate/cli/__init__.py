@@ -78,9 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's exit flush must not fail too
         return EXIT_BROKEN_PIPE
     except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug users
-        from patchgate.run.interrupts import caused_by_interrupt
+        from patchgate.run.interrupts import interrupted
 
-        if caused_by_interrupt(exc):  # Ctrl-C that a library wrapped in its own error on the way up
+        if interrupted(exc):  # Ctrl-C that came out of a library as another error
             return fail("interrupted", EXIT_INTERRUPTED)
         import traceback
 

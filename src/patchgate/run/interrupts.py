@@ -20,10 +20,26 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 REPEAT_QUIET = 1.0  # seconds: the same Ctrl-C delivered twice (terminal and forwarder) is not worth a line
+
+
+_STOP_REQUESTED = threading.Event()
+
+
+def stop_requested() -> bool:
+    """A stop signal reached this process's handler: whatever error a step then raised, the run was interrupted
+    (the KeyboardInterrupt may have come out of a library as another error, or not chained at all)."""
+    return _STOP_REQUESTED.is_set()
+
+
+def interrupted(exc: BaseException) -> bool:
+    """``exc`` ends the run as an interrupt: Ctrl-C itself, an error caused by it, or any error once a stop signal
+    was taken."""
+    return caused_by_interrupt(exc) or stop_requested()
 
 
 class StopOnce:
@@ -38,6 +54,7 @@ class StopOnce:
         now = time.monotonic()
         if self.first_at is None:
             self.first_at = now
+            _STOP_REQUESTED.set()
             raise KeyboardInterrupt(f"signal {signum}")
         if not self._told and now - self.first_at > REPEAT_QUIET:
             self._told = True
@@ -56,6 +73,16 @@ def caused_by_interrupt(exc: BaseException) -> bool:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
+
+
+def import_held(module_name: str) -> ModuleType:
+    """Import a module with SIGINT and SIGTERM held back until it is loaded: an interrupt that lands while a
+    module builds its classes (dataclasses, pydantic models) can come out as some other error, not always chained
+    to the KeyboardInterrupt (pydantic-core reports a SchemaError); held back, it arrives right after the import."""
+    import importlib
+
+    with stop_signals_blocked():
+        return importlib.import_module(module_name)
 
 
 def stop_once_on_signals() -> StopOnce | None:
