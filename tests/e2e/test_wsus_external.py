@@ -122,8 +122,13 @@ def test_with_the_later_rules_kb5070893_approves_and_the_approval_is_undone(tmp_
 
 def _start_approved_run(folder: Path, port: int, env: dict[str, str], monkeypatch):
     """A validate whose VM hangs in its install, returned once the external WSUS holds the lab's approval."""
-    text = EXAMPLE.read_text().replace("    image: ws2025-dc-hotpatch-oct2025\n",
-                                       "    image: ws2025-dc-hotpatch-oct2025\n    faults: [install-hangs]\n")
+    # the hung guest does not answer; after the interrupt the harness gives up on it at the read timeout (twice:
+    # it reconnects once), so short WSMan timeouts keep the run short
+    text = (EXAMPLE.read_text()
+            .replace("    image: ws2025-dc-hotpatch-oct2025\n",
+                     "    image: ws2025-dc-hotpatch-oct2025\n    faults: [install-hangs]\n")
+            .replace("    read_timeout: 30\n", "    read_timeout: 6\n")
+            .replace("    operation_timeout: 20\n", "    operation_timeout: 4\n"))
     lab = _lab(folder, port, text)
     proc = subprocess.Popen([PATCHGATE, "validate", "--lab", str(lab), "--candidate", "KB5070881", "--out",
                              str(folder / "out")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
