@@ -17,8 +17,9 @@ from typing import Any
 
 from patchgate.config import load_lab
 from patchgate.config.lab import Lab
-from patchgate.config.rings import RingsConfig, load_rings
+from patchgate.config.rings import Ring, RingsConfig, load_rings
 from patchgate.errors import ConfigError, LabError
+from patchgate.remoting.base import RemoteSession
 from patchgate.evidence.ci import ci_context
 from patchgate.evidence.promotions import RECORD_SCHEMA, record_path, sign_appendix, write_record
 from patchgate.promote import ledger
@@ -87,7 +88,14 @@ def promote(request: PromoteRequest, *, now: dt.datetime | None = None) -> Promo
                                "sign the promotion record", file=str(request.run_dir))
     rings = _rings(request.rings_file, lab, run)
     ring = rings.ring(request.ring)
-    kb = _read(rings, ring.server, run.kb)
+    # one session on the ring's server: read what it holds, and (unless a dry run or a refusal) approve and read back
+    with production_session(ring.server, rings.servers[ring.server]) as session:
+        return _promote(request, run, lab, rings, ring, session, now)
+
+
+def _promote(request: PromoteRequest, run: ApprovedRun, lab: Lab | None, rings: RingsConfig, ring: Ring,
+             session: RemoteSession, now: dt.datetime) -> PromoteOutcome:
+    kb = read_kb(session, server=ring.server, kb=run.kb)
     sha_check = check_packages(kb, run.packages, allow_unverified=request.allow_unverified_sha256)
     check_groups_exist(kb, ring)
     check_not_promoted(kb, ring)
@@ -117,10 +125,9 @@ def promote(request: PromoteRequest, *, now: dt.datetime | None = None) -> Promo
         return PromoteOutcome(record=record, record_file=None,
                               lines=["dry run: nothing changed; would " + plan[0].split(": ", 1)[1], *plan[1:],
                                      f"would record it in {record_path(run.out_dir, ring.name)}"])
-    with production_session(ring.server, rings.servers[ring.server]) as session:
-        for group in ring.groups:
-            approve_for_group(session, server=ring.server, kb=run.kb, group=group, deadline=deadline)
-        after = read_kb(session, server=ring.server, kb=run.kb)
+    for group in ring.groups:
+        approve_for_group(session, server=ring.server, kb=run.kb, group=group, deadline=deadline)
+    after = read_kb(session, server=ring.server, kb=run.kb)
     approvals = after.approved(ring.groups)
     missing = sorted(set(ring.groups) - {a.group for a in approvals})
     if missing:
