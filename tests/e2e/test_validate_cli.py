@@ -19,6 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
 
 
+@pytest.fixture(autouse=True)
+def own_state_dir(tmp_path_factory, monkeypatch) -> None:
+    """Each test's runs have a state folder of their own (leases, twin disks): tests of the default lab on other
+    xdist workers never hold its VMs meanwhile (a kept VM, a reap)."""
+    monkeypatch.setenv("PATCHGATE_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PATCHGATE, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
