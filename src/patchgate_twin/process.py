@@ -18,6 +18,7 @@ Its log records are relayed to the harness's logging.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import logging.handlers
 import multiprocessing
@@ -75,12 +76,27 @@ def _service() -> "TwinService":
 _TwinManager.register("service", callable=_service, exposed=SERVICE_METHODS)
 
 
+class _RecordPipe:
+    """The child's end of the records pipe. Its lock lives in the child only: a lock shared with the harness (a
+    multiprocessing queue's) stays held for good when the child is killed in the middle of a write, and the
+    harness's next write on that queue would wait forever."""
+
+    def __init__(self, writer: multiprocessing.connection.Connection) -> None:
+        self._writer = writer
+        self._lock = threading.Lock()
+
+    def put(self, record: logging.LogRecord) -> None:
+        with self._lock:
+            self._writer.send(record)
+
+
 class _QueueHandler(logging.handlers.QueueHandler):
     def enqueue(self, record: logging.LogRecord) -> None:
         self.queue.put(record)  # written through the pipe at once
 
 
-def _start_in_child(lab: Lab, catalog: "Catalog | None", records: Any, twin_catalogs: list[str]) -> None:
+def _start_in_child(lab: Lab, catalog: "Catalog | None", records: multiprocessing.connection.Connection,
+                    twin_catalogs: list[str]) -> None:
     """Initializer of the forked child: arguments are inherited, not pickled. The service is built on a thread
     of its own, so the manager answers at once and the harness goes on starting while the child loads the
     catalogue (when the harness did not) and builds the lab; asking for the service waits for it."""
@@ -93,7 +109,7 @@ def _start_in_child(lab: Lab, catalog: "Catalog | None", records: Any, twin_cata
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    root.addHandler(_QueueHandler(records))
+    root.addHandler(_QueueHandler(_RecordPipe(records)))
     quiet_transport_loggers()  # psrpcore's records of the messages it reads never leave the child either
 
     parent = multiprocessing.parent_process()
@@ -124,16 +140,15 @@ def _build_service(lab: Lab, catalog: "Catalog | None", twin_catalogs: list[str]
         _BUILT.set()
 
 
-def _relay_records(records: Any) -> None:
+def _relay_records(records: multiprocessing.connection.Connection) -> None:
     """The child's records, masked with the harness's secrets (the child's redactor knows only those registered
-    before it was forked), then handled as if logged here."""
+    before it was forked), then handled as if logged here. Ends when the child has ended: the pipe is then at
+    its end, after the last record the child wrote."""
     masking = RedactingFilter()
     while True:
         try:
-            record = records.get()
-        except (EOFError, OSError):  # fetched from the child itself, and the child is gone
-            return
-        if record is None:
+            record = records.recv()
+        except (EOFError, OSError):
             return
         masking.filter(record)
         logging.getLogger(record.name).handle(record)
@@ -152,38 +167,37 @@ class TwinProcess:
 
         self._init_handle(lab.name)
         context = multiprocessing.get_context("fork")
-        records = context.SimpleQueue()
+        records, self._records_writer = context.Pipe(duplex=False)
         self._start_relay(records)
         self.authkey = os.urandom(32)
         self._manager = _TwinManager(authkey=self.authkey, ctx=context)
+        # From the fork on, this process's exit kills the child: whatever window an interrupt finds (the child
+        # forked, nobody holding it yet), the child never waits for this process to die while this process's
+        # exit waits for its children (multiprocessing joins them): that would be a hang, not an interrupt.
+        atexit.register(self._kill_child)
         try:
             self._manager.start(initializer=_start_in_child,
-                                initargs=(lab, catalog, records, [str(f) for f in twin_catalogs or []]))
+                                initargs=(lab, catalog, self._records_writer,
+                                          [str(f) for f in twin_catalogs or []]))
         except BaseException as exc:
-            # Ctrl-C can land while the manager waits for the forked child's address: the child runs already,
-            # and no shutdown knows it yet. Left alive it would wait for this process to die, while this
-            # process's exit waits for its children (multiprocessing joins them): a hang, not an interrupt.
-            self._child = getattr(self._manager, "_process", None)
-            self._kill_child()
-            self._end()
+            self._records_writer.close()
+            self.discard()
             if isinstance(exc, Exception):
                 raise HypervisorError(f"the twin's process did not start: {exc}") from None
             raise
+        self._records_writer.close()  # the child holds the writing end now: its end is the records' end
         self.address = str(self._manager.address)
-        self._child = getattr(self._manager, "_process", None)  # multiprocessing's Process of the child
 
     def _init_handle(self, lab_name: str) -> None:
         self._lab_name = lab_name
-        self._child: Any = None
+        self._owner_pid = os.getpid()  # a process forked from this one inherits the exit hook, not the child
         self._service: Any = None
         self._service_lock = threading.Lock()
         self._closed = threading.Event()
-        self._records: Any = None
         self._relay: threading.Thread | None = None
         self.pid: int | None = None
 
-    def _start_relay(self, records: Any) -> None:
-        self._records = records
+    def _start_relay(self, records: multiprocessing.connection.Connection) -> None:
         self._relay = threading.Thread(target=_relay_records, args=(records,), name="twin-log-relay", daemon=True)
         self._relay.start()
 
@@ -237,15 +251,28 @@ class TwinProcess:
                 self._service.close()
             except Exception as exc:  # noqa: BLE001 - the child may be gone; its disks say what they say
                 log.warning("the twin's process did not close cleanly: %s", exc)
-            else:
-                self._kill_child()  # its disks are written: nothing in it is left to save
+        self._kill_child()  # its disks are written (or it never built them): nothing in it is left to save
         self._end()
 
+    @property
+    def child_pid(self) -> int | None:
+        """The child's pid once it is forked (``pid`` is the one the ready service reports)."""
+        child = getattr(self._manager, "_process", None)  # multiprocessing's Process of the child
+        return child.pid if child is not None else None
+
     def _kill_child(self) -> None:
-        """An orderly exit would first free the whole lab (every host of every VM), for nothing."""
-        if self._child is not None and self._child.is_alive():
-            self._child.kill()
-            self._child.join(timeout=5)
+        """An orderly exit would first free the whole lab (every host of every VM), for nothing; and a child
+        asked to shut down while it still builds its lab (or stopped, or starved of CPU) may not answer."""
+        pid = self.child_pid
+        if pid is None or os.getpid() != self._owner_pid:
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)  # even before multiprocessing holds its child (Ctrl-C in its start)
+        except ProcessLookupError:
+            return
+        child = self._manager._process  # type: ignore[attr-defined]
+        if child.is_alive():
+            child.join(timeout=5)
 
     def discard(self) -> None:
         """End the child without writing its disks: what nobody closed dies with the run, as it does when the
@@ -259,12 +286,9 @@ class TwinProcess:
             self._manager.shutdown()
         except Exception:  # noqa: BLE001 - never started
             pass
+        atexit.unregister(self._kill_child)
         if self._relay is not None:
-            try:
-                self._records.put(None)
-            except Exception:  # noqa: BLE001 - the child (and the records it kept) is gone
-                return
-            self._relay.join(timeout=5)
+            self._relay.join(timeout=5)  # the child is gone: the relay has the last records, then the pipe's end
 
 
 class RemoteTwinLab:
