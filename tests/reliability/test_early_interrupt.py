@@ -30,6 +30,19 @@ def still_starting_the_interpreter(output: str) -> bool:
     return "Fatal Python error: init_" in output and output.rstrip().endswith("KeyboardInterrupt")
 
 
+def restore_errors(out: Path, vms: list[str]) -> str:
+    """What each VM's own file says about its restore, for a failure message."""
+    import json
+
+    lines = []
+    for vm in vms:
+        path = out / "vms" / f"{vm}.json"
+        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        lines.append(f"{vm}: restored={record.get('restored')} restore_error={record.get('restore_error')} "
+                     f"steps={[(s.get('name'), s.get('ok'), s.get('detail')) for s in record.get('steps', [])]}")
+    return "\n".join(lines)
+
+
 @pytest.mark.parametrize("delay", DELAYS, ids=[f"{d:g}s" for d in DELAYS])
 def test_sigint_to_the_process_group_at_any_moment_releases_everything(tmp_path: Path, delay: float) -> None:
     problems: list[str] = []
@@ -58,7 +71,8 @@ def test_sigint_to_the_process_group_at_any_moment_releases_everything(tmp_path:
             if not ledger.ended:
                 problems.append(f"{where}: the ledger has no end entry\n{output[-1500:]}")
             if ledger.dirty_vms:
-                problems.append(f"{where}: VMs left changed: {sorted(ledger.dirty_vms)}")
+                problems.append(f"{where}: VMs left changed: {sorted(ledger.dirty_vms)}\n"
+                                f"{restore_errors(run.out, sorted(ledger.dirty_vms))}\n{output[-2500:]}")
             touched = {vm for vm in VMS if f'"vm": "{vm}"' in ledger.path.read_text(encoding="utf-8")}
             missing = sorted(vm for vm in touched if not (run.out / "vms" / f"{vm}.json").is_file())
             if missing:

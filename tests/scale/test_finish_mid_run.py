@@ -48,3 +48,30 @@ def test_finish_called_while_vms_prepare_restores_them_all(monkeypatch: pytest.M
     assert finished.is_set(), "finish() did not return while VMs were still in their lifecycle"
     assert all(lc.obs.restored for lc in run.lifecycles.values())
     assert all(lc.obs.error is None for lc in run.lifecycles.values())
+
+
+def test_a_prepare_that_had_not_begun_when_the_run_finished_never_begins(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path: Path) -> None:
+    """Ctrl-C while VMs still queue behind the lab's limit (or between a VM's bookkeeping and its submission):
+    finish calls their prepare off, so none reverts a VM after the run's restore, and the ledger ends clean."""
+    from patchgate.run.labrun import PrepareJob
+    from patchgate.run.ledger import read_ledger
+
+    monkeypatch.setenv("PATCHGATE_STATE_DIR", str(tmp_path / "state"))
+    lab = _lab().model_copy(update={"limits": _lab().limits.model_copy(update={"total": 1})})
+    run = LabRun(lab, load_candidate(ROOT / "candidates" / "KB5070893.yaml"))
+    run.start()  # one VM at a time: three of the four queue behind the first
+    run.interrupt()
+    run.finish()
+    called_off = [lc for lc in run.lifecycles.values()
+                  if lc.obs.error is not None and "finished before this VM's lifecycle began" in str(lc.obs.error)]
+    assert len(called_off) >= 2, [str(lc.obs.error) for lc in run.lifecycles.values()]
+    assert all(lc.prepared.is_set() for lc in run.lifecycles.values())  # nobody waits for their observation
+
+    late = PrepareJob(called_off[0])
+    assert late.call_off()  # the bookkeeping was done, the submission never happened
+    assert late() is None  # and had it happened after all, it would do nothing
+
+    ledger = read_ledger(next((tmp_path / "state" / "runs").glob("*.jsonl")))
+    assert ledger.ended and not ledger.dirty_vms
+    assert all(not lc.obs.steps for lc in called_off)  # not one step, no revert among them

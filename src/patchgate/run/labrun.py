@@ -58,6 +58,44 @@ class RunSelection:
         return chosen
 
 
+class PrepareJob:
+    """One VM's prepare as the pool runs it. ``finish`` settles every job it knows: it waits for a prepare that
+    began, and calls off one that did not (queued behind the lab's limits, or never submitted because Ctrl-C landed
+    between the bookkeeping and the submission), so no prepare ever reverts a VM after its restore."""
+
+    def __init__(self, lifecycle: VmLifecycle) -> None:
+        self.lifecycle = lifecycle
+        self.future: cf.Future | None = None
+        self._lock = threading.Lock()
+        self._state = "waiting"  # -> "running" -> "done", or -> "called off"
+        self._done = threading.Event()
+
+    def __call__(self) -> VmObservation | None:
+        with self._lock:
+            if self._state != "waiting":
+                return None
+            self._state = "running"
+        try:
+            return self.lifecycle.prepare()
+        finally:
+            with self._lock:
+                self._state = "done"
+            self._done.set()
+
+    def call_off(self) -> bool:
+        """Call the prepare off if it has not begun; False when it has (then :meth:`wait` for it)."""
+        with self._lock:
+            if self._state != "waiting":
+                return False
+            self._state = "called off"
+        vm = self.lifecycle.vm.name
+        self.lifecycle.never_prepared(LabError("the run finished before this VM's lifecycle began", vm=vm))
+        return True
+
+    def wait(self) -> None:
+        self._done.wait()
+
+
 def load_inputs(lab_path: Path, candidate_path: Path) -> tuple[Lab, Candidate]:
     return load_lab(lab_path), load_candidate(candidate_path)
 
@@ -90,7 +128,7 @@ class LabRun:
         self.lifecycles: dict[str, VmLifecycle] = {}
         self.run_error: LabError | None = None
         self._pool: cf.ThreadPoolExecutor | None = None
-        self._futures: dict[str, cf.Future] = {}
+        self._prepares: dict[str, PrepareJob] = {}
         self._closing: threading.Thread | None = None  # finish(close_in_background=True)
         self._leases: list = []
         self._lease_manager = None
@@ -177,9 +215,9 @@ class LabRun:
                     self._broken_stub(vm, exc)
                 return
             for vm in wanted:
-                lifecycle = self.lifecycle_class(self._ctx, vm)
-                self.lifecycles[vm.name] = lifecycle
-                self._futures[vm.name] = self._pool.submit(lifecycle.prepare)
+                job = self._prepares[vm.name] = PrepareJob(self.lifecycle_class(self._ctx, vm))
+                self.lifecycles[vm.name] = job.lifecycle
+                job.future = self._pool.submit(job)
             self._ctx.remoting.prepare()  # the transport loads while the lab reverts, not during the leases
 
     def _stop_packages(self) -> None:
@@ -270,9 +308,9 @@ class LabRun:
         self.ensure([vm_name])
         lifecycle = self.lifecycles[vm_name]
         lifecycle.prepared.wait()
-        future = self._futures.get(vm_name)
-        if future is not None and future.done():
-            future.result()  # a prepare thread that died of something else than lab trouble: raise it here
+        job = self._prepares.get(vm_name)
+        if job is not None and job.future is not None and job.future.done():
+            job.future.result()  # a prepare thread that died of something else than lab trouble: raise it here
         return lifecycle.obs
 
     def _note_prepared(self, _vm_name: str) -> None:
@@ -324,12 +362,10 @@ class LabRun:
             self._finished = True
         failed_vms = failed_vms or set()
         if self._pool is not None:
-            # prepare threads stop at their next step once stop is set; wait for them before restoring
-            for future in self._futures.values():
-                try:
-                    future.result()
-                except BaseException:  # noqa: BLE001 - recorded on the observation already
-                    pass
+            # prepare threads stop at their next step once stop is set; wait for them before restoring, and
+            # a prepare still queued (or never submitted: Ctrl-C between) is called off, never run after a restore
+            for job in [job for job in self._prepares.values() if not job.call_off()]:
+                job.wait()
             if self.external_wsus is not None:  # every client is done: nothing reverts this server, so undo now
                 self.external_wsus.finish()
             restores = [self._pool.submit(lc.restore, keep=self.keep_on_failure and (

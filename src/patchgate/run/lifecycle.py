@@ -182,15 +182,24 @@ class VmLifecycle:
         except PatchgateError as exc:
             self.obs.error = LabError(str(exc), vm=self.vm.name)
         finally:
-            if self.ctx.wsus is not None:
-                self.ctx.wsus.finished(self.vm.name, self.obs.error)
-            self._finish_pair()
-            self.prepared.set()
-            if self.ctx.on_prepared is not None:
-                self.ctx.on_prepared(self.vm.name)
+            self._settle_observation()
         if self.ctx.restore_when_captured:
             self.restore()  # while the checks run: they only read the finished observation
         return self.obs
+
+    def never_prepared(self, error: LabError) -> None:
+        """The run finished before this VM's prepare began (it never will): broken, with nothing touched."""
+        self.obs.error = error
+        self._settle_observation()
+
+    def _settle_observation(self) -> None:
+        """The observation is final: whoever waits for it (the suites, the lab's WSUS round) goes on."""
+        if self.ctx.wsus is not None:
+            self.ctx.wsus.finished(self.vm.name, self.obs.error)
+        self._finish_pair()
+        self.prepared.set()
+        if self.ctx.on_prepared is not None:
+            self.ctx.on_prepared(self.vm.name)
 
     def _prepare(self) -> None:
         ctx, vm, obs = self.ctx, self.vm, self.obs
