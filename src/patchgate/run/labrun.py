@@ -160,6 +160,7 @@ class LabRun:
                 self._broken_stub(vm, exc)
             return
         self.ledger = Ledger(self.run_id, self.lab.name, str(self.lab.source) if self.lab.source else None)
+        self.ledger.open()
         started = vm_names if vm_names is not None else [vm.name for vm in self.vms]
         self._ctx = LifecycleContext(lab=self.lab, candidate=self.candidate, hypervisor=self.components.hypervisor,
                                      remoting=self.components.remoting, secrets=self.components.secrets,

@@ -31,7 +31,12 @@ class Ledger:
         self.run_id = run_id
         self.path = (folder or ledger_dir()) / f"{run_id}.jsonl"
         self._lock = threading.Lock()
-        self.record("start", lab=lab_name, lab_file=lab_file, host=socket.gethostname(), pid=os.getpid())
+        self._start = {"lab": lab_name, "lab_file": lab_file, "host": socket.gethostname(), "pid": os.getpid()}
+
+    def open(self) -> None:
+        """Write the start entry. Apart from the constructor: the caller holds the ledger before its first write,
+        so Ctrl-C during that write (an fsync on a busy disk) still leaves it someone who writes its end."""
+        self.record("start", **self._start)
 
     def record(self, action: str, **fields: Any) -> None:
         entry = {"ts": dt.datetime.now(dt.UTC).isoformat(), "run": self.run_id, "action": action,
