@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 import pytest
 
@@ -216,12 +216,30 @@ def lab_run(request: pytest.FixtureRequest, patchgate_state: RunState) -> Iterat
             finish_lab_run(request.config, request.session, run)
 
 
-def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-    """Interrupted anywhere: lifecycles stop at their next step; the session teardown then restores every VM."""
+@pytest.hookimpl(wrapper=True)
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> Generator[None, None, None]:
+    """Interrupted anywhere: lifecycles stop at their next step; the session teardown then restores every VM.
+
+    First, before any other plugin reports the interrupt: CPython 3.11 can leave the frame a signal landed in
+    without a line number, and pytest's own report of the interrupt then fails with a TypeError on it
+    (pytest-dev/pytest-xdist#1196), a traceback printed in the middle of the run's end. Such frames are left out
+    of the report."""
     for config in active_configs():
         state = run_state(config)
         if state is not None and state.lab_run is not None:
             state.lab_run.interrupt()
+    numbered = excinfo.traceback.filter(_has_line_number)
+    if len(numbered):
+        excinfo.traceback = numbered
+    return (yield)
+
+
+def _has_line_number(entry: Any) -> bool:
+    try:
+        entry.lineno  # noqa: B018 - raises on a frame without one
+    except TypeError:
+        return False
+    return True
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from patchgate.config import load_lab
 from patchgate.wsus.external import external_server
 from patchgate.wsus.production import production_session, read_kb
 from patchgate_twin.production import ProductionWsus
+from support.reliability import communicate_or_explain
 from support.runs import PATCHGATE, ROOT, clean_env, kill_group, patchgate
 from support.waiting import wait_until
 
@@ -131,8 +132,8 @@ def _start_approved_run(folder: Path, port: int, env: dict[str, str], monkeypatc
             .replace("    operation_timeout: 20\n", "    operation_timeout: 4\n"))
     lab = _lab(folder, port, text)
     proc = subprocess.Popen([PATCHGATE, "validate", "--lab", str(lab), "--candidate", "KB5070881", "--out",
-                             str(folder / "out")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                             str(folder / "out")], cwd=ROOT, env={**env, "PYTHONFAULTHANDLER": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         wait_until(lambda: _on_server(lab, "KB5070881", monkeypatch)[0] == [GROUP] or proc.poll() is not None,
                    "the approval on the external WSUS", timeout=120, interval=0.5)
@@ -148,11 +149,11 @@ def test_a_run_interrupted_with_sigint_still_undoes_the_approval(tmp_path, state
         lab, proc = _start_approved_run(tmp_path, server.port, env, monkeypatch)
         try:
             proc.send_signal(signal.SIGINT)
-            stdout, stderr = proc.communicate(timeout=180)
+            output = communicate_or_explain(proc, 180)  # a hang explains itself: every process's stacks
         finally:
             kill_group(proc)
         # 2: the suites wrote an inconclusive verdict; 130: interrupted before one could be written
-        assert proc.returncode in (2, 130), stdout[-3000:] + stderr[-2000:]
+        assert proc.returncode in (2, 130), output[-5000:]
         groups, all_groups = _on_server(lab, "KB5070881", monkeypatch)
         assert groups == [] and GROUP not in all_groups
         assert json.loads((tmp_path / "out" / "wsus.json").read_text())["undo"]["Removed"] == 1
