@@ -195,6 +195,7 @@ class TwinProcess:
         self._service_lock = threading.Lock()
         self._closed = threading.Event()
         self._relay: threading.Thread | None = None
+        self._stop_relay: threading.Thread | None = None
         self.pid: int | None = None
 
     def _start_relay(self, records: multiprocessing.connection.Connection) -> None:
@@ -210,18 +211,20 @@ class TwinProcess:
                 self._service = self._manager.service()  # type: ignore[attr-defined]
                 self.pid = self._service.pid()
             except RemoteError as exc:  # the child could not build the lab: its last traceback line
-                self._end()
+                self.discard()
                 lines = str(exc).strip().splitlines()
                 raise HypervisorError(f"the twin's process could not open lab '{self._lab_name}': "
                                       f"{lines[-1] if lines else exc}") from None
             except Exception as exc:
-                self._end()
+                self.discard()
                 raise HypervisorError(f"the twin's process did not start: {exc}") from None
         return self
 
     def stop_with(self, stop: threading.Event) -> None:
         """The run's stop reaches the waits inside the twin (a hung install ends, a boot wait gives up)."""
-        threading.Thread(target=self._relay_stop, args=(stop,), name="twin-stop-relay", daemon=True).start()
+        self._stop_relay = threading.Thread(target=self._relay_stop, args=(stop,), name="twin-stop-relay",
+                                            daemon=True)
+        self._stop_relay.start()
 
     @property
     def service(self) -> Any:
@@ -287,8 +290,12 @@ class TwinProcess:
         except Exception:  # noqa: BLE001 - never started
             pass
         atexit.unregister(self._kill_child)
+        # Both threads end now (the child is gone, the handle closed), and are waited for: a daemon thread that
+        # wakes while the interpreter finalizes can abort the process ("FATAL: exception not rethrown").
         if self._relay is not None:
             self._relay.join(timeout=5)  # the child is gone: the relay has the last records, then the pipe's end
+        if self._stop_relay is not None and self._stop_relay is not threading.current_thread():
+            self._stop_relay.join(timeout=5)  # it sees the handle closed within its 0.25 s wait
 
 
 class RemoteTwinLab:

@@ -44,7 +44,9 @@ class PsrpRemoting:
 
     def prepare(self) -> None:
         if self._loading is None:
-            self._loading = threading.Thread(target=_load_session_module, name="patchgate-load-pypsrp", daemon=True)
+            # not a daemon: the interpreter waits for the import at exit rather than ending the thread inside
+            # it (a thread ended in the middle of an extension module's Rust code aborts the whole process)
+            self._loading = threading.Thread(target=_load_session_module, name="patchgate-load-pypsrp")
             self._loading.start()
 
     def open(self, vm_name: str, endpoint: GuestEndpoint, credentials: Credentials) -> "PsrpSession":
