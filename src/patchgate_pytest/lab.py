@@ -12,6 +12,7 @@ from patchgate_pytest.state import RunState, active_configs, run_state
 from patchgate.config import Candidate, Policy
 from patchgate.errors import LabError
 from patchgate.config.inputs import INPUTS_CHECKED_BY_PARENT
+from patchgate.run.interrupts import stop_requested
 from patchgate.run.labrun import LabRun
 from patchgate.model.observations import VmObservation
 
@@ -183,7 +184,9 @@ def finish_lab_run(config: pytest.Config, session: pytest.Session, run: LabRun) 
 
     if run.finished_at is not None:
         return
-    if session.shouldstop or session.shouldfail:
+    # Ctrl-C while the checks run reaches this (the run loop's end) before pytest's keyboard-interrupt hook: the
+    # run must stop here, or the restore would wait for a VM's hung install to reach its own timeout first
+    if session.shouldstop or session.shouldfail or stop_requested():
         run.interrupt()
     run.finish(failed_vms=failed_vms(config), close_in_background=True)  # joined at unconfigure
     record_run(config, run)

@@ -91,7 +91,7 @@ class BlobWriter:
         self.sha1 = hashlib.sha1() if sha1 else None
         self.size = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self._handle.write(data)
         self.sha256.update(data)
         if self.sha1 is not None:

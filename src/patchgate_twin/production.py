@@ -120,7 +120,7 @@ def cmd_serve(args: Any) -> int:
 
     server = ProductionWsus(username=username, password=password, name=args.name, image=args.image,
                             groups=tuple(args.group), files=published_files(candidates, sha256=not args.no_sha256),
-                            publish=state_dir() if getattr(args, "publish", False) else None)
+                            publish=state_dir() if args.publish else None)
     port = server.start()
     try:
         for out, example in ((args.rings_out, "rings-twin.example.yaml"),

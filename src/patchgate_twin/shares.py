@@ -46,7 +46,7 @@ def copy_from_share(files: GuestFiles, parameters: dict[str, Any], shares: list[
         buffer = bytearray(CHUNK)
         view = memoryview(buffer)
         while read := handle.readinto(buffer):
-            writer.write(bytes(view[:read]))
+            writer.write(view[:read])  # hashed and written from the one buffer
     expected = str(parameters.get("Sha256", "")).upper()
     actual = writer.sha256.hexdigest().upper()
     name = filecopy.key(destination)

@@ -35,7 +35,7 @@ from patchgate.config.candidate import Candidate
 from patchgate.errors import InstallError, LabError, LabTimeout, StagingError
 from patchgate.evidence.hashing import package_sha256
 from patchgate.remoting.base import RemoteSession, Script, ScriptResult
-from patchgate.secrets.base import credential_pair
+from patchgate.secrets.base import Credentials, credential_pair
 
 OP_STAGE_PREPARE = "stage-prepare"
 OP_INSTALL = "install"
@@ -105,7 +105,8 @@ def describe_fetched(fetched: list[Fetched]) -> str:
 
 
 class Offered(Protocol):
-    """Where one package is and what the VM checks: its URL, SHA-256, size and the server certificate's pin."""
+    """Where one package is and what the VM checks: its URL, SHA-256, size and the server certificate's pin, and
+    for a share the account that reads it (None: the VM's own)."""
 
     @property
     def url(self) -> str: ...
@@ -118,6 +119,9 @@ class Offered(Protocol):
 
     @property
     def fingerprint(self) -> str: ...
+
+    @property
+    def credentials(self) -> Credentials | None: ...
 
 
 class PackageSource(Protocol):
@@ -254,7 +258,7 @@ def fetch(session: RemoteSession, candidate: Candidate, source: PackageSource, *
         remote = ntpath.join(root, local.name)
         left = budget.left("stage")
         # Size as text: PSRP carries a Python int as a 32-bit I32, and packages pass 2 GiB ([long] binds the text)
-        account = getattr(offer, "credentials", None)
+        account = offer.credentials
         script = op_script(OP_FETCH, Url=offer.url, Destination=remote, Sha256=offer.sha256,
                            Size=str(offer.size), Fingerprint=offer.fingerprint,
                            TimeoutSeconds=max(1, int(left or 1800)), Keep=keep, **_share_account(account))
@@ -284,7 +288,7 @@ def fetch(session: RemoteSession, candidate: Candidate, source: PackageSource, *
     return staged
 
 
-def _share_account(credentials: Any) -> dict[str, str]:
+def _share_account(credentials: Credentials | None) -> dict[str, str]:
     """The fetch op's ShareUser / SharePassword: parameters of the pipeline (never a command line, which
     process-creation auditing can record), from which the op builds the PSCredential on the VM."""
     if credentials is None:

@@ -67,7 +67,7 @@ class PrepareJob:
         self.lifecycle = lifecycle
         self.future: cf.Future | None = None
         self._lock = threading.Lock()
-        self._state = "waiting"  # -> "running" -> "done", or -> "called off"
+        self._state = "waiting"  # -> "running", or -> "called off"
         self._done = threading.Event()
 
     def __call__(self) -> VmObservation | None:
@@ -78,8 +78,6 @@ class PrepareJob:
         try:
             return self.lifecycle.prepare()
         finally:
-            with self._lock:
-                self._state = "done"
             self._done.set()
 
     def call_off(self) -> bool:

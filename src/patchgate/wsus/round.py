@@ -16,12 +16,10 @@ POLL = 0.5  # seconds between looks at the run's stop event while waiting
 
 class WsusRound:
     def __init__(self, settings: WsusSettings, clients: list[str], *, server_in_run: bool,
-                 stop: threading.Event, absent: str | None = None) -> None:
+                 stop: threading.Event) -> None:
         self.settings = settings
         self.server = settings.server_name
         self.server_in_run = server_in_run
-        self.absent = absent or (f"the lab's WSUS server {self.server} is not part of this run (--vm/--role/--ring, "
-                                 "or another pytest-xdist worker): nothing approves the candidate")
         self.stop = stop
         self.approval: Approval | None = None
         self.failure: str | None = None
@@ -55,7 +53,9 @@ class WsusRound:
 
     def wait_approval(self, vm: str, timeout: float) -> Approval:
         if not self.server_in_run:
-            raise LabError(self.absent, vm=vm, step="wsus_wait_approval")
+            raise LabError(f"the lab's WSUS server {self.server} is not part of this run (--vm/--role/--ring, or "
+                           "another pytest-xdist worker): nothing approves the candidate", vm=vm,
+                           step="wsus_wait_approval")
         deadline = time.monotonic() + timeout
         with self._changed:
             while self.approval is None and self.failure is None:
