@@ -61,8 +61,9 @@ vcsim: $(APT_STAMP)
 demo: compile $(NPM_STAMP)
 	$(VENV)/bin/python tools/demo.py
 
-# The tests run on every core (pytest-xdist; TEST_WORKERS=0 runs them in this process): most of them start real
-# servers and `patchgate validate` subprocesses, so they keep the cores busy; worksteal evens out the long ones.
+# The tests run on pytest-xdist workers, two per core (tests/conftest.py; TEST_WORKERS=0 runs them in this process):
+# most of them wait on real servers and `patchgate validate` subprocesses, so one per core left the cores idle half
+# the time; worksteal evens out the long ones.
 TEST_WORKERS ?= auto
 test: compile $(APT_STAMP) $(NPM_STAMP) vcsim
 	$(VENV)/bin/pytest tests -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal

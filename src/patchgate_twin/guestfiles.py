@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, MutableMapping
 
@@ -28,6 +29,8 @@ class BlobStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.incoming = self.folder / "incoming"
         self.incoming.mkdir(exist_ok=True)
+        # a private folder goes with the store: on close, when it is collected, or when the interpreter ends
+        self._remove = weakref.finalize(self, shutil.rmtree, self.folder, True) if self._own else None
 
     def path(self, sha256: str) -> Path:
         return self.folder / sha256.lower()
@@ -74,8 +77,8 @@ class BlobStore:
         return removed
 
     def close(self) -> None:
-        if self._own:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        if self._remove is not None:
+            self._remove()
 
 
 class BlobWriter:

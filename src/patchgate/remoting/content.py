@@ -26,7 +26,6 @@ import ipaddress
 import logging
 import re
 import secrets
-import shutil
 import socket
 import ssl
 import tempfile
@@ -82,7 +81,6 @@ class ContentServer:
         self._requests: dict[str, int] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._folder: Path | None = None
         self._connections: set[socket.socket] = set()
 
     # ------------------------------------------------------------ lifetime
@@ -90,12 +88,12 @@ class ContentServer:
     def start(self) -> None:
         if self._server is not None:
             return
-        self._folder = Path(tempfile.mkdtemp(prefix="patchgate-content-"))  # 0700: the key never leaves it
-        cert, key, self.fingerprint = make_certificate(self.address, self._folder, self.run_id)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(cert, key)
-        key.unlink()  # loaded: no copy of the key stays on disk
+        # the files exist only for the load (0700 folder): no key stays on disk, and a run killed later leaves nothing
+        with tempfile.TemporaryDirectory(prefix="patchgate-content-") as folder:
+            cert, key, self.fingerprint = make_certificate(self.address, Path(folder), self.run_id)
+            context.load_cert_chain(cert, key)
         self._server = _Server((self.address, self.port), _Handler, self, context)
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
@@ -122,9 +120,6 @@ class ContentServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
 
     def __enter__(self) -> "ContentServer":
         self.start()
