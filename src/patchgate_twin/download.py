@@ -52,6 +52,12 @@ class _Download:
     downloaded: int = 0
     log: list[str] = field(default_factory=list)
 
+    @property
+    def faulty(self) -> bool:
+        """Whether a download fault may still change a chunk (else the chunks go to the disk as they are)."""
+        return bool(self.drops_left) or "download-stalls" in self.faults or (
+            "download-corrupts" in self.faults and not self.corrupted)
+
 
 def run_fetch(files: GuestFiles, parameters: dict[str, Any], faults: dict[str, Fault],
               stop: threading.Event, shares: list[TwinShare] | None = None) -> PipelineOutput:
@@ -132,12 +138,15 @@ def _attempt(job: _Download, writer: BlobWriter, files: GuestFiles) -> BlobWrite
         if response.status == 200 and writer.size:
             writer.abort()  # the server ignored the Range: start over, as FileMode.Create does
             writer = files.store.writer(sha1=False)
+        buffer = memoryview(bytearray(CHUNK))  # one buffer for the whole body: no fresh 1 MiB object per chunk
         while True:
-            data = response.read(CHUNK)
-            if not data:
+            count = response.readinto(buffer)
+            if not count:
                 break
+            data: bytes | memoryview = buffer[:count]
             try:
-                data = _faulted(job, writer.size, data)
+                if job.faulty:
+                    data = _faulted(job, writer.size, bytes(data))
             except _DroppedAfter as cut:
                 writer.write(cut.arrived)  # what arrived before the cut stays in the partial file
                 job.downloaded += len(cut.arrived)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import ntpath
 import re
@@ -162,14 +161,13 @@ def staged_files(files: GuestFiles, package_path: str,
 
 
 def file_hash(files: GuestFiles, name: str) -> str | None:
-    """Get-FileHash of a file on the VM: read back from the disk folder and hashed (what is there now, not what
-    was once written), upper-case hex; None when it is not there."""
+    """Get-FileHash of a file on the VM, upper-case hex; None when it is not there. The store is
+    content-addressed: a file's name there is the SHA-256 of the bytes as they were written (BlobWriter hashes
+    them on the way to the disk, and nothing changes a stored file), so the digest is read from the name instead
+    of reading gigabytes back once more."""
     if not files.exists(name):
         return None
-    digest = hashlib.sha256()
-    for chunk in files.chunks(name):
-        digest.update(chunk)
-    return digest.hexdigest().upper()
+    return files.index[name].upper()
 
 
 def is_copy_pipeline(statements: list[Statement]) -> bool:
