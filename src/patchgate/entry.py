@@ -5,8 +5,14 @@ first line here until ``patchgate.cli.main`` can take them."""
 
 from __future__ import annotations
 
-import signal
-import sys
+import _signal
+
+# Held back before anything else: the C module blocks them with no Python code run first, where `import signal`
+# spends milliseconds building its enums (a Ctrl-C there was a KeyboardInterrupt traceback out of signal.py).
+_signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGINT, _signal.SIGTERM})
+
+import signal  # noqa: E402 - after the mask, on purpose
+import sys  # noqa: E402
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
