@@ -9,7 +9,8 @@ The guest has settled when no service is in a pending state and every delayed-st
 baseline runs again, and (after the install) at least ``timeouts.settle_min`` has passed: what a service that
 crashes seconds after an install writes to the log is there by then, since Windows writes events when they
 happen. The wait is bounded by ``timeouts.settle`` (docs/lab-file.md), after which the capture is taken anyway
-and the checks judge what they see.
+and the checks judge what they see. A look that fails (a WSMan error) is one look: the next is taken while the
+window lasts, since a capture taken before the delayed starts would see them stopped and block a good update.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from patchgate.errors import LabError
 from patchgate.model.stable import per_user_template
 
 PENDING_STATES = frozenset({"Start Pending", "Stop Pending", "Continue Pending", "Pause Pending"})
@@ -67,13 +69,21 @@ def wait_settled(look: Callable[[], Mapping[str, object]], wanted: frozenset[str
     polls = 0
     while True:
         polls += 1
-        services = look()
-        left = unsettled(services, awaited(services, ran=False) if wanted is None else wanted)
+        failed: LabError | None = None
+        try:
+            services = look()
+        except LabError as exc:  # one look that failed is one look: the next is taken while the window lasts
+            failed = exc
+            left: tuple[str, ...] = (f"a look that failed ({exc})",)
+        else:
+            left = unsettled(services, awaited(services, ran=False) if wanted is None else wanted)
         waited = time.monotonic() - began
         if not left and waited >= at_least:
             return SettleResult(True, waited, polls, ())
         pause = interval if left else min(interval, at_least - waited)
         if (left and waited + interval > window) or stop.wait(pause):
+            if failed is not None:
+                raise failed  # the window ended on a failed look: the step says it could not look
             return SettleResult(False, time.monotonic() - began, polls, left or ("the shortest settle",))
 
 

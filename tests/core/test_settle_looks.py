@@ -1,0 +1,48 @@
+"""The settle window survives a failed look: a WSMan error on one look is followed by the next look, so the post
+capture is not taken before the guest's delayed-start services run again (that would block a good update)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import pytest
+
+from patchgate.errors import LabError
+from patchgate.run.settle import wait_settled
+
+
+@dataclass
+class _Service:
+    state: str
+    automatic: bool = True
+    delayed_auto_start: bool = True
+    trigger_start: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.state == "Running"
+
+
+def _looks(*answers):
+    """A look that gives each answer in turn (an exception is raised), then the last one for ever."""
+    queue = list(answers)
+
+    def look():
+        answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+    return look
+
+
+def test_a_failed_look_is_followed_by_the_next_within_the_window() -> None:
+    look = _looks(LabError("KeyError talking to vm"), {"UsoSvc": _Service("Stopped")}, {"UsoSvc": _Service("Running")})
+    result = wait_settled(look, frozenset({"UsoSvc"}), 5.0, threading.Event())
+    assert result.settled and result.polls == 3
+
+
+def test_a_window_that_ends_on_failed_looks_raises_the_last_failure() -> None:
+    look = _looks(LabError("the guest does not answer"))
+    with pytest.raises(LabError, match="does not answer"):
+        wait_settled(look, frozenset({"UsoSvc"}), 0.5, threading.Event())
