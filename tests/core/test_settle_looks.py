@@ -46,3 +46,25 @@ def test_a_window_that_ends_on_failed_looks_raises_the_last_failure() -> None:
     look = _looks(LabError("the guest does not answer"))
     with pytest.raises(LabError, match="does not answer"):
         wait_settled(look, frozenset({"UsoSvc"}), 0.5, threading.Event())
+
+
+def test_looks_that_keep_failing_end_the_wait_long_before_the_window() -> None:
+    """A guest whose every look fails is not settling: after `failed_looks` in a row the step says so (the
+    'wsman-reset' fault's run would otherwise poll out its whole window before the capture names the trouble)."""
+    calls: list[int] = []
+
+    def look():
+        calls.append(1)
+        raise LabError("connection reset during capture")
+
+    with pytest.raises(LabError, match="connection reset"):
+        wait_settled(look, frozenset({"UsoSvc"}), 60.0, threading.Event(), failed_looks=3)
+    assert len(calls) == 3
+
+
+def test_a_good_look_between_failures_starts_the_count_again() -> None:
+    down = LabError("hiccup")
+    up = {"UsoSvc": _Service("Stopped")}
+    look = _looks(down, down, up, down, down, up, {"UsoSvc": _Service("Running")})
+    result = wait_settled(look, frozenset({"UsoSvc"}), 30.0, threading.Event(), failed_looks=3)
+    assert result.settled and result.polls == 7

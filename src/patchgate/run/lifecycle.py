@@ -528,8 +528,8 @@ class VmLifecycle:
                 ctx.lab.timeouts.settle_min * getattr(ctx.hypervisor, "guest_time_scale", 1.0)
             try:
                 wanted = None if before_baseline else awaited(self.obs.baseline.area("services").services)
-                record.detail = wait_settled(look, wanted, ctx.lab.timeouts.settle, ctx.stop,
-                                             at_least=at_least).detail
+                record.detail = wait_settled(look, wanted, ctx.lab.timeouts.settle, ctx.stop, at_least=at_least,
+                                             failed_looks=ctx.lab.retries.count + 1).detail
             except LabError as exc:  # the post capture and the checks still say what they see
                 record.detail = f"could not look at the guest's services: {exc}"
 

@@ -9,8 +9,10 @@ The guest has settled when no service is in a pending state and every delayed-st
 baseline runs again, and (after the install) at least ``timeouts.settle_min`` has passed: what a service that
 crashes seconds after an install writes to the log is there by then, since Windows writes events when they
 happen. The wait is bounded by ``timeouts.settle`` (docs/lab-file.md), after which the capture is taken anyway
-and the checks judge what they see. A look that fails (a WSMan error) is one look: the next is taken while the
-window lasts, since a capture taken before the delayed starts would see them stopped and block a good update.
+and the checks judge what they see. A look that fails (a WSMan error) is one look: the next is taken, since a
+capture taken before the delayed starts would see them stopped and block a good update; but a guest whose looks
+keep failing (``failed_looks`` in a row: the lab's ``retries.count`` + 1) is not settling, it is not answering, and
+the step says so at once instead of polling out the window.
 """
 
 from __future__ import annotations
@@ -59,14 +61,15 @@ def unsettled(services: Mapping[str, object], wanted: frozenset[str]) -> tuple[s
 
 
 def wait_settled(look: Callable[[], Mapping[str, object]], wanted: frozenset[str] | None, window: float,
-                 stop: threading.Event, *, at_least: float = 0.0) -> SettleResult:
+                 stop: threading.Event, *, at_least: float = 0.0, failed_looks: int = 3) -> SettleResult:
     """Look at the guest's services until it has settled or ``window`` seconds passed (``stop`` ends it early);
     ``wanted`` None: the delayed-start services of each look (before the baseline). ``at_least``: the guest has
-    not settled before that many seconds (capped by ``window``); the last look is taken after them."""
+    not settled before that many seconds (capped by ``window``); the last look is taken after them.
+    ``failed_looks``: that many failed looks in a row raise the last failure."""
     began = time.monotonic()
     interval = min(5.0, max(0.2, window / 100))
     at_least = min(at_least, window)
-    polls = 0
+    polls = failures = 0
     while True:
         polls += 1
         failed: LabError | None = None
@@ -74,8 +77,12 @@ def wait_settled(look: Callable[[], Mapping[str, object]], wanted: frozenset[str
             services = look()
         except LabError as exc:  # one look that failed is one look: the next is taken while the window lasts
             failed = exc
+            failures += 1
+            if failures >= max(1, failed_looks):
+                raise
             left: tuple[str, ...] = (f"a look that failed ({exc})",)
         else:
+            failures = 0
             left = unsettled(services, awaited(services, ran=False) if wanted is None else wanted)
         waited = time.monotonic() - began
         if not left and waited >= at_least:
