@@ -86,7 +86,7 @@ class TwinKind(BaseLabKind):
         if not options.inject_faults:  # the reaper: the twin's disks, no process, no faults
             from patchgate_twin.lab import build_twin_lab
 
-            twin = build_twin_lab(lab, options.catalogs, inject_faults=False)
+            twin = build_twin_lab(lab, options.catalogs, durable=True, inject_faults=False)
             hypervisor = TwinHypervisor(twin, lambda vm: GuestEndpoint(address="127.0.0.1", hostname=vm))
             return LabParts(hypervisor=hypervisor, secrets=secrets, handle=TwinHandle(twin),
                             changed_vms=lambda: _changed_disks(twin))
@@ -129,7 +129,8 @@ class TwinKind(BaseLabKind):
         from patchgate_twin.lab import build_twin_lab
         from patchgate_twin.shell_impl import TwinShell
 
-        twin = build_twin_lab(lab, options.catalogs, stop=stop, inject_faults=options.inject_faults)
+        twin = build_twin_lab(lab, options.catalogs, durable=True, stop=stop,
+                              inject_faults=options.inject_faults)
         shell = TwinShell(twin)
         accounts = parts.secrets
         parts.secrets = _fault_secrets(accounts, twin, lab)

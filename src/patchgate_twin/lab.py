@@ -473,8 +473,11 @@ def snapshot_identifier(spec: VmSpec) -> str:
     return f"twin:{spec.name}/{spec.snapshot}@{spec.image}"
 
 
-def build_twin_lab(lab: Lab, extra_catalog_dirs: list[Path], *, stop: threading.Event | None = None,
-                   inject_faults: bool = True, durable: bool = True) -> TwinLab:
+def build_twin_lab(lab: Lab, extra_catalog_dirs: list[Path], *, durable: bool,
+                   stop: threading.Event | None = None, inject_faults: bool = True) -> TwinLab:
+    """``durable``: the VMs' disks and files live in the state directory, shared with every run of the lab name
+    there, so only a twin that acts under the VMs' leases (the lab kind's) may be durable; any other (a twin
+    driven in-process) keeps them in a private folder, or its reverts would sweep a leased VM's files away."""
     catalog = check_twin_inputs(lab, extra_catalog_dirs)
     latency = lab.hypervisor.settings.latency if lab.hypervisor.kind == "twin" else TwinLatency()
     disks = TwinDisks(lab.name) if durable else None

@@ -34,7 +34,7 @@ def _ready_shell(tmp_path: Path) -> tuple[TwinShell, str]:
     (tmp_path / "catalog").mkdir()
     (tmp_path / "catalog" / "checkpoint.yaml").write_text(CHECKPOINT)
     lab = load_lab(ROOT / "labs" / "twin.yaml")
-    twin = build_twin_lab(lab, [tmp_path])
+    twin = build_twin_lab(lab, [tmp_path], durable=False)
     vm = "ws25-hp-01"
     twin.revert(vm)
     twin.power_on(vm)

@@ -51,7 +51,7 @@ def _shell(image: str, client_faults: tuple[str, ...] = ()) -> TwinShell:
     lab = load_lab(ROOT / "labs" / "twin-wsus.example.yaml")
     changes = {SERVER: {"image": image}, ENROLLED: {"faults": list(client_faults)}}
     lab = lab.model_copy(update={"vms": [vm.model_copy(update=changes.get(vm.name, {})) for vm in lab.vms]})
-    twin = build_twin_lab(lab, [])
+    twin = build_twin_lab(lab, [], durable=False)
     for vm in (SERVER, ENROLLED, AZURE):
         twin.revert(vm)
         twin.power_on(vm)

@@ -46,7 +46,7 @@ def make_lab(sim: Vcsim) -> Lab:
 @pytest.fixture(scope="module")
 def lab_parts(fresh_vcsim: Vcsim) -> Iterator[tuple[Lab, TwinLab, TwinGuestHypervisor]]:
     lab = make_lab(fresh_vcsim)
-    twin = build_twin_lab(lab, [], stop=threading.Event())
+    twin = build_twin_lab(lab, [], durable=False, stop=threading.Event())
     ports = {name: 15985 + i for i, (name, *_rest) in enumerate(VMS)}
     inner = VsphereHypervisor(lab.hypervisor.settings, fresh_vcsim.credentials, lab.name)  # type: ignore[arg-type]
     hv = attach_twin_guest(inner, twin, lambda n: GuestEndpoint("127.0.0.1", port=ports[n], hostname=n))
