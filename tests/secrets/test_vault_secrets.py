@@ -322,3 +322,18 @@ def test_renewer_thread_renews_short_token_in_background(openbao: OpenBao,
                    "the renewer thread never renewed the token", timeout=30, interval=0.1)
     finally:
         session.close()
+
+
+def test_vault_reads_go_on_while_another_thread_rewrites_the_environment(
+        openbao: OpenBao, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest rewrites os.environ at every test phase while the lab's threads read Vault (patchgate.environ_race):
+    the session's HTTP client read its proxy and CA settings once, so no read meets a half-walked environment."""
+    from support.environ_churn import environ_churn
+
+    lab, provider = token_provider(openbao, prefix, monkeypatch)
+    try:
+        with environ_churn():
+            names = {provider.remoting_credentials(lab.vm("vm2")).username for _ in range(100)}
+        assert names == {"lab\\vm2"}
+    finally:
+        provider.close()

@@ -34,6 +34,7 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import NAMESPACES, WSMan, WSManAction
 
 from patchgate.config.lab import PsrpSettings
+from patchgate.environ_race import raised_reading_environ
 from patchgate.errors import ConfigError, LabError, LabTimeout, RemotingAuthError, RemotingError
 from patchgate.hypervisors.base import GuestEndpoint
 from patchgate.remoting.base import Script, ScriptResult, SessionIdentity, pypsrp_copy_script
@@ -132,16 +133,25 @@ class PsrpSession(SessionIdentity):
             raise ConfigError(f"{exc} (host {self.host})", field="remoting.settings") from None
 
     def connect(self) -> None:
-        """Open the pool; bounded by connect_timeout (TCP) and read_timeout (each answer)."""
+        """Open the pool; bounded by connect_timeout (TCP) and read_timeout (each answer). The open is sent again
+        once if it met the environment race (patchgate.environ_race: nothing of it was sent)."""
         with self._lock:
             self._closed = False
-            wsman = self._build_wsman()
-            pool = RunspacePool(wsman)
-            try:
-                pool.open()
-            except Exception as exc:
-                wsman.close()
-                raise self._error(exc, "opening a runspace pool") from None
+            for attempt in (1, 2):
+                wsman = self._build_wsman()
+                pool = RunspacePool(wsman)
+                try:
+                    pool.open()
+                    break
+                except Exception as exc:
+                    wsman.close()
+                    if attempt == 1 and raised_reading_environ(exc):
+                        continue
+                    raise self._error(exc, "opening a runspace pool") from None
+            # the proxies are off (no_proxy) and the CA settings were read when pypsrp built its requests
+            # session: from now on it need not walk os.environ on every request (patchgate.environ_race)
+            if wsman.transport.session is not None:
+                wsman.transport.session.trust_env = False
             self._wsman, self._pool = wsman, pool
             log.info("psrp: runspace pool open on %s:%s for %s", self.host, self.port, self.vm)
 
@@ -180,7 +190,9 @@ class PsrpSession(SessionIdentity):
 
     @staticmethod
     def _retryable(exc: BaseException) -> bool:
-        """The pool is gone or unusable: worth one reconnect."""
+        """The pool is gone or unusable, or the request met the environment race: worth one reconnect."""
+        if raised_reading_environ(exc):
+            return True
         if isinstance(exc, AuthenticationError):
             return False
         if isinstance(exc, requests.exceptions.SSLError):

@@ -20,6 +20,7 @@ import hvac.exceptions as hv
 import requests
 
 from patchgate.config.lab import VaultSecretsSettings
+from patchgate.environ_race import settled_session
 from patchgate.errors import LabError, SecretsError
 from patchgate.secrets.redact import redactor, safe_str
 
@@ -77,8 +78,10 @@ class VaultSession:
         self._renewer: threading.Thread | None = None
         self.token_renewable = False
         self.token_ttl = 0
+        # the environment's proxy and CA settings read now, not on every request (patchgate.environ_race)
+        http, verify = settled_session(self.address, verify)
         self.client = hvac.Client(url=self.address, namespace=self.namespace, verify=verify,
-                                  timeout=settings.timeout)
+                                  timeout=settings.timeout, session=http)
         try:
             self._login(token)
             self._inspect_token()
