@@ -4,7 +4,10 @@ It does what remoting/scripts/fetch.ps1 does on Windows along its HTTPS path: ke
 expected SHA-256, connects to the URL, checks that the server's certificate is the pinned one, downloads into a
 partial file on the VM's disk folder (patchgate_twin.guestfiles, never in memory), resumes with a Range request
 when the connection drops, hashes what arrived and keeps it only when it is the approved file. It prints the
-op's document. A UNC share is one the twin serves (patchgate_twin.shares), or out of its reach.
+op's document. A UNC share is one the twin serves (patchgate_twin.shares), or out of its reach. An http(s) share
+is any server the twin's process can reach: with no pin, its certificate is checked as Windows checks it, against
+the machine's roots and the CA the lab's VMs trust (``hypervisor.settings.trusted_ca``), and the share's account
+is sent when the server asks for Basic authentication, as HttpWebRequest and BITS answer a challenge.
 
 Faults (docs/twin.md): ``download-drops`` (the connection is cut half-way, N times, default 1: the download
 resumes), ``download-corrupts`` (one byte of what arrives is wrong: the hash check refuses the file),
@@ -13,6 +16,7 @@ resumes), ``download-corrupts`` (one byte of what arrives is wrong: the hash che
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -46,6 +50,9 @@ class _Download:
     pin: str
     faults: dict[str, Fault]
     stop: threading.Event
+    user: str = ""  # the share's account (ShareUser / SharePassword), sent when the server asks for it
+    password: str = ""
+    trusted_ca: str | None = None
     drops_left: int = 0
     corrupted: bool = False
     resumes: int = 0
@@ -60,7 +67,8 @@ class _Download:
 
 
 def run_fetch(files: GuestFiles, parameters: dict[str, Any], faults: dict[str, Fault],
-              stop: threading.Event, shares: list[TwinShare] | None = None) -> PipelineOutput:
+              stop: threading.Event, shares: list[TwinShare] | None = None, *,
+              trusted_ca: str | None = None) -> PipelineOutput:
     destination = filecopy.resolve(str(parameters.get("Destination", "")))
     name = filecopy.key(destination)
     expected = str(parameters.get("Sha256", "")).upper()
@@ -74,7 +82,8 @@ def run_fetch(files: GuestFiles, parameters: dict[str, Any], faults: dict[str, F
         return copy_from_share(files, parameters, shares or [], removed)
     drops = faults.get("download-drops")
     job = _Download(url=parsed, size=int(parameters.get("Size") or 0), pin=str(parameters.get("Fingerprint") or ""),
-                    faults=faults, stop=stop,
+                    faults=faults, stop=stop, user=str(parameters.get("ShareUser") or ""),
+                    password=str(parameters.get("SharePassword") or ""), trusted_ca=trusted_ca,
                     drops_left=int(drops.argument) if drops and drops.argument and drops.argument.isdigit()
                     else (1 if drops else 0), log=removed)
     writer = files.store.writer(sha1=False)
@@ -132,6 +141,11 @@ def _attempt(job: _Download, writer: BlobWriter, files: GuestFiles) -> BlobWrite
         path = job.url.path + (f"?{job.url.query}" if job.url.query else "")
         connection.request("GET", path, headers=headers)
         response = connection.getresponse()
+        if response.status == 401 and job.user and "basic" in response.getheader("WWW-Authenticate", "").lower():
+            response.read()  # the challenge: answered once with the share's account, on the same connection
+            token = base64.b64encode(f"{job.user}:{job.password}".encode()).decode()
+            connection.request("GET", path, headers={**headers, "Authorization": f"Basic {token}"})
+            response = connection.getresponse()
         if response.status not in (200, 206):
             raise _Refused(f"Exception calling \"GetResponse\": The remote server returned an error: "
                            f"({response.status}) {response.reason}.")
@@ -166,11 +180,20 @@ def _connect(job: _Download) -> http.client.HTTPConnection:
         connection: http.client.HTTPConnection = http.client.HTTPConnection(host, port, timeout=SOCKET_TIMEOUT)
         connection.connect()
         return connection
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # no CA signed the per-run certificate: the pin below is the check
+    if job.pin:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # no CA signed the per-run certificate: the pin below is the check
+    else:  # a share: its certificate is checked as the VM's own trust store would
+        context = ssl.create_default_context()
+        if job.trusted_ca:
+            context.load_verify_locations(cafile=job.trusted_ca)
     secure = http.client.HTTPSConnection(host, port, timeout=SOCKET_TIMEOUT, context=context)
-    secure.connect()
+    try:
+        secure.connect()
+    except ssl.SSLCertVerificationError as exc:
+        raise _Refused("Exception calling \"GetResponse\": The underlying connection was closed: Could not establish "
+                       f"trust relationship for the SSL/TLS secure channel. ({exc.verify_message})") from None
     if job.pin:
         der = secure.sock.getpeercert(binary_form=True) if secure.sock else None
         seen = hashlib.sha256(der or b"").hexdigest().upper()

@@ -36,6 +36,9 @@ class TwinShare(Strict):
 class TwinHypervisorSettings(Strict):
     latency: TwinLatency = TwinLatency()
     shares: list[TwinShare] = Field(default_factory=list, description="shares the twin serves (docs/twin.md)")
+    trusted_ca: str | None = Field(None, min_length=1, description="a PEM file of the CA certificates the twin's "
+                                   "VMs trust besides this machine's roots (a lab's enterprise CA): what an "
+                                   "https share's certificate is checked against (docs/twin.md)")
     noise: Literal["realistic", "quiet"] = Field(
         "quiet", description="realistic: the hosts change on their own as real VMs do (docs/twin.md, Noise)")
     seed: int | None = Field(None, ge=0, description="the noise's seed; `patchgate validate --seed N` sets it "

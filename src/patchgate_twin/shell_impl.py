@@ -144,9 +144,9 @@ class TwinShell:
         from this (the twin's) process."""
         from patchgate_twin.download import run_fetch
 
-        shares = getattr(self.lab.lab.hypervisor.settings, "shares", None) or []
+        settings = self.lab.lab.hypervisor.settings
         return run_fetch(self.lab.files(vm, host), dict(stmt.parameters), self.lab.vm(vm).faults, self.lab.stop,
-                         shares)
+                         getattr(settings, "shares", None) or [], trusted_ca=getattr(settings, "trusted_ca", None))
 
     def _install(self, vm: str, host: WindowsHost, stmt: Statement, _input: list[Any]) -> PipelineOutput:
         """Add-WindowsPackage -Online -PackagePath <file|folder> -NoRestart on the twin. A folder holds a

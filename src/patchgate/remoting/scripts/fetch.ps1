@@ -7,9 +7,10 @@
 #    single byte-range GET from the server, which the content server offers
 #    (https://learn.microsoft.com/windows/win32/bits/http-requirements-for-bits-downloads,
 #    https://learn.microsoft.com/powershell/module/bitstransfer/start-bitstransfer). BITS checks certificates
-#    against the machine's trust store and cannot pin one, so it is used only when the server's certificate is
-#    the pinned one (checked first, below) and with -SecurityFlags that accept a certificate no CA signed; the
-#    SHA-256 check after the download is what proves the content either way. Whether BITS can create a job in a
+#    against the machine's trust store and cannot pin one, so for the content server it is used only when the
+#    server's certificate is the pinned one (checked first, below) and with -SecurityFlags that accept a
+#    certificate no CA signed; an https share has no pin and its certificate is checked against the machine's
+#    trust store, by BITS and by HttpWebRequest alike. The SHA-256 check after the download proves the content. Whether BITS can create a job in a
 #    WinRM (network logon) session on Windows Server 2025 is [U]: when it cannot, the op says so in Log and uses 2.
 # 2. HttpWebRequest with a Range header from what the partial file already holds: a dropped connection resumes
 #    where it stopped (up to MaxAttempts attempts), with the server certificate pinned by its SHA-256
@@ -153,12 +154,14 @@ try {
     # a partial file from an earlier attempt is resumed over HTTPS below; BITS starts only on a clean slate
     if (Test-Path -LiteralPath $partial) { throw 'a partial download is there to resume' }
     Import-Module BitsTransfer
-    # SecurityFlagValue names as a PowerShell user documents them (reddit r/PowerShell, 2024) [U]
-    $flags = 'IgnoreCertCNInvalid, IgnoreCertDateInvalid, IgnoreUnknownCA'
     $account = @{}
     if ($null -ne $Credential) { $account = @{ Credential = $Credential; Authentication = 'Basic' } }
+    # only a pinned server (checked above) may present a certificate no CA signed; a share's certificate is
+    # checked against the machine's trust store, as BITS does by default.
+    # SecurityFlagValue names as a PowerShell user documents them (reddit r/PowerShell, 2024) [U]
+    if ($pin) { $account['SecurityFlags'] = 'IgnoreCertCNInvalid, IgnoreCertDateInvalid, IgnoreUnknownCA' }
     Start-BitsTransfer -Source $Url -Destination $partial -Priority Foreground -TransferType Download @account `
-        -SecurityFlags $flags -RetryInterval 60 -RetryTimeout ([Math]::Max(60, $TimeoutSeconds)) `
+        -RetryInterval 60 -RetryTimeout ([Math]::Max(60, $TimeoutSeconds)) `
         -MaxDownloadTime ([Math]::Max(60, $TimeoutSeconds)) -DisplayName 'patchgate fetch'
     Out-Result 'bits' $Size $false 0 (Test-Download $partial)
     return
