@@ -110,7 +110,10 @@ def test_sigkill_leaves_the_lab_changed_and_reap_restores_it(tmp_path: Path) -> 
     for vm in VMS:
         assert not run.at_snapshot(vm), f"{vm} should still be changed after SIGKILL"
     assert set(run.ledger().dirty_vms) == set(VMS)
-    assert {info.state for info in run.leases()} == {"stale"}  # flock freed by the kernel, holder record left
+    # flock freed by the kernel, holder record left: once the last of the process's threads has exited, which
+    # can be a moment after its main thread shows as a zombie (the test above waits for that)
+    wait_until(lambda: {info.state for info in run.leases()} == {"stale"},
+               "the killed run's leases are still locked", timeout=30)
 
     dry = run.patchgate("reap", "--lab", lab, "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
