@@ -36,12 +36,34 @@ def patchgate(*args: str, env: Mapping[str, str] | None = None,
                           env=dict(env) if env is not None else None, check=False)
 
 
+def _group_members(pgid: int) -> list[int]:
+    import psutil
+
+    members = []
+    for pid in psutil.pids():
+        try:
+            if os.getpgid(pid) == pgid:
+                members.append(pid)
+        except OSError:
+            pass
+    return members
+
+
 def kill_group(proc: subprocess.Popen[str], *, timeout: float = 60) -> None:
     """SIGKILL a ``patchgate`` started with ``start_new_session=True``, with every process it started (no cleanup
-    of any kind gets to run), and wait for it; nothing to do when it has ended already."""
+    of any kind gets to run), and wait until all of them are gone: the suites' process and the twin's die a
+    moment after the command, and a reap run before that would rightly see a live run. Nothing to do when the
+    command has ended already."""
+    from patchgate.run.liveness import process_alive
+    from support.waiting import wait_until
+
+    members: list[int] = []
     if proc.poll() is None:
+        members = _group_members(proc.pid)
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=timeout)
+    wait_until(lambda: not any(process_alive(pid) for pid in members), f"the processes of group {proc.pid} are "
+               "still alive after SIGKILL", timeout=timeout)
 
 
 @dataclass
