@@ -5,7 +5,9 @@ lab's secrets (env) and the VM maps the share with it over the twin's WSMan endp
 * the right account: the package is copied from the share and installed (approve);
 * a wrong account: the VM is broken, the run inconclusive (exit 2), the message names the share and the account,
   never a password;
-* no canary (the share's password, the remoting password) in any output file or in the debug logs.
+* no canary (the share's password, the remoting password) in any output file or in the debug logs;
+* the same package on an https distribution point with Basic authentication and a lab CA's certificate, which
+  the twin's VMs trust through ``hypervisor.settings.trusted_ca``: downloaded with the account, approved.
 """
 
 from __future__ import annotations
@@ -83,6 +85,48 @@ def _run(base: Path, *, right: bool) -> ShareRun:
     return ShareRun(out, validate, sorted({share_password, remoting_password, given}))
 
 
+def _assert_no_leaks(run: ShareRun, files: list[Path]) -> None:
+    leaks = find_leaks(canary_forms(run.canaries, [SHARE_USER, r"CONTOSO\svc-patch"]), files=files, texts=run.logs)
+    assert not leaks, "secrets leaked:\n" + "\n".join(f"{leak.where}" for leak in leaks)
+
+
+def _https_run(base: Path) -> tuple[ShareRun, list[str]]:
+    from support.https_share import HttpsShare, make_lab_ca
+
+    folder = _share_folder(base)
+    ca, cert, key = make_lab_ca(base)
+    share_password = "canaryhttps" + secrets.token_hex(10)
+    remoting_password = "canaryremote" + secrets.token_hex(10)
+    with HttpsShare(folder, cert, key, SHARE_USER, share_password) as server:
+        document = yaml.safe_load(_lab(base, folder).read_text(encoding="utf-8"))
+        document["hypervisor"]["settings"]["shares"] = []
+        document["hypervisor"]["settings"]["trusted_ca"] = str(ca)
+        document["staging"]["share"]["path"] = server.url
+        lab = base / "https-share-lab.yaml"
+        lab.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        env = clean_env(base / "state", PATCHGATE_USERNAME=r"CONTOSO\svc-patch",
+                        PATCHGATE_PASSWORD=remoting_password, DIST_READER_USERNAME=SHARE_USER,
+                        DIST_READER_PASSWORD=share_password)
+        out = base / "out"
+        validate = patchgate("validate", "--lab", str(lab), "--candidate", str(folder / f"{KB}.yaml"), "--vm", VM,
+                             "--out", str(out), *DEBUG_LOGS, env=env)
+    return ShareRun(out, validate, sorted({share_password, remoting_password})), list(server.seen)
+
+
+@pytest.fixture(scope="module")
+def https_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[ShareRun, list[str]]:
+    return _https_run(tmp_path_factory.mktemp("share-https"))
+
+
+def test_an_https_share_with_its_account_and_a_lab_ca_installs_and_leaks_nothing(https_run) -> None:
+    run, seen = https_run
+    assert run.validate.returncode == 0, explain(run.validate)
+    assert gate(run.out)["verdict"] == "approve"
+    assert "pulled 1 package(s)" in _install_step(run)["detail"]
+    assert seen == ["challenged", "served"]  # the VM answered the server's Basic challenge with the account
+    _assert_no_leaks(run, all_files(run.out))
+
+
 @pytest.fixture(scope="module")
 def right_run(tmp_path_factory: pytest.TempPathFactory) -> ShareRun:
     return _run(tmp_path_factory.mktemp("share-right"), right=True)
@@ -121,5 +165,4 @@ def test_no_password_in_any_output_file_or_log(which: str, right_run: ShareRun, 
     assert "DEBUG" in run.validate.stdout and "patchgate_twin" in run.validate.stdout  # the logs did run
     files = all_files(run.out)
     assert any(p.name == "gate.json" for p in files)
-    leaks = find_leaks(canary_forms(run.canaries, [SHARE_USER, r"CONTOSO\svc-patch"]), files=files, texts=run.logs)
-    assert not leaks, "secrets leaked:\n" + "\n".join(f"{leak.where}" for leak in leaks)
+    _assert_no_leaks(run, files)
