@@ -15,12 +15,14 @@ touched the lab.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
@@ -42,19 +44,66 @@ def interrupted(exc: BaseException) -> bool:
     return caused_by_interrupt(exc) or stop_requested()
 
 
+_LOGGING_FILE = logging.__file__
+REDELIVER_AFTER = 0.01  # seconds: how soon a held-back stop signal is sent again
+
+
+def _inside_logging(frame: FrameType | None) -> bool:
+    """The interrupted code is inside the logging module, which takes its module lock (and a handler's lock) in
+    ``_acquireLock(); try:`` form: a KeyboardInterrupt raised between the two leaves the lock held, and every other
+    thread's next log line waits for ever; raised in the lock hooks logging runs around ``os.fork``, CPython
+    reports it as unraisable and drops it, so the interrupt is lost too."""
+    while frame is not None:
+        if frame.f_code.co_filename == _LOGGING_FILE:
+            return True
+        frame = frame.f_back
+    return False
+
+
+class _Courier:
+    """Sends a stop signal to this process again, a moment after it was held back, from a thread of its own
+    (started with the handler: a signal handler must not start threads, it may have interrupted threading)."""
+
+    def __init__(self) -> None:
+        self._wanted = threading.Event()
+        self._signum = int(signal.SIGINT)
+        threading.Thread(target=self._run, name="patchgate-stop-courier", daemon=True).start()
+
+    def again(self, signum: int) -> None:
+        self._signum = signum
+        self._wanted.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            time.sleep(REDELIVER_AFTER)
+            os.kill(os.getpid(), self._signum)
+
+
 class StopOnce:
     """A signal handler: the first signal raises KeyboardInterrupt, later ones are ignored while the run cleans
-    up (to force an end: SIGKILL, then ``patchgate reap``)."""
+    up (to force an end: SIGKILL, then ``patchgate reap``). The KeyboardInterrupt is never raised inside the
+    logging module (:func:`_inside_logging`): the signal is then held back and sent again until it lands
+    outside it."""
 
     def __init__(self) -> None:
         self.first_at: float | None = None
         self._told = False
+        self._pending: int | None = None
+        self._courier = _Courier()
 
-    def __call__(self, signum: int, _frame: object) -> None:
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
         now = time.monotonic()
         if self.first_at is None:
             self.first_at = now
             _STOP_REQUESTED.set()
+            self._pending = signum
+        if self._pending is not None:
+            if _inside_logging(frame):
+                self._courier.again(self._pending)
+                return
+            self._pending = None
             raise KeyboardInterrupt(f"signal {signum}")
         if not self._told and now - self.first_at > REPEAT_QUIET:
             self._told = True
