@@ -30,6 +30,18 @@ def still_starting_the_interpreter(output: str) -> bool:
     return "Fatal Python error: init_" in output and output.rstrip().endswith("KeyboardInterrupt")
 
 
+def still_loading_the_entry_module(output: str) -> bool:
+    """The console script's import of ``patchgate.entry`` was interrupted before the module's first line (which
+    holds the signals back) ran: a KeyboardInterrupt whose traceback is the script's import line and importlib's
+    own frozen frames, nothing else. No patchgate code had run; the interpreter ends as -SIGINT."""
+    lines = [line.strip() for line in output.strip().splitlines()]
+    frames = [line for line in lines if line.startswith('File "')]
+    return (bool(lines) and lines[0] == "Traceback (most recent call last):" and lines[-1] == "KeyboardInterrupt"
+            and "from patchgate.entry import run" in lines and bool(frames)
+            and all("<frozen importlib" in frame or frame.endswith("in <module>") for frame in frames)
+            and sum(frame.endswith("in <module>") for frame in frames) == 1)
+
+
 def restore_errors(out: Path, vms: list[str]) -> str:
     """What each VM's own file says about its restore, for a failure message."""
     import json
@@ -56,12 +68,15 @@ def test_sigint_to_the_process_group_at_any_moment_releases_everything(tmp_path:
         where = f"trial {trial} (SIGINT at +{delay:g}s, exit {proc.returncode})"
         if proc.returncode == 1 and still_starting_the_interpreter(output):
             continue  # the interpreter was still starting: no patchgate code had run (as -SIGINT)
+        if proc.returncode == -signal.SIGINT and still_loading_the_entry_module(output):
+            continue  # Python was still finding patchgate's first module: nothing of patchgate had run
         if "Traceback" in output:
             problems.append(f"{where}: a traceback was printed:\n{output[-2500:]}")
         # 2: the suites wrote an inconclusive verdict; 130: interrupted before one could be written; -SIGINT: the
         # signal ended the interpreter before patchgate's code ran (a shell reports that as 130 too)
         if proc.returncode not in (2, 130, -signal.SIGINT):
-            problems.append(f"{where}: exit {proc.returncode}, expected 2 (inconclusive) or 130 (interrupted)")
+            problems.append(f"{where}: exit {proc.returncode}, expected 2 (inconclusive) or 130 (interrupted)\n"
+                            f"{output[-2500:]}")
         leases = run.leases() if (run.state / "leases").is_dir() else []
         if leases:
             problems.append(f"{where}: leases left: {[(i.vm, i.state) for i in leases]}\n{output[-1500:]}")

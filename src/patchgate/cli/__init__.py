@@ -42,6 +42,21 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from patchgate.run.interrupts import StopOnce
+
+    # one stop for SIGINT and SIGTERM alike, installed while both are still held back (patchgate.entry): an
+    # interrupt that comes out of a library as another error (pydantic building a schema reports SchemaError)
+    # is still known as one (patchgate.run.interrupts.stop_requested); `validate` forwards them instead
+    stop = StopOnce()
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _main(argv)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         from patchgate.secrets import install_logging_redaction
 
@@ -59,9 +74,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_CONFIG
-    from patchgate.run.interrupts import StopOnce
-
-    previous = signal.signal(signal.SIGTERM, StopOnce())  # SIGTERM stops a command as Ctrl-C does
     try:
         return int(args.func(args))
     except ConfigError as exc:
@@ -90,8 +102,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         return fail(f"internal error: {exc.__class__.__name__}: {redactor.redact(str(exc))} "
                     "(set PATCHGATE_DEBUG=1 for the traceback)", EXIT_INTERNAL)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _debug() -> bool:
