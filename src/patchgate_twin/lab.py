@@ -512,7 +512,7 @@ def check_twin_inputs(lab: Lab, extra_catalog_dirs: list[Path]) -> "Catalog":
                               "with --twin-catalog DIR)", file=str(lab.source) if lab.source else None,
                               field=f"vms[{index}].image")
     trusted = getattr(lab.hypervisor.settings, "trusted_ca", None)
-    if trusted and not Path(trusted).expanduser().is_file():
+    if trusted and not Path(trusted).is_file():
         raise ConfigError(f"the twin VMs' trusted CA file {trusted} does not exist", file=where,
                           field="hypervisor.settings.trusted_ca")
     return catalog

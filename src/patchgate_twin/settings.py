@@ -4,9 +4,11 @@ them through the registry of lab kinds and never names them."""
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
-from pydantic import Field
+
+from pydantic import Field, field_validator
 
 from patchgate.config.strict import Strict
 
@@ -39,6 +41,12 @@ class TwinHypervisorSettings(Strict):
     trusted_ca: str | None = Field(None, min_length=1, description="a PEM file of the CA certificates the twin's "
                                    "VMs trust besides this machine's roots (a lab's enterprise CA): what an "
                                    "https share's certificate is checked against (docs/twin.md)")
+
+    @field_validator("trusted_ca")
+    @classmethod
+    def _home_expanded(cls, value: str | None) -> str | None:
+        """``~`` means the same to the input check and to the twin's downloads."""
+        return os.path.expanduser(value) if value else value
     noise: Literal["realistic", "quiet"] = Field(
         "quiet", description="realistic: the hosts change on their own as real VMs do (docs/twin.md, Noise)")
     seed: int | None = Field(None, ge=0, description="the noise's seed; `patchgate validate --seed N` sets it "

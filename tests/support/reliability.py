@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import yaml
+from support.runs import group_members
 
 ROOT = Path(__file__).resolve().parents[2]
 PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
@@ -130,13 +131,7 @@ def communicate_or_explain(proc: "subprocess.Popen[str]", timeout: float) -> str
         return proc.communicate(timeout=timeout)[0]
     except subprocess.TimeoutExpired:
         pass
-    left = []
-    for member in psutil.process_iter(["pid", "ppid", "status", "cmdline"]):
-        try:
-            if os.getpgid(member.pid) == proc.pid:
-                left.append(member)
-        except (ProcessLookupError, psutil.Error):
-            continue
+    left = group_members(proc.pid, ["pid", "ppid", "status", "cmdline"])
     listing = "\n".join(f"  pid {m.pid} (parent {m.info['ppid']}, {m.info['status']}): "
                          f"{' '.join(m.info['cmdline'] or [])[:200]}" for m in left)
     for member in left:

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
@@ -36,16 +37,17 @@ def patchgate(*args: str, env: Mapping[str, str] | None = None,
                           env=dict(env) if env is not None else None, check=False)
 
 
-def _group_members(pgid: int) -> list[int]:
+def group_members(pgid: int, attrs: list[str] | None = None) -> list[Any]:
+    """The processes of process group ``pgid`` (psutil.Process, with ``attrs`` read into ``.info``)."""
     import psutil
 
     members = []
-    for pid in psutil.pids():
+    for process in psutil.process_iter(attrs):
         try:
-            if os.getpgid(pid) == pgid:
-                members.append(pid)
-        except OSError:
-            pass
+            if os.getpgid(process.pid) == pgid:
+                members.append(process)
+        except (ProcessLookupError, psutil.Error):
+            continue
     return members
 
 
@@ -59,7 +61,7 @@ def kill_group(proc: subprocess.Popen[str], *, timeout: float = 60) -> None:
 
     members: list[int] = []
     if proc.poll() is None:
-        members = _group_members(proc.pid)
+        members = [process.pid for process in group_members(proc.pid)]
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=timeout)
     wait_until(lambda: not any(process_alive(pid) for pid in members), f"the processes of group {proc.pid} are "

@@ -10,8 +10,9 @@
 #    against the machine's trust store and cannot pin one, so for the content server it is used only when the
 #    server's certificate is the pinned one (checked first, below) and with -SecurityFlags that accept a
 #    certificate no CA signed; an https share has no pin and its certificate is checked against the machine's
-#    trust store, by BITS and by HttpWebRequest alike. The SHA-256 check after the download proves the content. Whether BITS can create a job in a
-#    WinRM (network logon) session on Windows Server 2025 is [U]: when it cannot, the op says so in Log and uses 2.
+#    trust store, by BITS and by HttpWebRequest alike. The SHA-256 check after the download proves the content.
+#    Whether BITS can create a job in a WinRM (network logon) session on Windows Server 2025 is [U]: when it
+#    cannot, the op says so in Log and uses 2.
 # 2. HttpWebRequest with a Range header from what the partial file already holds: a dropped connection resumes
 #    where it stopped (up to MaxAttempts attempts), with the server certificate pinned by its SHA-256
 #    (Fingerprint: upper-case hex of the DER certificate's SHA-256).
