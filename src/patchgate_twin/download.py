@@ -7,7 +7,13 @@ when the connection drops, hashes what arrived and keeps it only when it is the 
 op's document. A UNC share is one the twin serves (patchgate_twin.shares), or out of its reach. An http(s) share
 is any server the twin's process can reach: with no pin, its certificate is checked as Windows checks it, against
 the machine's roots and the CA the lab's VMs trust (``hypervisor.settings.trusted_ca``), and the share's account
-is sent when the server asks for Basic authentication, as HttpWebRequest and BITS answer a challenge.
+is sent when the server asks for Basic authentication, as HttpWebRequest and BITS answer a challenge
+(HttpWebRequest.PreAuthenticate is false by default: "Client: GET someUrl / Server: 401 WWW-Authenticate Basic /
+Client: GET with Authorization headers", https://learn.microsoft.com/dotnet/api/system.net.httpwebrequest.preauthenticate).
+An untrusted certificate fails with .NET Framework's WebException text "The underlying connection was closed: Could
+not establish trust relationship for the SSL/TLS secure channel." (quoted in
+https://khalidabuhakmeh.com/validating-ssl-certificates-with-dotnet-servicepointmanager; BITS's own error for it
+is not modelled: the op falls back to HttpWebRequest, whose words these are).
 
 Faults (docs/twin.md): ``download-drops`` (the connection is cut half-way, N times, default 1: the download
 resumes), ``download-corrupts`` (one byte of what arrives is wrong: the hash check refuses the file),
