@@ -18,8 +18,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import capture, machine, parallel, targets
 from bench import allure as allure_bench
+from bench import capture, machine, parallel, targets
 from bench.labs import ROOT
 from bench.markdown import render_markdown, update_doc
 
@@ -124,6 +124,11 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
                     "runs each)",
                     ["VMs", "how", "wall", "every run (s)", "longest VM lifecycle", "overhead", "efficiency",
                      "harness CPU", "harness CPU per VM", "twin CPU (the lab)", "verdict"], rows))
+    if par and any(r.get("breakdown") for r in par["runs"]):
+        out.append(("Where the overhead goes (bench/breakdown.py; cores: average busy during the baseline burst)",
+                    ["VMs", "how", "start-up", "lifecycles stretched", "end", "baseline burst",
+                     "harness cores", "lab cores"],
+                    [_breakdown_row(r) for r in par["runs"] if r.get("breakdown")]))
     rep = results.get("allure")
     if rep:
         out.append((f"Allure report for {rep['vms']} VMs (patchgate report)",
@@ -135,6 +140,20 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
         out.append(("Targets", ["target", "measured", "result"],
                     [[t["target"], t["measured"], "pass" if t["ok"] else "FAIL"] for t in results["targets"]]))
     return out
+
+
+def _breakdown_row(run: dict[str, Any]) -> list[str]:
+    b = run["breakdown"]
+
+    def seconds(key: str) -> str:
+        return f"{b[key]:.1f} s" if key in b else "-"
+
+    def cores(key: str) -> str:
+        return f"{b[key]:.2f}" if key in b else "-"
+
+    return [str(run["vms"]), f"-n {run['workers']}" if run["workers"] else "1 process", seconds("startup_s"),
+            seconds("stretch_s"), seconds("end_s"), seconds("burst_s"), cores("burst_harness_cores"),
+            cores("burst_lab_cores")]
 
 
 if __name__ == "__main__":

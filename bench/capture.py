@@ -18,13 +18,13 @@ from typing import Any
 from pypsrp.client import Client
 
 from bench.labs import write_lab
-from patchgate.run.components import build_components
 from patchgate.config import load_lab
 from patchgate.model.posture import AREAS
 from patchgate.probes import probe_text
 from patchgate.probes.batch import compose_capture, parse_capture
 from patchgate.probes.parsers import parse_probe
 from patchgate.remoting.psrp_remoting import PsrpRemoting
+from patchgate.run.components import build_components
 
 NOT_REQUESTS = {"faults", "auth_failures"}  # endpoint counters that are not WSMan actions
 

@@ -8,6 +8,9 @@ revert to restore): what the harness adds on top of the slowest VM. Efficiency =
 Harness CPU = user + system time of the whole process tree minus what the twin's own processes used (they play
 the lab's machines, which on a real lab spend their own CPU); per VM = harness CPU / N.
 
+Where the overhead goes (start-up, the lifecycles stretching, the end) and the cores busy while every VM
+reaches the same step at once: bench/breakdown.py.
+
 Each configuration runs ``runs`` times and the fastest run is kept (all wall times are recorded): on a shared
 machine, noise only ever adds time, so the minimum is the steadiest estimate (as ``timeit`` advises).
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.breakdown import breakdown
 from bench.labs import SCALED_LATENCY, VM_KINDS, write_lab
 from bench.validate import ValidateRun, validate
 
@@ -62,6 +66,7 @@ def run(work: Path, *, sizes: tuple[int, ...] = (1, 8, 32, 64), workers: tuple[i
             row["efficiency"] = ideal / result.wall_s
             row["overhead_s"] = result.wall_s - ideal
             row["cpu_per_vm_s"] = result.harness_cpu_s / size
+            row["breakdown"] = breakdown(result, ideal)
             rows.append(row)
             log(f"  {size} VMs{f' -n {count}' if count else ''}: {result.wall_s:.1f}s wall, overhead "
                 f"{row['overhead_s']:.1f}s, efficiency {row['efficiency']:.3f}, harness CPU "

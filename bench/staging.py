@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from rich.table import Table
 from bench import machine
 from bench.labs import ROOT, lab_document
 from bench.markdown import md_table, update_doc
+from bench.sampling import TreeSampler, twin_records
 
 PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
 KB = "KB5070893"
@@ -104,37 +104,6 @@ class Side:
     exit_code: int
 
 
-class _Peaks:
-    """Sample the resident memory of every process under ``pid`` until stopped: the peak per process."""
-
-    def __init__(self, pid: int) -> None:
-        self.root = psutil.Process(pid)
-        self.peaks: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "_Peaks":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            try:
-                processes = [self.root, *self.root.children(recursive=True)]
-            except psutil.Error:
-                return
-            for process in processes:
-                try:
-                    rss = process.memory_info().rss
-                except psutil.Error:
-                    continue
-                self.peaks[process.pid] = max(self.peaks.get(process.pid, 0), rss)
-
-
 def run_side(work: Path, source: str, vms: int, candidate: Path, timeout: float, label: str = "") -> Side:
     folder = work / (label or source)
     folder.mkdir()
@@ -153,13 +122,12 @@ def run_side(work: Path, source: str, vms: int, candidate: Path, timeout: float,
     before = psutil.Process().cpu_times()
     began = time.perf_counter()
     process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    with _Peaks(process.pid) as peaks:
+    with TreeSampler(process.pid) as peaks:
         code = process.wait(timeout=timeout)
     wall = time.perf_counter() - began
     after = psutil.Process().cpu_times()
     tree_cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
-    twins = {int(f.stem.split("-")[1]): json.loads(f.read_text(encoding="utf-8"))
-             for f in cpu_dir.glob("twin-*.json")}
+    twins = twin_records(cpu_dir)
     twin_cpu = sum(t["user_s"] + t["sys_s"] for t in twins.values())
     harness_peak = max((rss for pid, rss in peaks.peaks.items() if pid not in twins), default=0)
     twin_peak = max((t.get("maxrss_kib", 0) * 1024 for t in twins.values()), default=0)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.labs import ROOT
+from bench.sampling import TreeSampler, twin_records
 
 PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
 
@@ -34,6 +35,10 @@ class ValidateRun:
     gate: dict[str, Any] = field(default_factory=dict)
     stdout: str = ""
     twin_cpu_s: float = 0.0  # what the twin's own processes (the simulated lab) used, out of cpu_s
+    twin_pids: set[int] = field(default_factory=set)
+    began_at: float = 0.0  # time.time() when the process was started, and when it had exited
+    ended_at: float = 0.0
+    sampler: TreeSampler | None = None  # the process tree's CPU over the run
 
     @property
     def harness_cpu_s(self) -> float:
@@ -77,14 +82,22 @@ def validate(lab: Path, candidate: str, out: Path, *pytest_args: str, timeout: f
     if pytest_args:
         argv += ["--", *pytest_args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    began = time.perf_counter()
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    began_at, began = time.time(), time.perf_counter()
+    with subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as proc:
+        with TreeSampler(proc.pid) as sampler:
+            try:
+                output = proc.communicate(timeout=timeout)[0]
+            except subprocess.TimeoutExpired:
+                proc.kill()  # as subprocess.run does
+                raise
     wall = time.perf_counter() - began
+    ended_at = began_at + wall
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     gate_file = out / "gate.json"
     gate = json.loads(gate_file.read_text(encoding="utf-8")) if gate_file.is_file() else {}
-    twin = [json.loads(f.read_text(encoding="utf-8")) for f in cpu_dir.glob("twin-*.json")]
+    twin = twin_records(cpu_dir)
     return ValidateRun(lab=lab, out=out, exit_code=proc.returncode, wall_s=wall,
                        cpu_user_s=after.ru_utime - before.ru_utime, cpu_sys_s=after.ru_stime - before.ru_stime,
-                       gate=gate, stdout=proc.stdout + proc.stderr,
-                       twin_cpu_s=sum(t["user_s"] + t["sys_s"] for t in twin))
+                       gate=gate, stdout=output, twin_cpu_s=sum(t["user_s"] + t["sys_s"] for t in twin.values()),
+                       twin_pids=set(twin), began_at=began_at, ended_at=ended_at, sampler=sampler)
