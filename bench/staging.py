@@ -122,14 +122,14 @@ def run_side(work: Path, source: str, vms: int, candidate: Path, timeout: float,
     before = psutil.Process().cpu_times()
     began = time.perf_counter()
     process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    with TreeSampler(process.pid) as peaks:
+    with TreeSampler(process.pid) as sampler:
         code = process.wait(timeout=timeout)
     wall = time.perf_counter() - began
     after = psutil.Process().cpu_times()
     tree_cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     twins = twin_records(cpu_dir)
     twin_cpu = sum(t["user_s"] + t["sys_s"] for t in twins.values())
-    harness_peak = max((rss for pid, rss in peaks.peaks.items() if pid not in twins), default=0)
+    harness_peak = max((rss for pid, rss in sampler.peaks.items() if pid not in twins), default=0)
     twin_peak = max((t.get("maxrss_kib", 0) * 1024 for t in twins.values()), default=0)
     gate_file = folder / "out" / "gate.json"
     verdict = json.loads(gate_file.read_text(encoding="utf-8"))["verdict"] if gate_file.is_file() else "none"

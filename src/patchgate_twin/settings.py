@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-
 from pydantic import Field, field_validator
 
 from patchgate.config.strict import Strict
@@ -41,12 +40,6 @@ class TwinHypervisorSettings(Strict):
     trusted_ca: str | None = Field(None, min_length=1, description="a PEM file of the CA certificates the twin's "
                                    "VMs trust besides this machine's roots (a lab's enterprise CA): what an "
                                    "https share's certificate is checked against (docs/twin.md)")
-
-    @field_validator("trusted_ca")
-    @classmethod
-    def _home_expanded(cls, value: str | None) -> str | None:
-        """``~`` means the same to the input check and to the twin's downloads."""
-        return os.path.expanduser(value) if value else value
     noise: Literal["realistic", "quiet"] = Field(
         "quiet", description="realistic: the hosts change on their own as real VMs do (docs/twin.md, Noise)")
     seed: int | None = Field(None, ge=0, description="the noise's seed; `patchgate validate --seed N` sets it "
@@ -60,6 +53,12 @@ class TwinHypervisorSettings(Strict):
     at_rest: Literal["running", "off"] = Field(
         "running", description="how the twin's VMs rest between runs: running at their snapshot (doctor reads them "
         "as they are) or powered off (doctor warns per guest check unless --boot); docs/twin.md, At rest")
+
+    @field_validator("trusted_ca")
+    @classmethod
+    def _home_expanded(cls, value: str | None) -> str | None:
+        """``~`` means the same to the input check and to the twin's downloads."""
+        return os.path.expanduser(value) if value else value
 
 
 class TwinSecretsSettings(Strict):

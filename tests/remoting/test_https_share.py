@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from support.https_share import HttpsShare, make_lab_ca
 from test_pull_staging import KB, ROOT, VM, _candidate, _package, _staged_key
 
-from patchgate.config import load_lab
+from patchgate.config import Lab, load_lab
 from patchgate.config.staging import ShareSource
 from patchgate.errors import StagingError
 from patchgate.remoting import staging
@@ -23,6 +23,13 @@ from patchgate_twin.lab import TwinLab
 from patchgate_twin.shell_impl import TwinShell
 
 USER, PASSWORD = r"CONTOSO\svc-dist", "Dist-reader-2026!x"
+
+
+def _lab_trusting(trusted_ca: str | None) -> Lab:
+    """labs/twin.yaml with its VMs trusting this CA file (None: only the machine's roots)."""
+    lab = load_lab(ROOT / "labs" / "twin.yaml")
+    settings = lab.hypervisor.settings.model_copy(update={"trusted_ca": trusted_ca})
+    return lab.model_copy(update={"hypervisor": lab.hypervisor.model_copy(update={"settings": settings})})
 
 
 @pytest.fixture
@@ -40,10 +47,7 @@ def make_twin():
     made: list[TwinLab] = []
 
     def make(trusted_ca: str | None) -> TwinLab:
-        lab = load_lab(ROOT / "labs" / "twin.yaml")
-        settings = lab.hypervisor.settings.model_copy(update={"trusted_ca": trusted_ca})
-        lab = lab.model_copy(update={"hypervisor": lab.hypervisor.model_copy(update={"settings": settings})})
-        twin = TwinLab(lab, Catalog.load())
+        twin = TwinLab(_lab_trusting(trusted_ca), Catalog.load())
         made.append(twin)
         twin.revert(VM)
         twin.power_on(VM)
@@ -98,9 +102,6 @@ def test_a_trusted_ca_file_that_does_not_exist_is_bad_input_naming_the_field(tmp
     from patchgate.errors import ConfigError
     from patchgate_twin.lab import check_twin_inputs
 
-    lab = load_lab(ROOT / "labs" / "twin.yaml")
-    settings = lab.hypervisor.settings.model_copy(update={"trusted_ca": str(tmp_path / "missing.pem")})
-    lab = lab.model_copy(update={"hypervisor": lab.hypervisor.model_copy(update={"settings": settings})})
     with pytest.raises(ConfigError, match="missing.pem") as info:
-        check_twin_inputs(lab, [])
+        check_twin_inputs(_lab_trusting(str(tmp_path / "missing.pem")), [])
     assert info.value.field == "hypervisor.settings.trusted_ca"
