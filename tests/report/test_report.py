@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -95,7 +96,17 @@ def test_missing_allure_names_npm_install(tmp_path, monkeypatch):
 @pytest.fixture
 def served(reported: Path) -> Iterator[str]:
     """The run folder over HTTP on 127.0.0.1 (stdlib server in a thread), as a CI artifact server would."""
-    handler = functools.partial(QuietHandler, directory=str(reported))
+    yield from serve(reported, QuietHandler)
+
+
+@pytest.fixture
+def served_slowly(reported: Path) -> Iterator[str]:
+    """The run folder from a slow artifact server: the report's embedded data arrives a second after its code."""
+    yield from serve(reported, SlowDataHandler)
+
+
+def serve(folder: Path, handler_class: type[SimpleHTTPRequestHandler]) -> Iterator[str]:
+    handler = functools.partial(handler_class, directory=str(folder))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -110,6 +121,21 @@ def served(reported: Path) -> Iterator[str]:
 class QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+class SlowDataHandler(QuietHandler):
+    """Sends index.html up to its embedded data, flushes, and sends the rest a second later (a network delay)."""
+
+    def copyfile(self, source, outputfile) -> None:  # type: ignore[no-untyped-def]
+        body = source.read()
+        if not self.path.split("?")[0].endswith("/index.html"):
+            outputfile.write(body)
+            return
+        cut = body.rindex(b"<script", 0, body.index(b"window.allureReportDataReady = false"))
+        outputfile.write(body[:cut])
+        outputfile.flush()
+        time.sleep(1.0)
+        outputfile.write(body[cut:])
 
 
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
@@ -183,3 +209,14 @@ def test_a_checks_attachments_tab_shows_its_result_not_a_placeholder(served, rep
                                  profile=tmp_path / "p2").stdout)
     assert "Tear down" in page and "lab_run (tear-down)" in page, page[:3000]
     assert not re.search(r"\w+::\d+\b", page) and "pytestconfig" not in page and "<lambda>" not in page
+
+
+def test_a_deep_link_opens_its_check_when_the_report_arrives_slowly(served_slowly, reported, tmp_path):
+    """The report's code arrives before its embedded data (a slow artifact server): a link straight to a check
+    still shows the check, not "Failed to fetch .../data/test-results/<id>.json" from a file that is not there."""
+    results = json.loads((reported / "report" / "test-results.json").read_text(encoding="utf-8"))["byId"]
+    [test_id] = [k for k, v in results.items() if v["name"] == "firewall.rules on ws25-hp-01"]
+    tab = visible_text(chromium("--dump-dom", f"{served_slowly}/report/index.html#{test_id}/attachments",
+                                profile=tmp_path / "p1").stdout)
+    assert "Failed to fetch" not in tab, tab[:2000]
+    assert "firewall.rules on ws25-hp-01" in tab and "check result text/plain" in tab, tab[:2000]

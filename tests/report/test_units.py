@@ -11,7 +11,8 @@ import pytest
 from patchgate_pytest.allure_wiring import executor_from_env, render_properties
 from patchgate.errors import ConfigError
 from patchgate.evidence.manifests import EVIDENCE_MANIFEST, build_evidence_manifest, is_derived, verify_dir
-from patchgate.evidence.report import allure_categories, render_html, render_markdown, strip_analytics, summary_data
+from patchgate.evidence.report import (allure_categories, declare_embedded_data, render_html, render_markdown,
+                                      strip_analytics, summary_data)
 from patchgate.secrets.redact import redactor
 from report.runs import ROOT
 
@@ -107,6 +108,27 @@ def test_analytics_tag_is_removed():
     cleaned = strip_analytics(page)
     assert "googletagmanager" not in cleaned and "dataLayer" not in cleaned
     assert "<script>window.data=1</script>" in cleaned
+
+
+SINGLE_FILE = ('<body><div id="app"></div>\n    <script>\n      window.allure = window.allure || {};\n    </script>\n'
+               '    <script   src="data:text/javascript;base64,QQ=="></script>\n    <script async>\n'
+               '      window.allureReportDataReady = false;\n'
+               '      window.allureReportData = window.allureReportData || {};\n    </script></body>')
+
+
+def test_embedded_data_is_declared_before_the_application_starts():
+    page = declare_embedded_data(SINGLE_FILE)
+    declared = page.index("<script>window.allureReportData = window.allureReportData || {};</script>")
+    assert declared < page.index('src="data:text/javascript') < page.index("window.allureReportDataReady = false")
+    assert page.replace("<script>window.allureReportData = window.allureReportData || {};</script>\n    ", "") \
+        == SINGLE_FILE
+
+
+@pytest.mark.parametrize("layout", [SINGLE_FILE.replace("data:text/javascript", "app.js"),
+                                    SINGLE_FILE.replace("window.allureReportData = window", "window.data = window")])
+def test_a_single_file_of_unknown_layout_is_an_error(layout):
+    with pytest.raises(RuntimeError, match="unknown layout"):
+        declare_embedded_data(layout)
 
 
 def gate_doc(message: str) -> dict:

@@ -36,6 +36,9 @@ REPORT_FOLDER = "report"
 ALLURE_TIMEOUT = 300
 _ANALYTICS = re.compile(r'<script async src="https://www\.googletagmanager\.com/gtag/js\?id=[^"]*"></script>\s*'
                         r'<script>\s*window\.dataLayer[\s\S]*?</script>')
+# the single-file report's application script (its code inline as a data: URL) and its embedded data's first line
+_APP_SCRIPT = re.compile(r'<script\s+src="data:text/javascript;base64,')
+_EMBEDDED_DATA = "window.allureReportData = window.allureReportData || {};"
 
 
 # ------------------------------------------------------------------------------------------------ attachments
@@ -167,7 +170,7 @@ def build_allure_report(run_dir: Path, gate: dict[str, Any], *, allure: Path | N
     if done.returncode != 0 or not index.is_file():
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
         raise RuntimeError(f"allure generate failed (exit {done.returncode}):\n{redactor.redact(tail)}")
-    index.write_text(strip_analytics(index.read_text(encoding="utf-8")), encoding="utf-8")
+    index.write_text(declare_embedded_data(strip_analytics(index.read_text(encoding="utf-8"))), encoding="utf-8")
     return index
 
 
@@ -213,6 +216,25 @@ def strip_analytics(page: str) -> str:
     """Remove the Google Analytics tag Allure 3 always adds: an evidence report must open offline and must not
     tell a third party that (or when) it was opened."""
     return _ANALYTICS.sub("", page)
+
+
+def declare_embedded_data(page: str) -> str:
+    """Tell the report's application, before it starts, that its data is embedded in the page.
+
+    Allure 3's single file puts the application script before the (megabytes of) embedded data, and the
+    application decides per request whether data is embedded by looking for ``window.allureReportData``. When
+    the page arrives slowly (an artifact server, a VPN), the application starts before the data script has been
+    parsed, asks the server for ``data/test-results/<id>.json``, which a single file does not have, and shows
+    "Failed to fetch ... 404" instead of the check. Declared first, every request waits for the embedded data
+    (``allureReportDataReady``) instead. A page whose layout is not the one this was written for is an error:
+    a report that silently fails to open is worse than none.
+    """
+    app = _APP_SCRIPT.search(page)
+    if app is None or _EMBEDDED_DATA not in page[app.start():]:
+        raise RuntimeError("allure generate wrote a single-file report of an unknown layout (no application "
+                           "script followed by embedded data): the report could not open its own data")
+    at = app.start()
+    return f"{page[:at]}<script>{_EMBEDDED_DATA}</script>\n    {page[at:]}"
 
 
 # ------------------------------------------------------------------------------------------------ summary
