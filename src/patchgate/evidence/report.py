@@ -230,10 +230,10 @@ def declare_embedded_data(page: str) -> str:
     a report that silently fails to open is worse than none.
     """
     app = _APP_SCRIPT.search(page)
-    if app is None or _EMBEDDED_DATA not in page[app.start():]:
+    at = app.start() if app else len(page)
+    if _EMBEDDED_DATA not in page[at:]:
         raise RuntimeError("allure generate wrote a single-file report of an unknown layout (no application "
                            "script followed by embedded data): the report could not open its own data")
-    at = app.start()
     return f"{page[:at]}<script>{_EMBEDDED_DATA}</script>\n    {page[at:]}"
 
 
