@@ -9,24 +9,28 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from patchgate import __version__
 from patchgate.cli.common import CLASSIFICATIONS, EPILOG, ROLES, Parser, fail, lazy
+from patchgate.cli.table import COMMANDS
 from patchgate.errors import EXIT_CONFIG, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_INTERRUPTED, ConfigError, PatchgateError
 
 __all__ = ["CLASSIFICATIONS", "ROLES", "build_parser", "main", "run"]
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program whose reader closed the pipe
-SUBCOMMANDS = ("validate", "gate", "report", "verify", "promote", "candidate", "leases", "reap", "doctor",
-               "calendar")
 COMMANDS_ENTRY_POINTS = "patchgate.commands"
 """Installed lab kinds add their subcommands here: a function taking the subparsers and the lazy loader."""
 
 
-def build_parser() -> Parser:
+def build_parser(argv: Sequence[str] | None = None) -> Parser:
+    """The parser of every command; given the arguments, one that loads only the chosen command's module.
+
+    With ``argv`` naming a command of the table (patchgate.cli.table), only its module is imported; otherwise
+    (``--help``, no command, a command an installed lab kind adds, a typo) every command of the table is listed
+    from its one-line help and the installed lab kinds add theirs, so help and "invalid choice" name them all.
+    """
     import importlib
-    from importlib import metadata
 
     parser = Parser(prog="patchgate", description="Decide whether a Windows update may be released: restore lab "
                     "VMs from snapshots, install the candidate, check that hotpatch enrollment, WSUS sync, service "
@@ -34,11 +38,24 @@ def build_parser() -> Parser:
                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"patchgate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name in SUBCOMMANDS:
-        importlib.import_module(f"patchgate.cli.{name}").add_command(sub)
+    chosen = argv[0] if argv and argv[0] in COMMANDS else None
+    if chosen:
+        importlib.import_module(f"patchgate.cli.{COMMANDS[chosen].module}").add_command(sub)
+        return parser
+    for name, command in COMMANDS.items():
+        if argv is not None:
+            sub.add_parser(name, help=command.summary)  # listed, not loaded: it is not the one that runs
+        elif name not in sub.choices:  # one module may add two commands (doctor and capture)
+            importlib.import_module(f"patchgate.cli.{command.module}").add_command(sub)
+    _add_installed_commands(sub)
+    return parser
+
+
+def _add_installed_commands(sub: Any) -> None:
+    from importlib import metadata
+
     for entry in metadata.entry_points(group=COMMANDS_ENTRY_POINTS):  # subcommands of installed lab kinds
         entry.load()(sub, lazy)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,9 +81,10 @@ def _main(argv: Sequence[str] | None) -> int:
         # the subcommands' modules are imported with SIGINT and SIGTERM still held back (patchgate.entry): an
         # interrupt inside an import can surface as another error (a class body's __set_name__ wraps it in a
         # RuntimeError), so it is taken only once they are loaded, and arrives here as "interrupted"
-        parser = build_parser()
+        arguments = list(sys.argv[1:] if argv is None else argv)
+        parser = build_parser(arguments)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(arguments)
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_INTERRUPTED)
     if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from patchgate.calendar.schedule import HotpatchCalendar, default_calendar
 from patchgate.cli.common import Parser
+from patchgate.cli.table import summary
 
 
 def _calendar(args: argparse.Namespace) -> HotpatchCalendar:
@@ -68,7 +69,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def add_command(sub: Any) -> None:
-    calendar = sub.add_parser("calendar", help="show the hotpatch calendar (months, KBs, builds, kinds, sources)",
+    calendar = sub.add_parser("calendar", help=summary("calendar"),
                               description="Show the Windows Server 2025 hotpatch calendar the track check uses: the "
                               "built-in one, a lab's ('calendar:' in the lab file) or a file. 'calendar import "
                               "PAGE' turns a saved copy of Microsoft's release information page (HTML or markdown) "

@@ -13,10 +13,11 @@ from patchgate.config.scaffold import _classification, check_kb, kb_of, package_
 from patchgate.errors import ConfigError
 from patchgate.evidence.hashing import sha256_file
 from patchgate.model.kb import kb_id
+from patchgate.cli.table import summary
 
 
 def add_command(sub: Any) -> None:
-    candidate = sub.add_parser("candidate", help="write a candidate file to complete (candidate new PACKAGE...)",
+    candidate = sub.add_parser("candidate", help=summary("candidate"),
                                description="Candidate files (docs/candidate.md).",
                                epilog="exit codes: 0 written, 4 bad input (no package, KB not in the file "
                                "name, file exists)")

@@ -15,10 +15,11 @@ from patchgate.doctor.command import EXIT_OK, DoctorLifecycle, _run, diagnose, e
 from patchgate.doctor.noise import noise_checks, noise_outcomes, print_noise
 from patchgate.errors import EXIT_INCONCLUSIVE
 from patchgate.run.labrun import RunSelection
+from patchgate.cli.table import summary
 
 
 def add_command(sub: Any) -> None:
-    doctor = sub.add_parser("doctor", help="check a lab before trusting its verdicts: hypervisor, remoting, VMs",
+    doctor = sub.add_parser("doctor", help=summary("doctor"),
                             description="Read each VM as it is (its snapshot and power state from the "
                             "hypervisor; a running VM is probed, nothing is reverted, started or installed) and "
                             "print one line per check with ok / warn / fail and what to do (docs/doctor.md). A "
@@ -37,7 +38,7 @@ def add_command(sub: Any) -> None:
     doctor.set_defaults(func=cmd_doctor)
 
 
-    capture = sub.add_parser("capture", help="save one VM's probe output as a transcript (docs/probes.md)",
+    capture = sub.add_parser("capture", help=summary("capture"),
                              description="Run one posture capture and the preflight script on the running VM "
                              "(--boot: boot it from its snapshot first and restore it afterwards; nothing is "
                              "installed), and write each probe's raw "

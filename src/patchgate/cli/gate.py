@@ -10,10 +10,11 @@ from typing import Any
 
 from patchgate.cli.verdict import print_verdict
 from patchgate.errors import EXIT_INCONCLUSIVE, ConfigError
+from patchgate.cli.table import summary
 
 
 def add_command(sub: Any) -> None:
-    gate = sub.add_parser("gate", help="print the verdict of a finished run and exit with its code (0/1/2)",
+    gate = sub.add_parser("gate", help=summary("gate"),
                           description="Print the verdict of a finished run and exit with its code. The verdict "
                           "is recomputed from the checks in gate.json and compared with run-manifest.json and "
                           "junit.xml: outputs that contradict each other are refused (exit 4).",

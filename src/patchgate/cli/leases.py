@@ -7,10 +7,11 @@ from typing import Any
 
 from patchgate.config import load_lab, resolve_lab
 from patchgate.leases import leases_command
+from patchgate.cli.table import summary
 
 
 def add_command(sub: Any) -> None:
-    leases = sub.add_parser("leases", help="list the VM leases of a lab",
+    leases = sub.add_parser("leases", help=summary("leases"),
                             description="List who holds which VM of the lab (run, process, host, since), and "
                             "stale leases whose holder died.", epilog="exit codes: 0 listed, 2 lease backend "
                             "unreachable, 4 bad lab file")

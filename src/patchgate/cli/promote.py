@@ -9,6 +9,7 @@ from typing import Any
 
 from patchgate.cli.common import LAB_HELP
 from patchgate.errors import EXIT_INCONCLUSIVE, ConfigError
+from patchgate.cli.table import summary
 
 DESCRIPTION = """Approve an approved run's KB for one ring's computer target groups on production WSUS (with the
 ring's deadline), after checking that:
@@ -33,7 +34,7 @@ examples:
 
 
 def add_command(sub: Any) -> None:
-    promote = sub.add_parser("promote", help="approve an approved run's KB for a ring on production WSUS",
+    promote = sub.add_parser("promote", help=summary("promote"),
                              description=DESCRIPTION, epilog=EPILOG,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     promote.add_argument("dir", nargs="?", metavar="RUN_DIR", help="the output folder of an approving run")

@@ -9,10 +9,11 @@ from typing import Any
 
 from patchgate.errors import EXIT_INCONCLUSIVE
 from patchgate.run.reap import reap_lab
+from patchgate.cli.table import summary
 
 
 def add_command(sub: Any) -> None:
-    reap = sub.add_parser("reap", help="restore VMs left behind by runs that are no longer alive",
+    reap = sub.add_parser("reap", help=summary("reap"),
                           description="Restore VMs that runs no longer alive left changed (killed runs, "
                           "--keep-on-failure) to their snapshot, release their stale leases and undo an approval "
                           "such a run left on a WSUS outside the lab (docs/wsus.md).",

@@ -10,10 +10,11 @@ from typing import Any
 
 from patchgate.errors import EXIT_CONFIG, ConfigError
 from patchgate.evidence.report import generate
+from patchgate.cli.table import summary
 
 
 def add_command(sub: Any) -> None:
-    report = sub.add_parser("report", help="build the single-file Allure report and a one-page summary",
+    report = sub.add_parser("report", help=summary("report"),
                             description="Build DIR/report/index.html (Allure 3, one self-contained file), "
                             "DIR/summary.html and DIR/summary.md from a finished run's evidence, and "
                             "report-manifest.json over them; the evidence itself is never changed.",

@@ -17,13 +17,14 @@ from patchgate.evidence.hashing import PACKAGE_HASHES_ENV, exported_hashes
 from patchgate.errors import EXIT_CONFIG, EXIT_INCONCLUSIVE, ConfigError
 from patchgate.labkinds import CATALOG_OPTION
 from patchgate.run.interrupts import Forwarder, stop_signals_blocked
+from patchgate.cli.table import summary
 
 if TYPE_CHECKING:
     import subprocess
 
 
 def add_command(sub: Any) -> None:
-    validate = sub.add_parser("validate", help="run the suites for a candidate on a lab and write the verdict",
+    validate = sub.add_parser("validate", help=summary("validate"),
                               description="Restore every VM of the lab, install the candidate, run the suites, and "
                               "write gate.json, junit.xml and allure-results/ to the output folder. Arguments "
                               "after '--' go to pytest (e.g. -k, -m firewall, -n 4). pytest runs with the plugins "

@@ -9,10 +9,11 @@ from typing import Any
 
 from patchgate.errors import EXIT_CONFIG, ConfigError
 from patchgate.evidence.manifests import EVIDENCE_MANIFEST, EXIT_MISMATCH, EXIT_OK, manifest_digest, verify_dir
+from patchgate.cli.table import summary
 
 
 def add_command(sub: Any) -> None:
-    verify = sub.add_parser("verify", help="re-hash a run's outputs against its evidence manifest (and signature)",
+    verify = sub.add_parser("verify", help=summary("verify"),
                             description="Re-hash every output of a run against evidence-manifest.json, check that "
                             "gate.json, run-manifest.json and junit.xml give the same verdict and that it follows "
                             "from the checks, and check the signatures; a run whose lab signs verdicts fails "
