@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 from support.openbao import OpenBao, start_openbao
-from support.reliability import FAULTY, ROOT, VMS, Run, keeps_every_promise, lab_data, make_run
+from support.reliability import FAULTY, VMS, Run, keeps_every_promise, lab_data, make_run
 
 from patchgate_twin.faults import FAULTS
 
@@ -49,7 +49,6 @@ EXPECTED_STEP: dict[str, str] = {
 RECOVERED: dict[str, str] = {"download-drops": "1 resumed download(s)"}
 PYTEST_ARGS: dict[str, tuple[str, ...]] = {"worker-dies": ("-n", "2")}
 PARALLEL = 3
-RUN_TIMEOUT = 240
 
 
 def test_every_fault_is_in_the_matrix() -> None:
@@ -81,9 +80,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Run, sub
             runs[fault] = make_run(base, fault, lab_data(name, faults=[fault], secrets=secrets), **env)
 
         def run(fault: str) -> subprocess.CompletedProcess[str]:
-            r = runs[fault]
-            return subprocess.run(r.command(*PYTEST_ARGS.get(fault, ())), cwd=ROOT, env=r.env, capture_output=True,
-                                  text=True, timeout=RUN_TIMEOUT)
+            return runs[fault].suites(*PYTEST_ARGS.get(fault, ()))
 
         with cf.ThreadPoolExecutor(max_workers=PARALLEL) as pool:
             done = dict(zip(runs, pool.map(run, runs)))

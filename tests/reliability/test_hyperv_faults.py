@@ -9,7 +9,7 @@ import concurrent.futures as cf
 import subprocess
 
 import pytest
-from support.reliability import ROOT, Run, hyperv_lab_data, keeps_every_promise, make_run
+from support.reliability import Run, hyperv_lab_data, keeps_every_promise, make_run
 
 from patchgate_twin.faults import HYPERV_FAULTS
 
@@ -23,7 +23,6 @@ EXPECTED_STEP: dict[str, str] = {
     "psdirect-refused": "connect",  # on a PowerShell Direct lab: the guest's session cannot be opened
 }
 PARALLEL = 3
-RUN_TIMEOUT = 240
 
 
 def test_every_hyperv_fault_is_in_the_matrix() -> None:
@@ -38,8 +37,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Run, sub
             for fault in EXPECTED_STEP}
 
     def run(fault: str) -> subprocess.CompletedProcess[str]:
-        r = runs[fault]
-        return subprocess.run(r.command(), cwd=ROOT, env=r.env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+        return runs[fault].suites()
 
     with cf.ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         done = dict(zip(runs, pool.map(run, runs)))

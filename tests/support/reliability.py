@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 from support.runs import group_members
+from support.suite_runs import run_suites
 
 ROOT = Path(__file__).resolve().parents[2]
 PATCHGATE = str(Path(sys.executable).with_name("patchgate"))
@@ -80,6 +81,15 @@ class Run:
     def command(self, *pytest_args: str, candidate: str = "KB5070893") -> list[str]:
         cmd = [PATCHGATE, "validate", "--lab", str(self.lab_file), "--candidate", candidate, "--out", str(self.out)]
         return cmd + (["--", *pytest_args] if pytest_args else [])
+
+    def suites(self, *pytest_args: str, candidate: str = "KB5070893") -> subprocess.CompletedProcess[str]:
+        """The run as plain ``pytest suites --lab ... --candidate ...`` (support.suite_runs: a process forked from
+        a warm one), its output as stdout: the same gate, verdict and exit code as `patchgate validate`, whose own
+        lines tests/e2e checks."""
+        env = {k: v for k, v in self.env.items() if k not in ("PYTEST_XDIST_WORKER", "PYTEST_CURRENT_TEST")}
+        finished = run_suites(self.lab_file, ROOT / "candidates" / f"{candidate}.yaml", self.out, env,
+                              extra=list(pytest_args))
+        return subprocess.CompletedProcess(["pytest", "suites"], finished.returncode, finished.output, "")
 
     def patchgate(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run([PATCHGATE, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
