@@ -44,13 +44,17 @@ def _psdirect_lab(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], tuple[subprocess.CompletedProcess[str], Path]]:
+def runs(tmp_path_factory: pytest.TempPathFactory, blocked_run, approved_run,
+         ) -> dict[tuple[str, str], tuple[subprocess.CompletedProcess[str], Path]]:
+    """Both candidates on the Hyper-V lab over WSMan and over PowerShell Direct; labs/twin.yaml's runs of them
+    (the session's shared runs, tests/conftest.py) are the reference."""
     base = tmp_path_factory.mktemp("hyperv")
     direct = str(_psdirect_lab(base / "psdirect.yaml"))
     accounts = {"PATCHGATE_USERNAME": "Administrator", "PATCHGATE_PASSWORD": GUEST_PASSWORD,
                 "PATCHGATE_HYPERVISOR_USERNAME": "hv-admin", "PATCHGATE_HYPERVISOR_PASSWORD": HOST_PASSWORD}
-    done = {}
-    for name, lab in (("hyperv", str(EXAMPLE)), ("psdirect", direct), ("twin", "twin")):
+    done = {("twin", "KB5070881"): (blocked_run.proc, blocked_run.out),
+            ("twin", "KB5070893"): (approved_run.proc, approved_run.out)}
+    for name, lab in (("hyperv", str(EXAMPLE)), ("psdirect", direct)):
         for candidate in ("KB5070881", "KB5070893"):
             out = base / f"{name}-{candidate}"
             env = clean_env(base / f"state-{name}-{candidate}", **(accounts if name == "psdirect" else {}))

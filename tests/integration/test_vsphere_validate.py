@@ -8,7 +8,6 @@ hypervisor credentials come from OpenBao or from the environment; gate.json reco
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from patchgate.config import load_lab
 from patchgate.hypervisors.vsphere import VsphereHypervisor
 from patchgate.hypervisors.vsphere.simulator import Vcsim
 
-from .helpers import PATCHGATE, ROOT, clean_env, explain, from_example, gate, outcomes, patchgate
+from .helpers import clean_env, explain, from_example, gate, outcomes, patchgate
 from .vaultlab import VaultLab, provision
 
 pytestmark = pytest.mark.slow
@@ -36,32 +35,12 @@ def simulator_lab(sim: Vcsim, path: Path, *, secrets: dict | None = None, **sett
 
 
 @pytest.fixture(scope="module")
-def twin_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    """labs/twin.yaml for both candidates, started at once in the background (they share nothing with the
-    simulator runs); collected when a test first needs them."""
-    base = tmp_path_factory.mktemp("twin-reference")
-    procs = {kb: (subprocess.Popen([PATCHGATE, "validate", "--lab", "twin", "--candidate", kb, "--out",
-                                    str(base / kb)], cwd=ROOT, env=clean_env(base / f"state-{kb}"),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), base / kb)
-             for kb in CANDIDATES}
-    outs: dict[str, Path] = {}
-
-    def collect() -> dict[str, Path]:
-        for kb, (proc, out) in procs.items():
-            if kb not in outs:
-                stdout, stderr = proc.communicate(timeout=300)
-                assert proc.returncode == EXPECTED[kb][1], explain(
-                    subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
-                outs[kb] = out
-        return outs
-
-    try:
-        yield collect  # type: ignore[misc]
-    finally:
-        for proc, _out in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
+def twin_runs(blocked_run, approved_run) -> dict[str, Path]:
+    """labs/twin.yaml's runs of both candidates: the session's shared runs (tests/conftest.py)."""
+    runs = {"KB5070881": blocked_run, "KB5070893": approved_run}
+    for kb, run in runs.items():
+        assert run.proc.returncode == EXPECTED[kb][1], explain(run.proc)
+    return {kb: run.out for kb, run in runs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +72,12 @@ def vsphere_runs(simulator: Vcsim, sim_vault: VaultLab, vault_lab_file: Path,
 
 @pytest.mark.parametrize("kb", CANDIDATES)
 def test_simulator_lab_gives_the_twin_verdict(kb: str, twin_runs, vsphere_runs) -> None:
-    """(twin_runs comes first so the reference runs go on in the background during the simulator runs)"""
     proc, out = vsphere_runs[kb]
     verdict, code = EXPECTED[kb]
     assert proc.returncode == code, explain(proc)
     data = gate(out)
     assert data["verdict"] == verdict and data["lab"]["hypervisor"] == "vsphere"
-    reference = twin_runs()[kb]
+    reference = twin_runs[kb]
     assert data["verdict"] == gate(reference)["verdict"]
     assert outcomes(out) == outcomes(reference)  # the same checks, VMs and statuses, one by one
     if kb == "KB5070881":
