@@ -1,4 +1,4 @@
-"""The fault matrix: every twin fault, one `patchgate validate` each, and the four promises for every one.
+"""The fault matrix: every twin fault, one run of the suites each, and the four promises for every one.
 
 Promises: (1) the verdict is inconclusive, never approve, and gate.json and the Allure results name the failing VM
 and step (Allure status broken, the "lab trouble" category); (2) every VM is back at its snapshot (the twin's
@@ -6,7 +6,9 @@ durable disks say so, and the run ledger has nothing dirty); (3) every lease is 
 written and `patchgate verify` accepts the evidence manifest.
 
 The runs are independent (each its own state directory and lab), so a module fixture starts them a few at a time
-and each parametrized test checks one fault's run.
+and each parametrized test checks one fault's run. Each is `pytest suites --lab ... --candidate ...` in a process
+of its own (support.suite_runs), the child `patchgate validate` starts; the command's own lines and exit codes are
+tested in tests/e2e.
 """
 
 from __future__ import annotations

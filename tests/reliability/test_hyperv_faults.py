@@ -1,4 +1,4 @@
-"""The fault matrix's Hyper-V rows: each fault of the twin's Hyper-V host, one `patchgate validate` on a Hyper-V
+"""The fault matrix's Hyper-V rows: each fault of the twin's Hyper-V host, one run of the suites on a Hyper-V
 lab (hypervisor.kind hyperv, guests: twin), and the same four promises as every twin fault
 (support.reliability.keeps_every_promise): inconclusive, never approve; every VM at its snapshot; every lease
 released; every output written and verified."""

@@ -1,7 +1,7 @@
 """Lab files, runs and promise checks for the reliability tests (tests/reliability/).
 
 Every run gets its own PATCHGATE_STATE_DIR, so its ledger, leases and twin disks are its own and can be inspected
-after the `patchgate validate` subprocess ended (or was killed).
+after the run's process ended (or was killed).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def lab_data(name: str, *, faults: list[str] | None = None, latency: dict[str, f
 
 @dataclass
 class Run:
-    """One `patchgate validate` with its own state directory."""
+    """One run of the gate (`patchgate validate`, or the suites it starts) with its own state directory."""
 
     name: str
     folder: Path
