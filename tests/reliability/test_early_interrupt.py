@@ -26,8 +26,14 @@ LATENCY = {"revert": 1.0, "boot": 1.0, "install": 3.0}  # a run lasts well past 
 
 def still_starting_the_interpreter(output: str) -> bool:
     """CPython's own start-up (its standard streams, its site module) was interrupted: a fatal error naming the
-    start-up step, ending in KeyboardInterrupt, printed before any patchgate code could run."""
-    return "Fatal Python error: init_" in output and output.rstrip().endswith("KeyboardInterrupt")
+    start-up step, printed before any patchgate code could run. It mostly ends in KeyboardInterrupt; interrupted
+    inside the frozen ``io`` module it ends in another error ("TypeError: expected a message argument"), and then
+    every frame of its traceback is one of the interpreter's own frozen modules."""
+    if "Fatal Python error: init_" not in output:
+        return False
+    frames = [line.strip() for line in output.splitlines() if line.strip().startswith('File "')]
+    return output.rstrip().endswith("KeyboardInterrupt") or (
+        bool(frames) and all(frame.startswith('File "<frozen ') for frame in frames))
 
 
 def still_loading_the_entry_module(output: str) -> bool:
