@@ -97,9 +97,29 @@ def pytest_configure(config: pytest.Config) -> None:
         out_dir=out_dir.resolve(), run_id=run_id, selection=selection, selected_vms=selected,
         kind_catalogs=catalogs, keep_on_failure=config.getoption("--keep-on-failure"),
         started_at=dt.datetime.now(dt.timezone.utc), today=_today())
+    if worker_input is None:
+        _private_basetemp(config)
     # Ctrl-C / SIGTERM end the run once (pytest tears the lab run down: VMs restored, leases released, a partial
     # gate.json); a signal held back while this process started (patchgate validate blocks them) arrives now.
     stop_once_on_signals()
+
+
+PRIVATE_BASETEMP = pytest.StashKey[Path]()
+
+
+def _private_basetemp(config: pytest.Config) -> None:
+    """pytest's temporary folders for this run alone, removed when it ends (before pytest's own configure reads
+    them). Without ``--basetemp`` a session that makes them (every pytest-xdist run does, for its workers) numbers
+    one under /tmp/pytest-of-<user>/ and at its end deletes that user's older numbered folders but three: the
+    folders of their own pytest sessions, which a gate run must not touch, and which took seconds to delete after
+    the verdict. A run given ``--basetemp`` keeps it, as pytest does."""
+    import tempfile
+
+    if config.option.basetemp:
+        return
+    folder = Path(tempfile.mkdtemp(prefix="patchgate-pytest-"))
+    config.option.basetemp = str(folder)
+    config.stash[PRIVATE_BASETEMP] = folder
 
 
 def _today() -> dt.date:
@@ -138,3 +158,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     forget(config)
+    folder = config.stash.get(PRIVATE_BASETEMP, None)
+    if folder is not None:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
