@@ -139,8 +139,6 @@ def run_validate(lab: Path, candidate: Path, out: Path, *, today: str | None = N
     The suites' compiled (assertion-rewritten) modules are cached under ``pycache`` rather than rebuilt by every
     run. ``extra``: more options for the suites (or for `patchgate validate`)."""
     env = dict(os.environ, PATCHGATE_STATE_DIR=str(out.parent / f"{out.name}-state"))
-    env.pop("PYTEST_XDIST_WORKER", None)
-    env.pop("PYTEST_CURRENT_TEST", None)
     if pycache is not None:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(pycache)

@@ -22,8 +22,7 @@ def test_a_gate_run_under_xdist_leaves_the_users_pytest_folders_alone(tmp_path: 
     for folder in theirs:
         folder.mkdir(parents=True)
         (folder / "their-file").write_text("theirs", encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_XDIST_WORKER", "PYTEST_CURRENT_TEST")}
-    env.update(PYTEST_DEBUG_TEMPROOT=str(root), PATCHGATE_STATE_DIR=str(tmp_path / "state"))
+    env = dict(os.environ, PYTEST_DEBUG_TEMPROOT=str(root), PATCHGATE_STATE_DIR=str(tmp_path / "state"))
     finished = run_suites(ROOT / "labs" / "twin.yaml", ROOT / "candidates" / "KB5070893.yaml", tmp_path / "out", env,
                           extra=["-n", "2"])
     assert finished.returncode == 0, finished.output[-3000:]

@@ -86,8 +86,7 @@ class Run:
         """The run as plain ``pytest suites --lab ... --candidate ...`` (support.suite_runs: a process forked from
         a warm one), its output as stdout: the same gate, verdict and exit code as `patchgate validate`, whose own
         lines tests/e2e checks."""
-        env = {k: v for k, v in self.env.items() if k not in ("PYTEST_XDIST_WORKER", "PYTEST_CURRENT_TEST")}
-        finished = run_suites(self.lab_file, ROOT / "candidates" / f"{candidate}.yaml", self.out, env,
+        finished = run_suites(self.lab_file, ROOT / "candidates" / f"{candidate}.yaml", self.out, self.env,
                               extra=list(pytest_args))
         return subprocess.CompletedProcess(["pytest", "suites"], finished.returncode, finished.output, "")
 

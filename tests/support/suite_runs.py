@@ -43,6 +43,11 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(PRELOAD)
 
 
+# what the test runner sets for its own test, which a run of the gate must not take for its own (a child pytest that
+# sees PYTEST_XDIST_WORKER believes it is an xdist worker)
+TEST_RUNNER_VARIABLES = ("PYTEST_XDIST_WORKER", "PYTEST_CURRENT_TEST")
+
+
 @dataclass(frozen=True)
 class Finished:
     returncode: int
@@ -60,9 +65,10 @@ def suites_command(lab: Path, candidate: Path, out: Path, extra: list[str]) -> l
 
 def run_suites(lab: Path, candidate: Path, out: Path, env: dict[str, str], *, extra: list[str] | None = None,
                pycache: Path | None = None, cli: bool = False) -> Finished:
-    """One run of the gate with ``env`` as its whole environment; ``cli``: through ``patchgate validate`` (a
-    subprocess, for the lines only the CLI prints)."""
+    """One run of the gate with ``env`` as its whole environment (but the test runner's own variables); ``cli``:
+    through ``patchgate validate`` (a subprocess, for the lines only the CLI prints)."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in env.items() if k not in TEST_RUNNER_VARIABLES}
     if cli:
         proc = subprocess.run([PATCHGATE, "validate", "--lab", str(lab), "--candidate", str(candidate),
                                "--out", str(out), *(extra or [])], check=False, cwd=ROOT, env=env,
