@@ -26,11 +26,13 @@ from patchgate.probes.parsers import parse_probe
 from patchgate.remoting.psrp_remoting import PsrpRemoting
 from patchgate.run.components import build_components
 
-NOT_REQUESTS = {"faults", "auth_failures"}  # endpoint counters that are not WSMan actions
+# The WS-Management and WinRS actions a PSRP client sends (MS-WSMV); the endpoint also counts other things
+# (pipelines started, faults, refusals, receive time-outs, injected faults), which are not requests.
+WSMAN_ACTIONS = frozenset({"Create", "Delete", "Get", "Put", "Enumerate", "Command", "Receive", "Send", "Signal"})
 
 
 def _requests(counters: dict[str, int]) -> int:
-    return sum(n for key, n in counters.items() if key not in NOT_REQUESTS)
+    return sum(n for key, n in counters.items() if key in WSMAN_ACTIONS)
 
 
 def run(*, round_trip: float = 0.02, repeats: int = 5) -> dict[str, Any]:
