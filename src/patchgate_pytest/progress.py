@@ -286,8 +286,8 @@ class Progress:
             return
         with self._write_lock:
             with self._suspended():
-                writer = getattr(self.reporter, "_tw", None)
-                if writer is not None and writer.width_of_current_line:
+                writer = self.config.get_terminal_writer()  # there is a reporter, so there is its writer
+                if writer.width_of_current_line:
                     writer.line()  # xdist's rows of result letters do not end themselves as pytest's do
                 self.reporter.write_line(line)
 
