@@ -1,6 +1,6 @@
 """``python -m bench``: run the benchmarks, print their tables, write bench/results.json and docs/performance.md.
 
-Options: ``--only capture,parallel,allure``, ``--sizes 1,4,16,32``, ``--workers 0,2`` (0 = one process).
+Options: ``--only capture,burst,parallel,allure``, ``--sizes 1,4,16,32``, ``--workers 0,2`` (0 = one process).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import allure as allure_bench
-from bench import capture, machine, parallel, targets
+from bench import burst, capture, machine, parallel, targets
 from bench.labs import ROOT
 from bench.markdown import render_markdown, update_doc
 
@@ -34,7 +34,7 @@ def _ints(text: str) -> tuple[int, ...]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="capture,parallel,allure", help="comma-separated benchmarks to run")
+    parser.add_argument("--only", default="capture,burst,parallel,allure", help="comma-separated benchmarks to run")
     parser.add_argument("--sizes", type=_ints, default=(1, 8, 32, 64), help="VM counts (default 1,8,32,64)")
     parser.add_argument("--workers", type=_ints, default=(0, 2),
                         help="pytest-xdist worker counts to try per size; 0 = one process (default 0,2)")
@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         if "capture" in chosen:
             console.print("posture capture: batched pool vs one execute_ps per probe (20 ms round trip)")
             results["capture"] = capture.run(round_trip=0.02, repeats=args.repeats)
+        if "burst" in chosen:
+            console.print("one VM's baseline burst: CPU per step, harness and lab (no simulated latency)")
+            results["burst"] = burst.run(repeats=args.repeats * 4)
         if "parallel" in chosen or "allure" in chosen:
             console.print(f"harness cost: {', '.join(map(str, args.sizes))} VMs at real-lab latencies (scaled)")
             results["parallel"] = parallel.run(work, sizes=args.sizes, workers=args.workers, runs=args.runs,
@@ -109,6 +112,7 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
                      ["ratio", f"{cap['request_ratio']:.1f}x", f"{cap['wall_ratio']:.1f}x"],
                      ["patchgate opening its pool (once per VM)", f"{b['pool_open_requests']:g}",
                       f"{b['pool_open_s'] * 1000:.0f} ms"]]))
+    out += _burst_tables(results)
     par = results.get("parallel")
     if par:
         rows = []
@@ -139,6 +143,39 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
     if results.get("targets"):
         out.append(("Targets", ["target", "measured", "result"],
                     [[t["target"], t["measured"], "pass" if t["ok"] else "FAIL"] for t in results["targets"]]))
+    return out
+
+
+def _burst_tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    cost = results.get("burst")
+    if not cost:
+        return []
+
+    def ms(seconds: float) -> str:
+        return f"{seconds * 1000:.1f} ms"
+
+    rows = [[s["step"], f"{s['requests']:g}", ms(s["harness_cpu_s"]), ms(s["lab_cpu_s"]), ms(s["wall_s"])]
+            for s in cost["steps"]]
+    rows.append(["one VM's burst", f"{sum(s['requests'] for s in cost['steps']):g}",
+                 ms(cost["harness_cpu_per_vm_s"]), ms(cost["lab_cpu_per_vm_s"]),
+                 ms(sum(s["wall_s"] for s in cost["steps"]))])
+    out = [(f"One VM's baseline burst, step by step (bench/burst.py; {cost['candidate']} on one twin VM, no "
+            f"simulated latency, mean of {cost['repeats']})",
+            ["step", "WSMan requests", "harness CPU", "lab CPU", "wall"], rows)]
+    par = results.get("parallel")
+    measured = {(r["vms"], r["workers"]): r.get("breakdown", {}).get("burst_s")
+                for r in (par or {}).get("runs", [])}
+    sizes = sorted({vms for vms, _ in measured if vms > 1}) or [32, 64]
+    floor_rows = []
+    for vms in sizes:
+        seen = [f"{value:.1f} s ({'-n ' + str(workers) if workers else '1 process'})"
+                for (size, workers), value in sorted(measured.items()) if size == vms and value is not None]
+        floor_rows.append([str(vms), f"{vms * cost['harness_cpu_per_vm_s']:.1f} s",
+                           f"{vms * (cost['harness_cpu_per_vm_s'] + cost['lab_cpu_per_vm_s']) / cost['cores']:.1f} s",
+                           f"{burst.floor_s(cost, vms):.1f} s", ", ".join(seen) or "-"])
+    out.append((f"The shortest baseline burst this cost allows ({cost['cores']} cores; an estimate, see bench/burst.py)",
+                ["VMs ready at once", "harness, one interpreter", "both sides, all cores", "floor",
+                 "measured above"], floor_rows))
     return out
 
 
