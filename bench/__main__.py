@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             results["capture"] = capture.run(round_trip=0.02, repeats=args.repeats)
         if "burst" in chosen:
             console.print("one VM's baseline burst: CPU per step, harness and lab (no simulated latency)")
-            results["burst"] = burst.run(repeats=args.repeats * 4)
+            results["burst"] = burst.run(repeats=args.repeats * 8)
         if "parallel" in chosen or "allure" in chosen:
             console.print(f"harness cost: {', '.join(map(str, args.sizes))} VMs at real-lab latencies (scaled)")
             results["parallel"] = parallel.run(work, sizes=args.sizes, workers=args.workers, runs=args.runs,
@@ -112,7 +112,6 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
                      ["ratio", f"{cap['request_ratio']:.1f}x", f"{cap['wall_ratio']:.1f}x"],
                      ["patchgate opening its pool (once per VM)", f"{b['pool_open_requests']:g}",
                       f"{b['pool_open_s'] * 1000:.0f} ms"]]))
-    out += _burst_tables(results)
     par = results.get("parallel")
     if par:
         rows = []
@@ -133,6 +132,7 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
                     ["VMs", "how", "start-up", "lifecycles stretched", "end", "baseline burst",
                      "harness cores", "lab cores"],
                     [_breakdown_row(r) for r in par["runs"] if r.get("breakdown")]))
+    out += _burst_tables(results)
     rep = results.get("allure")
     if rep:
         out.append((f"Allure report for {rep['vms']} VMs (patchgate report)",
@@ -154,28 +154,37 @@ def _burst_tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[li
     def ms(seconds: float) -> str:
         return f"{seconds * 1000:.1f} ms"
 
+    def total(label: str, steps: list[dict[str, Any]]) -> list[str]:
+        return [label, f"{sum(s['requests'] for s in steps):g}", ms(sum(s["harness_cpu_s"] for s in steps)),
+                ms(sum(s["lab_cpu_s"] for s in steps)), ms(sum(s["wall_s"] for s in steps))]
+
+    steps = cost["steps"]
     rows = [[s["step"], f"{s['requests']:g}", ms(s["harness_cpu_s"]), ms(s["lab_cpu_s"]), ms(s["wall_s"])]
-            for s in cost["steps"]]
-    rows.append(["one VM's burst", f"{sum(s['requests'] for s in cost['steps']):g}",
-                 ms(cost["harness_cpu_per_vm_s"]), ms(cost["lab_cpu_per_vm_s"]),
-                 ms(sum(s["wall_s"] for s in cost["steps"]))])
-    out = [(f"One VM's baseline burst, step by step (bench/burst.py; {cost['candidate']} on one twin VM, no "
-            f"simulated latency, mean of {cost['repeats']})",
+            for s in steps]
+    rows += [total("before the install", [s for s in steps if s["before_install"]]), total("one VM's burst", steps)]
+    out = [((f"One VM's baseline burst, step by step (bench/burst.py; {cost['candidate']} on one twin VM, no "
+             f"simulated latency; mean of {cost['repeats']} calls, of {cost['installs']} for the install)"),
             ["step", "WSMan requests", "harness CPU", "lab CPU", "wall"], rows)]
-    par = results.get("parallel")
-    measured = {(r["vms"], r["workers"]): r.get("breakdown", {}).get("burst_s")
-                for r in (par or {}).get("runs", [])}
+    runs = (results.get("parallel") or {}).get("runs", [])
+    measured = {(r["vms"], r["workers"]): r.get("breakdown", {}).get("burst_s") for r in runs}
+    workers = sorted({w for _, w in measured}) or [0]
     sizes = sorted({vms for vms, _ in measured if vms > 1}) or [32, 64]
+
+    def how(w: int) -> str:
+        return f"-n {w}" if w else "1 process"
+
+    columns = ["VMs ready at once"]
+    for w in workers:
+        columns += [f"floor, {how(w)}", f"measured, {how(w)}"]
     floor_rows = []
     for vms in sizes:
-        seen = [f"{value:.1f} s ({'-n ' + str(workers) if workers else '1 process'})"
-                for (size, workers), value in sorted(measured.items()) if size == vms and value is not None]
-        floor_rows.append([str(vms), f"{vms * cost['harness_cpu_per_vm_s']:.1f} s",
-                           f"{vms * (cost['harness_cpu_per_vm_s'] + cost['lab_cpu_per_vm_s']) / cost['cores']:.1f} s",
-                           f"{burst.floor_s(cost, vms):.1f} s", ", ".join(seen) or "-"])
-    out.append((f"The shortest baseline burst this cost allows ({cost['cores']} cores; an estimate, see bench/burst.py)",
-                ["VMs ready at once", "harness, one interpreter", "both sides, all cores", "floor",
-                 "measured above"], floor_rows))
+        row = [str(vms)]
+        for w in workers:
+            seen = measured.get((vms, w))
+            row += [f"{burst.floor_s(cost, vms, w):.1f} s", f"{seen:.1f} s" if seen is not None else "-"]
+        floor_rows.append(row)
+    out.append(((f"The shortest baseline burst that cost allows ({cost['cores']} cores; an estimate from the steps "
+                 "before the install, see bench/burst.py) and the burst measured above"), columns, floor_rows))
     return out
 
 
