@@ -155,12 +155,12 @@ def _burst_tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[li
         return f"{seconds * 1000:.1f} ms"
 
     def total(label: str, steps: list[dict[str, Any]]) -> list[str]:
-        return [label, f"{sum(s['requests'] for s in steps):g}", ms(sum(s["harness_cpu_s"] for s in steps)),
+        return [label, f"{sum(s['requests'] for s in steps):.3g}", ms(sum(s["harness_cpu_s"] for s in steps)),
                 ms(sum(s["lab_cpu_s"] for s in steps)), ms(sum(s["wall_s"] for s in steps))]
 
     steps = cost["steps"]
-    rows = [[s["step"], f"{s['requests']:g}", ms(s["harness_cpu_s"]), ms(s["lab_cpu_s"]), ms(s["wall_s"])]
-            for s in steps]
+    rows = [[s["step"], f"{s['requests']:.3g}", ms(s["harness_cpu_s"]), ms(s["lab_cpu_s"]), ms(s["wall_s"])]
+            for s in steps]  # a mean: a look now and then needs a second Receive
     rows += [total("before the install", [s for s in steps if s["before_install"]]), total("one VM's burst", steps)]
     out = [((f"One VM's baseline burst, step by step (bench/burst.py; {cost['candidate']} on one twin VM, no "
              f"simulated latency; mean of {cost['repeats']} calls, of {cost['installs']} for the install)"),
