@@ -29,7 +29,7 @@ from typing import Any
 
 import psutil
 
-from bench.capture import _requests
+from bench.capture import wsman_requests
 from bench.labs import ROOT, write_lab
 from patchgate.config import load_candidate, load_lab
 from patchgate.doctor.preflight import run_preflight
@@ -69,7 +69,7 @@ class _Burst:
         harness, lab, began = time.process_time(), _cpu(self.twin), time.perf_counter()
         values = [step() for _ in range(calls)]
         spent = (calls, time.process_time() - harness, _cpu(self.twin) - lab, time.perf_counter() - began,
-                 _requests(endpoints.counters(self.vm.name)))
+                 wsman_requests(endpoints.counters(self.vm.name)))
         self.totals[name] = [a + b for a, b in zip(self.totals.get(name, [0.0] * 5), spent)]
         return values
 

@@ -31,7 +31,7 @@ from patchgate.run.components import build_components
 WSMAN_ACTIONS = frozenset({"Create", "Delete", "Get", "Put", "Enumerate", "Command", "Receive", "Send", "Signal"})
 
 
-def _requests(counters: dict[str, int]) -> int:
+def wsman_requests(counters: dict[str, int]) -> int:
     return sum(n for key, n in counters.items() if key in WSMAN_ACTIONS)
 
 
@@ -55,7 +55,7 @@ def run(*, round_trip: float = 0.02, repeats: int = 5) -> dict[str, Any]:
             began = time.perf_counter()
             session = PsrpRemoting(lab.remoting.settings).open(vm.name, endpoint, credentials)
             connect_s = time.perf_counter() - began
-            connect_requests = _requests(endpoints.counters(vm.name))
+            connect_requests = wsman_requests(endpoints.counters(vm.name))
             batched_s, batched_req = [], []
             try:
                 for _ in range(repeats):
@@ -63,7 +63,7 @@ def run(*, round_trip: float = 0.02, repeats: int = 5) -> dict[str, Any]:
                     began = time.perf_counter()
                     capture = parse_capture(session.run(compose_capture(), timeout=60), vm=vm.name)
                     batched_s.append(time.perf_counter() - began)
-                    batched_req.append(_requests(endpoints.counters(vm.name)))
+                    batched_req.append(wsman_requests(endpoints.counters(vm.name)))
                     assert capture.ok, capture.errors
             finally:
                 session.close()
@@ -81,7 +81,7 @@ def run(*, round_trip: float = 0.02, repeats: int = 5) -> dict[str, Any]:
                     assert output and not had_errors, f"naive probe {area} failed"
                     parse_probe(area, output)  # the same parsing work the batched side does
                 naive_s.append(time.perf_counter() - began)
-                naive_req.append(_requests(endpoints.counters(vm.name)))
+                naive_req.append(wsman_requests(endpoints.counters(vm.name)))
         finally:
             components.close()
 
