@@ -36,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from patchgate.remoting.serving import ServingThread
 from patchgate.secrets.base import Credentials
 from patchgate.secrets.redact import redactor
 
@@ -80,7 +81,7 @@ class ContentServer:
         self._sent: dict[str, int] = {}
         self._requests: dict[str, int] = {}
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServingThread | None = None
         self._connections: set[socket.socket] = set()
 
     # ------------------------------------------------------------ lifetime
@@ -96,17 +97,18 @@ class ContentServer:
             context.load_cert_chain(cert, key)
         self._server = _Server((self.address, self.port), _Handler, self, context)
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="patchgate-content", daemon=True)
-        self._thread.start()
+        self._serving = ServingThread(self._server, "patchgate-content")
+        self._serving.start()
         log.info("content server listening on https://%s:%d (certificate sha256 %s)", self.address, self.port,
                  self.fingerprint)
 
     def stop(self) -> None:
         """Close the listener and cut every transfer in flight; safe to call twice."""
         server, self._server = self._server, None
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.stop()
         if server is not None:
-            server.shutdown()
             server.server_close()
         with self._lock:
             connections = list(self._connections)
@@ -117,9 +119,6 @@ class ContentServer:
                 connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     def __enter__(self) -> "ContentServer":
         self.start()

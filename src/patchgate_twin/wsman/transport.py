@@ -21,6 +21,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
+from patchgate.remoting.serving import ServingThread
+
 log = logging.getLogger(__name__)
 
 CredentialSource = Callable[[], tuple[str, str]]
@@ -79,7 +81,7 @@ class HttpListener:
         self.latency = latency
         self.ssl_context = ssl_context
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServingThread | None = None
 
     @property
     def running(self) -> bool:
@@ -98,19 +100,17 @@ class HttpListener:
     def start(self) -> int:
         if self._server is None:
             self._server = _Server(self)
-            self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                            name=f"twin-wsman-{self.app.vm}", daemon=True)
-            self._thread.start()
+            self._serving = ServingThread(self._server, f"twin-wsman-{self.app.vm}")
+            self._serving.start()
         return self.port
 
     def stop(self) -> None:
+        if self._serving is not None:
+            self._serving.stop()
         if self._server is not None:
-            self._server.shutdown()
             self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
         self._server = None
-        self._thread = None
+        self._serving = None
 
 
 class _Server(ThreadingHTTPServer):
