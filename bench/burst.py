@@ -63,7 +63,7 @@ class _Burst:
         self.candidate = load_candidate(ROOT / "candidates" / f"{CANDIDATE}.yaml")
         self.totals: dict[str, list[float]] = {}  # step -> [calls, harness s, lab s, wall s, requests]
 
-    def measure(self, name: str, step: Callable[[], object], calls: int = 1) -> list[object]:
+    def measure(self, name: str, step: Callable[[], Any], calls: int = 1) -> list[Any]:
         endpoints = self.components.handle.endpoints
         endpoints.reset_counters(self.vm.name)
         harness, lab, began = time.process_time(), _cpu(self.twin), time.perf_counter()
@@ -86,13 +86,10 @@ class _Burst:
 
     def before_install(self, repeats: int) -> None:
         endpoint = self.ready()
-        sessions: list[Any] = []
         for _ in range(0, repeats, OPEN_AT_ONCE):  # closed in between: WinRM caps the shells a user may hold
-            for opened in sessions[1:]:
+            for opened in self.measure("connect", lambda: self.open(endpoint), OPEN_AT_ONCE):
                 opened.close()
-            sessions[1:] = []
-            sessions += self.measure("connect", lambda: self.open(endpoint), OPEN_AT_ONCE)
-        session = sessions[0]
+        session = self.open(endpoint)  # the other steps' pool (its opening is counted above)
         try:
             self.measure("preflight", lambda: run_preflight(session, self.candidate, timeout=60), repeats)
             for name, script in (("settle look", compose_capture(areas=["services"])),
@@ -100,8 +97,7 @@ class _Burst:
                 self.measure(name, lambda script=script: parse_capture(session.run(script, timeout=60),
                                                                        vm=self.vm.name), repeats)
         finally:
-            for opened in sessions:
-                opened.close()
+            session.close()
 
     def install(self) -> None:
         session = self.open(self.ready())

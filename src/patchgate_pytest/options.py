@@ -109,10 +109,11 @@ PRIVATE_BASETEMP = pytest.StashKey[Path]()
 
 def _private_basetemp(config: pytest.Config) -> None:
     """pytest's temporary folders for this run alone: named here, before pytest's own configure reads
-    ``--basetemp``, and removed when the run ends. Without ``--basetemp`` a session that makes them (every pytest-xdist run does, for its workers) numbers
-    one under /tmp/pytest-of-<user>/ and at its end deletes that user's older numbered folders but three: the
-    folders of their own pytest sessions, which a gate run must not touch, and which took seconds to delete after
-    the verdict. A run given ``--basetemp`` keeps it, as pytest does."""
+    ``--basetemp``, and removed when the run ends. Without ``--basetemp`` a session that makes them (every
+    pytest-xdist run does, for its workers) numbers one under /tmp/pytest-of-<user>/ and at its end deletes that
+    user's older numbered folders but three: the folders of their own pytest sessions, which a gate run must not
+    touch, and which took seconds to delete after the verdict. A run given ``--basetemp`` keeps it, as pytest
+    does."""
     import tempfile
 
     if config.option.basetemp:

@@ -12,7 +12,7 @@ from patchgate.remoting.serving import ServingThread
 
 
 class _Hello(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         body = self.path.encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
