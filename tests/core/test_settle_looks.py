@@ -4,6 +4,7 @@ capture is not taken before the guest's delayed-start services run again (that w
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -68,3 +69,27 @@ def test_a_good_look_between_failures_starts_the_count_again() -> None:
     look = _looks(down, down, up, down, down, up, {"UsoSvc": _Service("Running")})
     result = wait_settled(look, frozenset({"UsoSvc"}), 30.0, threading.Event(), failed_looks=3)
     assert result.settled and result.polls == 7
+
+
+def test_no_look_is_taken_before_the_shortest_settle() -> None:
+    """A look before ``at_least`` cannot end the wait: the first one is taken after it, and a settled guest is
+    looked at once."""
+    began = time.monotonic()
+    taken: list[float] = []
+
+    def look():
+        taken.append(time.monotonic() - began)
+        return {"UsoSvc": _Service("Running")}
+
+    result = wait_settled(look, frozenset({"UsoSvc"}), 30.0, threading.Event(), at_least=0.3)
+    assert result.settled and result.polls == 1
+    assert taken[0] >= 0.3
+
+
+def test_a_stop_during_the_shortest_settle_ends_the_wait_without_a_look() -> None:
+    stop = threading.Event()
+    stop.set()
+    looked: list[int] = []
+    result = wait_settled(lambda: looked.append(1) or {}, frozenset(), 30.0, stop, at_least=10.0)
+    assert not result.settled and result.polls == 0 and not looked
+    assert "the shortest settle" in result.detail

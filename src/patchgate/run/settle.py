@@ -8,7 +8,9 @@ soon as WinRM answers would report them stopped, and would miss what a crash wri
 The guest has settled when no service is in a pending state and every delayed-start service that ran at the
 baseline runs again, and (after the install) at least ``timeouts.settle_min`` has passed: what a service that
 crashes seconds after an install writes to the log is there by then, since Windows writes events when they
-happen. The wait is bounded by ``timeouts.settle`` (docs/lab-file.md), after which the capture is taken anyway
+happen. No look is taken before that shortest settle has passed, since a look then cannot end the wait: one
+look at its end instead of one every few seconds (with the lab file's defaults, 1 pipeline instead of about 20 per
+VM). The wait is bounded by ``timeouts.settle`` (docs/lab-file.md), after which the capture is taken anyway
 and the checks judge what they see. A look that fails (a WSMan error) is one look: the next is taken, since a
 capture taken before the delayed starts would see them stopped and block a good update; but a guest whose looks
 keep failing (``failed_looks`` in a row: the lab's ``retries.count`` + 1) is not settling, it is not answering, and
@@ -64,12 +66,14 @@ def wait_settled(look: Callable[[], Mapping[str, object]], wanted: frozenset[str
                  stop: threading.Event, *, at_least: float = 0.0, failed_looks: int = 3) -> SettleResult:
     """Look at the guest's services until it has settled or ``window`` seconds passed (``stop`` ends it early);
     ``wanted`` None: the delayed-start services of each look (before the baseline). ``at_least``: the guest has
-    not settled before that many seconds (capped by ``window``); the last look is taken after them.
+    not settled before that many seconds (capped by ``window``); the first look is taken after them.
     ``failed_looks``: that many failed looks in a row raise the last failure."""
     began = time.monotonic()
     interval = min(5.0, max(0.2, window / 100))
     at_least = min(at_least, window)
     polls = failures = 0
+    if at_least > 0 and stop.wait(at_least):  # a look before the shortest settle could not end the wait
+        return SettleResult(False, time.monotonic() - began, polls, ("the shortest settle",))
     while True:
         polls += 1
         failed: LabError | None = None
