@@ -51,7 +51,7 @@ def is_copy_script(script: str) -> bool:
 
 def op_name(script: str) -> str | None:
     """The ``# patchgate-op: <name>`` marker on a script's first line, if any."""
-    first = script.lstrip().splitlines()[0] if script.strip() else ""
+    first = script.lstrip().partition("\n")[0]  # the first line only: a capture script is 33 kB
     match = OP_MARKER.match(first)
     return match.group("op") if match else None
 
