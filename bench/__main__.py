@@ -128,9 +128,12 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
                     ["VMs", "how", "wall", "every run (s)", "longest VM lifecycle", "overhead", "efficiency",
                      "harness CPU", "harness CPU per VM", "twin CPU (the lab)", "verdict"], rows))
     if par and any(r.get("breakdown") for r in par["runs"]):
-        out.append(("Where the overhead goes (bench/breakdown.py; cores: average busy during the baseline burst)",
-                    ["VMs", "how", "start-up", "lifecycles stretched", "end", "baseline burst",
-                     "harness cores", "lab cores"],
+        out.append(((f"Where the overhead goes (bench/breakdown.py; cores: average busy during the baseline burst, "
+                     f"harness + lab, of {results['machine']['cores']}; post phase: the last VM's, from back after "
+                     "its restart to its post capture; at full cores: had the burst kept every core busy with the "
+                     "same CPU work and the last post phase been as short as one VM's alone)"),
+                    ["VMs", "how", "start-up", "lifecycles stretched", "end", "baseline burst", "cores",
+                     "post phase", "overhead at full cores", "efficiency at full cores"],
                     [_breakdown_row(r) for r in par["runs"] if r.get("breakdown")]))
     out += _burst_tables(results)
     rep = results.get("allure")
@@ -194,12 +197,13 @@ def _breakdown_row(run: dict[str, Any]) -> list[str]:
     def seconds(key: str) -> str:
         return f"{b[key]:.1f} s" if key in b else "-"
 
-    def cores(key: str) -> str:
-        return f"{b[key]:.2f}" if key in b else "-"
-
+    harness, lab = b.get("burst_harness_cores"), b.get("burst_lab_cores")
+    cores = f"{harness:.2f} + {lab:.2f}" if harness is not None and lab is not None else "-"
+    full = run.get("full_cores_overhead_s")
     return [str(run["vms"]), f"-n {run['workers']}" if run["workers"] else "1 process", seconds("startup_s"),
-            seconds("stretch_s"), seconds("end_s"), seconds("burst_s"), cores("burst_harness_cores"),
-            cores("burst_lab_cores")]
+            seconds("stretch_s"), seconds("end_s"), seconds("burst_s"), cores, seconds("post_s"),
+            f"{full:.1f} s" if full is not None else "-",
+            f"{run['full_cores_efficiency']:.3f}" if full is not None else "-"]
 
 
 if __name__ == "__main__":

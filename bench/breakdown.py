@@ -7,10 +7,17 @@ overhead = start-up + stretch + end, where
     lifecycle): what running N VMs at once added to the lifecycles;
   * end = the last step's end to the process's exit (the gate, junit, Allure, the evidence manifest, the summary).
 
-The baseline burst is the moment every VM of a lab with equal latencies reaches at once: from the first VM being
-ready to the last install starting (connect, preflight, settle, baseline capture, staging). The cores the harness
-and the simulated lab kept busy there say what bounds it: one core for one Python process, the machine's core
-count for the whole tree.
+Every VM of a lab with equal latencies reaches the same step at once twice, and those moments hold most of the
+stretch:
+  * the baseline burst, from the first VM being ready to the last install starting (connect, preflight, settle,
+    baseline capture, staging): the cores the harness and the simulated lab kept busy in it say what bounds it
+    (one core for one Python process, the machine's core count for the whole tree);
+  * the post phase, from a VM being back from its restart to its post capture (reconnect, the remoting check,
+    settle, WSUS sync, post capture), shown for the VM that finished last. The VMs come back as far apart as the
+    baseline burst sent them into their installs, and the checks of the VMs already captured run meanwhile.
+``at_full_cores`` estimates the overhead left had the baseline burst kept every core busy with the CPU work it did
+and had the last VM's post phase taken no longer than one VM's alone: the least a better schedule could reach
+at this CPU cost.
 """
 
 from __future__ import annotations
@@ -42,10 +49,28 @@ def breakdown(run: ValidateRun, ideal_s: float) -> dict[str, float]:
     row = {"startup_s": first - run.began_at, "stretch_s": (last - first) - ideal_s, "end_s": run.ended_at - last}
     ready = [_end(s) for s in steps if s["name"] == "wait_ready"]
     installs = [_at(s["started_at"]) for s in steps if s["name"] == "install"]
-    if ready and installs and run.sampler is not None:
+    if ready and installs:
         begin, end = min(ready), max(installs)
         row["burst_s"] = end - begin
-        if end - begin >= 0.2:  # shorter than a few samples says nothing about cores
+        if end - begin >= 0.2 and run.sampler is not None:  # shorter than a few samples says nothing about cores
             row["burst_harness_cores"] = run.sampler.cores_busy(begin, end, exclude=run.twin_pids)
             row["burst_lab_cores"] = run.sampler.cores_busy(begin, end, pids=run.twin_pids)
+    last_vm = max(run.gate.get("vms", []), key=lambda vm: max((_end(s) for s in vm.get("steps") or []), default=0))
+    back = [_end(s) for s in last_vm.get("steps") or [] if s["name"] == "wait_ready_after_reboot"]
+    captured = [_end(s) for s in last_vm.get("steps") or [] if s["name"] == "capture_post"]
+    if back and captured:
+        row["post_s"] = captured[-1] - back[-1]
     return row
+
+
+def at_full_cores(row: dict[str, float], single: dict[str, float], cores: int) -> float:
+    """What ``row``'s overhead would lose had its baseline burst kept all ``cores`` busy with the CPU work it did
+    (harness and lab; never shorter than one VM's burst alone, ``single``) and had its last VM's post phase taken
+    no longer than one VM's alone."""
+    saved = 0.0
+    length, harness, lab = row.get("burst_s"), row.get("burst_harness_cores"), row.get("burst_lab_cores")
+    if length is not None and harness is not None and lab is not None:
+        saved += max(0.0, length - max(length * (harness + lab) / max(1, cores), single.get("burst_s", 0.0)))
+    if "post_s" in row:
+        saved += max(0.0, row["post_s"] - single.get("post_s", 0.0))
+    return saved

@@ -8,8 +8,8 @@ revert to restore): what the harness adds on top of the slowest VM. Efficiency =
 Harness CPU = user + system time of the whole process tree minus what the twin's own processes used (they play
 the lab's machines, which on a real lab spend their own CPU); per VM = harness CPU / N.
 
-Where the overhead goes (start-up, the lifecycles stretching, the end) and the cores busy while every VM
-reaches the same step at once: bench/breakdown.py.
+Where the overhead goes (start-up, the lifecycles stretching, the end), the cores busy while every VM
+reaches the same step at once, and the overhead had those moments kept every core busy: bench/breakdown.py.
 
 Each configuration runs ``runs`` times and the fastest run is kept (all wall times are recorded): on a shared
 machine, noise only ever adds time, so the minimum is the steadiest estimate (as ``timeit`` advises).
@@ -17,10 +17,11 @@ machine, noise only ever adds time, so the minimum is the steadiest estimate (as
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from bench.breakdown import breakdown
+from bench.breakdown import at_full_cores, breakdown
 from bench.labs import SCALED_LATENCY, VM_KINDS, write_lab
 from bench.validate import ValidateRun, validate
 
@@ -50,8 +51,10 @@ def run(work: Path, *, sizes: tuple[int, ...] = (1, 8, 32, 64), workers: tuple[i
         lab = write_lab(work / "labs", f"bench-single-{kind[0]}", 1, latency=latency, kinds=(kind,))
         result, walls = _fastest(runs, lambda i: validate(lab, CANDIDATE, work / f"single-{kind[0]}-{i}", "-q"))
         singles.append(_summary(result, 1, 0) | {"kind": kind[0], "walls_s": walls})
+        singles[-1]["breakdown"] = breakdown(result, singles[-1]["longest_lifecycle_s"])
         log(f"  1 VM ({kind[0]}): {result.wall_s:.1f}s wall, lifecycle {singles[-1]['longest_lifecycle_s']:.1f}s")
     ideal = max(s["longest_lifecycle_s"] for s in singles)
+    alone = {key: min(s["breakdown"].get(key, 0.0) for s in singles) for key in ("burst_s", "post_s")}  # the best
 
     rows = []
     for size in sizes:
@@ -67,6 +70,9 @@ def run(work: Path, *, sizes: tuple[int, ...] = (1, 8, 32, 64), workers: tuple[i
             row["overhead_s"] = result.wall_s - ideal
             row["cpu_per_vm_s"] = result.harness_cpu_s / size
             row["breakdown"] = breakdown(result, ideal)
+            row["full_cores_overhead_s"] = row["overhead_s"] - at_full_cores(row["breakdown"], alone,
+                                                                             os.cpu_count() or 1)
+            row["full_cores_efficiency"] = ideal / (ideal + row["full_cores_overhead_s"])
             rows.append(row)
             log(f"  {size} VMs{f' -n {count}' if count else ''}: {result.wall_s:.1f}s wall, overhead "
                 f"{row['overhead_s']:.1f}s, efficiency {row['efficiency']:.3f}, harness CPU "
