@@ -55,11 +55,11 @@ def breakdown(run: ValidateRun, ideal_s: float) -> dict[str, float]:
         if end - begin >= 0.2 and run.sampler is not None:  # shorter than a few samples says nothing about cores
             row["burst_harness_cores"] = run.sampler.cores_busy(begin, end, exclude=run.twin_pids)
             row["burst_lab_cores"] = run.sampler.cores_busy(begin, end, pids=run.twin_pids)
-    last_vm = max(run.gate.get("vms", []), key=lambda vm: max((_end(s) for s in vm.get("steps") or []), default=0))
-    back = [_end(s) for s in last_vm.get("steps") or [] if s["name"] == "wait_ready_after_reboot"]
-    captured = [_end(s) for s in last_vm.get("steps") or [] if s["name"] == "capture_post"]
-    if back and captured:
-        row["post_s"] = captured[-1] - back[-1]
+    last_steps = max((vm.get("steps") or [] for vm in run.gate.get("vms", [])),
+                     key=lambda vm_steps: max(map(_end, vm_steps), default=0.0))
+    ends = {s["name"]: _end(s) for s in last_steps}  # the last of each name
+    if "wait_ready_after_reboot" in ends and "capture_post" in ends:
+        row["post_s"] = ends["capture_post"] - ends["wait_ready_after_reboot"]
     return row
 
 

@@ -30,7 +30,8 @@ def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
             full = max((r["full_cores_efficiency"] for r in runs if "full_cores_efficiency" in r), default=None)
             bound = f"; at full cores {full:.3f}" if full is not None else ""  # bench/breakdown.py
             rows.append({"target": f"parallel efficiency at {size} VMs >= {EFFICIENCY:g}",
-                         "measured": f"{best['efficiency']:.3f} ({how}){bound}", "ok": best["efficiency"] >= EFFICIENCY})
+                         "measured": f"{best['efficiency']:.3f} ({how}){bound}",
+                         "ok": best["efficiency"] >= EFFICIENCY})
         for size in EFFICIENCY_AT:
             single = [r for r in parallel["runs"] if r["vms"] == size and not r["workers"]]
             if single:  # one process: xdist adds each worker's start-up, which is not a per-VM cost

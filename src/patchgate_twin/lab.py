@@ -443,8 +443,9 @@ class TwinLab:
         port = getattr(settings, "port", None) or (5986 if getattr(settings, "ssl", False) else 5985)
         if not any(host.firewall_profiles.values()) or not any(p.enabled for p in host.firewall_profiles.values()):
             return None  # the firewall is off: nothing filters the port
-        opening = any(r.enabled and r.direction == "Inbound" and r.action == "Allow" and r.protocol in ("TCP", "Any")
-                      and str(port) in r.local_port for r in host.firewall_rules.values())
+        opening = any(r.enabled and r.direction == "Inbound" and r.action == "Allow"
+                      and r.protocol in ("TCP", "Any") and str(port) in r.local_port
+                      for r in host.firewall_rules.values())
         return None if opening else f"no enabled inbound firewall rule allows TCP {port} (WinRM)"
 
     def power_off(self, name: str) -> None:
